@@ -1,0 +1,53 @@
+"""`harness`: the command line. Each subcommand lives in its own module with
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
+when their command runs, so ``harness --help`` is instant."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "variants": ("harness.variants_command", "list registered variants or describe one"),
+    "profile": ("harness.profile.command", "params per part and encoder GFLOPs vs the paper"),
+    "data": ("harness.data.command", "prepare corpora (synthetic, LibriSpeech, Aishell-1)"),
+    "plan": ("harness.grid.plan_command", "print a grid's cells, their size and cost, train nothing"),
+    "run": ("harness.grid.run_command", "train, decode and record every cell of a grid"),
+    "status": ("harness.grid.status_command", "each cell's state and progress"),
+    "bench": ("harness.profile.bench_command", "encoder inference time and peak memory"),
+    "report": ("harness.report.command", "regenerate the paper's tables and figures"),
+    "demo": ("harness.demo", "the main job: default grid on built-in data, then the report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Ablation and benchmarking harness for speech-recognition encoders "
+                    "(Zipformer, Conformer).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}")
+        parser.print_help()
+        return 0
+    name = argv[0]
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"harness {name}", description=help_)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

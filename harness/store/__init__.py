@@ -1,0 +1,1 @@
+from .results_store import ResultsStore, default_store_path  # noqa: F401

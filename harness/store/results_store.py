@@ -1,0 +1,169 @@
+"""The one results store: SQLite in WAL mode, read by the reporter with pandas.
+
+Tables (columns are fixed here; every writer goes through :class:`ResultsStore`):
+
+- ``cells``    one row per grid cell: resolved config, code version, status
+               (pending, running, done, failed, diverged), error text, progress,
+               params, FLOPs, run directory.
+- ``epochs``   per-epoch train/valid losses of a cell.
+- ``wers``     WER/CER per cell, test set, decoding method and epoch, with
+               insertions, deletions, substitutions and reference length.
+- ``profile``  params and encoder GFLOPs per variant and objective.
+- ``bench``    encoder inference time and peak memory per variant and device.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+CELL_STATUSES = ("pending", "running", "done", "failed", "diverged")
+
+SCHEMA: dict[str, dict[str, str]] = {
+    "cells": {
+        "cell_id": "TEXT NOT NULL", "grid": "TEXT", "name": "TEXT", "variant": "TEXT",
+        "objective": "TEXT", "config": "TEXT", "code_version": "TEXT",
+        "status": "TEXT NOT NULL", "error": "TEXT", "step": "INTEGER", "epoch": "REAL",
+        "params": "INTEGER", "gflops": "REAL", "run_dir": "TEXT",
+        "created_at": "REAL", "updated_at": "REAL",
+    },
+    "epochs": {
+        "cell_id": "TEXT NOT NULL", "epoch": "INTEGER NOT NULL", "step": "INTEGER",
+        "train_loss": "REAL", "valid_loss": "REAL", "lr": "REAL", "seconds": "REAL",
+        "extra": "TEXT",
+    },
+    "wers": {
+        "cell_id": "TEXT NOT NULL", "test_set": "TEXT NOT NULL", "method": "TEXT NOT NULL",
+        "epoch": "INTEGER NOT NULL", "unit": "TEXT", "wer": "REAL", "errors": "INTEGER",
+        "ins": "INTEGER", "del": "INTEGER", "sub": "INTEGER", "ref_words": "INTEGER",
+        "created_at": "REAL",
+    },
+    "profile": {
+        "variant": "TEXT NOT NULL", "objective": "TEXT NOT NULL", "params": "INTEGER",
+        "encoder_params": "INTEGER", "parts": "TEXT", "gflops": "REAL",
+        "gflops_convention": "TEXT", "gflops_flop_counter": "REAL",
+        "params_paper": "REAL", "gflops_paper": "REAL", "created_at": "REAL",
+    },
+    "bench": {
+        "variant": "TEXT NOT NULL", "device": "TEXT NOT NULL", "threads": "INTEGER",
+        "batch": "INTEGER NOT NULL", "duration_s": "REAL NOT NULL", "runs": "INTEGER",
+        "median_s": "REAL", "p25_s": "REAL", "p75_s": "REAL", "peak_mem_mb": "REAL",
+        "mem_method": "TEXT", "created_at": "REAL",
+    },
+}
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "cells": ("cell_id",),
+    "epochs": ("cell_id", "epoch"),
+    "wers": ("cell_id", "test_set", "method", "epoch"),
+    "profile": ("variant", "objective"),
+    "bench": ("variant", "device", "batch", "duration_s"),
+}
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get("HARNESS_STORE", "runs/results.sqlite"))
+
+
+class ResultsStore:
+    """Thin, typed access to the SQLite results store.
+
+    Safe for several processes: WAL mode, a busy timeout, and short
+    transactions. Dict/list values are stored as JSON text.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            for table, cols in SCHEMA.items():
+                col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
+                pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=60)
+        try:
+            con.execute("PRAGMA busy_timeout=60000")
+            yield con
+            con.commit()
+        finally:
+            con.close()
+
+    # ---- generic ----
+    def upsert(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert or update one row; columns not given keep their old values."""
+        if table not in SCHEMA:
+            raise KeyError(f"unknown table {table!r}; tables: {', '.join(SCHEMA)}")
+        unknown = set(row) - set(SCHEMA[table])
+        if unknown:
+            raise KeyError(f"unknown columns {sorted(unknown)} for table {table!r}; "
+                           f"allowed: {', '.join(SCHEMA[table])}")
+        missing = [k for k in PRIMARY_KEYS[table] if row.get(k) is None]
+        if missing:
+            raise KeyError(f"table {table!r} needs key columns {missing}")
+        values = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v)
+                  for k, v in row.items()}
+        cols = list(values)
+        placeholders = ", ".join("?" for _ in cols)
+        updates = ", ".join(f'"{c}"=excluded."{c}"' for c in cols if c not in PRIMARY_KEYS[table])
+        conflict = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+        sql = (f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
+               f"VALUES ({placeholders}) ON CONFLICT ({conflict}) "
+               + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING"))
+        with self._connect() as con:
+            con.execute(sql, [values[c] for c in cols])
+
+    def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        if table not in SCHEMA:
+            raise KeyError(f"unknown table {table!r}; tables: {', '.join(SCHEMA)}")
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(f'"{k}"=?' for k in where)
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute(sql, list(where.values()))]
+
+    def frame(self, table: str):
+        """The whole table as a pandas DataFrame (empty with its columns if no rows)."""
+        import pandas as pd
+
+        rows = self.rows(table)
+        return pd.DataFrame(rows, columns=list(SCHEMA[table]))
+
+    # ---- cells ----
+    def set_cell(self, cell_id: str, **fields: Any) -> None:
+        status = fields.get("status")
+        if status is not None and status not in CELL_STATUSES:
+            raise ValueError(f"unknown status {status!r}; allowed: {', '.join(CELL_STATUSES)}")
+        now = time.time()
+        existing = self.rows("cells", cell_id=cell_id)
+        row = {"cell_id": cell_id, "updated_at": now, **fields}
+        if not existing:
+            row.setdefault("status", "pending")
+            row["created_at"] = now
+        self.upsert("cells", row)
+
+    def cell(self, cell_id: str) -> dict[str, Any] | None:
+        r = self.rows("cells", cell_id=cell_id)
+        return r[0] if r else None
+
+    def add_epoch(self, cell_id: str, epoch: int, **fields: Any) -> None:
+        self.upsert("epochs", {"cell_id": cell_id, "epoch": epoch, **fields})
+
+    def add_wer(self, cell_id: str, test_set: str, method: str, epoch: int, **fields: Any) -> None:
+        self.upsert("wers", {"cell_id": cell_id, "test_set": test_set, "method": method,
+                             "epoch": epoch, "created_at": time.time(), **fields})
+
+    def add_profile(self, variant: str, objective: str, **fields: Any) -> None:
+        self.upsert("profile", {"variant": variant, "objective": objective,
+                                "created_at": time.time(), **fields})
+
+    def add_bench(self, variant: str, device: str, batch: int, duration_s: float, **fields: Any) -> None:
+        self.upsert("bench", {"variant": variant, "device": device, "batch": batch,
+                              "duration_s": duration_s, "created_at": time.time(), **fields})

@@ -1,0 +1,15 @@
+"""Swappable Zipformer / Conformer components and the variant registry."""
+from .registry import (  # noqa: F401
+    InvalidSwitchValueError,
+    UnknownSwitchError,
+    UnknownVariantError,
+    VariantError,
+    apply_overrides,
+    build_model,
+    describe_variant,
+    get_spec,
+    list_variants,
+    register_ablation,
+    register_variant,
+)
+from .spec import ConformerConfig, HeadsConfig, ModelSpec, ZipformerConfig  # noqa: F401

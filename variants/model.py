@@ -1,0 +1,85 @@
+"""The full ASR model: Conv-Embed/subsampling + encoder + any of the heads.
+
+Parts are named as the parameter table of the notes counts them, so
+:meth:`AsrModel.param_counts` reproduces that table row by row.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .encoders import build_encoder
+from .spec import ModelSpec
+
+
+class AsrModel(nn.Module):
+    """Encoder plus transducer / CTC / attention-decoder heads.
+
+    ``forward(x, x_lens)`` runs the encoder only and returns ``(out, out_lens)``
+    with ``out`` of shape (batch, frames at 25 Hz, ``encoder_dim``). The losses
+    (``harness.losses``) and the decoders (``harness.decoding``) use the heads.
+    """
+
+    def __init__(self, spec: ModelSpec, heads: tuple[str, ...] = ("transducer",)):
+        super().__init__()
+        self.spec = spec
+        self.head_names = tuple(heads)
+        h = spec.heads
+        self.vocab_size = h.vocab_size
+        self.blank_id = h.blank_id
+        self.encoder_embed, self.encoder = build_encoder(spec.encoder)
+        self.encoder_dim = spec.encoder.output_dim
+        if "transducer" in heads:
+            from .heads.transducer import Decoder, Joiner
+
+            self.decoder = Decoder(h.vocab_size, h.decoder_dim, h.blank_id, h.context_size)
+            self.joiner = Joiner(self.encoder_dim, h.decoder_dim, h.joiner_dim, h.vocab_size)
+            # projections for the pruned loss's "simple" (linear) joiner
+            self.simple_am_proj = nn.Linear(self.encoder_dim, h.vocab_size)
+            self.simple_lm_proj = nn.Linear(h.decoder_dim, h.vocab_size)
+        if "ctc" in heads:
+            from .heads.ctc import CtcHead
+
+            self.ctc_output = CtcHead(self.encoder_dim, h.vocab_size)
+        if "attention" in heads:
+            from .heads.attention_decoder import AttentionDecoder
+
+            self.attention_decoder = AttentionDecoder(
+                vocab_size=h.vocab_size,
+                d_model=h.attention_decoder_dim,
+                num_layers=h.attention_decoder_layers,
+                nhead=h.attention_decoder_heads,
+                dim_feedforward=h.attention_decoder_ff_dim,
+                memory_dim=self.encoder_dim,
+            )
+
+    def forward_encoder(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, num_features) fbank at 100 Hz; returns (B, T', D), lengths."""
+        x, x_lens = self.encoder_embed(x, x_lens)
+        return self.encoder(x, x_lens)
+
+    forward = forward_encoder
+
+    def set_batch_count(self, batch_count: float) -> None:
+        """Drive every schedule (Bypass minimum, Balancer/Whitener, dropout)."""
+        for m in self.modules():
+            if hasattr(m, "batch_count"):
+                m.batch_count = float(batch_count)
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters per part, named as in the paper's accounting."""
+
+        def n(mod: nn.Module | None) -> int:
+            return 0 if mod is None else sum(p.numel() for p in mod.parameters())
+
+        parts = {
+            "encoder_embed": n(self.encoder_embed),
+            "encoder": n(self.encoder),
+            "decoder": n(getattr(self, "decoder", None)),
+            "joiner": n(getattr(self, "joiner", None)),
+            "simple_proj": n(getattr(self, "simple_am_proj", None)) + n(getattr(self, "simple_lm_proj", None)),
+            "ctc_output": n(getattr(self, "ctc_output", None)),
+            "attention_decoder": n(getattr(self, "attention_decoder", None)),
+        }
+        parts["total"] = n(self)
+        return parts
