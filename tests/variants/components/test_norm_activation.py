@@ -1,0 +1,54 @@
+import math
+
+import pytest
+import torch
+
+from variants.components.activation import create_activation
+from variants.components.bias_norm import BiasNorm
+from variants.components.norm import create_norm
+from variants.components.swoosh import Swish, SwooshL, SwooshR
+
+
+def test_swoosh_formulas():
+    assert abs(SwooshR()(torch.tensor(0.0)).item()) < 1e-7
+    x = torch.tensor([-3.0, 0.5, 2.0, 10.0], dtype=torch.float64)
+    for xi, r, l in zip(x.tolist(), SwooshR()(x).tolist(), SwooshL()(x).tolist()):
+        assert r == pytest.approx(math.log1p(math.exp(xi - 1)) - 0.08 * xi - 0.313261687, abs=1e-12)
+        assert l == pytest.approx(math.log1p(math.exp(xi - 4)) - 0.08 * xi - 0.035, abs=1e-12)
+    assert Swish()(torch.tensor(2.0)).item() == pytest.approx(2 / (1 + math.exp(-2)))
+    # no overflow for large inputs
+    assert torch.isfinite(SwooshR()(torch.tensor(1e4))).all()
+
+
+def test_bias_norm_known_vector():
+    m = BiasNorm(4)
+    with torch.no_grad():
+        m.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        m.log_scale.fill_(math.log(2.0))
+    x = torch.tensor([[3.0, 2.0, 2.0, 2.0]])
+    rms = math.sqrt((4 + 4 + 4 + 4) / 4)  # x - b = [2, 2, 2, 2]
+    assert torch.allclose(m(x), x / rms * 2.0)
+    assert sum(p.numel() for p in m.parameters()) == 5
+
+
+def test_bias_norm_channel_dim_and_clamp():
+    m = BiasNorm(3, channel_dim=1)
+    with torch.no_grad():
+        m.log_scale.fill_(5.0)
+    x = torch.randn(2, 3, 7)
+    y_train = m.train()(x)
+    y_eval = m.eval()(x)
+    rms = (x - m.bias.view(1, 3, 1)).pow(2).mean(1, keepdim=True).sqrt()
+    assert torch.allclose(y_train, x / rms * math.exp(1.5), atol=1e-5)
+    assert torch.allclose(y_eval, x / rms * math.exp(5.0), rtol=1e-5)
+
+
+def test_switch_factories():
+    assert isinstance(create_norm("layer_norm", 8), torch.nn.LayerNorm)
+    assert isinstance(create_activation("swoosh", "feed_forward"), SwooshL)
+    assert isinstance(create_activation("swoosh", "other"), SwooshR)
+    assert isinstance(create_activation("swoosh_r", "convolution"), SwooshR)
+    with pytest.raises(ValueError, match="allowed"):
+        create_norm("rms", 8)
+    with pytest.raises(ValueError, match="allowed"):
+        create_activation("gelu")
