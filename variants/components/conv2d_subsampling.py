@@ -1,0 +1,58 @@
+"""Conv2d subsampling: the original Conformer front end (frame rate / 4).
+
+Two 3x3 convolutions with stride 2 over (time, frequency), each followed by
+ReLU, then a Linear from ``d_model * F'`` to ``d_model`` where
+``F' = ((num_features - 1) // 2 - 1) // 2`` (19 for 80-dim fbank). An input
+of ``T`` frames gives ``((T - 1) // 2 - 1) // 2`` output frames; every valid
+output frame depends on valid input frames only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: the smallest input (frames, or feature bins) the two 3x3 stride-2 convolutions accept
+MIN_INPUT_SIZE = 7
+
+
+def subsampled_size(n: int | torch.Tensor) -> int | torch.Tensor:
+    """Output size of two unpadded 3x3 stride-2 convolutions: ``((n - 1) // 2 - 1) // 2``."""
+    return ((n - 1) // 2 - 1) // 2
+
+
+class Conv2dSubsampling(nn.Module):
+    """(B, T, num_features) fbank -> (B, ((T - 1) // 2 - 1) // 2, d_model)."""
+
+    def __init__(self, num_features: int, d_model: int) -> None:
+        super().__init__()
+        if num_features < MIN_INPUT_SIZE:
+            raise ValueError(f"Conv2dSubsampling needs num_features >= {MIN_INPUT_SIZE}, got {num_features}")
+        if d_model <= 0:
+            raise ValueError(f"Conv2dSubsampling needs d_model > 0, got {d_model}")
+        self.num_features = num_features
+        self.d_model = d_model
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, d_model, kernel_size=3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(d_model, d_model, kernel_size=3, stride=2),
+            nn.ReLU(),
+        )
+        self.out = nn.Linear(d_model * subsampled_size(num_features), d_model)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, num_features); x_lens: (B,) valid frames. Returns (y, y_lens)."""
+        if x.ndim != 3 or x.size(2) != self.num_features:
+            raise ValueError(f"Conv2dSubsampling expects x of shape (batch, frames, {self.num_features}), "
+                             f"got {tuple(x.shape)}")
+        if x_lens.ndim != 1 or x_lens.size(0) != x.size(0):
+            raise ValueError(f"x_lens must have shape ({x.size(0)},), got {tuple(x_lens.shape)}")
+        if x.size(1) < MIN_INPUT_SIZE:
+            raise ValueError(f"Conv2dSubsampling needs at least {MIN_INPUT_SIZE} frames, got {x.size(1)}")
+        lo, hi = int(x_lens.min()), int(x_lens.max())
+        if lo < MIN_INPUT_SIZE or hi > x.size(1):
+            raise ValueError(f"x_lens must lie in [{MIN_INPUT_SIZE}, {x.size(1)}] (frames in x), "
+                             f"got min {lo}, max {hi}")
+        y = self.conv(x.unsqueeze(1))  # (B, d, T', F')
+        b, c, t, f = y.shape
+        y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
+        return y, subsampled_size(x_lens)
