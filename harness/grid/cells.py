@@ -1,0 +1,189 @@
+"""Expand a grid into cells: base and ablation rows x axes x seeds.
+
+Each cell's config is fully resolved (every default filled in) and gets a
+stable id: a hash of that config and of the model spec it resolves to, so a
+cell is retrained only when something that changes its result changes.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from variants import VariantError, get_spec
+from variants.registry import resolve_objective
+from variants.spec import ModelSpec
+
+from .errors import GridError, from_validation_error
+from .loader import Grid
+from .schema import CellConfig, Row
+
+#: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
+FREE_DICTS = ("overrides", "loss", "optimizer.options", "optimizer.schedule_options", "data.options")
+#: keys that do not change a cell's result, left out of its id
+NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes"}, "data": {"num_workers"}}
+#: spec fields that are labels, not model structure
+_SPEC_LABELS = {"description", "paper_params_m", "paper_gflops"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trainable cell of a grid."""
+
+    cell_id: str
+    grid: str
+    name: str
+    config: CellConfig
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    @property
+    def objective(self) -> str:
+        o = self.config.objective
+        return o if isinstance(o, str) else "+".join(o)
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved config as plain JSON-able data."""
+        return self.config.model_dump(mode="json")
+
+    def model_spec(self) -> ModelSpec:
+        return get_spec(self.config.variant, self.config.overrides)
+
+
+def set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` in nested ``data`` (free-form dicts take the rest as one key)."""
+    for free in FREE_DICTS:
+        if key.startswith(free + "."):
+            node = data
+            for part in free.split("."):
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise KeyError(f"{free} is not a mapping")
+            node[key[len(free) + 1:]] = copy.deepcopy(value)
+            return
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise KeyError(f"{part!r} is not a mapping")
+        node = nxt
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def cell_id(config: CellConfig, spec: ModelSpec) -> str:
+    """12 hex digits of SHA-256 over the semantic config and the resolved model spec."""
+    cfg = config.model_dump(mode="json")
+    for section, keys in NON_SEMANTIC.items():
+        for k in keys:
+            cfg.get(section, {}).pop(k, None)
+    model = {k: v for k, v in spec.model_dump(mode="json").items() if k not in _SPEC_LABELS}
+    blob = json.dumps({"config": cfg, "model": model}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _axis_rows(grid: Grid) -> list[list[tuple[str, str, dict[str, Any]]]]:
+    """Per axis: (label, origin, changes) for each value."""
+    out = []
+    for axis, values in grid.spec.axes.items():
+        rows = []
+        for i, v in enumerate(values):
+            origin = f"axes.{axis}[{i}]"
+            if isinstance(v, dict):
+                try:
+                    row = Row.model_validate(v)
+                except ValidationError as err:
+                    raise from_validation_error(str(grid.path), err, Row, prefix=origin) from None
+                rows.append((row.name, origin, row.set))
+            else:
+                rows.append((str(v) if not isinstance(v, list) else "+".join(map(str, v)),
+                             origin, {axis: v}))
+        out.append(rows)
+    return out
+
+
+def _blame(err: ValidationError, changes: list[tuple[str, dict[str, Any]]]) -> str:
+    """Key-path prefix for an error: the row that set the failing key, else the base."""
+    loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+    for origin, sets in reversed(changes):
+        for key in sets:
+            if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+                return f"{origin}.set: "
+    return "base."
+
+
+def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str, Any]]]) -> CellConfig:
+    data = copy.deepcopy(base)
+    for origin, sets in changes:
+        for key, value in sets.items():
+            try:
+                set_path(data, key, value)
+            except KeyError as e:
+                raise GridError(str(grid.path), f"{origin}.set.{key}", f"cannot set: {e.args[0]}") from None
+    try:
+        config = CellConfig.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(str(grid.path), err, CellConfig,
+                                    prefix=_blame(err, changes)) from None
+    origin = changes[-1][0] if changes else "base"
+    try:
+        get_spec(config.variant, config.overrides)
+        resolve_objective(config.objective if isinstance(config.objective, str)
+                          else tuple(config.objective))
+    except VariantError as e:
+        raise GridError(str(grid.path), f"{origin} -> overrides", str(e)) from None
+    return config
+
+
+def expand(grid: Grid) -> list[Cell]:
+    """All cells of ``grid`` in a stable order (rows, then axes, then seeds)."""
+    spec = grid.spec
+    base = spec.base.model_dump(mode="json", exclude={"seeds"}, exclude_unset=False)
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    if spec.include_base:
+        rows.append(("base", "base", {}))
+    rows += [(r.name, f"ablations[{i}]", r.set) for i, r in enumerate(spec.ablations)]
+    seeds = spec.base.seeds or [None]
+    axes = _axis_rows(grid)
+    axis_names = list(spec.axes)
+    cells: list[Cell] = []
+    seen: dict[str, str] = {}
+    for row_name, row_origin, row_set in rows:
+        for combo in itertools.product(*axes) if axes else [()]:
+            for seed in seeds:
+                changes = [(row_origin, row_set)] + [(o, s) for _, o, s in combo]
+                if spec.base.seeds:
+                    changes.append(("base.seeds", {"seed": seed}))
+                config = _resolve(grid, base, changes)
+                labels = {a: lab for a, (lab, _, _) in zip(axis_names, combo)}
+                parts = [] if (row_name == "base" and combo and not spec.ablations) else [row_name]
+                parts += [lab for lab, _, _ in combo]
+                if len(seeds) > 1:
+                    parts.append(f"seed{seed}")
+                    labels["seed"] = str(seed)
+                name = "/".join(parts)
+                cid = cell_id(config, get_spec(config.variant, config.overrides))
+                if cid in seen:
+                    raise GridError(str(grid.path), row_origin,
+                                    f"cells {seen[cid]!r} and {name!r} resolve to the same config; "
+                                    "every row must change something")
+                seen[cid] = name
+                cells.append(Cell(cell_id=cid, grid=grid.name, name=name, config=config,
+                                  labels={"row": row_name, **labels}))
+    return cells
+
+
+def load_cells(path: str) -> tuple[Grid, list[Cell]]:
+    """Load and expand a grid file in one call."""
+    from .loader import load_grid
+
+    grid = load_grid(path)
+    return grid, expand(grid)

@@ -1,0 +1,98 @@
+"""What a cell costs before it is trained: params, encoder GFLOPs, GPU-hours.
+
+GPU-hours = 3 x encoder FLOPs per audio second (forward + backward ~ 3 x
+forward) x training audio seconds per epoch x epochs / sustained FLOP/s. The
+sustained rate is calibrated on the paper's Table 7: Zipformer-M (62.9 GFLOPs
+per 30 s) trains one epoch of LibriSpeech 960 h x 3 speed perturbation in 69
+min on 4 V100s, i.e. about 3.9 effective TFLOP/s per V100 once the heads,
+padding and data loading are paid for.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from .cells import Cell
+
+#: training audio hours per epoch of the corpora the harness knows (speed perturbation x3)
+CORPUS_TRAIN_HOURS = {"librispeech": 960.0 * 3, "aishell1": 150.0 * 3}
+#: effective FLOP/s per GPU, from Table 7 (see the module docstring)
+CALIBRATED_FLOPS_PER_GPU = 3 * 62.9e9 / 30 * 2880 * 3600 / (69 * 60 * 4)
+ASSUMPTION = ("GPU-hours = 3 x encoder FLOPs per audio second x training hours x epochs / "
+              f"{CALIBRATED_FLOPS_PER_GPU / 1e12:.1f} TFLOP/s per GPU (calibrated on the paper's "
+              "Table 7: Zipformer-M, 69 min/epoch on 4 V100, 960 h x 3 speed perturbation)")
+
+
+def params_of(cell: Cell, vocab_size: Optional[int] = None) -> tuple[Optional[int], str]:
+    """Total params, built on the meta device (no memory); (None, why) if it cannot be built."""
+    import torch
+
+    from variants import build_model
+
+    overrides = dict(cell.config.overrides)
+    if vocab_size:
+        overrides["heads.vocab_size"] = vocab_size
+    objective = cell.config.objective if isinstance(cell.config.objective, str) else tuple(cell.config.objective)
+    try:
+        with torch.device("meta"):
+            model = build_model(cell.config.variant, objective, **overrides)
+    except Exception:  # some init code cannot run on meta: build for real
+        try:
+            model = build_model(cell.config.variant, objective, **overrides)
+        except Exception as e:  # model code not available / broken: say why
+            return None, f"model cannot be built: {type(e).__name__}: {e}"
+    return int(model.param_counts()["total"]), ""
+
+
+def gflops_of(cell: Cell, store: Any = None) -> tuple[Optional[float], str]:
+    """Encoder GFLOPs for one 30 s input and where the figure comes from."""
+    if store is not None:
+        for row in store.rows("profile", variant=cell.config.variant):
+            if row.get("gflops") is not None and not cell.config.overrides:
+                return float(row["gflops"]), "measured (results store)"
+    try:
+        from harness.profile import flops as flops_mod  # type: ignore[attr-defined]
+    except ImportError:
+        flops_mod = None
+    fn = getattr(flops_mod, "encoder_gflops", None) if flops_mod else None
+    if fn is not None:
+        try:
+            return float(fn(cell.model_spec())), "measured (DeepSpeed profiler)"
+        except Exception as e:
+            return None, f"n/a: profiler failed: {type(e).__name__}: {e}"
+    spec = cell.model_spec()
+    if spec.paper_gflops is not None and not cell.config.overrides:
+        return float(spec.paper_gflops), "paper (harness.profile.flops not available)"
+    return None, "n/a: harness.profile.flops is not available and the paper has no figure"
+
+
+def train_hours(cell: Cell) -> tuple[Optional[float], str]:
+    """Training audio hours per epoch: from the prepared corpus if present, else known sizes."""
+    d = cell.config.data
+    try:
+        from harness.data import PreparedCorpus  # type: ignore[attr-defined]
+
+        if Path(d.dir).is_dir():
+            from lhotse import load_manifest_lazy
+
+            prepared = PreparedCorpus.load(d.dir)
+            cuts = load_manifest_lazy(prepared.splits[prepared.train_split])
+            secs = sum(c.duration for c in cuts)
+            return secs / 3600, f"prepared corpus in {d.dir}"
+    except Exception:
+        pass
+    if d.corpus in CORPUS_TRAIN_HOURS:
+        return CORPUS_TRAIN_HOURS[d.corpus], f"{d.corpus} size"
+    return None, f"n/a: {d.corpus} is not prepared in {d.dir}"
+
+
+def gpu_hours(gflops: Optional[float], hours: Optional[float], epochs: Optional[float]) -> Optional[float]:
+    if gflops is None or hours is None or epochs is None:
+        return None
+    flops = 3 * gflops * 1e9 / 30 * hours * 3600 * epochs
+    return flops / CALIBRATED_FLOPS_PER_GPU / 3600
+
+
+def fmt(x: Optional[float], spec: str) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)

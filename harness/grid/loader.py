@@ -1,0 +1,52 @@
+"""Read a grid file (YAML) into a validated :class:`Grid`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import GridError, from_validation_error
+from .schema import GridFile
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid file."""
+
+    path: Path
+    name: str
+    spec: GridFile
+
+    @property
+    def store_path(self) -> Path:
+        from harness.store.results_store import default_store_path
+
+        return Path(self.spec.store) if self.spec.store else default_store_path()
+
+    @property
+    def run_root(self) -> Path:
+        return Path(self.spec.run_root) if self.spec.run_root else Path("runs") / self.name
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Parse and validate ``path``; every problem is a :class:`GridError` (one line)."""
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise GridError(file, "", "no such grid file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise GridError(file, "", f"not valid YAML: {where}{getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict):
+        raise GridError(file, "", "a grid file must be a mapping with keys: "
+                        + ", ".join(GridFile.model_fields))
+    try:
+        spec = GridFile.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(file, err, GridFile) from None
+    return Grid(path=path, name=spec.name or path.stem, spec=spec)

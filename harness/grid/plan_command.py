@@ -1,0 +1,55 @@
+"""`harness plan GRID`: the cells, their params and FLOPs, and what training them costs."""
+from __future__ import annotations
+
+import argparse
+
+from .cli_common import add_grid_argument, load_or_report, store_path
+from .cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_grid_argument(p)
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_or_report(args)
+    if loaded is None:
+        return 2
+    grid, cells = loaded
+    store = None
+    path = store_path(args, grid)
+    if path.exists():
+        from harness.store import ResultsStore
+
+        store = ResultsStore(path)
+    print(f"grid {grid.name} ({grid.path}): {len(cells)} cell(s)"
+          + (f" - {grid.spec.description}" if grid.spec.description else ""))
+    header = f"{'cell':<12}  {'name':<28} {'variant':<34} {'objective':<10} {'params(M)':>9} " \
+             f"{'GFLOPs':>7} {'epochs':>7} {'audio h':>8} {'GPU-h':>8}"
+    print(header)
+    total = 0.0
+    notes: set[str] = set()
+    for c in cells:
+        params, why = params_of(c)
+        gflops, gsrc = gflops_of(c, store)
+        hours, hsrc = train_hours(c)
+        t = c.config.train
+        epochs = float(t.epochs) if t.epochs else None
+        if t.max_steps and hours:
+            step_epochs = t.max_steps * t.accum_grad * c.config.data.max_duration * args.gpus / (hours * 3600)
+            epochs = min(epochs, step_epochs) if epochs else step_epochs
+        gh = gpu_hours(gflops, hours, epochs)
+        total += gh or 0.0
+        for n in (why, gsrc, hsrc):
+            if n:
+                notes.add(n)
+        print(f"{c.cell_id:<12}  {c.name[:28]:<28} {c.variant[:34]:<34} {c.objective[:10]:<10} "
+              f"{fmt(params / 1e6 if params else None, '9.2f'):>9} {fmt(gflops, '7.1f'):>7} "
+              f"{fmt(epochs, '7.1f'):>7} {fmt(hours, '8.1f'):>8} {fmt(gh, '8.2f'):>8}")
+    print(f"total: {total:.2f} GPU-hours ({total / max(args.gpus, 1):.2f} h wall-clock with "
+          f"{args.gpus} GPU(s) per cell, cells one after another)")
+    print(f"assumption: {ASSUMPTION}")
+    for n in sorted(notes):
+        print(f"note: {n}")
+    return 0

@@ -1,0 +1,187 @@
+"""The grid-file schema: what a file under ``experiments/`` may say.
+
+A grid file has a ``base`` cell config, optional ``axes`` (cartesian
+products) and optional ``ablations`` (named rows that change keys of the
+base, like the rows of the paper's Table 5). Every model here forbids unknown
+keys, so a typo is an error that names the key and lists what is allowed.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from variants import list_variants
+from variants.spec import OBJECTIVE_HEADS
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+Corpus = Literal["synthetic", "librispeech", "aishell1"]
+HEAD_NAMES = ("transducer", "ctc", "attention")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class OptimizerSection(Strict):
+    """Optimizer and learning-rate schedule (``variants.optim``)."""
+
+    #: None: the optimizer the variant's spec names (ScaledAdam, or Adam for Conformers)
+    name: Optional[Literal["scaled_adam", "adam"]] = None
+    #: base learning rate (paper: 0.045 for ScaledAdam, 7.5 for Adam with Noam)
+    lr: Optional[float] = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: None: the schedule that goes with the optimizer (Eden / Noam)
+    schedule: Optional[Literal["eden", "noam"]] = None
+    schedule_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSection(Strict):
+    """Which corpus, where it is prepared, and how batches are formed."""
+
+    corpus: Corpus
+    #: directory of the prepared corpus (manifests, BPE model); created if missing
+    dir: str
+    #: where the raw corpus lives (not needed for the synthetic corpus)
+    src_dir: Optional[str] = None
+    #: options passed to ``harness.data.prepare_corpus`` (e.g. the synthetic tier)
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: seconds of audio per batch per GPU (paper Table 7: 1000-1700)
+    max_duration: float = Field(gt=0)
+    #: reference batch duration x world size for the model's schedules (authors: 600)
+    ref_duration: float = Field(600.0, gt=0)
+    spec_augment: bool = True
+    num_workers: int = Field(0, ge=0)
+    #: names of test splits to decode (None: every test split the corpus has)
+    test_sets: Optional[list[str]] = None
+    #: use at most this many training utterances (None: all); for smoke tests
+    max_train_cuts: Optional[int] = Field(None, gt=0)
+
+
+class TrainSection(Strict):
+    """Training budget and loop settings."""
+
+    epochs: Optional[int] = Field(None, gt=0)
+    #: stop after this many optimizer steps (the budget may be epochs, steps or both)
+    max_steps: Optional[int] = Field(None, gt=0)
+    accum_grad: int = Field(1, ge=1)
+    precision: Precision = "auto"
+    device: DeviceName = "auto"
+    #: write checkpoint-<step>.pt every N steps (epoch-<e>.pt is written at each epoch end)
+    save_every_n: int = Field(4000, gt=0)
+    keep_last_k: int = Field(30, ge=1)
+    #: update the running average of the weights every N steps (authors: 200)
+    average_period: int = Field(200, gt=0)
+    log_interval: int = Field(50, gt=0)
+    #: try the largest batches once before training so an OOM comes at start
+    oom_check: bool = True
+    #: per-cell wall-clock budget in minutes (None: unlimited); a safety net
+    max_minutes: Optional[float] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _budget(self) -> "TrainSection":
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("give a training budget: train.epochs, train.max_steps or both")
+        if self.save_every_n < self.average_period:
+            raise ValueError(f"save_every_n={self.save_every_n} must be >= average_period="
+                             f"{self.average_period} (the averaged model is checkpointed)")
+        return self
+
+
+class DecodeSection(Strict):
+    """Decoding after training (and optionally after every epoch)."""
+
+    methods: list[str] = Field(default_factory=lambda: ["greedy_search"], min_length=1)
+    beam: int = Field(4, gt=0)
+    #: average the last ``avg`` epochs (authors' --avg); 1: the last epoch only
+    avg: int = Field(1, ge=1)
+    #: average with the running-average model (authors' --use-averaged-model)
+    use_averaged_model: bool = True
+    #: also decode after every epoch (Figure A.2's WER-vs-epoch curves)
+    every_epoch: bool = False
+    batch_duration: float = Field(200.0, gt=0)
+
+
+class CellConfig(Strict):
+    """Everything one cell of a grid needs; a grid's ``base`` is one of these."""
+
+    variant: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    #: a named objective or an explicit list of heads (transducer, ctc, attention)
+    objective: Any = "transducer"
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
+    #: fields of ``harness.losses.LossConfig`` (loss scales, prune range ...)
+    loss: dict[str, Any] = Field(default_factory=dict)
+    data: DataSection
+    train: TrainSection
+    decode: DecodeSection = Field(default_factory=DecodeSection)
+    seed: int = 42
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: Any) -> Any:
+        if isinstance(v, str) and v in OBJECTIVE_HEADS:
+            return v
+        if isinstance(v, list) and v and all(h in HEAD_NAMES for h in v):
+            return list(v)
+        raise ValueError(f"unknown objective {v!r}; allowed: {', '.join(OBJECTIVE_HEADS)} "
+                         f"or a list of heads from {', '.join(HEAD_NAMES)}")
+
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, v: str) -> str:
+        names = list_variants()
+        if v not in names:
+            raise ValueError(f"unknown variant {v!r}; allowed: {', '.join(names)}")
+        return v
+
+
+class BaseSection(CellConfig):
+    """The grid's base: a cell config plus the seeds every cell is run with."""
+
+    seeds: Optional[list[int]] = Field(None, min_length=1)
+
+
+class Row(Strict):
+    """A named change relative to the base: an ablation row or an axis value."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
+    #: dotted key paths into the cell config (``variant``, ``optimizer.lr``,
+    #: ``overrides.norm`` ...) and their new values
+    set: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+class GridFile(Strict):
+    """A whole grid file."""
+
+    name: Optional[str] = None
+    description: str = ""
+    #: which paper table/figure this grid regenerates (for the reporter)
+    paper: Optional[str] = None
+    base: BaseSection
+    #: axis name -> values; scalars set the key path named by the axis,
+    #: ``{name, set}`` rows set several keys at once
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    ablations: list[Row] = Field(default_factory=list)
+    #: whether the base itself is a row (it is, in Table 5)
+    include_base: bool = True
+    #: results store and run directories (defaults: runs/results.sqlite, runs/<grid name>)
+    store: Optional[str] = None
+    run_root: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _rows(self) -> "GridFile":
+        names = [r.name for r in self.ablations]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"ablation names must be unique; repeated: {', '.join(dup)}")
+        if "base" in names and self.include_base:
+            raise ValueError("an ablation may not be called 'base' while include_base is true")
+        for axis, values in self.axes.items():
+            if not values:
+                raise ValueError(f"axis {axis!r} has no values")
+        if not self.include_base and not self.ablations:
+            raise ValueError("include_base is false and there are no ablations: the grid is empty")
+        return self
