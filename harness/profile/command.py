@@ -1,0 +1,102 @@
+"""`harness profile [VARIANT ...]`: params per part and per objective, encoder
+GFLOPs for one 30 s input, the paper's values and the differences beside.
+
+Prints a table (or JSON with ``--json``), writes ``profile.md`` / ``profile.csv``
+under ``--out`` and the rows into the results store's ``profile`` table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .flops import PAPER_FRAMES
+from .summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
+                      profile_variant, store_rows)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, values parsed as YAML (``encoder.num_encoder_layers=[1,1]``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("variants", nargs="*", metavar="VARIANT",
+                   help="registered variants or shell-style patterns (default: all)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of tables")
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
+                   help="comma-separated objectives (default: %(default)s)")
+    p.add_argument("--no-flops", action="store_true", help="count params only (fast)")
+    p.add_argument("--out", default="reports", help="folder for profile.md/csv (default: %(default)s)")
+    p.add_argument("--store", default=None, help="results store (default: $HARNESS_STORE or "
+                                                 "runs/results.sqlite)")
+    p.add_argument("--no-store", action="store_true", help="do not write the results store")
+    p.add_argument("--frames", type=int, default=PAPER_FRAMES,
+                   help="input frames at 100 Hz (default: %(default)s = 30 s, the paper's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="override a switch of every variant profiled (repeatable)")
+
+
+def resolve_variants(names: list[str]) -> list[str]:
+    """Names or patterns to registered names; an unknown one is an error naming it."""
+    from variants import list_variants
+    from variants.registry import UnknownVariantError
+
+    if not names:
+        return list_variants()
+    out: list[str] = []
+    for n in names:
+        matched = list_variants(n)
+        if not matched:
+            raise UnknownVariantError(
+                f"unknown variant {n!r}; registered variants: {', '.join(list_variants())}")
+        out += [m for m in matched if m not in out]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from variants.registry import VariantError
+
+    try:
+        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+        overrides = parse_overrides(args.overrides)
+        names = resolve_variants(args.variants)
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            t0 = time.perf_counter()
+            rows += profile_variant(name, objectives, flops=not args.no_flops,
+                                    overrides=overrides, frames=args.frames)
+            print(f"profiled {name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    except (VariantError, ValueError) as err:
+        print(f"harness profile: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    summary, parts = profile_table(rows), parts_table(rows)
+    from harness.report.render import atomic_write_text
+
+    atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
+                      + parts.to_markdown("##"))
+    atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
+    if not args.no_store:
+        from harness.store import ResultsStore
+
+        store_rows(ResultsStore(args.store), rows)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(summary.to_text())
+        print()
+        print(parts.to_text())
+        print(f"\nwrote {out / 'profile.md'} and {out / 'profile.csv'}", file=sys.stderr)
+    return 0

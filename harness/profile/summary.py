@@ -1,0 +1,130 @@
+"""One profile row per variant and objective: params per part, encoder GFLOPs,
+the paper's values and the relative differences."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from harness.report.render import Table, fmt_pct, pct_diff
+
+from .flops import PAPER_FRAMES, PLAIN, WITH_RULES, EncoderFlops, measure_encoder_flops
+from .params import PARTS, check_objectives, count_parts, objective_part_counts, objective_total
+
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("transducer", "ctc", "ctc_aed")
+
+
+def encoder_flops(variant: str, overrides: Mapping[str, Any] | None = None,
+                  frames: int = PAPER_FRAMES, rules: Mapping[type, int] | None = None) -> EncoderFlops:
+    """Build ``variant`` on CPU once (with the lightest head) and count its encoder FLOPs."""
+    from variants import build_model
+
+    torch.manual_seed(0)
+    model = build_model(variant, objective="ctc", **dict(overrides or {}))
+    return measure_encoder_flops(model, frames=frames, rules=rules)
+
+
+def profile_variant(variant: str, objectives: Iterable[str] = DEFAULT_OBJECTIVES, *,
+                    flops: bool = True, overrides: Mapping[str, Any] | None = None,
+                    frames: int = PAPER_FRAMES,
+                    rules: Mapping[type, int] | None = None) -> list[dict[str, Any]]:
+    """Rows for one variant, one per objective.
+
+    Keys: variant, objective, params (count), params_m, encoder_params,
+    params_paper (millions, as the paper prints it; None where it gives none),
+    params_diff_pct, gflops (with the authors' rules where any apply),
+    gflops_convention, gflops_deepspeed (plain), gflops_flop_counter,
+    gflops_paper, gflops_diff_pct, frames, parts (dict of counts per part).
+    """
+    from variants import get_spec
+
+    objectives = check_objectives(objectives)
+    spec = get_spec(variant, overrides)
+    parts = count_parts(variant, overrides)
+    fl = encoder_flops(variant, overrides, frames, rules) if flops else None
+    rows = []
+    for obj in objectives:
+        total = objective_total(parts, obj)
+        paper_p = spec.paper_params_m.get(obj)
+        gflops = fl.gflops(WITH_RULES) if fl else None
+        # the paper's GFLOPs are for one 30 s input; other lengths are not comparable
+        paper_g = spec.paper_gflops if frames == PAPER_FRAMES else None
+        rows.append({
+            "variant": variant,
+            "objective": obj,
+            "params": total,
+            "params_m": total / 1e6,
+            "encoder_params": parts["encoder_embed"] + parts["encoder"],
+            "params_paper": paper_p,
+            "params_diff_pct": pct_diff(total / 1e6, paper_p),
+            "gflops": gflops,
+            "gflops_convention": fl.convention if fl else None,
+            "gflops_deepspeed": fl.gflops(PLAIN) if fl else None,
+            "gflops_flop_counter": fl.gflops("flop_counter") if fl else None,
+            "gflops_paper": paper_g,
+            "gflops_diff_pct": pct_diff(gflops, paper_g),
+            "frames": frames,
+            "parts": objective_part_counts(parts, obj),
+        })
+    return rows
+
+
+def profile_table(rows: list[Mapping[str, Any]]) -> Table:
+    """Totals and GFLOPs per variant and objective, the paper's values beside."""
+    frames = {r["frames"] for r in rows} or {PAPER_FRAMES}
+    seconds = ", ".join(f"{f / 100:g} s" for f in sorted(frames))
+    t = Table(
+        title=f"Params and encoder GFLOPs (one {seconds} input, batch 1) vs the paper",
+        columns=["variant", "objective", "params (M)", "paper (M)", "diff", "encoder (M)",
+                 "GFLOPs", "convention", "GFLOPs plain", "GFLOPs torch", "paper GFLOPs",
+                 "diff GFLOPs"],
+        digits={"params (M)": 2, "paper (M)": 1, "encoder (M)": 2})
+    for r in rows:
+        t.add([r["variant"], r["objective"], r["params_m"], r["params_paper"],
+               fmt_pct(r["params_diff_pct"]), r["encoder_params"] / 1e6, r["gflops"],
+               r["gflops_convention"], r["gflops_deepspeed"], r["gflops_flop_counter"],
+               r["gflops_paper"], fmt_pct(r["gflops_diff_pct"])])
+    t.notes = [
+        "GFLOPs: encoder_embed + encoder under DeepSpeed's flops profiler, in the convention named "
+        f"beside it: '{WITH_RULES}' adds the authors' per-element rules "
+        "(variants.components.flop_rules.EXTRA_FLOPS_PER_ELEMENT) to DeepSpeed's count; "
+        f"'{PLAIN}' is DeepSpeed alone ('GFLOPs plain' column). 'GFLOPs torch': "
+        "torch.utils.flop_counter.FlopCounterMode, matmul/conv/attention kernels only, a cross-check.",
+        "diff: (ours - paper) / paper. A total adds the parts its objective's heads use.",
+    ]
+    return t
+
+
+def parts_table(rows: list[Mapping[str, Any]]) -> Table:
+    """Parameters per part, one row per variant (parts as every head has them)."""
+    t = Table(title="Parameters per part", columns=["variant"] + list(PARTS))
+    seen: dict[str, dict[str, int]] = {}
+    for r in rows:
+        merged = seen.setdefault(r["variant"], {p: 0 for p in PARTS})
+        for p in PARTS:
+            merged[p] = max(merged[p], int(r["parts"][p]))
+    for variant, parts in seen.items():
+        t.add([variant] + [f"{parts[p]:,}" for p in PARTS])
+    t.notes = ["Counts of the model built with every head; a part an objective does not use "
+               "is left out of that objective's total."]
+    return t
+
+
+def flat_table(rows: list[Mapping[str, Any]]) -> Table:
+    """Every field of every row, parts as columns (for CSV)."""
+    scalar = [k for k in rows[0] if k != "parts"] if rows else []
+    t = Table(title="profile", columns=scalar + [f"params_{p}" for p in PARTS],
+              digits={k: 4 for k in scalar})
+    for r in rows:
+        t.add([r[k] for k in scalar] + [r["parts"][p] for p in PARTS])
+    return t
+
+
+def store_rows(store, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write profile rows into the results store's ``profile`` table."""
+    for r in rows:
+        store.add_profile(
+            r["variant"], r["objective"], params=r["params"], encoder_params=r["encoder_params"],
+            parts=r["parts"], gflops=r["gflops"], gflops_convention=r["gflops_convention"],
+            gflops_flop_counter=r["gflops_flop_counter"], params_paper=r["params_paper"],
+            gflops_paper=r["gflops_paper"])
