@@ -1,0 +1,289 @@
+"""ScaledAdam (paper section 3.5, Algorithm 1 of appendix A.1).
+
+For every non-scalar parameter tensor theta, at step t (descent form of Algorithm 1):
+
+    g   = grad,  h = sum(g * theta)                      (gradient of the tensor's scale)
+    r   = RMS(theta_{t-1})
+    m   = b1 m + (1 - b1) g,      v = b2 v + (1 - b2) g^2
+    n   = b1 n + (1 - b1) h,      w = b2 w + (1 - b2) h^2
+    c   = sqrt(1 - b2^t) / (1 - b1^t)
+    theta <- theta - lr r c m / (sqrt(v) + eps)                 (update scaled by the RMS)
+                   - eta lr c n / (sqrt(w) + eps) * theta       (learning the scale)
+
+What the authors' implementation adds and training depends on (all here):
+
+- limits on the parameter RMS: ``r`` is taken as at least ``param_min_rms``
+  (1e-5) for scaling the update; below that RMS the scale is not updated; the
+  scale update never takes the RMS above ``param_max_rms`` (3.0); the relative
+  scale change per step is clipped to +-``max_scale_step`` (0.1);
+- scalar (1-element) parameters have no scale to learn: they get plain Adam
+  with lr scaled by ``eta`` and are clamped to +-``scalar_max`` (10);
+- gradient clipping relative to the recent median gradient norm
+  (:mod:`variants.optim.grad_clipping`, clipping scale 2.0); ``last_clip``
+  holds the latest clipped step (with the parameter that dominated it);
+- the "efficient implementation": the step is a few multi-tensor (``torch._foreach_*``)
+  operations over all tensors of a group sharing device and dtype, with the
+  per-tensor scalars (RMS, scale moments, step sizes) computed as one small
+  stacked vector; the outcome is the same as a per-tensor loop.
+
+Parameters may be passed with names (``model.named_parameters()`` or groups of
+``(name, param)``); the names are used in the clipping diagnostics.
+State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v),
+``scale_exp_avg`` (n) and ``scale_exp_avg_sq`` (w) for non-scalars; the
+clipping state is saved under the ``"clipping"`` key of ``state_dict()``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .grad_clipping import ClippingEvent, MedianGradClipping
+
+log = logging.getLogger(__name__)
+
+SCALED_ADAM_DEFAULTS: dict[str, Any] = {
+    "lr": 0.045, "betas": (0.9, 0.98), "eta": 0.1, "eps": 1e-8,
+    "param_min_rms": 1e-5, "param_max_rms": 3.0, "max_scale_step": 0.1, "scalar_max": 10.0,
+}
+
+
+def _check_hyperparameters(lr: float, betas: tuple[float, float], eta: float, eps: float,
+                           param_min_rms: float, param_max_rms: float, max_scale_step: float,
+                           scalar_max: float) -> None:
+    def positive(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise ValueError(f"ScaledAdam: {name} must be a finite number >= 0, got {value!r}")
+
+    for name, value in (("lr", lr), ("eta", eta), ("eps", eps), ("param_min_rms", param_min_rms),
+                        ("param_max_rms", param_max_rms), ("max_scale_step", max_scale_step),
+                        ("scalar_max", scalar_max)):
+        positive(name, value)
+    if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)):
+        raise ValueError(f"ScaledAdam: betas must be two numbers in [0, 1), got {betas!r}")
+    if param_max_rms <= param_min_rms:
+        raise ValueError(f"ScaledAdam: param_max_rms={param_max_rms} must exceed "
+                         f"param_min_rms={param_min_rms}")
+
+
+class _Bucket:
+    """The tensors of one group that share device and dtype and kind (scalar or not)."""
+
+    def __init__(self) -> None:
+        self.params: list[Tensor] = []
+        self.grads: list[Tensor] = []
+        self.states: list[dict[str, Tensor]] = []
+        self.names: list[str] = []
+        self.rms: Tensor | None = None          # per-tensor RMS before the step
+        self.norm_sq: Tensor | None = None      # per-tensor contribution to the clipping norm
+
+
+class ScaledAdam(Optimizer):
+    """The paper's ScaledAdam with the authors' limits, clipping and batched step.
+
+    Args:
+        params: parameters, ``(name, parameter)`` pairs, or groups of either
+            (dicts with ``"params"`` and optional per-group settings such as ``lr``).
+        lr: peak learning rate (0.045 with Eden).
+        betas: (beta1, beta2) = (0.9, 0.98).
+        eta: lr factor of the parameter-scale update (0.1); also the lr factor of
+            scalar parameters, as in the authors' implementation.
+        eps: 1e-8.
+        param_min_rms, param_max_rms: limits on each tensor's RMS (1e-5, 3.0).
+        max_scale_step: limit on the relative scale change per step (0.1).
+        scalar_max: scalar parameters are clamped to [-scalar_max, scalar_max].
+        clipping_scale: clip to this times the recent median gradient norm
+            (2.0); None disables clipping.
+        clipping_update_period: steps between threshold estimates (100).
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.045,
+                 betas: tuple[float, float] = (0.9, 0.98), eta: float = 0.1, eps: float = 1e-8,
+                 param_min_rms: float = 1e-5, param_max_rms: float = 3.0,
+                 max_scale_step: float = 0.1, scalar_max: float = 10.0,
+                 clipping_scale: float | None = 2.0, clipping_update_period: int = 100) -> None:
+        _check_hyperparameters(lr, betas, eta, eps, param_min_rms, param_max_rms,
+                               max_scale_step, scalar_max)
+        defaults = dict(lr=lr, betas=tuple(betas), eta=eta, eps=eps, param_min_rms=param_min_rms,
+                        param_max_rms=param_max_rms, max_scale_step=max_scale_step,
+                        scalar_max=scalar_max)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            _check_hyperparameters(group["lr"], group["betas"], group["eta"], group["eps"],
+                                   group["param_min_rms"], group["param_max_rms"],
+                                   group["max_scale_step"], group["scalar_max"])
+        self.clipping = MedianGradClipping(clipping_scale, clipping_update_period)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def last_clip(self) -> ClippingEvent | None:
+        """The most recent step whose gradients were clipped (None if none yet)."""
+        return self.clipping.last_event
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["clipping"] = self.clipping.state_dict()
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        clipping = state_dict.pop("clipping", None)
+        super().load_state_dict(state_dict)
+        if clipping is not None:
+            self.clipping.load_state_dict(clipping)
+
+    def _init_state(self, p: Tensor) -> dict[str, Tensor]:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if p.numel() > 1:
+                state["scale_exp_avg"] = torch.zeros((), dtype=p.dtype, device=p.device)
+                state["scale_exp_avg_sq"] = torch.zeros((), dtype=p.dtype, device=p.device)
+        return state
+
+    def _buckets(self) -> list[tuple[dict[str, Any], _Bucket, bool]]:
+        """(group, bucket, is_scalar) for every parameter that has a gradient."""
+        out: list[tuple[dict[str, Any], _Bucket, bool]] = []
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            by_key: dict[tuple[Any, ...], _Bucket] = {}
+            for i, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                name = names[i] if names else f"group{gi}.param{i}"
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"ScaledAdam does not support sparse gradients ({name})")
+                if torch.is_complex(p):
+                    raise RuntimeError(f"ScaledAdam does not support complex parameters ({name})")
+                scalar = p.numel() == 1
+                key = (p.device, p.dtype, scalar)
+                if key not in by_key:
+                    by_key[key] = _Bucket()
+                    out.append((group, by_key[key], scalar))
+                b = by_key[key]
+                b.params.append(p)
+                b.grads.append(p.grad)
+                b.states.append(self._init_state(p))
+                b.names.append(name)
+        return out
+
+    # ------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """One ScaledAdam update of every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        buckets = self._buckets()
+        if not buckets:
+            return loss
+        for group, b, scalar in buckets:
+            if not scalar:
+                numel = torch.tensor([p.numel() for p in b.params], dtype=torch.float64,
+                                     device=b.params[0].device)
+                norms = torch.stack(torch._foreach_norm(b.params)).to(torch.float64)
+                b.rms = norms / numel.sqrt()
+        if self.clipping.enabled:
+            self._clip(buckets)
+        for group, b, scalar in buckets:
+            if scalar:
+                self._scalar_update(group, b)
+            else:
+                self._tensor_update(group, b)
+        return loss
+
+    def _clip(self, buckets: list[tuple[dict[str, Any], _Bucket, bool]]) -> None:
+        """Scale all gradients so the normalized norm stays under the threshold."""
+        total = 0.0
+        for group, b, scalar in buckets:
+            gnorm = torch.stack(torch._foreach_norm(b.grads)).to(torch.float64)
+            weight = (torch.full_like(gnorm, group["eta"]) if scalar
+                      else b.rms.to(torch.float64))
+            b.norm_sq = (gnorm * weight) ** 2
+            total += float(b.norm_sq.sum())
+        norm = math.sqrt(total)
+        scale = self.clipping.scale_for(norm)
+        if scale >= 1.0:
+            return
+        event = self.clipping.last_event
+        assert event is not None
+        # the tensor that contributed most to the norm, for the report
+        best_share, best_name = -1.0, ""
+        for _, b, _ in buckets:
+            share, idx = (b.norm_sq / (norm ** 2 if norm > 0 else 1.0)).max(dim=0)
+            if share.item() > best_share:
+                best_share, best_name = share.item(), b.names[int(idx)]
+        event.dominant_param, event.dominant_share = best_name, best_share
+        if scale < 0.5:
+            log.warning("ScaledAdam step %d: gradient norm %.3e is over the threshold %.3e, "
+                        "scaling gradients by %.3g; %s contributes %.0f%% of the norm",
+                        event.step, norm, event.threshold, scale, best_name, 100 * best_share)
+        for _, b, _ in buckets:
+            if scale == 0.0:
+                torch._foreach_zero_(b.grads)
+            else:
+                torch._foreach_mul_(b.grads, scale)
+
+    @staticmethod
+    def _moments(group: dict[str, Any], b: _Bucket) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """Update m and v in place; return them and the bias correction per tensor."""
+        beta1, beta2 = group["betas"]
+        exp_avg = [s["exp_avg"] for s in b.states]
+        exp_avg_sq = [s["exp_avg_sq"] for s in b.states]
+        steps = [s["step"] for s in b.states]
+        torch._foreach_add_(steps, 1.0)
+        t = torch.stack(steps).to(torch.float64)
+        torch._foreach_lerp_(exp_avg, b.grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, b.grads, b.grads, value=1.0 - beta2)
+        correction = (1.0 - beta2 ** t).sqrt() / (1.0 - beta1 ** t)
+        return exp_avg, exp_avg_sq, correction
+
+    @staticmethod
+    def _apply(group: dict[str, Any], b: _Bucket, exp_avg: list[Tensor], exp_avg_sq: list[Tensor],
+               step_size: Tensor) -> None:
+        """params -= step_size * m / (sqrt(v) + eps), one step size per tensor."""
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(b.params, exp_avg, denom, (-step_size).tolist())
+
+    def _tensor_update(self, group: dict[str, Any], b: _Bucket) -> None:
+        beta1, beta2 = group["betas"]
+        lr, eta, eps = group["lr"], group["eta"], group["eps"]
+        min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
+        assert b.rms is not None
+        rms = b.rms
+        # h = sum(g * theta) per tensor, before theta changes (a 1xN by Nx1 product each)
+        rows = [g.reshape(1, -1) for g in b.grads]
+        cols = [p.reshape(-1, 1) for p in b.params]
+        h = torch.stack(torch._foreach_mm(rows, cols)).reshape(-1).to(torch.float64)
+        exp_avg, exp_avg_sq, correction = self._moments(group, b)
+        n_list = [s["scale_exp_avg"] for s in b.states]
+        w_list = [s["scale_exp_avg_sq"] for s in b.states]
+        n = torch.stack(n_list).to(torch.float64) * beta1 + (1.0 - beta1) * h
+        w = torch.stack(w_list).to(torch.float64) * beta2 + (1.0 - beta2) * h * h
+        torch._foreach_copy_(n_list, list(n.to(n_list[0].dtype).unbind(0)))
+        torch._foreach_copy_(w_list, list(w.to(w_list[0].dtype).unbind(0)))
+        # relative scale change (positive shrinks), with the authors' limits
+        shrink = eta * lr * correction * n / (w.sqrt() + eps)
+        shrink = shrink.masked_fill(rms < min_rms, 0.0)
+        shrink = shrink.clamp(-group["max_scale_step"], group["max_scale_step"])
+        shrink = torch.maximum(shrink, 1.0 - max_rms / rms)
+        step_size = lr * rms.clamp(min=min_rms) * correction
+        torch._foreach_mul_(b.params, (1.0 - shrink).tolist())
+        self._apply(group, b, exp_avg, exp_avg_sq, step_size)
+
+    def _scalar_update(self, group: dict[str, Any], b: _Bucket) -> None:
+        exp_avg, exp_avg_sq, correction = self._moments(group, b)
+        self._apply(group, b, exp_avg, exp_avg_sq, group["lr"] * group["eta"] * correction)
+        torch._foreach_clamp_min_(b.params, -group["scalar_max"])
+        torch._foreach_clamp_max_(b.params, group["scalar_max"])
