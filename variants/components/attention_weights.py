@@ -1,0 +1,114 @@
+"""Multi-Head Attention Weights, MHAW (paper section 3.2).
+
+The first half of multi-head self-attention: it computes the attention weights
+only, so that one MHAW can feed NLA and two SA modules in a Zipformer block.
+Scores are query-key dot products plus a relative-position term: each head also
+projects its input to a small "position query" (``pos_head_dim``) that is
+matched against the projected relative positional encoding, as in the authors'
+implementation. There is no 1/sqrt(d) factor: the query/key projection starts
+scaled by ``query_head_dim ** -0.25`` and its scale is learnt (ScaledAdam).
+Padded keys are masked out.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import nn
+
+from .balancer import make_balancer
+from .scaled_linear import scaled_linear
+from .scheduled_float import FloatLike, ScheduledFloat
+from .whitener import make_whitener
+
+
+class _PenalizeAbsValuesGt(torch.autograd.Function):
+    """Identity; backward adds the gradient of penalty * relu(|x| - limit)."""
+
+    @staticmethod
+    def forward(ctx, x, limit, penalty):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.limit, ctx.penalty = limit, penalty
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        over = (x.abs() > ctx.limit).to(grad.dtype)
+        return grad + ctx.penalty * x.sign().to(grad.dtype) * over, None, None
+
+
+def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
+    """(..., T, 2T-1) scores per relative offset -> (..., T, T) with [i, j] = offset j - i."""
+    *lead, t, n = pos_scores.shape
+    if n != 2 * t - 1:
+        raise ValueError(f"relative scores need 2T-1 = {2 * t - 1} offsets, got {n}")
+    pos_scores = pos_scores.contiguous()
+    s = pos_scores.stride()
+    return pos_scores.as_strided(
+        (*lead, t, t), (*s[:-2], s[-2] - s[-1], s[-1]),
+        storage_offset=pos_scores.storage_offset() + s[-1] * (t - 1))
+
+
+def whitening_limit_schedule(start: float, ratio: float = 2.0) -> ScheduledFloat:
+    """The authors' Whitener limit: ``start`` at first, ``ratio * start`` from 20000 batches."""
+    return ScheduledFloat((0.0, start), (20000.0, ratio * start), default=start)
+
+
+class MultiHeadAttentionWeights(nn.Module):
+    """x (B, T, D), pos_emb (1, 2T-1, pos_dim) -> weights (heads, B, T, T)."""
+
+    def __init__(self, embed_dim: int, pos_dim: int, num_heads: int, query_head_dim: int,
+                 pos_head_dim: int, balancer: bool = True, whitener: bool = True,
+                 pos_emb_skip_rate: FloatLike | None = None):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.query_head_dim = query_head_dim
+        self.pos_head_dim = pos_head_dim
+        in_dim = (2 * query_head_dim + pos_head_dim) * num_heads
+        self.in_proj = scaled_linear(embed_dim, in_dim, bias=True,
+                                     initial_scale=query_head_dim ** -0.25)
+        self.linear_pos = scaled_linear(pos_dim, num_heads * pos_head_dim, bias=False,
+                                        initial_scale=0.05)
+        # keys: rarely-applied balancer against a drifting mean (the scores are
+        # invariant to it) and a per-head whitener
+        self.balance_keys = make_balancer(balancer, query_head_dim * num_heads, channel_dim=-1,
+                                          min_positive=0.4, max_positive=0.6, min_abs=0.0,
+                                          max_abs=100.0, prob=0.025)
+        self.whiten_keys = make_whitener(whitener, num_groups=num_heads,
+                                         whitening_limit=whitening_limit_schedule(3.0),
+                                         prob=(0.025, 0.25), grad_scale=0.025)
+        self.pos_emb_skip_rate = (ScheduledFloat((0.0, 0.5), (4000.0, 0.0))
+                                  if pos_emb_skip_rate is None else pos_emb_skip_rate)
+
+    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, d = x.shape
+        if d != self.embed_dim:
+            raise ValueError(f"MHAW expected embed dim {self.embed_dim}, got input {tuple(x.shape)}")
+        h, qd, pd = self.num_heads, self.query_head_dim, self.pos_head_dim
+        proj = self.in_proj(x)
+        q = proj[..., : h * qd]
+        k = self.whiten_keys(self.balance_keys(proj[..., h * qd: 2 * h * qd]))
+        p = proj[..., 2 * h * qd:]
+        q = q.reshape(b, t, h, qd).permute(2, 0, 1, 3)        # (h, B, T, qd)
+        k = k.reshape(b, t, h, qd).permute(2, 0, 3, 1)        # (h, B, qd, T)
+        scores = torch.matmul(q, k)                           # (h, B, T, T)
+        if not self.training or random.random() >= float(self.pos_emb_skip_rate):
+            if pos_emb.shape[-2] != 2 * t - 1:
+                raise ValueError(f"pos_emb must have 2T-1 = {2 * t - 1} positions, got {tuple(pos_emb.shape)}")
+            pos = self.linear_pos(pos_emb)                    # (1, 2T-1, h*pd)
+            pos = pos.reshape(-1, 2 * t - 1, h, pd).permute(2, 0, 3, 1)  # (h, 1, pd, 2T-1)
+            p = p.reshape(b, t, h, pd).permute(2, 0, 1, 3)    # (h, B, T, pd)
+            scores = scores + relative_to_absolute(torch.matmul(p, pos))
+        if self.training and random.random() < 0.1:
+            # failsafe against implausibly large scores (authors: limit 25, penalty 1e-4)
+            scores = _PenalizeAbsValuesGt.apply(scores, 25.0, 1.0e-4)
+        if key_padding_mask is not None:
+            if key_padding_mask.shape != (b, t):
+                raise ValueError(f"key_padding_mask must have shape ({b}, {t}), got "
+                                 f"{tuple(key_padding_mask.shape)}")
+            # -1000 (not -inf): exp underflows to exactly 0 without NaNs
+            scores = scores.masked_fill(key_padding_mask.unsqueeze(1), -1000.0)
+        return scores.softmax(dim=-1)

@@ -1,0 +1,114 @@
+"""Balancer (paper appendix A.3.1): identity in the forward pass; in the backward
+pass it adds the gradient of a per-channel constraint loss
+
+    L_RMS  = |log(clamp(RMS[x], r_min, r_max) / RMS[x])|
+    L_mean = |E[x]/sqrt(Var[x]) - clamp(E[x]/sqrt(Var[x]), mu_min, mu_max)|
+
+to the incoming gradient g, scaled as  g' * alpha / RMS[g'] * |g|  (alpha = 0.04).
+The limits are given, as in the paper, as a proportion of positive values
+(p_min, p_max -> mu via arctanh(2p - 1) / (sqrt(pi) log 2)) and a mean absolute
+value (a_min, a_max -> r = sqrt(pi/2) a). As in the authors' implementation it
+acts on a random fraction ``prob`` of training steps, and only in training.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from torch import nn
+
+from .scheduled_float import FloatLike, ScheduledFloat
+
+
+def proportion_positive_to_mean(p: float) -> float:
+    """mu = arctanh(2p - 1) / (sqrt(pi) * log 2): E[x]/sqrt(Var[x]) for a proportion p > 0."""
+    z = 2.0 * p - 1.0
+    eps = 1.0e-10  # p of exactly 0 or 1 gives a large finite value
+    atanh = (math.log(1.0 + z + eps) - math.log(1.0 - z + eps)) / 2.0
+    return atanh / (math.sqrt(math.pi) * math.log(2.0))
+
+
+def abs_to_rms(a: float) -> float:
+    """RMS of a zero-mean Gaussian whose mean absolute value is ``a``: sqrt(pi/2) * a."""
+    return math.sqrt(math.pi / 2.0) * a
+
+
+def balancer_loss(x: torch.Tensor, channel_dim: int, min_mean: float, max_mean: float,
+                  min_rms: float, max_rms: float) -> torch.Tensor:
+    """Per-channel L_RMS + L_mean (eq. 9), shape keeps the channel axis."""
+    dims = [d for d in range(x.ndim) if d != channel_dim]
+    uncentered_var = (x ** 2).mean(dim=dims, keepdim=True)
+    mean = x.mean(dim=dims, keepdim=True)
+    stddev = (uncentered_var - mean * mean).clamp(min=1.0e-20).sqrt()
+    rms = uncentered_var.clamp(min=1.0e-20).sqrt()
+    m = mean / stddev
+    mean_loss = (m - m.clamp(min=min_mean, max=max_mean)).abs()
+    rms_loss = (rms.clamp(min=min_rms, max=max_rms) / rms).log().abs()
+    return mean_loss + rms_loss
+
+
+class _BalancerFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, limits, grad_scale, channel_dim):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.limits, ctx.grad_scale, ctx.channel_dim = limits, grad_scale, channel_dim
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+            xf = x.detach().float().requires_grad_(True)
+            loss = balancer_loss(xf, ctx.channel_dim, *ctx.limits)
+            (loss_grad,) = torch.autograd.grad(loss.sum(), xf)
+        dims = [d for d in range(x.ndim) if d != ctx.channel_dim]
+        loss_grad_rms = (loss_grad ** 2).mean(dim=dims, keepdim=True).sqrt().clamp(min=1.0e-20)
+        g = grad.float()
+        extra = g.abs() * loss_grad * (ctx.grad_scale / loss_grad_rms)
+        return (g + extra).to(grad.dtype), None, None, None
+
+
+class Balancer(nn.Module):
+    """Per-channel activation constraints on sign proportion and magnitude.
+
+    ``min_positive``/``max_positive``: p_min/p_max; ``min_abs``/``max_abs``:
+    a_min/a_max; ``grad_scale``: alpha. Any of them may be a ScheduledFloat.
+    """
+
+    def __init__(self, num_channels: int, channel_dim: int = -1,
+                 min_positive: FloatLike = 0.05, max_positive: FloatLike = 0.95,
+                 min_abs: FloatLike = 0.2, max_abs: FloatLike = 100.0,
+                 grad_scale: FloatLike = 0.04, prob: FloatLike | None = None):
+        super().__init__()
+        if num_channels <= 0:
+            raise ValueError(f"Balancer num_channels must be positive, got {num_channels}")
+        self.num_channels = num_channels
+        self.channel_dim = channel_dim
+        self.min_positive = min_positive
+        self.max_positive = max_positive
+        self.min_abs = min_abs
+        self.max_abs = max_abs
+        self.grad_scale = grad_scale
+        # authors' default: often at first, then 1 step in 8
+        self.prob = ScheduledFloat((0.0, 0.5), (8000.0, 0.125), default=0.4) if prob is None else prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not x.requires_grad or random.random() >= float(self.prob):
+            return x
+        channel_dim = self.channel_dim % x.ndim
+        if x.shape[channel_dim] != self.num_channels:
+            raise ValueError(f"Balancer expected {self.num_channels} channels on dim "
+                             f"{self.channel_dim}, got shape {tuple(x.shape)}")
+        limits = (proportion_positive_to_mean(float(self.min_positive)),
+                  proportion_positive_to_mean(float(self.max_positive)),
+                  abs_to_rms(float(self.min_abs)), abs_to_rms(float(self.max_abs)))
+        return _BalancerFunction.apply(x, limits, float(self.grad_scale), channel_dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, channel_dim={self.channel_dim}"
+
+
+def make_balancer(enabled: bool, num_channels: int, **kwargs) -> nn.Module:
+    """A Balancer, or an identity when the ``balancer`` switch is off."""
+    return Balancer(num_channels, **kwargs) if enabled else nn.Identity()

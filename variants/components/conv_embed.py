@@ -1,0 +1,107 @@
+"""Conv-Embed (paper section 3.1): the front end from 100 Hz fbank to 50 Hz.
+
+Three Conv2d layers with 8, 32 and 128 output channels and 3x3 kernels, each
+followed by SwooshR; one ConvNeXt layer; then Linear to the first stack's
+dimension and BiasNorm. The paper lists time x frequency strides 1x2, 2x2,
+1x2; the authors' implementation (whose parameter count, 611,953 for 80-dim
+input and 192 outputs, is what this matches) uses 1x1 with frequency padding 1,
+then 2x2 and 1x2, all unpadded in time, so 80 bins become 19 and
+
+    T' = (T - 7) // 2.
+
+``time_stride=4`` (the "no temporal downsampling" ablation, 25 Hz output)
+also strides the third convolution by 2 in time: T' = ((T - 3) // 2 - 1) // 2.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activation import create_activation
+from .balancer import make_balancer
+from .convnext import ConvNeXt
+from .dropout import TimeSharedDropout
+from .norm import create_norm
+from .scheduled_float import FloatLike, ScheduledFloat
+from .whitener import make_whitener
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha):  # type: ignore[override]
+        ctx.alpha = alpha
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad * ctx.alpha, None
+
+
+def conv_embed_lengths(lengths: torch.Tensor, time_stride: int = 2) -> torch.Tensor:
+    """Output frames of Conv-Embed for ``lengths`` input frames (see module docstring)."""
+    if time_stride == 2:
+        return (lengths - 7) // 2
+    if time_stride == 4:
+        return ((lengths - 3) // 2 - 1) // 2
+    raise ValueError(f"Conv-Embed time_stride must be 2 or 4, got {time_stride}")
+
+
+class ConvEmbed(nn.Module):
+    """x (B, T, num_features), lengths (B,) -> (B, T', out_dim), lengths'."""
+
+    def __init__(self, num_features: int, out_dim: int, time_stride: int = 2,
+                 dropout: FloatLike = 0.1, norm: str = "bias_norm", activation: str = "swoosh",
+                 balancer: bool = True, whitener: bool = True,
+                 channels: tuple[int, int, int] = (8, 32, 128)):
+        super().__init__()
+        if num_features < 7:
+            raise ValueError(f"Conv-Embed needs at least 7 feature bins, got num_features={num_features}")
+        conv_embed_lengths(torch.tensor([0]), time_stride)  # validates time_stride
+        self.time_stride = time_stride
+        self.num_features = num_features
+        c1, c2, c3 = channels
+        self.min_frames = 7 if time_stride == 2 else 9
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=(0, 1)),
+            make_balancer(balancer, c1, channel_dim=1, max_abs=1.0),
+            create_activation(activation, "conv_embed"),
+            nn.Conv2d(c1, c2, 3, stride=2),
+            make_balancer(balancer, c2, channel_dim=1, max_abs=4.0),
+            create_activation(activation, "conv_embed"),
+            nn.Conv2d(c2, c3, 3, stride=(time_stride // 2, 2)),
+            make_balancer(balancer, c3, channel_dim=1, max_abs=4.0),
+            create_activation(activation, "conv_embed"),
+        )
+        self.convnext = ConvNeXt(c3, activation=activation, balancer=balancer, whitener=whitener)
+        self.out_width = ((num_features - 1) // 2 - 1) // 2
+        self.out = nn.Linear(self.out_width * c3, out_dim)
+        self.out_whiten = make_whitener(
+            whitener, num_groups=1,
+            whitening_limit=ScheduledFloat((0.0, 4.0), (20000.0, 8.0), default=4.0),
+            prob=(0.025, 0.25), grad_scale=0.02)
+        self.out_norm = create_norm(norm, out_dim)
+        self.dropout = TimeSharedDropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 3 or x.shape[-1] != self.num_features:
+            raise ValueError(f"Conv-Embed expects (batch, frames, {self.num_features}) features, "
+                             f"got shape {tuple(x.shape)}")
+        if x.shape[1] < self.min_frames:
+            raise ValueError(f"Conv-Embed needs at least {self.min_frames} input frames, got {x.shape[1]}")
+        y = x.unsqueeze(1)                                   # (B, 1, T, F)
+        if self.training and torch.is_grad_enabled():
+            # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
+            y = self.conv[0](y)
+            y = _ScaleGrad.apply(y, 0.2)
+            y = self.conv[1:](y)
+        else:
+            y = self.conv(y)
+        y = self.convnext(y)                                 # (B, C, T', F')
+        b, c, t, f = y.shape
+        y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
+        y = self.dropout(self.out_norm(self.out_whiten(y)))
+        out_lens = conv_embed_lengths(lengths, self.time_stride)
+        if lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1:
+            raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
+                             f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")
+        return y, out_lens

@@ -1,0 +1,53 @@
+"""Convolution module of the Zipformer block: Linear to 2D -> gating
+x * sigmoid(s) -> depth-wise Conv1d over time -> activation (SwooshR) ->
+Linear. Padded frames are zeroed before the depth-wise convolution, so they
+never leak into valid frames."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activation import create_activation
+from .attention_weights import whitening_limit_schedule
+from .balancer import make_balancer
+from .scaled_linear import scaled_linear
+from .scheduled_float import ScheduledFloat
+from .whitener import make_whitener
+
+
+class ConvolutionModule(nn.Module):
+    """x (B, T, D), padding mask (B, T) True at padding -> (B, T, D)."""
+
+    def __init__(self, channels: int, kernel_size: int, activation: str = "swoosh",
+                 balancer: bool = True, whitener: bool = True, causal: bool = False):
+        super().__init__()
+        if causal:
+            raise NotImplementedError("causal (chunked) convolution is not supported; "
+                                      "use causal=False")
+        if kernel_size % 2 == 0 or kernel_size < 1:
+            raise ValueError(f"ConvolutionModule kernel_size must be odd, got {kernel_size}")
+        self.in_proj = nn.Linear(channels, 2 * channels)
+        self.balancer1 = make_balancer(
+            balancer, channels, channel_dim=-1,
+            min_positive=ScheduledFloat((0.0, 0.05), (8000.0, 0.025)), max_positive=1.0,
+            min_abs=1.5, max_abs=ScheduledFloat((0.0, 5.0), (8000.0, 10.0), default=1.0))
+        self.depthwise_conv = nn.Conv1d(channels, channels, kernel_size, groups=channels,
+                                        padding=kernel_size // 2)
+        self.balancer2 = make_balancer(
+            balancer, channels, channel_dim=1,
+            min_positive=ScheduledFloat((0.0, 0.1), (8000.0, 0.05)), max_positive=1.0,
+            min_abs=ScheduledFloat((0.0, 0.2), (20000.0, 0.5)), max_abs=10.0)
+        self.whiten = make_whitener(whitener, num_groups=1,
+                                    whitening_limit=whitening_limit_schedule(7.5),
+                                    prob=(0.025, 0.25), grad_scale=0.01)
+        self.activation = create_activation(activation, "convolution")
+        self.out_proj = scaled_linear(channels, channels, bias=True, initial_scale=0.05)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x, s = self.in_proj(x).chunk(2, dim=-1)
+        x = x * torch.sigmoid(self.balancer1(s))
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        x = self.balancer2(self.depthwise_conv(x.transpose(1, 2)))  # (B, D, T)
+        x = self.whiten(x.transpose(1, 2))
+        return self.out_proj(self.activation(x))

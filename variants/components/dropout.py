@@ -1,0 +1,23 @@
+"""Dropout whose mask is shared along time (the authors' Dropout3 on the time axis),
+with a rate that may follow a ScheduledFloat."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .scheduled_float import FloatLike
+
+
+class TimeSharedDropout(nn.Module):
+    """x (B, T, C): one mask of shape (B, 1, C) per batch, scaled by 1/(1-p)."""
+
+    def __init__(self, p: FloatLike):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = float(self.p)
+        if not self.training or p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], 1, x.shape[-1], device=x.device) > p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - p))

@@ -1,0 +1,69 @@
+"""ScheduledFloat: a float that follows a piecewise-linear schedule on the
+training batch count (the authors' mechanism for every training-time rate:
+Bypass minimum, Balancer limits, Whitener limits, dropout and layer skipping).
+
+The owning module reads it with ``float(...)``. Before the first and after the
+last point the value is held constant. ``AsrModel.set_batch_count(n)`` writes
+``batch_count`` on every module that has the attribute, this one included.
+As in the authors' implementation, ``default`` is returned in eval mode and
+while ``batch_count`` has never been set.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+from torch import nn
+
+
+class ScheduledFloat(nn.Module):
+    """Piecewise-linear function of ``batch_count``, given as ``(x, y)`` points."""
+
+    def __init__(self, *points: tuple[float, float], default: float = 0.0):
+        super().__init__()
+        if not points:
+            raise ValueError("ScheduledFloat needs at least one (batch_count, value) point")
+        pts = []
+        for p in points:
+            if len(p) != 2:
+                raise ValueError(f"ScheduledFloat points must be (batch_count, value) pairs, got {p!r}")
+            pts.append((float(p[0]), float(p[1])))
+        for (x0, _), (x1, _) in zip(pts, pts[1:]):
+            if not x1 > x0:
+                raise ValueError(f"ScheduledFloat points must have increasing batch counts, got {pts}")
+        self.points = pts
+        self.default = float(default)
+        self.batch_count: float | None = None
+
+    def value_at(self, batch_count: float) -> float:
+        """The schedule's value at ``batch_count`` (ignores mode and default)."""
+        pts = self.points
+        if batch_count <= pts[0][0]:
+            return pts[0][1]
+        if batch_count >= pts[-1][0]:
+            return pts[-1][1]
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x0 <= batch_count <= x1:
+                return y0 + (y1 - y0) * (batch_count - x0) / (x1 - x0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def __float__(self) -> float:
+        if self.batch_count is None or not self.training:
+            return self.default
+        return self.value_at(self.batch_count)
+
+    def extra_repr(self) -> str:
+        return f"points={self.points}, default={self.default}, batch_count={self.batch_count}"
+
+
+FloatLike = Union[float, ScheduledFloat]
+
+
+def dropout_schedule(p: float) -> FloatLike:
+    """The authors' encoder dropout: 0.3 at the start, falling to ``p`` at 20k batches.
+
+    ``p`` is ``ZipformerConfig.dropout`` (0.1 in the authors' recipe); ``p = 0``
+    disables dropout entirely.
+    """
+    if p == 0.0:
+        return 0.0
+    return ScheduledFloat((0.0, max(0.3, p)), (20000.0, p), default=p)

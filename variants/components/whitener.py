@@ -1,0 +1,94 @@
+"""Whitener (paper appendix A.3.2): identity in the forward pass; in the backward
+pass, when the whitening metric
+
+    L_whiten = (sum_ij C_ij^2 / D) / (sum_i C_ii / D)^2,   C = centred covariance,
+
+exceeds ``whitening_limit`` (w_min, 10 in the paper; the authors schedule it per
+location), it adds g' = grad(L_whiten) scaled to alpha * ||g|| / ||g'||
+(alpha = 0.01). With ``num_groups`` > 1 the channels are split into groups,
+each whitened separately and pushed towards equal traces. Training only; it
+acts on a random fraction of steps: ``prob`` = (min, max), max while the
+metric is above the limit, min while below (authors' behaviour).
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import nn
+
+from .scheduled_float import FloatLike
+
+
+def whitening_metric(x: torch.Tensor, num_groups: int = 1) -> torch.Tensor:
+    """Eq. 10 over the last axis (channels); 1.0 when perfectly white, larger otherwise."""
+    x = x.reshape(-1, x.shape[-1])
+    frames, channels = x.shape
+    if channels % num_groups:
+        raise ValueError(f"whitening_metric: {channels} channels not divisible by num_groups={num_groups}")
+    per_group = channels // num_groups
+    x = x.reshape(frames, num_groups, per_group).transpose(0, 1)
+    x = x - x.mean(dim=1, keepdim=True)
+    covar = torch.matmul(x.transpose(1, 2), x)  # (groups, d, d)
+    mean_diag = torch.diagonal(covar, dim1=1, dim2=2).mean()
+    mean_sq = (covar ** 2).sum() / (num_groups * per_group)
+    return mean_sq / (mean_diag ** 2 + 1.0e-20)
+
+
+class _WhitenerFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, module):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.module = module
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        w: Whitener = ctx.module
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+            xf = x.detach().float().requires_grad_(True)
+            metric = whitening_metric(xf, w.num_groups)
+            if metric.item() < float(w.whitening_limit):
+                w.prob = w.min_prob
+                return grad, None
+            w.prob = w.max_prob
+            (penalty_grad,) = torch.autograd.grad(metric, xf)
+        scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
+        return grad + (penalty_grad * scale).to(grad.dtype), None
+
+
+class Whitener(nn.Module):
+    """Keeps the feature covariance from being dominated by a few eigenvalues."""
+
+    def __init__(self, num_groups: int = 1, whitening_limit: FloatLike = 10.0,
+                 prob: float | tuple[float, float] = (0.025, 0.25), grad_scale: FloatLike = 0.01):
+        super().__init__()
+        if num_groups < 1:
+            raise ValueError(f"Whitener num_groups must be >= 1, got {num_groups}")
+        if float(whitening_limit) < 1.0:
+            raise ValueError(f"Whitener whitening_limit must be >= 1 (1 = perfectly white), "
+                             f"got {float(whitening_limit)}")
+        if isinstance(prob, (int, float)):
+            prob = (float(prob), float(prob))
+        if not 0.0 < prob[0] <= prob[1] <= 1.0:
+            raise ValueError(f"Whitener prob must satisfy 0 < min <= max <= 1, got {prob}")
+        self.num_groups = num_groups
+        self.whitening_limit = whitening_limit
+        self.grad_scale = grad_scale
+        self.min_prob, self.max_prob = prob
+        self.prob = self.max_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.training or not x.requires_grad or float(self.grad_scale) == 0.0
+                or random.random() > self.prob):
+            return x
+        return _WhitenerFunction.apply(x, self)
+
+    def extra_repr(self) -> str:
+        return f"num_groups={self.num_groups}"
+
+
+def make_whitener(enabled: bool, **kwargs) -> nn.Module:
+    """A Whitener, or an identity when the ``whitener`` switch is off."""
+    return Whitener(**kwargs) if enabled else nn.Identity()
