@@ -1,0 +1,50 @@
+"""Aishell-1 from a local copy, through ``lhotse.recipes.prepare_aishell`` (character units)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .audio_check import point_back, symlink_mirror, unreadable_audio
+from .errors import CorpusNotFoundError, EmptySplitError
+
+PARTS = ("train", "dev", "test")
+TRANSCRIPT = Path("data_aishell/transcript/aishell_transcript_v0.8.txt")
+
+
+def check_corpus(src: Path) -> set[Path]:
+    """Validate the layout; returns unreadable wav files (skipped with a warning)."""
+    if not src.is_dir():
+        raise CorpusNotFoundError(f"Aishell-1 directory {src} does not exist")
+    if not (src / TRANSCRIPT).is_file():
+        raise CorpusNotFoundError(f"Aishell-1 at {src} has no transcript file {TRANSCRIPT}")
+    wavs = []
+    for part in PARTS:
+        part_dir = src / "data_aishell" / "wav" / part
+        if not part_dir.is_dir():
+            raise CorpusNotFoundError(f"Aishell-1 at {src} has no {part_dir.relative_to(src)}")
+        found = sorted(part_dir.rglob("*.wav"))
+        if not found:
+            raise EmptySplitError(f"Aishell-1 split {part} ({part_dir}) has no wav files")
+        wavs += found
+    return unreadable_audio(wavs)
+
+
+def aishell_manifests(src: Path) -> dict[str, tuple]:
+    """{part: (RecordingSet, SupervisionSet)} for train, dev and test."""
+    from lhotse.recipes import prepare_aishell
+
+    bad = check_corpus(src)
+    if not bad:
+        m = prepare_aishell(src, output_dir=None)
+        out = {p: (m[p]["recordings"], m[p]["supervisions"]) for p in PARTS}
+    else:
+        with tempfile.TemporaryDirectory(prefix="aishell-readable-") as tmp:
+            mirror = Path(tmp)
+            symlink_mirror(src / "data_aishell", mirror / "data_aishell", bad)
+            m = prepare_aishell(mirror, output_dir=None)
+            out = {p: (point_back(m[p]["recordings"], mirror, src.resolve()), m[p]["supervisions"])
+                   for p in PARTS}
+    for part, (_, sups) in out.items():
+        if len(sups) == 0:
+            raise EmptySplitError(f"Aishell-1 split {part} has no transcribed utterances")
+    return out
