@@ -35,6 +35,10 @@ class OptimizerSection(Strict):
     #: None: the schedule that goes with the optimizer (Eden / Noam)
     schedule: Optional[Literal["eden", "noam"]] = None
     schedule_options: dict[str, Any] = Field(default_factory=dict)
+    #: seconds of audio per optimizer step (max duration x GPUs) the schedule's step
+    #: constants were tuned for; the LR schedule's batch counter is scaled by
+    #: real/this so fewer GPUs or smaller batches keep the schedule. None: no scaling.
+    schedule_ref_duration: Optional[float] = Field(None, gt=0)
 
 
 class DataSection(Strict):

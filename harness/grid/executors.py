@@ -1,0 +1,123 @@
+"""Where cells run: in this process, on N local workers (one GPU each), or via submitit.
+
+Every executor calls :func:`harness.train.cell_runner.run_cell` for each
+cell; a job receives only the grid file, the cell id and the store path and
+re-expands the grid itself, so nothing large is pickled.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .cells import Cell, load_cells
+
+
+def run_cell_job(grid_path: str, cell_id: str, store_path: str, run_root: str) -> str:
+    """Entry point of a job (submitit, a worker process): run one cell of a grid."""
+    from harness.train.cell_runner import run_cell
+
+    _, cells = load_cells(grid_path)
+    match = [c for c in cells if c.cell_id == cell_id]
+    if not match:
+        raise KeyError(f"cell {cell_id} is not in {grid_path} any more (the grid file changed)")
+    return run_cell(match[0], Path(store_path), Path(run_root))
+
+
+@dataclass
+class LocalExecutor:
+    """Cells one after another in this process, or ``workers`` subprocesses each on its own GPU."""
+
+    workers: int = 1
+    gpus: Optional[list[int]] = None
+
+    def run(self, grid_path: str, cells: list[Cell], store_path: Path, run_root: Path,
+            report: Callable[[Cell, str], None]) -> dict[str, str]:
+        if self.workers <= 1:
+            from harness.train.cell_runner import run_cell
+
+            out = {}
+            for c in cells:
+                out[c.cell_id] = run_cell(c, store_path, run_root)
+                report(c, out[c.cell_id])
+            return out
+        return self._parallel(grid_path, cells, store_path, run_root, report)
+
+    def _parallel(self, grid_path, cells, store_path, run_root, report) -> dict[str, str]:
+        import queue
+
+        slots: "queue.Queue[int]" = queue.Queue()
+        devices = self.gpus if self.gpus is not None else list(range(self.workers))
+        for d in devices[: self.workers]:
+            slots.put(d)
+
+        def one(c: Cell) -> str:
+            gpu = slots.get()
+            try:
+                env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+                for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+                    env.pop(k, None)
+                code = ("import sys; from harness.grid.executors import run_cell_job; "
+                        "print('STATUS', run_cell_job(*sys.argv[1:]))")
+                proc = subprocess.run([sys.executable, "-c", code, grid_path, c.cell_id,
+                                       str(store_path), str(run_root)], env=env, capture_output=True,
+                                      text=True)
+                sys.stderr.write(proc.stderr[-4000:])
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATUS ")]
+                status = lines[-1].split()[1] if lines else f"failed (worker exit {proc.returncode})"
+            finally:
+                slots.put(gpu)
+            report(c, status)
+            return status
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return dict(zip((c.cell_id for c in cells), pool.map(one, cells)))
+
+
+@dataclass
+class SubmititExecutor:
+    """One submitit job per cell, or one job array; ``cluster='local'`` runs them as local processes."""
+
+    cluster: str = "slurm"            # slurm | local | debug
+    folder: Optional[Path] = None
+    array: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, grid_path: str, cells: list[Cell], store_path: Path, run_root: Path,
+            report: Callable[[Cell, str], None]) -> dict[str, str]:
+        import submitit
+
+        folder = self.folder or Path(run_root) / "submitit"
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
+        params = {"timeout_min": 24 * 60, **self.parameters}
+        if self.cluster == "slurm" and "slurm_array_parallelism" not in params and self.array:
+            params["slurm_array_parallelism"] = len(cells)
+        ex.update_parameters(**params)
+        args = [(grid_path, c.cell_id, str(store_path), str(run_root)) for c in cells]
+        if self.array:
+            jobs = ex.map_array(run_cell_job, *zip(*args))
+        else:
+            jobs = [ex.submit(run_cell_job, *a) for a in args]
+        out = {}
+        for c, job in zip(cells, jobs):
+            try:
+                status = job.result()
+            except Exception as e:  # the job itself died (not a cell failure, which run_cell records)
+                status = f"failed (job {job.job_id}: {type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''})"
+            out[c.cell_id] = status
+            report(c, status)
+        return out
+
+
+def make_executor(name: str, workers: int = 1, array: bool = False,
+                  parameters: Optional[dict[str, Any]] = None) -> Any:
+    if name == "local":
+        return LocalExecutor(workers=workers)
+    if name in ("submitit-local", "slurm", "submitit-debug"):
+        cluster = {"submitit-local": "local", "slurm": "slurm", "submitit-debug": "debug"}[name]
+        return SubmititExecutor(cluster=cluster, array=array, parameters=dict(parameters or {}))
+    raise ValueError(f"unknown executor {name!r}; allowed: local, submitit-local, slurm, submitit-debug")

@@ -1,0 +1,51 @@
+"""`harness status GRID`: each cell's state, progress, losses, WERs; ``--profile`` adds the step profile."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .cli_common import add_grid_argument, load_or_report, store_path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_grid_argument(p)
+    p.add_argument("--profile", action="store_true",
+                   help="where each cell's training step time went (runner overhead)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.store import ResultsStore
+    from harness.train.step_profile import format_profile
+
+    loaded = load_or_report(args)
+    if loaded is None:
+        return 2
+    grid, cells = loaded
+    spath = store_path(args, grid)
+    store = ResultsStore(spath) if spath.exists() else None
+    print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
+    print(f"{'cell':<12}  {'name':<26} {'status':<9} {'step':>7} {'epoch':>6} {'valid loss':>10}  WER")
+    for c in cells:
+        row = store.cell(c.cell_id) if store else None
+        epochs = sorted(store.rows("epochs", cell_id=c.cell_id), key=lambda r: r["epoch"]) if store else []
+        wers = store.rows("wers", cell_id=c.cell_id) if store else []
+        status = row["status"] if row else "pending"
+        step = row["step"] if row and row["step"] is not None else 0
+        epoch = row["epoch"] if row and row["epoch"] is not None else 0.0
+        vloss = f"{epochs[-1]['valid_loss']:.4f}" if epochs and epochs[-1]["valid_loss"] is not None else "-"
+        last = max((w["epoch"] for w in wers), default=None)
+        wer_txt = ", ".join(f"{w['test_set']}/{w['method']} {w['wer']:.2f}%"
+                            for w in sorted(wers, key=lambda w: (w["test_set"], w["method"]))
+                            if w["epoch"] == last) or "-"
+        print(f"{c.cell_id:<12}  {c.name[:26]:<26} {status:<9} {step:>7} {epoch:>6.2f} {vloss:>10}  {wer_txt}")
+        if row and row.get("error"):
+            print(f"{'':14}{row['error'][:300]}")
+        if args.profile:
+            prof = None
+            for e in reversed(epochs):
+                extra = json.loads(e["extra"]) if e.get("extra") else {}
+                if extra.get("profile"):
+                    prof = extra["profile"]
+                    break
+            print(f"{'':14}profile: {format_profile(prof) if prof else 'no epoch finished yet'}")
+    return 0

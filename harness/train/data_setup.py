@@ -1,0 +1,77 @@
+"""The data a cell trains and decodes on, through ``harness.data``.
+
+The corpus is prepared once per data directory (a file lock keeps two cells
+or two processes from preparing it at the same time); every rank then loads
+the same manifests and tokenizer.
+"""
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness.grid.schema import DataSection
+
+
+@dataclass
+class CellData:
+    prepared: Any          # harness.data.PreparedCorpus
+    tokenizer: Any         # harness.data.Tokenizer
+    train_cuts: Any        # lhotse CutSet
+    valid_cuts: Any
+    test_cuts: dict[str, Any]
+    unit: str
+
+
+@contextmanager
+def dir_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_prepared(cfg: DataSection) -> Any:
+    """Load the prepared corpus in ``cfg.dir``, preparing it first if it is missing."""
+    from harness.data import PreparedCorpus, prepare_corpus
+
+    out = Path(cfg.dir)
+    with dir_lock(out):
+        try:
+            return PreparedCorpus.load(out)
+        except Exception:
+            pass
+        if cfg.corpus != "synthetic" and not (cfg.src_dir and Path(cfg.src_dir).exists()):
+            raise FileNotFoundError(
+                f"data.dir {out} holds no prepared {cfg.corpus} corpus and data.src_dir "
+                f"({cfg.src_dir!r}) does not exist: point data.src_dir at the raw corpus")
+        return prepare_corpus(cfg.corpus, out, src_dir=cfg.src_dir, **cfg.options)
+
+
+def load_cell_data(cfg: DataSection) -> CellData:
+    """Prepared corpus, tokenizer and the train/valid/test cut sets of a cell."""
+    from lhotse import load_manifest
+
+    from harness.data import Tokenizer
+
+    prepared = ensure_prepared(cfg)
+    tokenizer = Tokenizer(prepared.bpe_model)
+    splits = prepared.splits
+    train = load_manifest(splits[prepared.train_split])
+    if cfg.max_train_cuts:
+        train = train.subset(first=cfg.max_train_cuts)
+    valid = load_manifest(splits[prepared.valid_split])
+    names = list(prepared.test_splits)
+    if cfg.test_sets is not None:
+        unknown = [n for n in cfg.test_sets if n not in splits]
+        if unknown:
+            raise KeyError(f"data.test_sets: unknown split(s) {unknown}; this corpus has {sorted(splits)}")
+        names = list(cfg.test_sets)
+    tests = {n: load_manifest(splits[n]) for n in names}
+    return CellData(prepared=prepared, tokenizer=tokenizer, train_cuts=train, valid_cuts=valid,
+                    test_cuts=tests, unit=getattr(prepared, "unit", "word"))
