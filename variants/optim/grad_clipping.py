@@ -7,8 +7,9 @@ scale) to ``clipping_scale`` (2.0) times the median of the norms of the most
 recent ``update_period`` (100) steps. The threshold is re-estimated every
 ``update_period`` steps, and early on at steps 10, 20 and 40 from the norms
 seen so far with a doubled threshold, since norms change fast at the start.
-Before step 10 nothing is clipped. A non-finite norm gives scale 0 (the step
-changes nothing), and a non-finite median is an error.
+Before step 10 nothing is clipped. A non-finite norm gives scale 0 (the
+optimizer zeroes the gradients; momentum still moves the parameters), and a
+non-finite median is an error.
 """
 from __future__ import annotations
 
