@@ -1,0 +1,91 @@
+"""``harness data``: prepare corpora, or write the synthetic corpus as a LibriSpeech copy.
+
+    harness data prepare --corpus synthetic|librispeech|aishell --out DIR [--src DIR]
+                         [--tier T] [--hours H] [--voices N] [--seed N] [--num-jobs N]
+                         [--vocab-size N] [--no-speed-perturb] [--train-set auto|100|960]
+    harness data write-librispeech --out DIR [--tier T] [--hours H] [--voices N] [--seed N]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _synthetic_args(p: argparse.ArgumentParser) -> None:
+    from .synthetic.tiers import DEFAULT_TIER, TIERS
+
+    p.add_argument("--tier", choices=list(TIERS), default=None,
+                   help=f"synthetic corpus tier (default {DEFAULT_TIER})")
+    p.add_argument("--hours", type=float, default=None, help="synthetic training hours (tier's default)")
+    p.add_argument("--voices", type=int, default=None,
+                   help="number of eSpeak voices (accents) for training speakers (tier's default)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
+    p.add_argument("--num-jobs", type=int, default=None, help="worker processes (default: CPU count, at most 8)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    prep = sub.add_parser("prepare", help="manifests, fbank (lilcom), speed perturbation, BPE")
+    prep.add_argument("--corpus", required=True, choices=["synthetic", "librispeech", "aishell"])
+    prep.add_argument("--out", required=True, help="output directory")
+    prep.add_argument("--src", default=None, help="local copy of LibriSpeech / Aishell-1")
+    _synthetic_args(prep)
+    prep.add_argument("--vocab-size", type=int, default=500, help="BPE units (default 500, as in the paper)")
+    prep.add_argument("--no-speed-perturb", action="store_true",
+                      help="skip the 0.9/1.1 speed-perturbed training copies")
+    prep.add_argument("--train-set", choices=["auto", "100", "960"], default="auto",
+                      help="LibriSpeech training hours (auto: 960 when all parts are present)")
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    ls = sub.add_parser("write-librispeech",
+                        help="write the synthetic corpus in LibriSpeech's layout (FLAC, *.trans.txt)")
+    ls.add_argument("--out", required=True, help="output directory")
+    _synthetic_args(ls)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .errors import DataError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.action == "prepare":
+            return _prepare(args)
+        return _write_librispeech(args)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"harness data {args.action}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_corpus
+
+    options = dict(seed=args.seed, num_jobs=args.num_jobs, vocab_size=args.vocab_size,
+                   speed_perturb=not args.no_speed_perturb, progress=not args.quiet)
+    if args.corpus == "synthetic":
+        options.update(tier=args.tier, hours=args.hours, voices=args.voices)
+    elif args.corpus == "librispeech":
+        options.update(train_set=args.train_set)
+    if args.corpus != "synthetic" and (args.tier or args.hours or args.voices):
+        print("harness data prepare: error: --tier/--hours/--voices apply to --corpus synthetic only",
+              file=sys.stderr)
+        return 2
+    if args.corpus != "synthetic":
+        options.pop("seed")
+    prepared = prepare_corpus(args.corpus, args.out, args.src, **options)
+    print(f"prepared {prepared.corpus} in {prepared.out_dir}")
+    for name, path in prepared.splits.items():
+        print(f"  {name:16s} {path}")
+    print(f"  bpe model        {prepared.bpe_model} ({prepared.vocab_size} units, {prepared.unit} error rate)")
+    return 0
+
+
+def _write_librispeech(args: argparse.Namespace) -> int:
+    from .synthetic.corpus import write_librispeech_layout
+    from .synthetic.tiers import DEFAULT_TIER, get_tier
+    from .features import default_num_jobs
+
+    tier = get_tier(args.tier or DEFAULT_TIER, hours=args.hours, voices=args.voices)
+    plan = write_librispeech_layout(args.out, tier, seed=args.seed,
+                                    num_jobs=args.num_jobs or default_num_jobs())
+    print(f"wrote {sum(len(v) for v in plan.values())} utterances in LibriSpeech layout to {args.out}")
+    return 0

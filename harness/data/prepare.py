@@ -1,0 +1,311 @@
+"""``prepare_corpus``: manifests -> cuts with fbank (speed-perturbed for training) -> BPE.
+
+Every corpus goes through the same steps once its lhotse manifests exist.
+Preparation is incremental: a step whose output exists is skipped, and every
+output is written under a temporary name and renamed when complete, so an
+interrupted run never leaves a file that a later step would read.
+
+Layout of ``out_dir``::
+
+    manifests/{split}_recordings.jsonl.gz, {split}_supervisions.jsonl.gz
+    fbank/{split}_cuts.jsonl.gz, fbank/{split}_feats/   (lilcom chunks)
+    lang/bpe_{N}.model
+    audio/                  (synthetic corpus only, LibriSpeech layout)
+    corpus.json             (what was built: options, tier, sizes)
+    prepared.json           (PreparedCorpus)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path, clean_stale_tmp, write_json
+from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
+from .errors import DataError, EmptySplitError, UnknownCorpusError
+from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
+
+log = logging.getLogger(__name__)
+
+CORPORA = ("synthetic", "librispeech", "aishell")
+PREPARED_FILE = "prepared.json"
+OPTIONS_FILE = "options.json"
+
+
+@dataclass
+class PreparedCorpus:
+    """What ``prepare_corpus`` made: cut manifests with features, and the BPE model."""
+
+    corpus: str
+    out_dir: Path
+    splits: dict[str, Path]
+    train_split: str
+    valid_split: str
+    test_splits: list[str]
+    bpe_model: Path
+    vocab_size: int
+    unit: str                      # "word" (WER) or "char" (CER)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> Path:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        data["splits"] = {k: str(v) for k, v in self.splits.items()}
+        data["bpe_model"] = str(self.bpe_model)
+        path = Path(self.out_dir) / PREPARED_FILE
+        write_json(path, data)
+        return path
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> "PreparedCorpus":
+        path = Path(out_dir) / PREPARED_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{out_dir} holds no prepared corpus ({PREPARED_FILE} missing); "
+                                    "run `harness data prepare`")
+        data = json.loads(path.read_text())
+        data["out_dir"] = Path(data["out_dir"])
+        data["splits"] = {k: Path(v) for k, v in data["splits"].items()}
+        data["bpe_model"] = Path(data["bpe_model"])
+        return cls(**data)
+
+    def cuts(self, split: str):
+        """The CutSet of ``split`` (lazily read)."""
+        from lhotse import load_manifest_lazy
+
+        if split not in self.splits:
+            raise KeyError(f"no split {split!r}; this corpus has {', '.join(self.splits)}")
+        return load_manifest_lazy(self.splits[split])
+
+    def tokenizer(self):
+        from .tokenizer import Tokenizer
+
+        return Tokenizer(self.bpe_model)
+
+
+# --------------------------------------------------------------------------- progress
+
+def _bar(total: int, desc: str, enabled: bool):
+    """A tqdm progress bar for one stage (counted in utterances)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="utt", disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- manifests
+
+def _manifest_paths(out: Path, split: str) -> tuple[Path, Path]:
+    return (out / "manifests" / f"{split}_recordings.jsonl.gz",
+            out / "manifests" / f"{split}_supervisions.jsonl.gz")
+
+
+def _save_manifests(out: Path, split: str, recordings, supervisions) -> None:
+    if len(supervisions) == 0:
+        raise EmptySplitError(f"split {split!r} has no utterances")
+    rec_path, sup_path = _manifest_paths(out, split)
+    # supervisions last: their presence marks the split as done
+    for manifest, path in ((recordings, rec_path), (supervisions, sup_path)):
+        with atomic_path(path) as tmp:
+            manifest.to_file(tmp)  # tmp keeps the .jsonl.gz suffix lhotse picks the format by
+
+
+def _have_manifests(out: Path, split: str) -> bool:
+    return all(p.is_file() for p in _manifest_paths(out, split))
+
+
+def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool) -> dict[str, Any]:
+    from .synthetic.corpus import SPLITS, build_manifests, corpus_summary, plan_corpus, synthesize, write_transcripts
+    from .synthetic.tiers import get_tier
+
+    tier = get_tier(opts["tier"], hours=opts.get("hours"), voices=opts.get("voices"))
+    seed = opts["seed"]
+    plan, speakers = plan_corpus(tier, seed)
+    parts = {s: s for s in SPLITS}
+    root = out / "audio"
+    summary_path = out / "corpus.json"
+    if all(_have_manifests(out, s) for s in SPLITS) and summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    total = sum(len(v) for v in plan.values())
+    with _bar(total, "synthesize (eSpeak NG)", progress) as bar:
+        lengths = synthesize(plan, root, parts, num_jobs=num_jobs, progress=bar.update)
+    write_transcripts(plan, root, parts)
+    for split in SPLITS:
+        recs, sups = build_manifests(plan[split], root, split, lengths)
+        _save_manifests(out, split, recs, sups)
+    summary = corpus_summary(tier, seed, plan, speakers, lengths)
+    write_json(summary_path, summary)
+    return summary
+
+
+def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int) -> dict[str, Any]:
+    from .librispeech import librispeech_manifests, select_parts
+
+    train_parts, eval_parts = select_parts(src, opts.get("train_set", "auto"))
+    for part in train_parts + eval_parts:
+        if not _have_manifests(out, part):
+            recs, sups = librispeech_manifests(src, part, num_jobs=num_jobs)
+            _save_manifests(out, part, recs, sups)
+    return {"corpus": "librispeech", "source": str(src), "train_parts": list(train_parts),
+            "eval_parts": list(eval_parts)}
+
+
+def _aishell_manifests(out: Path, src: Path) -> dict[str, Any]:
+    from .aishell import PARTS, aishell_manifests
+
+    if not all(_have_manifests(out, p) for p in PARTS):
+        for part, (recs, sups) in aishell_manifests(src).items():
+            _save_manifests(out, part, recs, sups)
+    return {"corpus": "aishell", "source": str(src), "parts": list(PARTS)}
+
+
+# --------------------------------------------------------------------------- features
+
+def _cuts_path(out: Path, split: str) -> Path:
+    return out / "fbank" / f"{split}_cuts.jsonl.gz"
+
+
+def _features(out: Path, split: str, perturb: bool, num_jobs: int, progress: bool) -> Path:
+    from lhotse import load_manifest
+
+    path = _cuts_path(out, split)
+    if path.is_file():
+        return path
+    rec_path, sup_path = _manifest_paths(out, split)
+    cuts = cuts_from_manifests(load_manifest(rec_path), load_manifest(sup_path))
+    if perturb:
+        cuts = speed_perturb(cuts)
+    with _bar(len(cuts), f"fbank {split}", progress) as bar:
+        cuts = compute_features(cuts, out / "fbank" / f"{split}_feats", num_jobs=num_jobs,
+                                progress=bar.update)
+    if len(cuts) == 0:
+        raise EmptySplitError(f"split {split!r}: no utterance had readable audio")
+    with atomic_path(path) as tmp:
+        cuts.to_file(tmp)
+    return path
+
+
+def _combine(out: Path, name: str, parts: list[str]) -> Path:
+    """One manifest holding the cuts of several parts (LibriSpeech's 960 h)."""
+    from lhotse import load_manifest_lazy
+
+    path = _cuts_path(out, name)
+    if not path.is_file():
+        combined = load_manifest_lazy(_cuts_path(out, parts[0]))
+        for p in parts[1:]:
+            combined = combined + load_manifest_lazy(_cuts_path(out, p))
+        with atomic_path(path) as tmp:
+            combined.to_file(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- main entry
+
+def _check_options(out: Path, opts: dict) -> None:
+    """Refuse to mix outputs of different options in one folder."""
+    path = out / OPTIONS_FILE
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != opts:
+            diff = {k: (before.get(k), opts.get(k)) for k in set(before) | set(opts) if before.get(k) != opts.get(k)}
+            raise DataError(f"{out} was prepared with other options {diff} (before, now); "
+                            "use another --out or delete the folder")
+    else:
+        write_json(path, opts)
+
+
+def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.PathLike | None = None,
+                   *, tier: str | None = None, hours: float | None = None, voices: int | None = None,
+                   seed: int = 0, num_jobs: int | None = None, vocab_size: int = DEFAULT_VOCAB_SIZE,
+                   speed_perturb: bool = True, train_set: str = "auto",
+                   progress: bool = True) -> PreparedCorpus:
+    """Prepare ``corpus`` ("synthetic", "librispeech" or "aishell") into ``out_dir``.
+
+    ``src_dir`` is the local copy of a real corpus (not used for "synthetic").
+    Synthetic options: ``tier`` (tiny, easy (default), standard, hard),
+    ``hours`` (training hours), ``voices`` (number of training voices),
+    ``seed``. LibriSpeech: ``train_set`` ("100", "960" or "auto": 960 h when
+    all three training parts are present). ``vocab_size``: BPE units (500 as
+    in the paper; fewer if the transcripts cannot support it).
+    """
+    require_lhotse()
+    if corpus not in CORPORA:
+        raise UnknownCorpusError(f"unknown corpus {corpus!r}; allowed: {', '.join(CORPORA)}")
+    out = Path(out_dir).resolve()
+    num_jobs = num_jobs or default_num_jobs()
+    opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
+    if corpus == "synthetic":
+        if src_dir is not None:
+            raise DataError("the synthetic corpus is generated; it takes no --src directory")
+        from .synthetic.tiers import DEFAULT_TIER
+
+        opts.update(tier=tier or DEFAULT_TIER, hours=hours, voices=voices, seed=seed)
+    else:
+        if src_dir is None:
+            raise DataError(f"corpus {corpus!r} needs --src, the directory of its local copy")
+        if tier is not None or hours is not None or voices is not None:
+            raise DataError("--tier, --hours and --voices apply to the synthetic corpus only")
+        src = Path(src_dir).resolve()
+        opts.update(src=str(src), train_set=train_set if corpus == "librispeech" else None)
+    if corpus != "synthetic" and not Path(src_dir).is_dir():
+        from .errors import CorpusNotFoundError
+
+        raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "manifests", out / "fbank", out / "lang"):
+        clean_stale_tmp(folder)
+    _check_options(out, opts)
+    started = time.time()
+
+    # 1. manifests
+    if corpus == "synthetic":
+        info = _synthetic_manifests(out, opts, num_jobs, progress)
+        train_parts, valid, tests, unit = ["train"], "dev", ["test", "test_held_out"], "word"
+        eval_parts = ["dev", "test", "test_held_out"]
+    elif corpus == "librispeech":
+        info = _librispeech_manifests(out, src, opts, num_jobs)
+        train_parts, eval_parts = info["train_parts"], info["eval_parts"]
+        from .librispeech import TEST_PARTS, VALID_PART
+
+        valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
+    else:
+        info = _aishell_manifests(out, src)
+        train_parts, valid, tests, unit = ["train"], "dev", ["test"], "char"
+        eval_parts = ["dev", "test"]
+
+    # 2. features (training parts speed-perturbed)
+    splits: dict[str, Path] = {}
+    for part in train_parts:
+        splits[part] = _features(out, part, speed_perturb, num_jobs, progress)
+    for part in eval_parts:
+        splits[part] = _features(out, part, False, num_jobs, progress)
+    train_split = train_parts[0]
+    if len(train_parts) > 1:
+        train_split = "train-960"
+        splits[train_split] = _combine(out, train_split, train_parts)
+
+    # 3. BPE on the (unperturbed) training transcripts
+    bpe_path = out / "lang" / f"bpe_{vocab_size}.model" if unit == "word" else out / "lang" / "char.model"
+    if not bpe_path.is_file():
+        from lhotse import load_manifest_lazy
+
+        texts = [s.text for p in train_parts for s in load_manifest_lazy(_manifest_paths(out, p)[1])]
+        train_bpe(texts, bpe_path, vocab_size=vocab_size, unit=unit)
+    from .tokenizer import Tokenizer
+
+    actual_vocab = Tokenizer(bpe_path).vocab_size
+
+    info = dict(info, options=opts, vocab_size=actual_vocab,
+                speed_perturb_factors=[0.9, 1.1] if speed_perturb else [],
+                fbank={"num_mel_bins": 80, "frame_length_s": 0.025, "frame_shift_s": 0.01,
+                       "storage": "lilcom_chunky"})
+    if corpus == "synthetic":
+        write_json(out / "corpus.json", info)
+    prepared = PreparedCorpus(corpus=corpus, out_dir=out, splits=splits, train_split=train_split,
+                              valid_split=valid, test_splits=tests, bpe_model=bpe_path,
+                              vocab_size=actual_vocab, unit=unit, info=info)
+    prepared.save()
+    log.info("prepared %s in %s (%.1f s)", corpus, out, time.time() - started)
+    return prepared
