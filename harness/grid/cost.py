@@ -16,7 +16,7 @@ from typing import Any, Optional
 from .cells import Cell
 
 #: training audio hours per epoch of the corpora the harness knows (speed perturbation x3)
-CORPUS_TRAIN_HOURS = {"librispeech": 960.0 * 3, "aishell1": 150.0 * 3}
+CORPUS_TRAIN_HOURS = {"librispeech": 960.0 * 3, "aishell": 150.0 * 3}
 #: effective FLOP/s per GPU, from Table 7 (see the module docstring)
 CALIBRATED_FLOPS_PER_GPU = 3 * 62.9e9 / 30 * 2880 * 3600 / (69 * 60 * 4)
 ASSUMPTION = ("GPU-hours = 3 x encoder FLOPs per audio second x training hours x epochs / "

@@ -16,7 +16,7 @@ from variants.spec import OBJECTIVE_HEADS
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = Literal["auto", "cpu", "cuda"]
-Corpus = Literal["synthetic", "librispeech", "aishell1"]
+Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
 
 

@@ -185,9 +185,8 @@ class Trainer:
                 find_unused_parameters=True)
 
         d = cfg.data
-        spec_aug = None if not d.spec_augment else True
         train_dl = make_dataloader(self.data.train_cuts, max_duration=d.max_duration, train=True,
-                                   spec_augment=spec_aug, num_workers=d.num_workers, seed=cfg.seed,
+                                   spec_augment=d.spec_augment, num_workers=d.num_workers, seed=cfg.seed,
                                    world_size=dist.world_size, rank=dist.rank)
         valid_dl = make_dataloader(self.data.valid_cuts, max_duration=d.max_duration, train=False,
                                    num_workers=d.num_workers, world_size=dist.world_size, rank=dist.rank)
