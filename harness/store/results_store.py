@@ -147,6 +147,8 @@ class ResultsStore:
         if not existing:
             row.setdefault("status", "pending")
             row["created_at"] = now
+        else:  # SQLite checks NOT NULL before ON CONFLICT: carry the current status
+            row.setdefault("status", existing[0]["status"])
         self.upsert("cells", row)
 
     def cell(self, cell_id: str) -> dict[str, Any] | None:
