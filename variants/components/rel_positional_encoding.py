@@ -5,7 +5,8 @@ For a sequence of ``T`` frames it returns the input scaled by ``sqrt(d_model)``
 and the encodings of the relative positions ``T-1, T-2, ..., -(T-1)`` (in that
 order), each ``[sin(p w_0), cos(p w_0), sin(p w_1), ...]`` with
 ``w_i = 10000^(-2i / d_model)``. Dropout applies to both outputs. The table
-has no parameters; it is cached per device and grown on demand.
+has no parameters; it is cached per device and grown on demand (and rebuilt
+outside ``torch.inference_mode`` if it was built inside).
 """
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ class RelPositionalEncoding(nn.Module):
 
     def _positions(self, t: int, device: torch.device) -> torch.Tensor:
         table = self._table
-        if table is None or table.device != device or table.size(0) < 2 * t - 1:
+        stale = table is not None and table.is_inference() and not torch.is_inference_mode_enabled()
+        if table is None or stale or table.device != device or table.size(0) < 2 * t - 1:
             max_rel = max(t - 1, self._initial_max_len - 1,
                           0 if table is None else (table.size(0) - 1) // 2)
+            # a table made under inference_mode cannot enter autograd: it is rebuilt outside it
             table = relative_sinusoids(max_rel, self.d_model, device)
             self._table = table
         centre = (table.size(0) - 1) // 2

@@ -170,3 +170,13 @@ def test_bad_config_is_named():
         build(ConformerConfig(num_features=5))
     with pytest.raises(ValueError, match="ConformerEncoder"):
         ConformerEncoder(ConformerConfig(**TINY))(torch.randn(1, 5, 16), torch.tensor([5]))
+
+
+def test_training_after_inference_mode():
+    embed, encoder = tiny(dropout=0.0)  # no dropout copy between the cached table and autograd
+    x, x_lens = torch.randn(2, 40, 80), torch.tensor([40, 30])
+    with torch.inference_mode():
+        run(embed, encoder, x, x_lens)
+    out, _ = run(embed, encoder, x, x_lens)
+    out.sum().backward()
+    assert encoder.layers[0].self_attn.linear_pos.weight.grad is not None
