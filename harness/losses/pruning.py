@@ -52,11 +52,13 @@ def get_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor, s_range
         raise ValueError(f"s_range (prune_range) must be >= 2 for RNN-T, got {s_range}")
     sym_lens = boundary[:, 2].to(px_grad.device)
     frame_lens = boundary[:, 3].to(px_grad.device)
-    needed = int(torch.div(sym_lens - 1, frame_lens.clamp(min=1), rounding_mode="trunc").add(2).max())
-    if s_range < needed:
-        warnings.warn(f"prune range {s_range} cannot cover {int(sym_lens.max())} symbols in "
-                      f"{int(frame_lens.min())} frames; using {needed}", stacklevel=2)
-        s_range = needed
+    need = torch.div(sym_lens - 1, frame_lens.clamp(min=1), rounding_mode="trunc") + 2
+    worst = int(need.argmax())
+    if s_range < int(need[worst]):
+        warnings.warn(f"prune range {s_range} cannot cover {int(sym_lens[worst])} symbols in "
+                      f"{int(frame_lens[worst])} frames (batch item {worst}); using {int(need[worst])}",
+                      stacklevel=2)
+        s_range = int(need[worst])
     s_range = min(s_range, S + 1)
 
     # mass of each window [s0, s0 + s_range): its blank arcs minus the label arc entering it
