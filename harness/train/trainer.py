@@ -251,8 +251,8 @@ class Trainer:
                         if dist.enabled:
                             value, frames = distributed.all_reduce_sum([value, frames], dist, self.device)
                         if not math.isfinite(value) and not scaler.enabled:
-                            raise Diverged(step + 1, f"loss is {value} at step {step + 1} "
-                                           f"(epoch {epoch}, batch {batch_in_epoch})")
+                            raise Diverged(step + 1, f"loss is {value} (epoch {epoch}, "
+                                           f"batch {batch_in_epoch} of the epoch)")
                         with profile.phase("backward"):
                             scaler.scale(loss / t.accum_grad).backward()
                     if boundary:

@@ -12,3 +12,48 @@ def write_grid(tmp_path):
         return str(p)
 
     return write
+
+
+TINY_MODEL = """\
+  overrides:
+    downsampling_factor: [1, 2]
+    num_encoder_layers: [1, 1]
+    encoder_dim: [32, 32]
+    feedforward_dim: [64, 64]
+    encoder_unmasked_dim: [32, 32]
+    num_heads: [2, 2]
+    cnn_module_kernel: [7, 7]
+    query_head_dim: 8
+    value_head_dim: 8
+    pos_dim: 16
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The built-in synthetic corpus at its tiny tier (about 40 s of training audio), once per session."""
+    from harness.data import prepare_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    prepare_corpus("synthetic", out, tier="tiny", progress=False)
+    return out
+
+
+@pytest.fixture
+def tiny_grid(tmp_path, tiny_corpus):
+    """Write a grid of tiny CTC Zipformers on the tiny corpus; ``rows`` adds ablation rows."""
+
+    def write(name: str = "e2e", rows: str = "", train: str = "epochs: 1, save_every_n: 1, average_period: 1",
+              decode: str = "methods: [ctc_greedy_search]") -> str:
+        text = (f"name: {name}\nstore: {tmp_path / 'runs' / 'results.sqlite'}\nrun_root: {tmp_path / 'runs'}\n"
+                "base:\n  variant: zipformer-s\n" + TINY_MODEL +
+                "  objective: ctc\n"
+                f"  data: {{corpus: synthetic, dir: {tiny_corpus}, options: {{tier: tiny}}, max_duration: 20}}\n"
+                f"  train: {{{train}}}\n  decode: {{{decode}}}\n")
+        if rows:
+            text += "ablations:\n" + rows
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(text)
+        return str(p)
+
+    return write
