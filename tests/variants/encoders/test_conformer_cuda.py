@@ -1,0 +1,69 @@
+"""The Conformer and the heads on CUDA, in float32 and under autocast
+(skipped where no GPU is present)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from variants import build_model
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+TINY = {"encoder": {"num_encoder_layers": 2, "d_model": 64, "dim_feedforward": 128, "nhead": 4},
+        "heads": {"vocab_size": 30, "decoder_dim": 32, "joiner_dim": 32, "attention_decoder_dim": 32,
+                  "attention_decoder_layers": 2, "attention_decoder_heads": 4,
+                  "attention_decoder_ff_dim": 64}}
+
+
+def model_on(device: str, **switches):
+    torch.manual_seed(0)
+    overrides = {**TINY, "encoder": {**TINY["encoder"], **switches}}
+    return build_model("conformer-s", ("transducer", "ctc", "attention"), **overrides).to(device)
+
+
+def head_outputs(model, x, x_lens):
+    out, out_lens = model(x, x_lens)
+    dec = model.decoder(torch.tensor([[0, 3, 4], [0, 5, -1]], device=x.device))
+    logits = model.joiner(out.unsqueeze(2), dec.unsqueeze(1))
+    ctc = model.ctc_output(out)
+    tokens_in, lens, _ = model.attention_decoder.make_inputs_and_targets([[3, 4], [5]], x.device)
+    aed = model.attention_decoder(out, out_lens, tokens_in, lens)
+    return out, out_lens, logits, ctc, aed
+
+
+def test_cuda_float32_matches_cpu():
+    x, x_lens = torch.randn(2, 150, 80), torch.tensor([150, 97])
+    cpu = model_on("cpu").eval()
+    gpu = model_on("cuda").eval()
+    gpu.load_state_dict(cpu.state_dict())
+    with torch.no_grad():
+        ref = head_outputs(cpu, x, x_lens)
+        got = head_outputs(gpu, x.cuda(), x_lens.cuda())
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(g.cpu(), r, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("switches", [{}, {"norm": "bias_norm", "activation": "swoosh"}])
+def test_cuda_autocast_forward_backward(dtype, switches):
+    model = model_on("cuda", **switches).train()
+    x, x_lens = torch.randn(2, 150, 80, device="cuda"), torch.tensor([150, 97], device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        out, out_lens, logits, ctc, aed = head_outputs(model, x, x_lens)
+        loss = logits.float().logsumexp(-1).mean() - ctc.float().mean() + aed.float().logsumexp(-1).mean()
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all(), name
+
+
+def test_cuda_padding_invariance():
+    model = model_on("cuda").eval()
+    short = torch.randn(1, 97, 80, device="cuda")
+    batch = torch.randn(2, 150, 80, device="cuda")
+    batch[1, :97] = short[0]
+    with torch.no_grad():
+        alone, n = model(short, torch.tensor([97], device="cuda"))
+        padded, _ = model(batch, torch.tensor([150, 97], device="cuda"))
+    torch.testing.assert_close(padded[1, : int(n)], alone[0], atol=1e-4, rtol=1e-3)
