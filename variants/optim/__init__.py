@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import Any, Iterable
 
 import torch
@@ -124,11 +125,11 @@ def schedule_curve(name: str, steps: Iterable[int], **kw: Any) -> list[tuple[int
     _check_name("schedule", name, SCHEDULERS)
     steps = list(steps)
     for s in steps:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
             raise ValueError(f"schedule_curve: steps must be integers >= 0, got {s!r}")
     if name == "noam":
         _check_kwargs("schedule_curve('noam')", noam_lr, kw, ("step",))
-        return [(s, noam_lr(s, **kw)) for s in steps]
+        return [(int(s), noam_lr(s, **kw)) for s in steps]
     kw = dict(kw)
     if "batches_per_epoch" not in kw:
         raise ValueError("schedule_curve('eden') needs batches_per_epoch (to derive the epoch "
@@ -137,7 +138,7 @@ def schedule_curve(name: str, steps: Iterable[int], **kw: Any) -> list[tuple[int
     if isinstance(per_epoch, bool) or not isinstance(per_epoch, (int, float)) or not per_epoch > 0:
         raise ValueError(f"batches_per_epoch must be a number > 0, got {per_epoch!r}")
     _check_kwargs("schedule_curve('eden')", eden_lr, kw, ("batch", "epoch"))
-    return [(s, eden_lr(s, math.floor(s / per_epoch), **kw)) for s in steps]
+    return [(int(s), eden_lr(s, math.floor(s / per_epoch), **kw)) for s in steps]
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:

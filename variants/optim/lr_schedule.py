@@ -17,6 +17,7 @@ scales survive), and the schedule writes ``base_lr * factor`` into
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from torch.optim import Optimizer
@@ -24,7 +25,7 @@ from torch.optim import Optimizer
 
 def check_count(name: str, value: float) -> float:
     """``value`` as a float if it is a finite number >= 0, else a clear ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -34,7 +35,7 @@ def check_count(name: str, value: float) -> float:
 
 def check_positive(name: str, value: float) -> float:
     """``value`` as a float if it is a finite number > 0, else a clear ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)

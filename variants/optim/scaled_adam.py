@@ -145,8 +145,9 @@ class ScaledAdam(Optimizer):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if p.numel() > 1:
-                state["scale_exp_avg"] = torch.zeros((), dtype=p.dtype, device=p.device)
-                state["scale_exp_avg_sq"] = torch.zeros((), dtype=p.dtype, device=p.device)
+                # float32 whatever the parameter's dtype: h^2 overflows float16
+                state["scale_exp_avg"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                state["scale_exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
         return state
 
     def _buckets(self) -> list[tuple[dict[str, Any], _Bucket, bool]]:

@@ -1,0 +1,77 @@
+"""ScaledAdam on other dtypes and on the GPU (GPU tests skip where there is none)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from variants.optim import ScaledAdam, build_optimizer
+
+torch.set_num_threads(1)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4))
+    m.register_parameter("gain", nn.Parameter(torch.tensor(1.0)))
+    return m
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, device: str,
+           scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype | None = None) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(16, 6, generator=gen).to(device, model[0].weight.dtype)
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = (model(x).float() ** 2).mean() * model.gain
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        opt.zero_grad()
+
+
+def test_bfloat16_parameters_keep_float32_scale_moments():
+    model = _model().to(torch.bfloat16)
+    opt = build_optimizer("scaled_adam", model)
+    _train(model, opt, 3, "cpu", dtype=None)
+    w = model[0].weight
+    assert opt.state[w]["exp_avg"].dtype == torch.bfloat16
+    assert opt.state[w]["scale_exp_avg_sq"].dtype == torch.float32
+    assert all(torch.isfinite(p.float()).all() for p in model.parameters())
+
+
+@cuda
+def test_cuda_matches_cpu():
+    cpu = _model()
+    gpu = copy.deepcopy(cpu).cuda()
+    opt_c, opt_g = ScaledAdam(cpu.parameters()), ScaledAdam(gpu.parameters())
+    _train(cpu, opt_c, 30, "cpu")             # past step 10 and 20: clipping thresholds set
+    _train(gpu, opt_g, 30, "cuda")
+    assert opt_g.clipping.threshold == pytest.approx(opt_c.clipping.threshold, rel=1e-4)
+    for a, b in zip(cpu.parameters(), gpu.parameters()):
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
+    assert opt_g.state[gpu[0].weight]["scale_exp_avg"].device.type == "cuda"
+
+
+@cuda
+def test_cuda_float16_autocast_with_grad_scaler():
+    model = _model().cuda()
+    opt = build_optimizer("scaled_adam", model)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 16)
+    _train(model, opt, 25, "cuda", scaler=scaler, dtype=torch.float16)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    steps = float(opt.state[model[0].weight]["step"])
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.randn(4, 6, device="cuda")
+    scaler.scale((model(x) * float("inf")).sum() * model.gain).backward()
+    scaler.step(opt)                           # overflow: skipped
+    scaler.update()
+    assert float(opt.state[model[0].weight]["step"]) == steps
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
