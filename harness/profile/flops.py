@@ -10,7 +10,7 @@ are applied *through* DeepSpeed's profiler: a forward hook on each module of a
 listed type adds ``rule x elements of its first input`` to the module's
 ``__flops__`` accumulator, which the profiler sums like any other count.
 
-One forward pass yields three figures:
+Two forward passes yield three figures:
 
 - ``deepspeed``: plain DeepSpeed (convention ``"deepspeed"``);
 - ``total``: plus the authors' rules (convention ``"deepspeed+authors_rules"``);
@@ -136,7 +136,7 @@ def _add_rule_hooks(model: nn.Module, rules: Mapping[type, int], tally: dict[str
 def profile_flops(model: nn.Module, args: tuple, kwargs: Mapping[str, Any] | None = None,
                   rules: Mapping[type, int] | None = None,
                   parts: tuple[str, ...] = ()) -> tuple[int, int, int, dict[str, int], dict[str, int]]:
-    """Run ``model(*args, **kwargs)`` once under DeepSpeed's profiler and FlopCounterMode.
+    """Run ``model(*args, **kwargs)`` under DeepSpeed's profiler, then under FlopCounterMode.
 
     Returns (plain DeepSpeed FLOPs, extra FLOPs from ``rules``, FlopCounterMode
     FLOPs, FLOPs with rules of each named child in ``parts``, extra FLOPs per
@@ -154,16 +154,23 @@ def profile_flops(model: nn.Module, args: tuple, kwargs: Mapping[str, Any] | Non
     try:
         prof.start_profile()
         handles = _add_rule_hooks(model, rules, tally)
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
+        with torch.inference_mode():
             model(*args, **dict(kwargs or {}))
         total = int(prof.get_total_flops())
         by_part = {p: int(profiler_mod.get_module_flops(getattr(model, p))) for p in parts}
-        flop_counter = int(counter.get_total_flops())
     finally:
         for h in handles:
             h.remove()
         prof.end_profile()
+    # A second pass: under a dispatch mode torch.matmul decomposes into calls of
+    # the Python-level Tensor.bmm, which DeepSpeed also patches, so running both
+    # counters in one pass would count every matmul twice.
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(*args, **dict(kwargs or {}))
+        flop_counter = int(counter.get_total_flops())
+    finally:
         model.train(was_training)
     extra = sum(tally.values())
     return total - extra, extra, flop_counter, by_part, tally

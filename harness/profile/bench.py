@@ -1,0 +1,202 @@
+"""Encoder inference time and peak memory (the paper's Figure 3 protocol).
+
+Figure 3: a batch of 30 utterances of 30 s, inference mode, one GPU. Each
+measurement runs in a fresh Python process (:func:`run_isolated`) so that
+nothing another model allocated earlier inflates its peak memory:
+
+- time: ``warmup`` untimed forward passes, then ``runs`` timed ones (CUDA
+  synchronised before and after each); the median and quartiles are reported;
+- GPU memory: ``torch.cuda.max_memory_allocated`` over the timed runs, peak
+  statistics reset after the model and input are on the GPU, so it holds
+  weights + input + activations, as the paper's curves do;
+- CPU memory: the process's peak resident size over the runs (``VmHWM`` after
+  resetting it through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is not
+  possible) minus the resident size after building the model and input, i.e.
+  the memory inference itself needs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+FEATURE_RATE_HZ = 100  # fbank frames per second
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    variant: str
+    device: str          # CPU model string or GPU name
+    device_type: str     # "cpu" or "cuda"
+    threads: int
+    batch: int
+    duration_s: float
+    runs: int
+    warmup: int
+    median_s: float
+    p25_s: float
+    p75_s: float
+    peak_mem_mb: float
+    mem_method: str
+    times_s: list[float] = field(default_factory=list)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return cpu_name()
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M)
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kb("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def _maxrss_kb() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB on Linux
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile) of ``times``."""
+    if not times:
+        raise ValueError("no timed runs")
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return q[0], statistics.median(times), q[2]
+
+
+def check_args(batch: int, duration_s: float, runs: int, warmup: int, device: str,
+               threads: int) -> None:
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if duration_s * FEATURE_RATE_HZ < 10:
+        raise ValueError(f"duration must be at least 0.1 s, got {duration_s}")
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+
+
+def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
+            device: str = "cpu", threads: int = 1,
+            overrides: Mapping[str, Any] | None = None) -> BenchResult:
+    """Time the encoder of ``variant`` in this process (use :func:`run_isolated`)."""
+    import torch
+
+    from variants import build_model
+
+    check_args(batch, duration_s, runs, warmup, device, threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(variant, objective="ctc", **dict(overrides or {})).to(device).eval()
+    frames = int(round(duration_s * FEATURE_RATE_HZ))
+    x = torch.randn(batch, frames, model.spec.encoder.num_features, device=device)
+    x_lens = torch.full((batch,), frames, dtype=torch.int64, device=device)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x, x_lens)
+        sync()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            base_kb = _status_kb("VmRSS")
+            reset = _reset_peak_rss() and base_kb is not None
+            if not reset:
+                base_kb = _maxrss_kb()
+        times = []
+        for _ in range(runs):
+            sync()
+            t0 = time.perf_counter()
+            model(x, x_lens)
+            sync()
+            times.append(time.perf_counter() - t0)
+    if device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        method = "torch.cuda.max_memory_allocated (weights + input + activations)"
+    elif reset:
+        peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
+        method = "peak RSS (VmHWM, reset after build) minus RSS after build and warm-up"
+    else:
+        peak_mb = (_maxrss_kb() - base_kb) / 1024
+        method = "ru_maxrss minus ru_maxrss after build and warm-up"
+    p25, med, p75 = quartiles(times)
+    return BenchResult(variant=variant, device=device_name(device), device_type=device,
+                       threads=threads, batch=batch, duration_s=float(duration_s), runs=runs,
+                       warmup=warmup, median_s=med, p25_s=p25, p75_s=p75,
+                       peak_mem_mb=max(peak_mb, 0.0), mem_method=method, times_s=times)
+
+
+def run_isolated(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
+                 device: str = "cpu", threads: int = 1,
+                 overrides: Mapping[str, Any] | None = None, timeout_s: float | None = None) -> BenchResult:
+    """:func:`measure` in a fresh Python process; its result comes back as JSON."""
+    check_args(batch, duration_s, runs, warmup, device, threads)
+    request = dict(variant=variant, batch=batch, duration_s=duration_s, runs=runs, warmup=warmup,
+                   device=device, threads=threads, overrides=dict(overrides or {}))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", "harness.profile.bench", json.dumps(request)],
+                          capture_output=True, text=True, env=env, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark of {variant} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr.strip()[-2000:]}")
+    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
+    return BenchResult(**json.loads(last))
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m harness.profile.bench '<json request>'", file=sys.stderr)
+        return 2
+    request = json.loads(argv[0])
+    print(json.dumps(asdict(measure(**request))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
