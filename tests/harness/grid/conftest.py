@@ -48,7 +48,7 @@ def tiny_grid(tmp_path, tiny_corpus):
         text = (f"name: {name}\nstore: {tmp_path / 'runs' / 'results.sqlite'}\nrun_root: {tmp_path / 'runs'}\n"
                 "base:\n  variant: zipformer-s\n" + TINY_MODEL +
                 "  objective: ctc\n"
-                f"  data: {{corpus: synthetic, dir: {tiny_corpus}, options: {{tier: tiny}}, max_duration: 20}}\n"
+                f"  data: {{corpus: synthetic, dir: {tiny_corpus}, options: {{tier: tiny}}, max_duration: 8, max_train_cuts: 10}}\n"
                 f"  train: {{{train}}}\n  decode: {{{decode}}}\n")
         if rows:
             text += "ablations:\n" + rows
