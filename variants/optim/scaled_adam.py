@@ -72,6 +72,15 @@ def _check_hyperparameters(lr: float, betas: tuple[float, float], eta: float, ep
                          f"param_min_rms={param_min_rms}")
 
 
+def _dot_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
+    """``sum(x * y)`` for each pair, as a float64 vector (1xN by Nx1 products)."""
+    if hasattr(torch, "_foreach_mm"):                 # one multi-tensor call where torch has it
+        prods = torch._foreach_mm([x.reshape(1, -1) for x in xs], [y.reshape(-1, 1) for y in ys])
+    else:
+        prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
+    return torch.stack([p.reshape(()) for p in prods]).to(torch.float64)
+
+
 class _Bucket:
     """The tensors of one group that share device and dtype and kind (scalar or not)."""
 
@@ -263,10 +272,7 @@ class ScaledAdam(Optimizer):
         min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
         assert b.rms is not None
         rms = b.rms
-        # h = sum(g * theta) per tensor, before theta changes (a 1xN by Nx1 product each)
-        rows = [g.reshape(1, -1) for g in b.grads]
-        cols = [p.reshape(-1, 1) for p in b.params]
-        h = torch.stack(torch._foreach_mm(rows, cols)).reshape(-1).to(torch.float64)
+        h = _dot_products(b.grads, b.params)     # before theta changes
         exp_avg, exp_avg_sq, correction = self._moments(group, b)
         n_list = [s["scale_exp_avg"] for s in b.states]
         w_list = [s["scale_exp_avg_sq"] for s in b.states]
