@@ -175,6 +175,9 @@ class AttentionDecoder(nn.Module):
             raise TypeError(f"tokens_in must hold integer token ids, got {tokens_in.dtype}")
         if memory_lens.shape != (b,):
             raise ValueError(f"memory_lens must have shape ({b},), got {tuple(memory_lens.shape)}")
+        if tokens_in.numel() and not 0 <= int(tokens_in.min()) <= int(tokens_in.max()) < self.vocab_size:
+            raise ValueError(f"tokens_in must hold ids in [0, {self.vocab_size}), got "
+                             f"[{int(tokens_in.min())}, {int(tokens_in.max())}]")
         u = tokens_in.size(1)
         device = memory.device
         positions = torch.arange(u, device=device)

@@ -72,6 +72,8 @@ class Decoder(nn.Module):
             raise ValueError(f"with need_pad=False, y must hold the last context_size={self.context_size} "
                              f"tokens, got {y.size(1)}")
         y = y.long()
+        if y.numel() and int(y.max()) >= self.vocab_size:
+            raise ValueError(f"token id {int(y.max())} is outside the vocabulary [0, {self.vocab_size})")
         out = self.embedding(y.clamp(min=0)) * (y >= 0).unsqueeze(-1)
         out = self.balancer(out)
         if self.context_size > 1:

@@ -76,5 +76,7 @@ def test_bad_input_is_named():
         m(torch.randn(1, 4, 8), torch.tensor([4]), torch.tensor([[12]]))
     with pytest.raises(TypeError, match="integer"):
         m(torch.randn(1, 4, 12), torch.tensor([4]), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"ids in \[0, 13\)"):
+        m(torch.randn(1, 4, 12), torch.tensor([4]), torch.tensor([[12, -1]]))
     with pytest.raises(ValueError, match="nhead"):
         AttentionDecoder(13, 18, 1, 4, 8, 12)

@@ -59,6 +59,8 @@ def test_decoder_bad_input_is_named():
         Decoder(10, 8, 10, 2)
     with pytest.raises(TypeError, match="integer"):
         Decoder(10, 8, 0, 2)(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        Decoder(10, 8, 0, 2)(torch.tensor([[0, 10]]))
 
 
 def test_joiner_broadcasts_and_project_input():
