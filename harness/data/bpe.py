@@ -9,6 +9,7 @@ Character units (Aishell-1) use model type ``char`` with every character.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
@@ -25,10 +26,20 @@ DEFAULT_VOCAB_SIZE = 500
 
 
 def _train(text_file: Path, prefix: Path, vocab_size: int, model_type: str, hard_limit: bool) -> None:
+    """Train in the scratch folder with relative paths: the model embeds its
+    trainer settings, and absolute scratch paths would make equal models differ."""
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(0)
+    with contextlib.chdir(text_file.parent):
+        _train_here(text_file.name, prefix.name, vocab_size, model_type, hard_limit)
+
+
+def _train_here(text_file: str, prefix: str, vocab_size: int, model_type: str, hard_limit: bool) -> None:
     import sentencepiece as spm
 
     spm.SentencePieceTrainer.train(
-        input=str(text_file), model_prefix=str(prefix), vocab_size=vocab_size,
+        input=text_file, model_prefix=prefix, vocab_size=vocab_size,
         model_type=model_type, character_coverage=1.0, input_sentence_size=100_000_000,
         user_defined_symbols=list(SPECIAL_SYMBOLS), unk_id=UNK_ID, bos_id=-1, eos_id=-1,
         hard_vocab_limit=hard_limit, minloglevel=2, num_threads=1)

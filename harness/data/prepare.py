@@ -26,7 +26,7 @@ from typing import Any
 
 from .atomic import atomic_path, clean_stale_tmp, write_json
 from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
-from .errors import DataError, EmptySplitError, UnknownCorpusError
+from .errors import CorpusNotFoundError, DataError, EmptySplitError, UnknownCorpusError
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,16 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
         src = Path(src_dir).resolve()
         opts.update(src=str(src), train_set=train_set if corpus == "librispeech" else None)
     if corpus != "synthetic" and not Path(src_dir).is_dir():
-        from .errors import CorpusNotFoundError
-
         raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
+    # validate cheaply before anything is written
+    if corpus == "synthetic":
+        from .synthetic.tiers import get_tier
+
+        get_tier(opts["tier"], hours=hours, voices=voices)
+    elif corpus == "librispeech":
+        from .librispeech import select_parts
+
+        select_parts(src, train_set)
     out.mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "manifests", out / "fbank", out / "lang"):
         clean_stale_tmp(folder)
@@ -265,10 +272,10 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
         train_parts, valid, tests, unit = ["train"], "dev", ["test", "test_held_out"], "word"
         eval_parts = ["dev", "test", "test_held_out"]
     elif corpus == "librispeech":
-        info = _librispeech_manifests(out, src, opts, num_jobs)
-        train_parts, eval_parts = info["train_parts"], info["eval_parts"]
         from .librispeech import TEST_PARTS, VALID_PART
 
+        info = _librispeech_manifests(out, src, opts, num_jobs)
+        train_parts, eval_parts = info["train_parts"], info["eval_parts"]
         valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
     else:
         info = _aishell_manifests(out, src)

@@ -77,7 +77,10 @@ def plan_speakers(tier: SyntheticTier, seed: int) -> dict[str, list[str]]:
 
 
 def _estimated_seconds(text: str, rate: int) -> float:
-    return len(text.split()) * 60.0 / rate + 0.45  # eSpeak's lead-in and end pause
+    """Planned duration: eSpeak counts a "word" as 5 letters; fitted on the easy
+    tier (0.14 s RMS error); corpus.json records the measured hours."""
+    letters = len(text.replace(" ", ""))
+    return 0.835 * letters / 5 * 60.0 / rate + 0.53
 
 
 def plan_corpus(tier: SyntheticTier, seed: int) -> tuple[dict[str, list[Utterance]], dict[str, str]]:
@@ -95,8 +98,7 @@ def plan_corpus(tier: SyntheticTier, seed: int) -> tuple[dict[str, list[Utteranc
         counters: dict[str, int] = {}
         total = 0.0
         while total < target:
-            text = gen.unique_sentences(1, exclude=used)[0]
-            used.add(text)
+            text = gen.next_unique(used)
             voice = pool[len(utts) % len(pool)] if len(utts) < len(pool) else rng.choice(pool)
             spk = numbers[voice]
             n = counters.get(spk, 0)

@@ -169,19 +169,17 @@ class SentenceGenerator:
         raise RuntimeError(f"the grammar cannot make sentences of {self.min_words}-"
                            f"{self.max_words} words at this vocabulary level")
 
-    def unique_sentences(self, count: int, exclude: set[str] | None = None) -> list[str]:
-        """``count`` distinct sentences, none in ``exclude``."""
-        seen = set(exclude or ())
-        out: list[str] = []
-        misses = 0
-        while len(out) < count:
+    def next_unique(self, seen: set[str], max_tries: int = 2000) -> str:
+        """A sentence not in ``seen``, which it is added to."""
+        for _ in range(max_tries):
             s = self.sentence()
-            if s in seen:
-                misses += 1
-                if misses > 50 * count + 1000:
-                    raise ValueError(f"the grammar ran out of distinct sentences after {len(out)} of "
-                                     f"{count}; raise vocab_level or max_words, or ask for fewer hours")
-                continue
-            seen.add(s)
-            out.append(s)
-        return out
+            if s not in seen:
+                seen.add(s)
+                return s
+        raise ValueError(f"the grammar ran out of distinct sentences after {len(seen)}; raise "
+                         "vocab_level or max_words, or ask for fewer hours")
+
+    def unique_sentences(self, count: int, exclude: set[str] | None = None) -> list[str]:
+        """``count`` distinct sentences, none in ``exclude`` (which is not modified)."""
+        seen = set(exclude or ())
+        return [self.next_unique(seen) for _ in range(count)]

@@ -1,0 +1,41 @@
+"""Shared tiny corpora for the data tests (built once per session, in seconds)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_tier():
+    from harness.data.synthetic.tiers import get_tier
+
+    return get_tier("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory):
+    """The tiny synthetic corpus, fully prepared (features, BPE)."""
+    from harness.data import prepare_corpus
+
+    out = tmp_path_factory.mktemp("synthetic") / "tiny"
+    return prepare_corpus("synthetic", out, tier="tiny", seed=0, num_jobs=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_librispeech(tmp_path_factory, tiny_tier):
+    """(root, plan): the tiny synthetic corpus written in LibriSpeech's layout."""
+    from harness.data.synthetic.corpus import write_librispeech_layout
+
+    root = tmp_path_factory.mktemp("librispeech") / "LibriSpeech"
+    plan = write_librispeech_layout(root, tiny_tier, seed=3, num_jobs=1)
+    return root, plan
