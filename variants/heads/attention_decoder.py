@@ -6,8 +6,10 @@ encoding (input scaled by sqrt(d_model)), ``num_layers`` layers of causal
 self-attention, cross-attention to the encoder output (keys and values
 projected from ``memory_dim``) and a Swish feed-forward, each with LayerNorm
 before it and a residual around it; then a Linear to the vocabulary (no final
-norm). ``sos_id == eos_id == vocab_size - 1`` (the BPE model's ``<sos/eos>``)
-and ``ignore_id == -1``, as in the authors' recipe. Attention scores whose
+norm). ``sos_id == eos_id`` (one ``<sos/eos>`` symbol), by default
+``vocab_size - 1`` (the harness's contract; the authors' recipe takes the BPE
+model's ``<sos/eos>`` id, which their BPE layout puts at 1: pass ``sos_id`` /
+``eos_id`` to match a tokenizer), and ``ignore_id == -1``. Attention scores whose
 magnitude exceeds 50 get a small gradient penalty during training.
 """
 from __future__ import annotations
@@ -119,7 +121,8 @@ class AttentionDecoder(nn.Module):
     """memory (B, T, memory_dim), memory_lens (B,), tokens_in (B, U) -> logits (B, U, vocab_size)."""
 
     def __init__(self, vocab_size: int, d_model: int = 512, num_layers: int = 6, nhead: int = 8,
-                 dim_feedforward: int = 2048, memory_dim: int = 512, dropout: float = 0.1) -> None:
+                 dim_feedforward: int = 2048, memory_dim: int = 512, dropout: float = 0.1,
+                 sos_id: int | None = None, eos_id: int | None = None) -> None:
         super().__init__()
         for name, v in (("vocab_size", vocab_size - 1), ("d_model", d_model), ("num_layers", num_layers),
                         ("nhead", nhead), ("dim_feedforward", dim_feedforward), ("memory_dim", memory_dim)):
@@ -130,8 +133,11 @@ class AttentionDecoder(nn.Module):
             raise ValueError(f"AttentionDecoder: d_model={d_model} is not divisible by nhead={nhead}")
         self.vocab_size = vocab_size
         self.memory_dim = memory_dim
-        self.sos_id = vocab_size - 1
-        self.eos_id = vocab_size - 1
+        self.sos_id = vocab_size - 1 if sos_id is None else int(sos_id)
+        self.eos_id = vocab_size - 1 if eos_id is None else int(eos_id)
+        for name, v in (("sos_id", self.sos_id), ("eos_id", self.eos_id)):
+            if not 0 <= v < vocab_size:
+                raise ValueError(f"AttentionDecoder: {name}={v} must lie in [0, {vocab_size})")
         self.ignore_id = -1
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = PositionalEncoding(d_model, dropout=0.1)

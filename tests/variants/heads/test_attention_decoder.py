@@ -23,6 +23,14 @@ def test_param_count_matches_authors(memory_dim, expected):
     assert (m.sos_id, m.eos_id, m.ignore_id) == (499, 499, -1)
 
 
+def test_sos_eos_ids_can_follow_the_tokenizer():
+    m = AttentionDecoder(13, 16, 1, 4, 32, 12, sos_id=1, eos_id=1)
+    tokens_in, _, targets = m.make_inputs_and_targets([[3, 12]])
+    assert tokens_in.tolist() == [[1, 3, 12]] and targets.tolist() == [[3, 12, 1]]
+    with pytest.raises(ValueError, match="sos_id=13"):
+        AttentionDecoder(13, 16, 1, 4, 32, 12, sos_id=13)
+
+
 def test_make_inputs_and_targets():
     m = tiny()
     tokens_in, lens, targets = m.make_inputs_and_targets([[3, 4, 5], [7]])
