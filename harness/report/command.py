@@ -1,0 +1,98 @@
+"""`harness report [--store PATH] [--out reports/]`: regenerate the paper's
+tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) from whatever runs the
+results store holds, the paper's values beside ours, and an index page
+``index.md`` linking them all. An empty or absent store gives a report of the
+paper's values and our profile, saying what is missing."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .data import StoreSnapshot
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None,
+                   help="results store (default: $HARNESS_STORE or runs/results.sqlite)")
+    p.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+
+
+def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
+    """Write every table and figure; return the index path and what is missing."""
+    from . import figures, tables
+    from .index import ReportPage
+
+    snap = StoreSnapshot.read(store_path)
+    cells, profile = snap.cells(), snap.profile()
+    bench = snap.tables["bench"]
+    counts = Counter(c.status for c in cells)
+    store_line = (f"`{store_path}` ({len(cells)} cells"
+                  + (": " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "")
+                  + f"; {len(snap.tables['wers'])} WER rows, {len(snap.tables['profile'])} profile rows, "
+                    f"{len(bench)} benchmark rows)") if snap.exists else f"`{store_path}` (no such store)"
+    page = ReportPage(out, store_line)
+    if not snap.exists:
+        page.missing.append(f"No results store at {store_path}: run `harness run GRID` (training), "
+                            "`harness profile` and `harness bench` to fill one.")
+    if not cells:
+        page.missing.append("No grid cells: every WER below is the paper's only (run `harness run GRID`).")
+    elif not snap.tables["wers"]:
+        page.missing.append("No WERs yet: no cell has been decoded.")
+    if not profile:
+        page.missing.append("No profile rows: params/GFLOPs 'ours' are empty (run `harness profile`).")
+    if not bench:
+        page.missing.append("No benchmark rows: no Figure 3 (run `harness bench`, on a GPU for the "
+                            "paper's protocol).")
+    bad = [c for c in cells if c.status in ("failed", "diverged")]
+    if bad:
+        page.missing.append("Cells that did not finish: " + "; ".join(
+            f"{c.name} ({c.variant}, {c.objective}) {c.status}"
+            + (f": {c.error.strip().splitlines()[-1][:160]}" if c.error else "") for c in bad))
+
+    page.add_text("## Tables")
+    for stem, table in (("table2-librispeech", tables.librispeech_table(cells, profile)),
+                        ("table5-ablations", tables.ablation_table(cells, profile)),
+                        ("table6-activation-constraints", tables.constraints_table(cells, profile))):
+        page.add_table(table, table.write(out, stem))
+    for stem, section, corpora, fn, label in (
+            ("table3-aishell", "aishell", ("aishell",), tables.aishell_table, "Aishell-1 (Table 3)"),
+            ("table4-wenetspeech", "wenetspeech", ("wenetspeech",), tables.wenetspeech_table,
+             "WenetSpeech (Table 4)")):
+        if tables.has_runs(cells, section, corpora):
+            t = fn(cells, profile)
+            page.add_table(t, t.write(out, stem))
+        else:
+            page.missing.append(f"No {label} runs: that table is not generated.")
+
+    page.add_text("## Inference benchmark (Figure 3)")
+    if bench:
+        setups = sorted({tables.bench_setup(r) for r in bench})
+        page.add_text("Benchmarks in the store were measured on: "
+                      + "; ".join(tables.describe_setup(s) for s in setups)
+                      + ". The paper's protocol is batch 30 x 30 s on one V100 GPU.")
+        bt, rt = tables.bench_table(bench), tables.ratio_table(bench)
+        page.add_table(bt, bt.write(out, "figure3-bench"))
+        page.add_table(rt, rt.write(out, "figure3-ratios"))
+        for paths, caption in figures.figure3(bench, cells, out):
+            page.add_figure(paths, caption)
+
+    page.add_text("## Optimizer and activations (Figures A.2, A.3)")
+    page.add_figure(*figures.figure_a2(cells, snap.tables["wers"], snap.tables["epochs"], out))
+    page.add_figure(*figures.figure_a3(out))
+    if (out / "profile.md").exists():
+        page.add_text("## Profile\n\nParams per part and encoder GFLOPs of every variant: "
+                      "[profile.md](profile.md) · [profile.csv](profile.csv) (written by `harness profile`).")
+    return page.write(), page.missing
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.store import default_store_path
+
+    store_path = Path(args.store) if args.store else default_store_path()
+    index, missing = build_report(store_path, Path(args.out))
+    for m in missing:
+        print(f"missing: {m}", file=sys.stderr)
+    print(f"wrote {index}")
+    return 0

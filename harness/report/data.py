@@ -1,0 +1,172 @@
+"""What the report reads: the results store's tables and the paper's values.
+
+Helpers here turn store rows into the few facts a table needs: a cell's
+corpus, optimizer and overrides, and its final WER per test set with the
+decoding method the paper uses for its objective.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
+
+#: decoding method preferred for each objective (the paper: beam search of 4 for
+#: transducers; attention rescoring for CTC/AED); others follow alphabetically
+METHOD_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "transducer": ("modified_beam_search", "greedy_search"),
+    "ctc": ("ctc_greedy_search",),
+    "ctc_aed": ("attention_rescoring", "ctc_greedy_search"),
+}
+
+
+@lru_cache(maxsize=1)
+def paper_values() -> dict[str, Any]:
+    with open(PAPER_VALUES) as f:
+        return yaml.safe_load(f)
+
+
+def norm_set(name: str) -> str:
+    """Test-set names compared loosely: ``test_clean`` == ``test-clean``."""
+    return str(name).strip().lower().replace("_", "-")
+
+
+def parse_json(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+@dataclass
+class CellRun:
+    """One grid cell as the report sees it."""
+
+    cell_id: str
+    name: str
+    grid: str
+    variant: str
+    objective: str
+    status: str
+    error: str | None
+    config: dict[str, Any]
+    params: int | None
+    gflops: float | None
+    epoch: float | None
+    #: normalised test set -> (WER %, method, epoch) at the cell's last decoded epoch
+    wers: dict[str, tuple[float, str, int]] = field(default_factory=dict)
+
+    @property
+    def corpus(self) -> str | None:
+        return (self.config.get("data") or {}).get("corpus")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.config.get("overrides") or {})
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer the cell trained with (the spec's default when the grid names none)."""
+        opt = self.config.get("optimizer")
+        name = opt.get("name") if isinstance(opt, dict) else opt
+        if name:
+            return str(name)
+        try:
+            from variants import get_spec
+
+            return get_spec(self.variant).optimizer
+        except Exception:  # an unregistered variant in an old store
+            return "unknown"
+
+    def describe(self) -> str:
+        """Where the numbers come from, in a few words."""
+        bits = [f"{self.grid}/{self.name}" if self.grid else self.name, self.corpus or "corpus ?"]
+        if self.epoch is not None:
+            bits.append(f"epoch {self.epoch:g}")
+        if self.overrides:
+            bits.append("overrides " + ", ".join(f"{k}={v}" for k, v in self.overrides.items()))
+        methods = sorted({m for _, m, _ in self.wers.values()})
+        if methods:
+            bits.append("/".join(methods))
+        return "; ".join(bits)
+
+    def wer_cell(self, test_set: str) -> float | str:
+        """The WER, or why there is none (failed, diverged, running, no WER)."""
+        if self.status in ("failed", "diverged"):
+            return self.status
+        w = self.wers.get(norm_set(test_set))
+        if w is not None:
+            return w[0]
+        return "no WER" if self.status == "done" else self.status
+
+
+def select_wers(rows: list[dict[str, Any]], objective: str) -> dict[str, tuple[float, str, int]]:
+    """Per test set: the WER at the last decoded epoch, by the preferred method."""
+    by_set: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("wer") is not None:
+            by_set.setdefault(norm_set(r["test_set"]), []).append(r)
+    pref = METHOD_PREFERENCE.get(objective, ())
+    out = {}
+    for ts, rs in by_set.items():
+        last = max(int(r["epoch"]) for r in rs)
+        at_last = {r["method"]: r for r in rs if int(r["epoch"]) == last}
+        order = [m for m in pref if m in at_last] + sorted(m for m in at_last if m not in pref)
+        chosen = at_last[order[0]]
+        out[ts] = (float(chosen["wer"]), str(chosen["method"]), last)
+    return out
+
+
+def load_cells(cell_rows: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) -> list[CellRun]:
+    """Every cell with its final WERs, from the store's ``cells`` and ``wers`` rows."""
+    wers: dict[str, list[dict[str, Any]]] = {}
+    for r in wer_rows:
+        wers.setdefault(r["cell_id"], []).append(r)
+    cells = []
+    for c in cell_rows:
+        config = parse_json(c.get("config")) or {}
+        if not isinstance(config, dict):
+            config = {}
+        objective = parse_json(c.get("objective")) or config.get("objective") or "transducer"
+        if isinstance(objective, list):
+            objective = "+".join(objective)
+        cells.append(CellRun(
+            cell_id=c["cell_id"], name=c.get("name") or c["cell_id"], grid=c.get("grid") or "",
+            variant=c.get("variant") or config.get("variant") or "?", objective=str(objective),
+            status=c.get("status") or "pending", error=c.get("error"), config=config,
+            params=c.get("params"), gflops=c.get("gflops"), epoch=c.get("epoch"),
+            wers=select_wers(wers.get(c["cell_id"], []), str(objective))))
+    return cells
+
+
+@dataclass
+class StoreSnapshot:
+    """All rows of the store's tables, read once (empty where there is no store)."""
+
+    path: Path
+    exists: bool
+    tables: dict[str, list[dict[str, Any]]]
+
+    @classmethod
+    def read(cls, path: str | Path) -> "StoreSnapshot":
+        from harness.store.results_store import SCHEMA, ResultsStore
+
+        path = Path(path)
+        if not path.exists():
+            return cls(path, False, {t: [] for t in SCHEMA})
+        store = ResultsStore(path)
+        return cls(path, True, {t: store.rows(t) for t in SCHEMA})
+
+    def cells(self) -> list[CellRun]:
+        return load_cells(self.tables["cells"], self.tables["wers"])
+
+    def profile(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(variant, objective) -> the profile row."""
+        return {(r["variant"], r["objective"]): r for r in self.tables["profile"]}

@@ -1,0 +1,252 @@
+"""The paper's figures regenerated from the store: Figure 3 (inference time and
+peak memory vs average WER), Figure A.2 (WER vs epoch for ScaledAdam and Adam;
+Eden and Noam schedules) and Figure A.3 (Swish, SwooshR, SwooshL).
+
+Each figure is written as PNG and PDF; each function returns the paths written
+and a caption saying what the figure shows (and what it could not show).
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .data import METHOD_PREFERENCE, CellRun, norm_set, paper_values  # noqa: E402
+from .render import atomic_write_bytes  # noqa: E402
+from .tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
+
+OURS, PAPER = "tab:blue", "tab:gray"
+OPT_COLORS = {"scaled_adam": "tab:blue", "adam": "tab:orange"}
+OPT_LABELS = {"scaled_adam": "ScaledAdam", "adam": "Adam"}
+#: Eden's epoch term needs batches per epoch: LibriSpeech 960 h x 3 speed
+#: perturbations, 1000 s per GPU x 4 GPUs per batch (Zipformer-M, Table 7)
+LIBRISPEECH_BATCHES_PER_EPOCH = round(960 * 3600 * 3 / (1000 * 4))
+
+
+def save(fig, out_dir: Path, stem: str) -> list[Path]:
+    """PNG and PDF of ``fig``, written atomically."""
+    paths = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
+        paths.append(atomic_write_bytes(out_dir / f"{stem}.{ext}", buf.getvalue()))
+    plt.close(fig)
+    return paths
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+# ---- Figure 3 ----
+
+def paper_avg_wer() -> dict[str, float]:
+    """Variant -> the paper's average of test-clean and test-other (transducer rows)."""
+    out = {}
+    for r in paper_values()["librispeech"]["rows"]:
+        if r.get("variant") and r.get("objective") == "transducer":
+            out[r["variant"]] = (r["test-clean"] + r["test-other"]) / 2
+    return out
+
+
+def ours_avg_wer(cells: list[CellRun]) -> dict[str, float]:
+    """Variant -> our average WER of test-clean and test-other (done transducer cells, no overrides)."""
+    out: dict[str, float] = {}
+    for c in cells:
+        if (c.status != "done" or c.objective != "transducer" or c.overrides
+                or c.corpus not in LIBRISPEECH_CORPORA):
+            continue
+        w = [c.wers.get(s) for s in ("test-clean", "test-other")]
+        if all(w):
+            out[c.variant] = (w[0][0] + w[1][0]) / 2
+    return out
+
+
+def figure3(bench: list[Mapping[str, Any]], cells: list[CellRun], out_dir: Path) -> list[tuple[list[Path], str]]:
+    """One Figure 3 per benchmark setup (device, batch, duration, threads)."""
+    results = []
+    ours_wer, paper_wer = ours_avg_wer(cells), paper_avg_wer()
+    for setup in sorted({bench_setup(r) for r in bench}):
+        rows = [r for r in bench if bench_setup(r) == setup]
+        with_wer = [r for r in rows if r["variant"] in ours_wer]
+        stem = f"figure3-{slug(describe_setup(setup))}"
+        if with_wer:
+            results.append(_figure3_scatter(rows, with_wer, ours_wer, paper_wer, setup, out_dir, stem))
+        else:
+            results.append(_figure3_ratios(rows, setup, out_dir, stem))
+    return results
+
+
+def _figure3_scatter(rows, with_wer, ours_wer, paper_wer, setup, out_dir, stem):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, xlabel in ((axes[0], "median_s", "encoder inference time per batch (s)"),
+                            (axes[1], "peak_mem_mb", "peak memory (MB)")):
+        for r in with_wer:
+            ax.scatter(r[key], ours_wer[r["variant"]], color=OURS, marker="o", zorder=3)
+            ax.annotate(r["variant"], (r[key], ours_wer[r["variant"]]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+        for r in rows:
+            if r["variant"] in paper_wer:
+                ax.axhline(paper_wer[r["variant"]], color=PAPER, ls="--", lw=0.8)
+                ax.annotate(f"paper WER {r['variant']}", (ax.get_xlim()[0], paper_wer[r["variant"]]),
+                            fontsize=6, color=PAPER, xytext=(2, 2), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("average WER, test-clean & test-other (%)")
+        ax.grid(alpha=0.3)
+    axes[0].scatter([], [], color=OURS, marker="o", label="ours (measured time/memory, our WER)")
+    axes[0].plot([], [], color=PAPER, ls="--", label="paper's average WER (its time/memory are given only as a plot)")
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Figure 3: encoder inference vs WER — {describe_setup(setup)}", fontsize=10)
+    caption = (f"Figure 3 on {describe_setup(setup)}: our measured encoder time and peak memory against "
+               "our average WER (blue); dashed lines are the paper's average WERs (the paper gives its "
+               "time/memory values only in a plot, so they cannot be placed).")
+    return save(fig, out_dir, stem), caption
+
+
+def _figure3_ratios(rows, setup, out_dir, stem):
+    ratios = [r for r in scale_ratios(rows)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if ratios:
+        scales = [r["scale"] for r in ratios]
+        for ax, key, label in ((axes[0], "time_ratio", "inference time ratio"),
+                               (axes[1], "mem_ratio", "peak memory ratio")):
+            vals = [r[key] if r[key] is not None else float("nan") for r in ratios]
+            bars = ax.bar(scales, vals, color=OURS, label="ours: Zipformer-X / Conformer-X")
+            ax.bar_label(bars, fmt="%.2f", fontsize=8)
+            ax.axhline(1.0, color=PAPER, ls="--", lw=1, label="1.0 (equal); below: Zipformer better")
+            ax.set_xlabel("model scale")
+            ax.set_ylabel(f"{label} (Zipformer / Conformer)")
+            ax.grid(alpha=0.3, axis="y")
+        axes[0].legend(fontsize=7)
+        what = "Zipformer/Conformer ratios by scale"
+    else:
+        names = [r["variant"] for r in rows]
+        for ax, key, label in ((axes[0], "median_s", "encoder inference time per batch (s)"),
+                               (axes[1], "peak_mem_mb", "peak memory (MB)")):
+            ax.bar(names, [r[key] for r in rows], color=OURS, label="ours")
+            ax.set_ylabel(label)
+            ax.tick_params(axis="x", rotation=45, labelsize=7)
+            ax.grid(alpha=0.3, axis="y")
+        axes[0].legend(fontsize=7)
+        what = "absolute time and memory per variant (no Zipformer/Conformer pair of one scale)"
+    fig.suptitle(f"Figure 3 (no WER in the store): {what} — {describe_setup(setup)}", fontsize=9)
+    caption = (f"Figure 3 on {describe_setup(setup)}: the store holds no average WER for the benchmarked "
+               f"models, so this plots {what} instead of time/memory against WER.")
+    return save(fig, out_dir, stem), caption
+
+
+# ---- Figure A.2 ----
+
+def wer_by_epoch(wer_rows: list[Mapping[str, Any]], objective: str) -> dict[int, float]:
+    """Epoch -> average of test-clean and test-other WER (preferred method), where both exist."""
+    pref = METHOD_PREFERENCE.get(objective, ())
+    per: dict[int, dict[str, dict[str, float]]] = {}
+    for r in wer_rows:
+        if r.get("wer") is None:
+            continue
+        per.setdefault(int(r["epoch"]), {}).setdefault(norm_set(r["test_set"]), {})[r["method"]] = float(r["wer"])
+    out = {}
+    for epoch, sets in per.items():
+        vals = []
+        for s in ("test-clean", "test-other"):
+            methods = sets.get(s, {})
+            order = [m for m in pref if m in methods] + sorted(m for m in methods if m not in pref)
+            if order:
+                vals.append(methods[order[0]])
+        if len(vals) == 2:
+            out[epoch] = sum(vals) / 2
+    return dict(sorted(out.items()))
+
+
+def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
+              epoch_rows: list[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], str]:
+    from variants.optim import schedule_curve
+
+    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(11, 4.2))
+    by_cell: dict[str, list[Mapping[str, Any]]] = {}
+    for r in wer_rows:
+        by_cell.setdefault(r["cell_id"], []).append(r)
+    curves = []
+    for c in cells:
+        if c.corpus not in LIBRISPEECH_CORPORA:
+            continue
+        pts = wer_by_epoch(by_cell.get(c.cell_id, []), c.objective)
+        if pts:
+            curves.append((c, pts))
+    left_what = "average WER"
+    if curves:
+        for c, pts in curves:
+            opt = c.optimizer
+            ax.plot(list(pts), list(pts.values()), marker="o", ms=3, color=OPT_COLORS.get(opt),
+                    label=f"{OPT_LABELS.get(opt, opt)}: {c.name}" + (f" [{c.status}]" if c.status != "done" else ""))
+        ax.set_ylabel("average WER, test-clean & test-other (%)")
+    else:
+        loss: dict[str, list[tuple[int, float]]] = {}
+        for r in epoch_rows:
+            if r.get("valid_loss") is not None:
+                loss.setdefault(r["cell_id"], []).append((int(r["epoch"]), float(r["valid_loss"])))
+        named = {c.cell_id: c for c in cells}
+        for cid, pts in loss.items():
+            c = named.get(cid)
+            if c is None:
+                continue
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
+                    color=OPT_COLORS.get(c.optimizer), label=f"{OPT_LABELS.get(c.optimizer, c.optimizer)}: {c.name}")
+        ax.set_ylabel("validation loss (no per-epoch WER in the store)")
+        left_what = "validation loss" if loss else "nothing (no runs in the store)"
+        if not loss:
+            ax.text(0.5, 0.5, "no runs in the store", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    steps = list(range(0, 100001, 250))
+    eden = schedule_curve("eden", steps, batches_per_epoch=LIBRISPEECH_BATCHES_PER_EPOCH)
+    noam = schedule_curve("noam", [max(s, 1) for s in steps])
+    ax_lr.plot([s for s, _ in eden], [v for _, v in eden], color=OPT_COLORS["scaled_adam"],
+               label="Eden (ScaledAdam), base 0.045")
+    ax_lr.plot([s for s, _ in noam], [v for _, v in noam], color=OPT_COLORS["adam"],
+               label="Noam (Adam), base 7.5, warm-up 10k")
+    ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("optimizer step")
+    ax_lr.set_ylabel("learning rate (log scale)")
+    ax_lr.grid(alpha=0.3, which="both")
+    ax_lr.legend(fontsize=7)
+    fig.suptitle("Figure A.2: ScaledAdam vs Adam — convergence (left) and learning-rate schedules (right)",
+                 fontsize=10)
+    caption = (f"Figure A.2: left, {left_what} per epoch of our runs coloured by optimizer; right, the Eden "
+               f"and Noam schedules from variants.optim.schedule_curve (Eden's epoch from "
+               f"{LIBRISPEECH_BATCHES_PER_EPOCH} batches per epoch: LibriSpeech 960 h x 3 speed "
+               "perturbations at 1000 s x 4 GPUs per batch).")
+    return save(fig, out_dir, "figureA2-optimizers"), caption
+
+
+# ---- Figure A.3 ----
+
+def figure_a3(out_dir: Path) -> tuple[list[Path], str]:
+    import torch
+
+    from variants.components.swoosh import Swish, SwooshL, SwooshR
+
+    x = torch.linspace(-8, 8, 801)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    with torch.no_grad():
+        for mod, name, style in ((Swish(), "Swish", "-"), (SwooshR(), "SwooshR", "--"),
+                                 (SwooshL(), "SwooshL", "-.")):
+            ax.plot(x.numpy(), mod(x).numpy(), style, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("x")
+    ax.set_ylabel("activation(x)")
+    ax.set_title("Figure A.3: Swish, SwooshR and SwooshL")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(fig, out_dir, "figureA3-activations"), ("Figure A.3: the activation functions, computed "
+                                                        "by variants.components.swoosh.")

@@ -1,0 +1,230 @@
+"""The paper's tables regenerated from the store, the paper's values beside ours.
+
+Table 2/8 (LibriSpeech), 3 (Aishell-1), 4 (WenetSpeech), 5 (ablations), 6
+(activation constraints), and the inference benchmark behind Figure 3 with the
+Zipformer / Conformer ratios per scale. Params and GFLOPs differences are
+relative (%), WER/CER differences absolute (percentage points).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from .data import CellRun, paper_values
+from .render import Table, fmt_pct, is_missing, pct_diff
+
+LIBRISPEECH_CORPORA = ("librispeech", "synthetic", None)
+SCALES = ("s", "m", "l")
+
+
+def wer_diff(ours: Any, paper: Any) -> str:
+    if isinstance(ours, str) or is_missing(ours) or is_missing(paper):
+        return "—"
+    return f"{float(ours) - float(paper):+.2f}"
+
+
+def _params_m(v: Any) -> float | None:
+    return None if is_missing(v) else float(v) / 1e6
+
+
+def _ours_params_gflops(cell: CellRun | None, prof: Mapping[str, Any] | None,
+                        use_profile_params: bool) -> tuple[float | None, float | None]:
+    """Params (M) and GFLOPs of a cell, or of the registered variant from the profile.
+
+    A cell trained with overrides is a different model: the profile's numbers
+    (for the registered variant) are not used for it.
+    """
+    params = gflops = None
+    if cell is not None:
+        params, gflops = _params_m(cell.params), cell.gflops
+    same_model = cell is None or not cell.overrides
+    if prof and same_model:
+        if params is None and use_profile_params:
+            params = _params_m(prof.get("params"))
+        if gflops is None:
+            gflops = prof.get("gflops")
+    return params, gflops
+
+
+def comparison_table(section: str, title: str, cells: list[CellRun],
+                     profile: Mapping[tuple[str, str], Mapping[str, Any]],
+                     corpora: Iterable[str | None], *, with_gflops: bool = False,
+                     use_profile_params: bool = True, extra_cells: bool = False,
+                     unit: str = "WER", notes: Iterable[str] = ()) -> Table:
+    """Paper rows of ``section`` of paper_values.yaml with our runs beside them.
+
+    ``corpora``: the corpora whose cells belong in this table. Literature rows
+    are shown as such; a paper row without a run still gets our profiled params
+    and GFLOPs when ``use_profile_params``. ``extra_cells`` appends runs of models
+    the paper has no row for.
+    """
+    spec = paper_values()[section]
+    sets = list(spec["test_sets"])
+    corpora = set(corpora)
+    mine = [c for c in cells if c.corpus in corpora]
+    columns = ["model", "type", "params paper (M)", "params ours (M)", "diff params"]
+    if with_gflops:
+        columns += ["GFLOPs paper", "GFLOPs ours", "diff GFLOPs"]
+    for s in sets:
+        columns += [f"{s} paper", f"{s} ours", f"diff {s}"]
+    columns.append("source of ours")
+    t = Table(title=title, columns=columns,
+              digits={"params paper (M)": 1, "params ours (M)": 2, "GFLOPs paper": 1})
+    used: set[str] = set()
+
+    def add(model: str, type_: str, paper: Mapping[str, Any], cell: CellRun | None,
+            prof: Mapping[str, Any] | None, source: str) -> None:
+        params, gflops = _ours_params_gflops(cell, prof, use_profile_params)
+        row: list[Any] = [model, type_, paper.get("params_m"), params,
+                          fmt_pct(pct_diff(params, paper.get("params_m")))]
+        if with_gflops:
+            row += [paper.get("gflops"), gflops, fmt_pct(pct_diff(gflops, paper.get("gflops")))]
+        for s in sets:
+            ours = cell.wer_cell(s) if cell is not None else "not run"
+            row += [paper.get(s), ours, wer_diff(ours, paper.get(s))]
+        row.append(source)
+        t.add(row)
+
+    for prow in spec["rows"]:
+        type_ = prow.get("type") or prow.get("objective", "")
+        if prow.get("literature"):
+            t.add([prow["model"], type_, prow.get("params_m"), None, "—"]
+                  + ([prow.get("gflops"), None, "—"] if with_gflops else [])
+                  + sum(([prow.get(s), None, "—"] for s in sets), [])
+                  + ["literature (quoted by the paper; not built here)"])
+            continue
+        key = (prow["variant"], prow["objective"])
+        prof = profile.get(key)
+        matching = [c for c in mine if (c.variant, c.objective) == key]
+        if not matching:
+            add(prow["model"], type_, prow, None, prof,
+                f"{prow['variant']} profile; no run" if prof else f"{prow['variant']}: no run, no profile")
+        for c in matching:
+            used.add(c.cell_id)
+            add(prow["model"], type_, prow, c, prof, c.describe())
+    if extra_cells:
+        for c in mine:
+            if c.cell_id not in used:
+                add(f"{c.name} ({c.variant})", c.objective, {}, c, profile.get((c.variant, c.objective)),
+                    c.describe())
+    t.notes = [
+        f"ours: {unit} (%) at the run's last decoded epoch, by the decoding method named in the source "
+        "column (transducer: modified beam search 4 as in the paper, else greedy; CTC/AED: attention "
+        "rescoring); 'failed' / 'diverged' / 'running' / 'pending' / 'no WER' say why a value is missing.",
+        f"diff params/GFLOPs: (ours - paper) / paper; diff {unit}: ours - paper in points.",
+    ] + list(notes)
+    if any(c.corpus == "synthetic" for c in mine if c.cell_id in used or extra_cells):
+        t.notes.append("Runs on the built-in synthetic corpus give WERs on synthetic speech: they show the "
+                       "harness works end to end and rank models only roughly; they are not LibriSpeech "
+                       "WERs and are not comparable to the paper's.")
+    return t
+
+
+def librispeech_table(cells, profile) -> Table:
+    return comparison_table(
+        "librispeech", "Table 2/8: LibriSpeech WER, params and encoder GFLOPs (30 s input)", cells,
+        profile, LIBRISPEECH_CORPORA, with_gflops=True, extra_cells=True,
+        notes=["GFLOPs ours: `harness profile` (DeepSpeed with the authors' per-element rules for "
+               "Zipformers; plain DeepSpeed where no rule applies)."])
+
+
+def aishell_table(cells, profile) -> Table:
+    return comparison_table("aishell", "Table 3: Aishell-1 CER", cells, profile, ("aishell",),
+                            use_profile_params=False, unit="CER",
+                            notes=["Aishell-1 models use a character vocabulary: params come from "
+                                   "the trained cells only."])
+
+
+def wenetspeech_table(cells, profile) -> Table:
+    return comparison_table("wenetspeech", "Table 4: WenetSpeech CER", cells, profile,
+                            ("wenetspeech",), use_profile_params=False, unit="CER")
+
+
+def ablation_table(cells, profile) -> Table:
+    return comparison_table("ablations", "Table 5: ablations of Zipformer-M (pruned transducer, "
+                            "50 epochs in the paper)", cells, profile, LIBRISPEECH_CORPORA)
+
+
+def constraints_table(cells, profile) -> Table:
+    return comparison_table("activation_constraints", "Table 6: activation constraints of "
+                            "Zipformer-M (40 epochs in the paper)", cells, profile,
+                            LIBRISPEECH_CORPORA)
+
+
+def has_runs(cells: list[CellRun], section: str, corpora: Iterable[str | None]) -> bool:
+    keys = {(r["variant"], r["objective"]) for r in paper_values()[section]["rows"] if "variant" in r}
+    corpora = set(corpora)
+    return any((c.variant, c.objective) in keys and c.corpus in corpora for c in cells)
+
+
+# ---- inference benchmark (Figure 3) ----
+
+def bench_setup(r: Mapping[str, Any]) -> tuple[str, int, float, int]:
+    return (r["device"], int(r["batch"]), float(r["duration_s"]), int(r.get("threads") or 0))
+
+
+def describe_setup(setup: tuple[str, int, float, int]) -> str:
+    device, batch, duration, threads = setup
+    return f"{device}, batch {batch} x {duration:g} s, {threads} thread(s)"
+
+
+def bench_table(bench: list[Mapping[str, Any]]) -> Table:
+    t = Table(title="Encoder inference time and peak memory (Figure 3 protocol)",
+              columns=["variant", "device", "threads", "batch", "duration (s)", "runs",
+                       "median time (s)", "p25 (s)", "p75 (s)", "peak memory (MB)", "memory measured as"],
+              digits={"median time (s)": 3, "p25 (s)": 3, "p75 (s)": 3, "peak memory (MB)": 1,
+                      "duration (s)": 1})
+    for r in sorted(bench, key=lambda r: (bench_setup(r), r["variant"])):
+        t.add([r["variant"], r["device"], r.get("threads"), r["batch"], r["duration_s"], r.get("runs"),
+               r.get("median_s"), r.get("p25_s"), r.get("p75_s"), r.get("peak_mem_mb"),
+               r.get("mem_method") or "—"])
+    t.notes = ["Paper: batch 30 x 30 s on one V100, inference mode; time is the median of the timed "
+               "runs after warm-up (CUDA synchronised), p25-p75 its spread."]
+    return t
+
+
+def scale_ratios(bench: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Zipformer-X / Conformer-X time and memory ratios per setup and scale."""
+    by = {(bench_setup(r), r["variant"]): r for r in bench}
+    out = []
+    for setup in sorted({bench_setup(r) for r in bench}):
+        for s in SCALES:
+            z, c = by.get((setup, f"zipformer-{s}")), by.get((setup, f"conformer-{s}"))
+            if not z or not c or not c.get("median_s") or not c.get("peak_mem_mb"):
+                continue
+            out.append({"setup": setup, "scale": s.upper(),
+                        "time_ratio": z["median_s"] / c["median_s"],
+                        "mem_ratio": (z["peak_mem_mb"] / c["peak_mem_mb"]) if c["peak_mem_mb"] else None})
+    return out
+
+
+def claim_verdicts(ratios: list[dict[str, Any]]) -> list[str]:
+    """One plain sentence per setup: does 'Zipformer faster and lighter' hold there?"""
+    lines = []
+    for setup in sorted({r["setup"] for r in ratios}):
+        rs = [r for r in ratios if r["setup"] == setup]
+        faster = [r["scale"] for r in rs if r["time_ratio"] < 1]
+        lighter = [r["scale"] for r in rs if r["mem_ratio"] is not None and r["mem_ratio"] < 1]
+        scales = [r["scale"] for r in rs]
+        if len(faster) == len(rs) and len(lighter) == len(rs):
+            verdict = "holds at every scale measured"
+        elif not faster and not lighter:
+            verdict = "does not hold at any scale measured"
+        else:
+            verdict = (f"holds only in part: faster at {', '.join(faster) or 'no scale'}, "
+                       f"lighter at {', '.join(lighter) or 'no scale'}")
+        lines.append(f"On {describe_setup(setup)} (scales {', '.join(scales)}): the paper's claim "
+                     f"(Zipformer faster and lighter than the Conformer of the same scale) {verdict}.")
+    return lines
+
+
+def ratio_table(bench: list[Mapping[str, Any]]) -> Table:
+    ratios = scale_ratios(bench)
+    t = Table(title="Zipformer / Conformer of the same scale: inference time and peak memory ratios",
+              columns=["setup", "scale", "time ratio", "memory ratio", "faster", "lighter"],
+              digits={"time ratio": 2, "memory ratio": 2})
+    for r in ratios:
+        t.add([describe_setup(r["setup"]), r["scale"], r["time_ratio"], r["mem_ratio"],
+               r["time_ratio"] < 1, (r["mem_ratio"] or 1) < 1])
+    t.notes = claim_verdicts(ratios) or ["No scale has both a Zipformer and a Conformer benchmark "
+                                         "on one setup: run `harness bench` for both."]
+    return t
