@@ -74,7 +74,7 @@ def make_dataloader(cuts, max_duration: float, train: bool, spec_augment: bool |
     :func:`batch_lengths`, :func:`batch_texts`, :func:`batch_cut_ids`).
     ``spec_augment``, ``shuffle`` and ``drop_last`` default to ``train``. For
     a new epoch call ``loader.sampler.set_epoch(epoch)``. ``num_buckets`` is
-    lowered for small sets so that every bucket has at least 10 cuts.
+    lowered for small sets (see :func:`_buckets_for`).
     """
     require_lhotse()
     from lhotse.dataset import (DynamicBucketingSampler, K2SpeechRecognitionDataset,
@@ -88,12 +88,7 @@ def make_dataloader(cuts, max_duration: float, train: bool, spec_augment: bool |
     if not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
     cuts = _as_cutset(cuts)
-    # small sets: keep >= 10 cuts per bucket, or drop_last empties them
-    # (counting stops at 10 * num_buckets, so a large lazy manifest is not read)
-    seen = sum(1 for _ in islice(cuts, 10 * num_buckets))
-    if seen == 0:
-        raise ValueError("make_dataloader: the cut set is empty")
-    num_buckets = min(num_buckets, seen // 10)
+    num_buckets = _buckets_for(cuts, max_duration, num_buckets)
     spec_augment = train if spec_augment is None else spec_augment
     shuffle = train if shuffle is None else shuffle
     drop_last = train if drop_last is None else drop_last
@@ -107,7 +102,7 @@ def make_dataloader(cuts, max_duration: float, train: bool, spec_augment: bool |
             cuts, max_duration=max_duration, shuffle=shuffle, num_buckets=num_buckets,
             buffer_size=num_buckets * 2000, drop_last=drop_last,
             world_size=world_size, rank=rank, seed=seed)
-    else:  # fewer than 20 cuts: nothing to bucket
+    else:  # too little audio to bucket
         sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=shuffle,
                                    drop_last=drop_last, world_size=world_size, rank=rank, seed=seed)
     return torch.utils.data.DataLoader(
@@ -116,6 +111,27 @@ def make_dataloader(cuts, max_duration: float, train: bool, spec_augment: bool |
 
 
 spec_augment_transform = spec_augment
+
+PEEK_CUTS = 20000
+
+
+def _buckets_for(cuts, max_duration: float, num_buckets: int) -> int:
+    """Buckets such that each holds at least 4 batches of audio and 10 cuts.
+
+    With ``drop_last`` every bucket drops its last, incomplete batch, so on a
+    small corpus (the synthetic one) 30 buckets would drop much of the data.
+    Only the first :data:`PEEK_CUTS` cuts are read: beyond that the corpus is
+    large and ``num_buckets`` stands. Below 2 buckets no bucketing is used.
+    """
+    count, seconds = 0, 0.0
+    for cut in islice(cuts, PEEK_CUTS):
+        count += 1
+        seconds += cut.duration
+    if count == 0:
+        raise ValueError("make_dataloader: the cut set is empty")
+    if count == PEEK_CUTS:
+        return num_buckets
+    return min(num_buckets, count // 10, int(seconds // (4 * max_duration)))
 
 
 def batch_lengths(batch: dict) -> torch.Tensor:
