@@ -180,3 +180,23 @@ def test_training_after_inference_mode():
     out, _ = run(embed, encoder, x, x_lens)
     out.sum().backward()
     assert encoder.layers[0].self_attn.linear_pos.weight.grad is not None
+
+
+def test_tiny_conformer_with_ctc_head_fits_a_batch():
+    from variants.heads.ctc import CtcHead
+
+    embed, encoder = tiny(dropout=0.0)
+    head = CtcHead(32, 6, dropout=0.0)
+    params = [*embed.parameters(), *encoder.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    x, x_lens = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    y, y_lens = torch.tensor([[1, 2, 3, 4], [5, 3, 0, 0]]), torch.tensor([4, 2])
+    losses = []
+    for _ in range(20):
+        out, out_lens = run(embed, encoder, x, x_lens)
+        loss = torch.nn.functional.ctc_loss(head(out).transpose(0, 1), y, out_lens, y_lens, blank=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
