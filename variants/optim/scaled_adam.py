@@ -72,13 +72,28 @@ def _check_hyperparameters(lr: float, betas: tuple[float, float], eta: float, ep
                          f"param_min_rms={param_min_rms}")
 
 
-def _dot_products(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
-    """``sum(x * y)`` for each pair, as a float64 vector (1xN by Nx1 products)."""
+def _dot_products(xs: list[Tensor], ys: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``sum(x * y)`` for each pair, as a vector of ``dtype`` on the tensors' device."""
+    device = xs[0].device
+    if device.type != "cpu":
+        # a few kernels instead of one per tensor: products, one flat buffer, segment sums
+        flat = torch.cat([t.reshape(-1) for t in torch._foreach_mul(xs, ys)]).to(dtype)
+        lengths = torch.tensor([x.numel() for x in xs], device=device)
+        return torch.segment_reduce(flat, "sum", lengths=lengths)
     if hasattr(torch, "_foreach_mm"):                 # one multi-tensor call where torch has it
         prods = torch._foreach_mm([x.reshape(1, -1) for x in xs], [y.reshape(-1, 1) for y in ys])
     else:
         prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
-    return torch.stack([p.reshape(()) for p in prods]).to(torch.float64)
+    return torch.stack([t.reshape(()) for t in prods]).to(dtype)
+
+
+def _small_dtype(p: Tensor) -> torch.dtype:
+    """dtype of the per-tensor scalars (scale moments, RMS): float32, float64 for float64."""
+    return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+#: per-tensor state kept in float32 (float64 for float64 params) whatever the param dtype
+_WIDE_STATE = ("scale_exp_avg", "scale_exp_avg_sq")
 
 
 class _Bucket:
@@ -143,20 +158,32 @@ class ScaledAdam(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         clipping = state_dict.pop("clipping", None)
+        # torch casts loaded state to each parameter's dtype; the scale moments must
+        # stay float32 (float16 would overflow), so they are restored here
+        wide = {k: {key: st[key] for key in _WIDE_STATE if key in st}
+                for k, st in state_dict["state"].items() if isinstance(st, dict)}
         super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for k, p in zip(saved_ids, params):
+            for key, value in wide.get(k, {}).items():
+                self.state[p][key] = value.to(device=p.device, dtype=_small_dtype(p), copy=True)
         if clipping is not None:
             self.clipping.load_state_dict(clipping)
 
     def _init_state(self, p: Tensor) -> dict[str, Tensor]:
         state = self.state[p]
         if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            # the step count stays on the CPU (as torch's Adam keeps it), so bias
+            # corrections need no device round trip
+            state["step"] = torch.zeros((), dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if p.numel() > 1:
-                # float32 whatever the parameter's dtype: h^2 overflows float16
-                state["scale_exp_avg"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                state["scale_exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                # float32 (float64 for float64 params) whatever the parameter's dtype:
+                # h^2 overflows float16
+                state["scale_exp_avg"] = torch.zeros((), dtype=_small_dtype(p), device=p.device)
+                state["scale_exp_avg_sq"] = torch.zeros((), dtype=_small_dtype(p), device=p.device)
         return state
 
     def _buckets(self) -> list[tuple[dict[str, Any], _Bucket, bool]]:
@@ -188,7 +215,11 @@ class ScaledAdam(Optimizer):
     # ------------------------------------------------------------------- step
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        """One ScaledAdam update of every parameter that has a gradient."""
+        """One ScaledAdam update of every parameter that has a gradient.
+
+        Device round trips: one for the clipping norm, one per bucket of
+        non-scalar tensors for their RMS and scale moments.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -198,10 +229,10 @@ class ScaledAdam(Optimizer):
             return loss
         for group, b, scalar in buckets:
             if not scalar:
-                numel = torch.tensor([p.numel() for p in b.params], dtype=torch.float64,
+                small = _small_dtype(b.params[0])
+                numel = torch.tensor([p.numel() for p in b.params], dtype=small,
                                      device=b.params[0].device)
-                norms = torch.stack(torch._foreach_norm(b.params)).to(torch.float64)
-                b.rms = norms / numel.sqrt()
+                b.rms = torch.stack(torch._foreach_norm(b.params)).to(small) / numel.sqrt()
         if self.clipping.enabled:
             self._clip(buckets)
         for group, b, scalar in buckets:
@@ -213,14 +244,14 @@ class ScaledAdam(Optimizer):
 
     def _clip(self, buckets: list[tuple[dict[str, Any], _Bucket, bool]]) -> None:
         """Scale all gradients so the normalized norm stays under the threshold."""
-        total = 0.0
+        device = buckets[0][1].params[0].device
+        sums = []
         for group, b, scalar in buckets:
-            gnorm = torch.stack(torch._foreach_norm(b.grads)).to(torch.float64)
-            weight = (torch.full_like(gnorm, group["eta"]) if scalar
-                      else b.rms.to(torch.float64))
+            gnorm = torch.stack(torch._foreach_norm(b.grads)).float()
+            weight = group["eta"] if scalar else b.rms.float()
             b.norm_sq = (gnorm * weight) ** 2
-            total += float(b.norm_sq.sum())
-        norm = math.sqrt(total)
+            sums.append(b.norm_sq.sum().to(device))
+        norm = math.sqrt(float(torch.stack(sums).sum()))          # the one round trip
         scale = self.clipping.scale_for(norm)
         if scale >= 1.0:
             return
@@ -245,41 +276,42 @@ class ScaledAdam(Optimizer):
 
     @staticmethod
     def _moments(group: dict[str, Any], b: _Bucket) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """Update m and v in place; return them and the bias correction per tensor."""
+        """Update m and v in place; return them and the bias corrections (CPU float64)."""
         beta1, beta2 = group["betas"]
         exp_avg = [s["exp_avg"] for s in b.states]
         exp_avg_sq = [s["exp_avg_sq"] for s in b.states]
-        steps = [s["step"] for s in b.states]
-        torch._foreach_add_(steps, 1.0)
-        t = torch.stack(steps).to(torch.float64)
         torch._foreach_lerp_(exp_avg, b.grads, 1.0 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, b.grads, b.grads, value=1.0 - beta2)
+        steps = [s["step"] for s in b.states]
+        torch._foreach_add_(steps, 1.0)
+        t = torch.stack(steps).to("cpu", torch.float64)
         correction = (1.0 - beta2 ** t).sqrt() / (1.0 - beta1 ** t)
         return exp_avg, exp_avg_sq, correction
 
     @staticmethod
     def _apply(group: dict[str, Any], b: _Bucket, exp_avg: list[Tensor], exp_avg_sq: list[Tensor],
-               step_size: Tensor) -> None:
+               step_size: list[float]) -> None:
         """params -= step_size * m / (sqrt(v) + eps), one step size per tensor."""
         denom = torch._foreach_sqrt(exp_avg_sq)
         torch._foreach_add_(denom, group["eps"])
-        torch._foreach_addcdiv_(b.params, exp_avg, denom, (-step_size).tolist())
+        torch._foreach_addcdiv_(b.params, exp_avg, denom, [-x for x in step_size])
 
     def _tensor_update(self, group: dict[str, Any], b: _Bucket) -> None:
         beta1, beta2 = group["betas"]
         lr, eta, eps = group["lr"], group["eta"], group["eps"]
         min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
         assert b.rms is not None
-        rms = b.rms
-        h = _dot_products(b.grads, b.params)     # before theta changes
-        exp_avg, exp_avg_sq, correction = self._moments(group, b)
         n_list = [s["scale_exp_avg"] for s in b.states]
         w_list = [s["scale_exp_avg_sq"] for s in b.states]
-        n = torch.stack(n_list).to(torch.float64) * beta1 + (1.0 - beta1) * h
-        w = torch.stack(w_list).to(torch.float64) * beta2 + (1.0 - beta2) * h * h
-        torch._foreach_copy_(n_list, list(n.to(n_list[0].dtype).unbind(0)))
-        torch._foreach_copy_(w_list, list(w.to(w_list[0].dtype).unbind(0)))
+        h = _dot_products(b.grads, b.params, n_list[0].dtype)      # before theta changes
+        exp_avg, exp_avg_sq, correction = self._moments(group, b)
+        n = torch.stack(n_list) * beta1 + (1.0 - beta1) * h
+        w = torch.stack(w_list) * beta2 + (1.0 - beta2) * h * h
+        torch._foreach_copy_(n_list, list(n.unbind(0)))
+        torch._foreach_copy_(w_list, list(w.unbind(0)))
+        # the per-tensor scalars, fetched once, in float64 on the CPU
+        rms, n, w = torch.stack([b.rms.to(n.dtype), n, w]).to("cpu", torch.float64).unbind(0)
         # relative scale change (positive shrinks), with the authors' limits
         shrink = eta * lr * correction * n / (w.sqrt() + eps)
         shrink = shrink.masked_fill(rms < min_rms, 0.0)
@@ -287,10 +319,11 @@ class ScaledAdam(Optimizer):
         shrink = torch.maximum(shrink, 1.0 - max_rms / rms)
         step_size = lr * rms.clamp(min=min_rms) * correction
         torch._foreach_mul_(b.params, (1.0 - shrink).tolist())
-        self._apply(group, b, exp_avg, exp_avg_sq, step_size)
+        self._apply(group, b, exp_avg, exp_avg_sq, step_size.tolist())
 
     def _scalar_update(self, group: dict[str, Any], b: _Bucket) -> None:
         exp_avg, exp_avg_sq, correction = self._moments(group, b)
-        self._apply(group, b, exp_avg, exp_avg_sq, group["lr"] * group["eta"] * correction)
+        self._apply(group, b, exp_avg, exp_avg_sq,
+                    (group["lr"] * group["eta"] * correction).tolist())
         torch._foreach_clamp_min_(b.params, -group["scalar_max"])
         torch._foreach_clamp_max_(b.params, group["scalar_max"])

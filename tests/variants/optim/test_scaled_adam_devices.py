@@ -45,6 +45,10 @@ def test_bfloat16_parameters_keep_float32_scale_moments():
     assert opt.state[w]["exp_avg"].dtype == torch.bfloat16
     assert opt.state[w]["scale_exp_avg_sq"].dtype == torch.float32
     assert all(torch.isfinite(p.float()).all() for p in model.parameters())
+    opt2 = build_optimizer("scaled_adam", model)
+    opt2.load_state_dict(opt.state_dict())          # torch casts state to the param dtype ...
+    assert opt2.state[w]["scale_exp_avg_sq"].dtype == torch.float32      # ... except these
+    assert torch.equal(opt2.state[w]["scale_exp_avg_sq"], opt.state[w]["scale_exp_avg_sq"])
 
 
 @cuda
