@@ -97,45 +97,45 @@ def _from_diagonals(y: Tensor, t_shift: int, S: int, T: int) -> Tensor:
     return torch.gather(y.transpose(1, 2), 2, d.unsqueeze(0).expand(B, -1, -1))
 
 
-def _shift_s(x: Tensor, fill: float) -> Tensor:
-    """x[..., s] -> x[..., s-1], filling s = 0."""
-    return torch.nn.functional.pad(x[..., :-1], (1, 0), value=fill)
-
-
 def _forward_lattice(pxd: Tensor, pyd: Tensor) -> Tensor:
-    """Scores of every cell, per anti-diagonal: (B, D, S+1)."""
+    """Scores of every cell per anti-diagonal, (B, D, S+2); column 0 is s = -1 (always -inf).
+
+    Keeping that extra column makes "the cell below" a view, so each
+    anti-diagonal costs three kernels (two adds and a logaddexp).
+    """
     B, D, S1 = pxd.shape
-    p = pxd.new_full((B, D, S1), NEG_INF)
-    p[:, 0, 0] = 0.0
-    prev = p[:, 0]
+    p = pxd.new_full((B, D, S1 + 1), NEG_INF)
+    p[:, 0, 1] = 0.0
     for d in range(1, D):
-        from_x = _shift_s(prev, NEG_INF) + pxd[:, d]
-        from_y = prev + pyd[:, d]
-        prev = torch.logaddexp(from_x, from_y)
-        p[:, d] = prev
+        prev = p[:, d - 1]
+        torch.logaddexp(prev[:, :-1] + pxd[:, d], prev[:, 1:] + pyd[:, d], out=p[:, d, 1:])
     return p
 
 
 def _backward_lattice(p: Tensor, pxd: Tensor, ends: Tensor, ans_grad: Tensor) -> tuple[Tensor, Tensor]:
-    """Arc occupation (times ans_grad) on the diagonals: (gx, gy), each (B, D, S+1)."""
-    B, D, S1 = p.shape
-    end_diag = ends[:, 0] + ends[:, 1]
-    end_onehot = torch.nn.functional.one_hot(ends[:, 0], S1).to(p.dtype) * ans_grad.view(B, 1)
-    gx = torch.zeros_like(p)
-    gy = torch.zeros_like(p)
-    g = p.new_zeros(B, S1)
+    """Arc occupations (times ans_grad) on the diagonals: (gx, gy), each (B, D, S+1).
+
+    Walking the anti-diagonals backwards, each cell's gradient is split
+    between its incoming label arc (weight exp(p_below + px - p_cell)) and its
+    blank arc (the rest), and passed on to the two predecessor cells. Each
+    utterance's gradient enters at its own end cell (S_b, T_b).
+    """
+    B, D, S2 = p.shape
+    S1 = S2 - 1
+    inject = p.new_zeros(B, D, S1)
+    inject[torch.arange(B, device=p.device), ends[:, 0] + ends[:, 1], ends[:, 0]] = ans_grad
+    gx = p.new_zeros(B, D, S1 + 1)  # the last column stays 0: the shift below reads it
+    gy = p.new_zeros(B, D, S1)
+    g = inject[:, D - 1].clone()
+    w = p.new_empty(B, S1)
     for d in range(D - 1, 0, -1):
-        g = g + end_onehot * (end_diag == d).to(p.dtype).view(B, 1)
-        total = p[:, d]
-        term_x = _shift_s(p[:, d - 1], NEG_INF) + pxd[:, d]
-        w_x = torch.exp(term_x - total)
-        w_x = torch.where(torch.isfinite(w_x), w_x, torch.zeros_like(w_x))
-        g_x = w_x * g
-        g_y = g - g_x
-        gx[:, d] = g_x
-        gy[:, d] = g_y
-        g = g_y + torch.nn.functional.pad(g_x[:, 1:], (0, 1))
-    return gx, gy
+        torch.add(p[:, d - 1, :-1], pxd[:, d], out=w)
+        w.sub_(p[:, d, 1:]).exp_().nan_to_num_(nan=0.0, posinf=0.0)  # unreachable cells: 0
+        torch.mul(w, g, out=gx[:, d, :S1])
+        torch.sub(g, gx[:, d, :S1], out=gy[:, d])
+        g = gy[:, d] + gx[:, d, 1:]
+        g.add_(inject[:, d - 1])
+    return gx[:, :, :S1], gy
 
 
 class _MutualInformation(torch.autograd.Function):
@@ -150,7 +150,7 @@ class _MutualInformation(torch.autograd.Function):
         pyd = _to_diagonals(py_pad, 1, S, T)
         p = _forward_lattice(pxd, pyd)
         end_diag = ends[:, 0] + ends[:, 1]
-        scores = p[torch.arange(B, device=p.device), end_diag, ends[:, 0]]
+        scores = p[torch.arange(B, device=p.device), end_diag, ends[:, 0] + 1]
         if not want_grad:
             empty = px.new_empty(0)
             ctx.mark_non_differentiable(empty)
