@@ -6,7 +6,8 @@ Scores for query ``i`` and key ``j`` in head ``h``::
     ((q_i + u_h) . k_j + (q_i + v_h) . W_pos r_{i-j}) / sqrt(d_head)
 
 with learnable ``pos_bias_u`` (``u``) and ``pos_bias_v`` (``v``) and the
-relative encodings ``r`` of :class:`~variants.components.rel_positional_encoding.RelPositionalEncoding`.
+relative encodings ``r`` of
+:class:`~variants.components.rel_sinusoidal_positional_encoding.RelSinusoidalPositionalEncoding`.
 Padded keys are masked out. Matrix products use ``torch.matmul`` so that the
 DeepSpeed FLOPs profiler counts them.
 """

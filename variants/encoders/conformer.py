@@ -30,7 +30,7 @@ from ..components.conv2d_subsampling import Conv2dSubsampling
 from ..components.macaron_feed_forward import MacaronFeedForward
 from ..components.norm import create_norm
 from ..components.rel_pos_multihead_attention import RelPositionMultiheadAttention
-from ..components.rel_positional_encoding import RelPositionalEncoding
+from ..components.rel_sinusoidal_positional_encoding import RelSinusoidalPositionalEncoding
 from ..spec import ConformerConfig
 
 
@@ -75,7 +75,7 @@ class ConformerEncoder(nn.Module):
     def __init__(self, cfg: ConformerConfig) -> None:
         super().__init__()
         self.d_model = cfg.d_model
-        self.encoder_pos = RelPositionalEncoding(cfg.d_model, cfg.dropout)
+        self.encoder_pos = RelSinusoidalPositionalEncoding(cfg.d_model, cfg.dropout)
         self.layers = nn.ModuleList([
             ConformerEncoderLayer(cfg.d_model, cfg.nhead, cfg.dim_feedforward, cfg.cnn_module_kernel,
                                   cfg.dropout, norm=cfg.norm, activation=cfg.activation)

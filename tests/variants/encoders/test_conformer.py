@@ -7,7 +7,7 @@ import torch
 from variants.components.bias_norm import BiasNorm
 from variants.components.conv2d_subsampling import Conv2dSubsampling, subsampled_size
 from variants.components.rel_pos_multihead_attention import rel_shift
-from variants.components.rel_positional_encoding import RelPositionalEncoding, relative_sinusoids
+from variants.components.rel_sinusoidal_positional_encoding import RelSinusoidalPositionalEncoding, relative_sinusoids
 from variants.components.swoosh import Swish, SwooshL, SwooshR
 from variants.encoders.conformer import ConformerEncoder, build
 from variants.spec import ConformerConfig
@@ -139,7 +139,7 @@ def test_rel_shift_picks_relative_position_i_minus_j():
 
 
 def test_rel_positional_encoding_table():
-    pe = RelPositionalEncoding(6, dropout=0.0, initial_max_len=4)
+    pe = RelSinusoidalPositionalEncoding(6, dropout=0.0, initial_max_len=4)
     x, pos_emb = pe(torch.ones(1, 3, 6))
     assert torch.allclose(x, torch.full((1, 3, 6), 6 ** 0.5))
     assert pos_emb.shape == (1, 5, 6)

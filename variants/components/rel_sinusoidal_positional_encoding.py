@@ -1,5 +1,6 @@
 """Relative sinusoidal positional encoding (Transformer-XL, appendix B), as
-used by the original Conformer.
+used by the original Conformer (not the Zipformer's compact encoding in
+``rel_pos_encoding.py``).
 
 For a sequence of ``T`` frames it returns the input scaled by ``sqrt(d_model)``
 and the encodings of the relative positions ``T-1, T-2, ..., -(T-1)`` (in that
@@ -28,7 +29,7 @@ def relative_sinusoids(max_rel: int, d_model: int, device: torch.device | None =
     return pe
 
 
-class RelPositionalEncoding(nn.Module):
+class RelSinusoidalPositionalEncoding(nn.Module):
     """x (B, T, d) -> (x * sqrt(d), pos_emb (1, 2T - 1, d)), both after dropout."""
 
     def __init__(self, d_model: int, dropout: float = 0.1, initial_max_len: int = 1000) -> None:
@@ -53,6 +54,6 @@ class RelPositionalEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 3 or x.size(2) != self.d_model:
-            raise ValueError(f"RelPositionalEncoding expects (batch, frames, {self.d_model}), got {tuple(x.shape)}")
+            raise ValueError(f"RelSinusoidalPositionalEncoding expects (batch, frames, {self.d_model}), got {tuple(x.shape)}")
         pos_emb = self._positions(x.size(1), x.device).to(x.dtype).unsqueeze(0)
         return self.dropout(x * self.xscale), self.dropout(pos_emb)
