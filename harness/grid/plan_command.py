@@ -10,6 +10,8 @@ from .cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid_argument(p)
     p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
+    p.add_argument("--no-flops", action="store_true",
+                   help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     notes: set[str] = set()
     for c in cells:
         params, why = params_of(c)
-        gflops, gsrc = gflops_of(c, store)
+        gflops, gsrc = gflops_of(c, store, measure=not args.no_flops)
         hours, hsrc = train_hours(c)
         t = c.config.train
         epochs = float(t.epochs) if t.epochs else None

@@ -58,3 +58,22 @@ def test_resolved_config_has_every_default(write_grid):
     r = cell.resolved()
     assert r["train"]["average_period"] == 200 and r["data"]["ref_duration"] == 600
     assert r["decode"]["beam"] == 4 and r["optimizer"]["name"] is None
+
+
+def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys):
+    from harness.cli import main
+
+    text = BASE.replace("objective: ctc", "objective: ctc\n  overrides: {}").replace(
+        "  overrides: {num_encoder_layers: [1, 1, 1, 1, 1, 1]}\n", "")
+    text = text.replace("corpus: synthetic, dir: DATA", "corpus: librispeech, dir: DATA")
+    path = write_grid(text + "ablations:\n  - {name: small-m, set: {variant: zipformer-m}}\n")
+    assert main(["plan", path, "--no-flops", "--gpus", "4"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    base = next(ln for ln in lines if " base " in ln)
+    m = next(ln for ln in lines if " small-m " in ln)
+    # Zipformer-S / -M with CTC: the authors' 22.12 M / 64.25 M parameters
+    assert "22.12" in base and "64.25" in m
+    # no FLOPs measured: the paper's encoder GFLOPs, and a GPU-hour figure from them
+    assert "40.8" in base and "62.9" in m and "2880.0" in base
+    assert "assumption: GPU-hours = 3 x encoder FLOPs" in out and "paper figure (not measured)" in out
