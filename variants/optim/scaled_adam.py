@@ -173,6 +173,11 @@ class ScaledAdam(Optimizer):
 
     def _init_state(self, p: Tensor) -> dict[str, Tensor]:
         state = self.state[p]
+        if state and state["exp_avg"].device != p.device:
+            # the model moved after the state was created or loaded: follow it
+            for key, value in state.items():
+                if key != "step":
+                    state[key] = value.to(p.device)
         if not state:
             # the step count stays on the CPU (as torch's Adam keeps it), so bias
             # corrections need no device round trip

@@ -79,3 +79,17 @@ def test_cuda_float16_autocast_with_grad_scaler():
     scaler.update()
     assert float(opt.state[model[0].weight]["step"]) == steps
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@cuda
+def test_state_follows_a_model_moved_after_loading():
+    cpu = _model()
+    opt = build_optimizer("scaled_adam", cpu)
+    _train(cpu, opt, 3, "cpu")
+    model = _model()
+    model.load_state_dict(cpu.state_dict())
+    opt2 = build_optimizer("scaled_adam", model)
+    opt2.load_state_dict(opt.state_dict())          # state on the CPU, as the model was
+    model.cuda()
+    _train(model, opt2, 2, "cuda")
+    assert opt2.state[model[0].weight]["exp_avg"].device.type == "cuda"
