@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .data import METHOD_PREFERENCE, CellRun, norm_set, paper_values  # noqa: E402
 from .render import atomic_write_bytes  # noqa: E402
@@ -101,7 +102,8 @@ def _figure3_scatter(rows, with_wer, ours_wer, paper_wer, setup, out_dir, stem):
         ax.grid(alpha=0.3)
     axes[0].scatter([], [], color=OURS, marker="o", label="ours (measured time/memory, our WER)")
     axes[0].plot([], [], color=PAPER, ls="--", label="paper's average WER (its time/memory are given only as a plot)")
-    axes[0].legend(fontsize=7, loc="best")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=2,
+               bbox_to_anchor=(0.5, -0.06))
     fig.suptitle(f"Figure 3: encoder inference vs WER — {describe_setup(setup)}", fontsize=10)
     caption = (f"Figure 3 on {describe_setup(setup)}: our measured encoder time and peak memory against "
                "our average WER (blue); dashed lines are the paper's average WERs (the paper gives its "
@@ -204,6 +206,7 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
         if not loss:
             ax.text(0.5, 0.5, "no runs in the store", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)

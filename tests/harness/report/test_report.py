@@ -1,0 +1,100 @@
+"""`harness report` on an empty store and on a store of synthetic rows
+(done, failed and diverged cells, per-epoch WERs, profile and bench rows)."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from harness.report.command import build_report
+from harness.report.data import select_wers
+from harness.store import ResultsStore
+
+
+def test_empty_store_reports_what_is_missing(tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["report", "--store", str(tmp_path / "absent.sqlite"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "No results store" in err and "No benchmark rows" in err
+    assert not (tmp_path / "absent.sqlite").exists()      # reading creates no store
+    index = (out / "index.md").read_text()
+    assert "## What is missing" in index and "No grid cells" in index
+    for f in ("table2-librispeech.md", "table2-librispeech.tex", "table2-librispeech.csv",
+              "table5-ablations.csv", "figureA2-optimizers.png", "figureA3-activations.pdf"):
+        assert (out / f).stat().st_size > 0
+    assert not (out / "table3-aishell.md").exists()
+    rows = list(csv.DictReader(open(out / "table2-librispeech.csv")))
+    lit = [r for r in rows if r["model"].startswith("Squeezeformer-XS")]
+    assert lit and lit[0]["source of ours"].startswith("literature")
+    assert lit[0]["test-clean paper"] == "3.74"
+
+
+def _cell(store, cid, variant, status, *, objective="transducer", corpus="synthetic", optimizer=None,
+          error=None, overrides=None, name=None):
+    store.set_cell(cid, grid="g", name=name or variant, variant=variant, objective=objective,
+                   status=status, error=error, params=65_549_011, epoch=3.0,
+                   config={"variant": variant, "objective": objective, "overrides": overrides or {},
+                           "optimizer": {"name": optimizer}, "data": {"corpus": corpus}})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ResultsStore(tmp_path / "r.sqlite")
+    _cell(s, "c1", "zipformer-m", "done")
+    for epoch, (clean, other) in enumerate([(9.0, 12.0), (6.0, 9.0), (4.0, 7.0)], start=1):
+        s.add_wer("c1", "test-clean", "modified_beam_search", epoch, wer=clean)
+        s.add_wer("c1", "test-clean", "greedy_search", epoch, wer=clean + 1)
+        s.add_wer("c1", "test-other", "modified_beam_search", epoch, wer=other)
+        s.add_epoch("c1", epoch, train_loss=1.0 / epoch, valid_loss=1.1 / epoch, lr=0.04)
+    _cell(s, "c2", "zipformer-m-layernorm", "failed", error="Traceback ...\nRuntimeError: out of memory")
+    _cell(s, "c3", "zipformer-m-adam", "diverged", optimizer="adam", error="loss is nan at step 812")
+    s.add_epoch("c3", 1, valid_loss=2.0)
+    s.add_wer("c3", "test-clean", "modified_beam_search", 1, wer=40.0)
+    s.add_wer("c3", "test-other", "modified_beam_search", 1, wer=50.0)
+    _cell(s, "c4", "zipformer-s", "done", corpus="aishell")
+    s.add_wer("c4", "dev", "modified_beam_search", 2, wer=5.0, unit="char")
+    s.add_wer("c4", "test", "modified_beam_search", 2, wer=5.5, unit="char")
+    s.add_profile("zipformer-m", "transducer", params=65_549_011, encoder_params=63_994_103,
+                  gflops=63.1, gflops_convention="deepspeed+authors_rules")
+    for variant, t, mem in (("zipformer-m", 0.8, 300.0), ("conformer-m", 1.0, 400.0),
+                            ("zipformer-s", 0.9, 500.0), ("conformer-s", 0.6, 250.0)):
+        s.add_bench(variant, "Test CPU", 2, 10.0, threads=1, runs=3, median_s=t, p25_s=t * 0.9,
+                    p75_s=t * 1.1, peak_mem_mb=mem, mem_method="test")
+    return s
+
+
+def test_report_from_synthetic_rows(store, tmp_path):
+    out = tmp_path / "rep"
+    index, missing = build_report(store.path, out)
+    text = index.read_text()
+    assert "zipformer-m-layernorm" in " ".join(missing) and "out of memory" in " ".join(missing)
+    t5 = {r["model"]: r for r in csv.DictReader(open(out / "table5-ablations.csv"))}
+    assert t5["Zipformer-M"]["test-clean ours"] == "4.0"          # last epoch, beam search
+    assert t5["Zipformer-M"]["diff test-clean"] == "+1.79"
+    assert t5["LayerNorm"]["test-other ours"] == "failed"
+    assert t5["Adam"]["test-clean ours"] == "diverged"
+    assert t5["No NLA"]["test-clean ours"] == "not run"
+    t3 = {r["model"]: r for r in csv.DictReader(open(out / "table3-aishell.csv"))}
+    assert t3["Zipformer-S"]["test ours"] == "5.5" and "literature" in t3["Branchformer (Peng et al., 2022)"]["source of ours"]
+    assert not (out / "table4-wenetspeech.md").exists()
+    t2 = {(r["model"], r["type"]): r for r in csv.DictReader(open(out / "table2-librispeech.csv"))}
+    row = t2[("Zipformer-M", "pruned transducer")]
+    assert row["GFLOPs ours"] == "63.1" and row["diff GFLOPs"] == "+0.3%"
+    ratios = list(csv.DictReader(open(out / "figure3-ratios.csv")))
+    assert {r["scale"] for r in ratios} == {"S", "M"}
+    assert "holds only in part: faster at M, lighter at M" in text
+    assert "Test CPU, batch 2 x 10 s, 1 thread(s)" in text
+    for f in ("figure3-test-cpu-batch-2-x-10-s-1-thread-s.png", "figureA2-optimizers.pdf",
+              "table6-activation-constraints.tex", "figure3-bench.md"):
+        assert (out / f).stat().st_size > 0, f
+    assert "](figureA3-activations.png)" in text
+
+
+def test_select_wers_uses_last_epoch_and_preferred_method():
+    rows = [{"test_set": "test_clean", "method": m, "epoch": e, "wer": w}
+            for m, e, w in (("greedy_search", 2, 3.0), ("modified_beam_search", 2, 2.5),
+                            ("modified_beam_search", 1, 9.0))]
+    assert select_wers(rows, "transducer") == {"test-clean": (2.5, "modified_beam_search", 2)}
+    assert select_wers(rows, "ctc") == {"test-clean": (3.0, "greedy_search", 2)}
