@@ -7,6 +7,7 @@ Public interface (imported lazily, so ``import harness.data`` is cheap)::
     Tokenizer(bpe_model_path)
     make_dataloader(cuts, max_duration, train, ...) -> DataLoader
     batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch)
+    DataConfig(**grid["data"]).prepare()
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _EXPORTS = {
     "prepare_corpus": "harness.data.prepare",
     "PreparedCorpus": "harness.data.prepare",
     "CORPORA": "harness.data.prepare",
+    "DataConfig": "harness.data.config",
     "Tokenizer": "harness.data.tokenizer",
     "make_dataloader": "harness.data.loader",
     "batch_lengths": "harness.data.loader",
