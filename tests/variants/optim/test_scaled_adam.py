@@ -88,6 +88,47 @@ def test_several_steps_several_tensors_match_algorithm_1():
     assert all(float(opt.state[p]["step"]) == len(lrs) for p in params)
 
 
+def test_parameters_without_gradient_skip_the_step_and_keep_their_own_count():
+    torch.manual_seed(4)
+    thetas = [torch.randn(3, 3), torch.randn(3, 3)]
+    params = [nn.Parameter(t.clone()) for t in thetas]
+    refs = [Algorithm1(t) for t in thetas]
+    opt = _opt(params, lr=0.03)
+    for step in range(5):
+        for i, (p, ref) in enumerate(zip(params, refs)):
+            if i == 1 and step in (1, 2):
+                p.grad = None                                   # e.g. an unused module
+                continue
+            g = torch.randn(3, 3)
+            p.grad = g.clone()
+            ref.step(g, 0.03)
+        opt.step()
+    assert [float(opt.state[p]["step"]) for p in params] == [5.0, 3.0]
+    for p, ref in zip(params, refs):
+        torch.testing.assert_close(p.detach().double(), ref.theta, rtol=2e-5, atol=1e-6)
+
+
+def test_trains_a_small_regression():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(64, 8, generator=gen)
+    y = x @ torch.randn(8, 2, generator=gen) * 0.5 + 0.3
+    for name in ("scaled_adam", "adam"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+        opt = build_optimizer(name, model)
+        sched = build_scheduler("eden" if name == "scaled_adam" else "noam", opt,
+                                **({} if name == "scaled_adam" else {"warmup": 50}))
+        first = None
+        for i in range(150):
+            loss = ((model(x) - y) ** 2).mean()
+            first = first if first is not None else loss.item()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            sched.step_batch(i + 1)
+        assert loss.item() < 0.1 * first, name
+
+
 def test_scalar_parameters_get_adam_with_eta_lr_and_are_clamped():
     p = nn.Parameter(torch.tensor([0.5], dtype=torch.float64))
     q = nn.Parameter(torch.tensor(9.99, dtype=torch.float64))
