@@ -59,14 +59,15 @@ class LocalExecutor:
             gpu = slots.get()
             try:
                 env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+                # CPU workers share the cores instead of each taking all of them
+                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.workers)))
                 for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
                     env.pop(k, None)
                 code = ("import sys; from harness.grid.executors import run_cell_job; "
                         "print('STATUS', run_cell_job(*sys.argv[1:]))")
                 proc = subprocess.run([sys.executable, "-c", code, grid_path, c.cell_id,
-                                       str(store_path), str(run_root)], env=env, capture_output=True,
-                                      text=True)
-                sys.stderr.write(proc.stderr[-4000:])
+                                       str(store_path), str(run_root)], env=env,
+                                      stdout=subprocess.PIPE, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATUS ")]
                 status = lines[-1].split()[1] if lines else f"failed (worker exit {proc.returncode})"
             finally:

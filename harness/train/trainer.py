@@ -226,6 +226,10 @@ class Trainer:
                     profile.start_step()
                     with profile.phase("data"):
                         batch = next(it, None)
+                        if dist.enabled:  # ranks may get unequal batch counts: stop together
+                            have = distributed.all_reduce_sum([float(batch is not None)], dist, self.device)
+                            if have[0] < dist.world_size:
+                                batch = None
                     if batch is None:
                         profile.cancel_step()
                         exhausted = True
@@ -347,6 +351,8 @@ class Trainer:
         """Validation loss per frame (summed over ranks)."""
         from harness.data import batch_cut_ids, batch_lengths, batch_texts
 
+        # the bare module: DDP's forward would need every rank to run the same number of batches
+        module = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
         module.eval()
         total, frames = 0.0, 0.0
         for batch in valid_dl:
