@@ -4,6 +4,7 @@ Figure 3: a batch of 30 utterances of 30 s, inference mode, one GPU. Each
 measurement runs in a fresh Python process (:func:`run_isolated`) so that
 nothing another model allocated earlier inflates its peak memory:
 
+- arithmetic: float32 (TF32 off on CUDA: the paper's V100 has none);
 - time: ``warmup`` untimed forward passes, then ``runs`` timed ones (CUDA
   synchronised before and after each); the median and quartiles are reported;
 - GPU memory: ``torch.cuda.max_memory_allocated`` over the timed runs, peak
@@ -128,6 +129,10 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
     torch.set_num_threads(threads)
+    if device == "cuda":
+        # the paper's V100 has no TF32: measure true float32 arithmetic
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     model = build_model(variant, objective="ctc", **dict(overrides or {})).to(device).eval()
     frames = int(round(duration_s * FEATURE_RATE_HZ))
