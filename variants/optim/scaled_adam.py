@@ -21,10 +21,17 @@ What the authors' implementation adds and training depends on (all here):
 - gradient clipping relative to the recent median gradient norm
   (:mod:`variants.optim.grad_clipping`, clipping scale 2.0); ``last_clip``
   holds the latest clipped step (with the parameter that dominated it);
-- the "efficient implementation": the step is a few multi-tensor (``torch._foreach_*``)
-  operations over all tensors of a group sharing device and dtype, with the
-  per-tensor scalars (RMS, scale moments, step sizes) computed as one small
-  stacked vector; the outcome is the same as a per-tensor loop.
+- the "efficient implementation": the paper batches same-shape tensors; here
+  the step is a few multi-tensor (``torch._foreach_*``) operations over all
+  tensors of a group sharing device and dtype (any shapes, and no copying of
+  parameters into and out of stacks), with the per-tensor scalars (RMS, scale
+  moments, step sizes) computed as one small stacked vector; the outcome is
+  the same as a per-tensor loop.
+
+Where the paper and the authors' code differ, the paper is followed: the scale
+is learned every step (the authors' code does it every 4 steps), and momentum
+is on the gradient with Adam's bias corrections, as in Algorithm 1. The
+algorithm's "theta + delta" is read as descent (theta - delta).
 
 Parameters may be passed with names (``model.named_parameters()`` or groups of
 ``(name, param)``); the names are used in the clipping diagnostics.
