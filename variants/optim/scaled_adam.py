@@ -205,7 +205,7 @@ class ScaledAdam(Optimizer):
             names = group.get("param_names")
             by_key: dict[tuple[Any, ...], _Bucket] = {}
             for i, p in enumerate(group["params"]):
-                if p.grad is None:
+                if p.grad is None or p.numel() == 0:            # nothing to update
                     continue
                 name = names[i] if names else f"group{gi}.param{i}"
                 if p.grad.is_sparse:

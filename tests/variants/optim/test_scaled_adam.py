@@ -334,6 +334,24 @@ def test_state_memory_is_adams_plus_per_tensor_scalars():
     assert extra == 2 * 4 * n_tensors
 
 
+def test_closure_and_empty_parameters():
+    gen = torch.Generator().manual_seed(9)
+    w = nn.Parameter(torch.randn(4, 3, generator=gen))
+    empty = nn.Parameter(torch.zeros(0, 3))
+    opt = ScaledAdam([w, empty], lr=0.01)
+    x = torch.randn(8, 4, generator=gen)
+
+    def closure():
+        opt.zero_grad()
+        loss = (x @ w).pow(2).mean() + empty.sum()
+        loss.backward()
+        return loss
+
+    losses = [opt.step(closure).item() for _ in range(15)]
+    assert losses[-1] < losses[0]
+    assert opt.clipping.last_scale == 1.0 and math.isfinite(opt.clipping.last_norm)
+
+
 def test_bad_hyperparameters_are_named():
     p = [nn.Parameter(torch.ones(2, 2))]
     with pytest.raises(ValueError, match="betas"):
