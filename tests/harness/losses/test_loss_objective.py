@@ -157,3 +157,8 @@ def test_batch_shape_mismatch(tiny_model):
         compute_loss(tiny_model("transducer"), feats, feat_lens, tokens + [[1]], 0)
     with pytest.raises(LossInputError, match="3 utterance ids for 2 transcripts"):
         compute_loss(tiny_model("transducer"), feats, feat_lens, tokens, 0, utt_ids=["a", "b", "c"])
+
+
+def test_unsupported_head_combination_is_named():
+    with pytest.raises(ValueError, match=r"unsupported head combination \['attention'\]; allowed: "):
+        LossConfig().head_scales(("attention",))
