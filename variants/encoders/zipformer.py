@@ -11,7 +11,14 @@
 So for T input frames the output has ((T - 7) // 2 + 1) // 2 frames (748 for
 3000). In training, each stack also zeroes the channels above
 ``encoder_unmasked_dim`` for a random 12.5 % (upper half: about 23 %) of the
-sequences (the authors' feature masks).
+sequences (the authors' feature masks). ``cfg.dropout`` is the final rate of
+the authors' dropout schedule (0.3 at first, ``cfg.dropout`` from 20k batches),
+used in the feed-forward modules and after Conv-Embed.
+
+Padding: attention masks padded keys, convolution modules zero padded frames,
+and Downsample completes a group from the utterance's own last frame, so an
+utterance's output does not depend on what the padding holds or on the other
+utterances of the batch (it equals the authors' output for it alone).
 """
 from __future__ import annotations
 
