@@ -25,12 +25,14 @@ def available_methods(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def decode(model: nn.Module, feats: Tensor, feat_lens: Tensor, method: str, beam: int = 4,
-           nbest: int = 10, attention_scale: float = 1.0) -> list[list[int]]:
+           nbest: int = 10, attention_scale: float = 1.0, unk_id: int | None = None) -> list[list[int]]:
     """Label ids per utterance for fbank ``feats`` (B, T, 80) with ``feat_lens`` (B,).
 
     ``beam`` is the modified beam search's beam (paper: 4); ``nbest`` the size
-    of the CTC n-best list that attention rescoring rescores; the model runs in
-    eval mode (its previous mode is restored).
+    of the CTC n-best list that attention rescoring rescores; ``unk_id`` (default:
+    the model's ``unk_id`` attribute if it has one) is never emitted by the
+    transducer searches, as in the authors' searches. The model runs in eval
+    mode (its previous mode is restored).
     """
     if method not in METHOD_HEADS:
         raise ValueError(f"unknown decoding method {method!r}; allowed: {', '.join(METHOD_HEADS)}")
@@ -39,14 +41,16 @@ def decode(model: nn.Module, feats: Tensor, feat_lens: Tensor, method: str, beam
         raise ValueError(f"decoding method {method!r} needs the {' and '.join(missing)} head(s), but the "
                          f"model has only {', '.join(model.head_names)}; available methods: "
                          f"{', '.join(available_methods(model)) or 'none'}")
+    if unk_id is None:
+        unk_id = getattr(model, "unk_id", None)
     was_training = model.training
     model.eval()
     try:
         enc, enc_lens = model.forward_encoder(feats, feat_lens)
         if method == "greedy_search":
-            return greedy_search(model, enc, enc_lens)
+            return greedy_search(model, enc, enc_lens, unk_id=unk_id)
         if method == "modified_beam_search":
-            return modified_beam_search(model, enc, enc_lens, beam=beam)
+            return modified_beam_search(model, enc, enc_lens, beam=beam, unk_id=unk_id)
         if method == "ctc_greedy_search":
             return ctc_greedy_search(model.ctc_output(enc), enc_lens, model.blank_id)
         return attention_rescoring(model, enc, enc_lens, nbest=nbest, attention_scale=attention_scale)

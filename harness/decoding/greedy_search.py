@@ -9,15 +9,17 @@ from .transducer_context import initial_context, projected_decoder_out
 
 
 @torch.no_grad()
-def greedy_search(model: nn.Module, enc: Tensor, enc_lens: Tensor) -> list[list[int]]:
-    """Best label at each frame given the labels so far; blank emits nothing.
+def greedy_search(model: nn.Module, enc: Tensor, enc_lens: Tensor,
+                  unk_id: int | None = None) -> list[list[int]]:
+    """Best label at each frame given the labels so far; blank (and ``unk_id``,
+    as in the authors' search) emits nothing.
 
     Args:
       model: has ``decoder``, ``joiner`` and ``blank_id``.
       enc: encoder output (B, T, D); enc_lens: (B,) valid frames.
     """
     B, T, _ = enc.shape
-    blank = model.blank_id
+    silent = {model.blank_id, model.blank_id if unk_id is None else unk_id}
     enc_proj = model.joiner.encoder_proj(enc)  # (B, T, J)
     histories = [list(initial_context(model)) for _ in range(B)]
     dec = projected_decoder_out(model, histories, enc.device)  # (B, 1, J)
@@ -29,11 +31,11 @@ def greedy_search(model: nn.Module, enc: Tensor, enc_lens: Tensor) -> list[list[
         idx = torch.tensor(active, device=enc.device)
         logits = model.joiner(enc_proj[idx, t].unsqueeze(1), dec[idx], project_input=False)
         best = logits.squeeze(1).argmax(dim=-1).tolist()
-        emitted = [b for b, y in zip(active, best) if y != blank]
+        emitted = [b for b, y in zip(active, best) if y not in silent]
         if not emitted:
             continue
         for b, y in zip(active, best):
-            if y != blank:
+            if y not in silent:
                 histories[b].append(y)
         dec = dec.clone()
         dec[torch.tensor(emitted, device=enc.device)] = projected_decoder_out(

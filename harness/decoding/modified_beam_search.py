@@ -24,18 +24,20 @@ def _log_add(a: float, b: float) -> float:
 
 
 @torch.no_grad()
-def modified_beam_search(model: nn.Module, enc: Tensor, enc_lens: Tensor, beam: int = 4) -> list[list[int]]:
+def modified_beam_search(model: nn.Module, enc: Tensor, enc_lens: Tensor, beam: int = 4,
+                         unk_id: int | None = None) -> list[list[int]]:
     """Best label sequence per utterance.
 
     Args:
       model: has ``decoder``, ``joiner`` and ``blank_id``.
       enc: encoder output (B, T, D); enc_lens: (B,) valid frames.
       beam: hypotheses kept per utterance.
+      unk_id: a label that, like blank, extends no hypothesis (the authors' search does this for <unk>).
     """
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     B, T, _ = enc.shape
-    blank = model.blank_id
+    silent = {model.blank_id, model.blank_id if unk_id is None else unk_id}
     enc_proj = model.joiner.encoder_proj(enc)
     # per utterance: history (initial context + labels) -> log-probability
     beams: list[dict[tuple[int, ...], float]] = [{initial_context(model): 0.0} for _ in range(B)]
@@ -62,7 +64,7 @@ def modified_beam_search(model: nn.Module, enc: Tensor, enc_lens: Tensor, beam: 
             for score, i in zip(top_scores.tolist(), top_idx.tolist()):
                 hist = histories[row + i // V]
                 token = i % V
-                if token != blank:
+                if token not in silent:
                     hist = hist + (token,)
                 new[hist] = _log_add(new[hist], score) if hist in new else score
             beams[b] = new

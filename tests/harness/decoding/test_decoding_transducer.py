@@ -132,3 +132,13 @@ def test_beam_must_be_positive(tiny_model):
     model = tiny_model("transducer")
     with pytest.raises(ValueError, match="beam must be >= 1"):
         modified_beam_search(model, torch.zeros(1, 3, 32), torch.tensor([3]), beam=0)
+
+
+def test_unk_extends_no_hypothesis():
+    # label 2 is the most likely symbol on frame 1; declared <unk>, it is dropped like blank
+    rows = [{-1: {3: 0.9, BLANK: 0.1}}, {-1: {2: 0.6, BLANK: 0.3, 4: 0.1}}, {-1: {1: 0.9, BLANK: 0.1}}]
+    model = HandBuiltTransducer(_table(rows))
+    x, lens = _frames([3], 3)
+    assert decode(model, x, lens, "greedy_search") == [[3, 2, 1]]
+    assert decode(model, x, lens, "greedy_search", unk_id=2) == [[3, 1]]
+    assert decode(model, x, lens, "modified_beam_search", unk_id=2) == [[3, 1]]
