@@ -35,13 +35,15 @@ def spec_augment():
 
 
 class _SeedWorker:
-    """Seeds each worker's RNGs from a base seed (SpecAugment draws from them)."""
+    """Seeds each worker's RNGs from a base seed (SpecAugment draws from them)
+    and keeps each worker to one thread (workers are the parallelism)."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
     def __call__(self, worker_id: int) -> None:
         s = self.seed + 1000 * worker_id
+        torch.set_num_threads(1)
         random.seed(s)
         torch.manual_seed(s)
         import numpy as np
