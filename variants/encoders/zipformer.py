@@ -126,6 +126,10 @@ class ZipformerEncoder(nn.Module):
         if lengths.shape != (x.shape[0],):
             raise ValueError(f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
         lengths = lengths.to(x.device)
+        # padded frames start at zero, so even inf/NaN padding cannot reach valid
+        # frames through a zero attention weight (0 * inf = NaN)
+        pad = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         masks = self.feature_masks(x)
         outputs = []
         for stack, dim, mask in zip(self.encoders, self.encoder_dim, masks):

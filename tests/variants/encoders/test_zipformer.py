@@ -80,6 +80,10 @@ def test_padding_invariance_and_batch_consistency():
         out2, _ = enc(y2, y_lens)
         n = out_lens[1]
         assert torch.allclose(out2[1, :n], out[1, :n], atol=1e-5)
+        y2[1, y_lens[1]:] = float("nan")
+        y2[1, -1] = float("inf")
+        out3, _ = enc(y2, y_lens)
+        assert torch.allclose(out3[1, :n], out[1, :n], atol=1e-5)
         alone, alone_lens = enc(y[1:, : y_lens[1]], y_lens[1:])
         assert alone_lens.item() == n
         assert torch.allclose(alone[0], out[1, :n], atol=1e-5)
@@ -216,3 +220,30 @@ def test_build_model_and_set_batch_count():
     with torch.no_grad():
         out, out_lens = model(x, lens)
     assert out.shape == (2, 10, 24) and out_lens.tolist() == [10, 6]
+
+
+def test_batch_count_drives_the_schedules():
+    _, enc = build(tiny())
+    enc.train()
+    first_block = enc.encoders[0].layers[0]
+    set_batch_count([enc], 0.0)
+    assert float(first_block.bypass.skip_rate) == pytest.approx(0.5)       # layer skip at first
+    assert float(first_block.bypass.scale_min) == pytest.approx(0.9)       # Bypass minimum
+    assert float(first_block.attention_skip_rate) == pytest.approx(0.2)
+    set_batch_count([enc], 1e6)
+    assert float(first_block.bypass.skip_rate) == pytest.approx(0.035)     # 0.035 * sqrt(1)
+    assert float(enc.encoders[2].encoder.layers[0].bypass.skip_rate) == pytest.approx(0.07)  # sqrt(4)
+    assert float(first_block.bypass.scale_min) == pytest.approx(0.2)
+    assert float(first_block.attention_skip_rate) == 0.0
+    enc.eval()
+    assert float(first_block.bypass.skip_rate) == 0.0                       # eval: no skipping
+
+
+def test_bad_inputs_are_named():
+    embed, enc = build(tiny())
+    with pytest.raises(ValueError, match="expects \\(batch, frames, 16\\)"):
+        enc(torch.randn(2, 10, 12), torch.tensor([10, 10]))
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        enc(torch.randn(2, 10, 16), torch.tensor([10]))
+    with pytest.raises(ValueError, match="lengths"):
+        embed(torch.randn(2, 20, 80), torch.tensor([20, 25]))
