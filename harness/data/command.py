@@ -1,6 +1,6 @@
 """``harness data``: prepare corpora, or write the synthetic corpus as a LibriSpeech copy.
 
-    harness data prepare --corpus synthetic|librispeech|aishell --out DIR [--src DIR]
+    harness data prepare --corpus synthetic|librispeech|aishell [--out DIR] [--src DIR]
                          [--tier T] [--hours H] [--voices N] [--seed N] [--num-jobs N]
                          [--vocab-size N] [--no-speed-perturb] [--train-set auto|100|960]
     harness data write-librispeech --out DIR [--tier T] [--hours H] [--voices N] [--seed N]
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     prep = sub.add_parser("prepare", help="manifests, fbank (lilcom), speed perturbation, BPE")
     prep.add_argument("--corpus", required=True, choices=["synthetic", "librispeech", "aishell"])
-    prep.add_argument("--out", required=True, help="output directory")
+    prep.add_argument("--out", default=None,
+                      help="output directory (default data/CORPUS, where the default grid looks)")
     prep.add_argument("--src", default=None, help="local copy of LibriSpeech / Aishell-1")
     _synthetic_args(prep)
     prep.add_argument("--vocab-size", type=int, default=500, help="BPE units (default 500, as in the paper)")
@@ -71,7 +72,8 @@ def _prepare(args: argparse.Namespace) -> int:
         return 2
     if args.corpus != "synthetic":
         options.pop("seed")
-    prepared = prepare_corpus(args.corpus, args.out, args.src, **options)
+    out = args.out or f"data/{args.corpus}"
+    prepared = prepare_corpus(args.corpus, out, args.src, **options)
     print(f"prepared {prepared.corpus} in {prepared.out_dir}")
     for name, path in prepared.splits.items():
         print(f"  {name:16s} {path}")

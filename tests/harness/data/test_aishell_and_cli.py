@@ -90,6 +90,13 @@ def test_cli_errors_are_named(tmp_path, capsys, argv, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_cli_default_out_is_data_corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "prepare", "--corpus", "synthetic", "--tier", "tiny", "--num-jobs", "1",
+                 "--quiet"]) == 0
+    assert PreparedCorpus.load(tmp_path / "data" / "synthetic").corpus == "synthetic"
+
+
 def test_cli_writes_librispeech_layout(tmp_path, capsys):
     assert main(["data", "write-librispeech", "--tier", "tiny", "--num-jobs", "1",
                  "--out", str(tmp_path / "ls")]) == 0
