@@ -51,6 +51,8 @@ class AsrModel(nn.Module):
                 nhead=h.attention_decoder_heads,
                 dim_feedforward=h.attention_decoder_ff_dim,
                 memory_dim=self.encoder_dim,
+                sos_id=h.sos_eos_id,
+                eos_id=h.sos_eos_id,
             )
 
     def forward_encoder(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

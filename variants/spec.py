@@ -137,11 +137,17 @@ class HeadsConfig(Strict):
     attention_decoder_layers: int = Field(6, gt=0)
     attention_decoder_heads: int = Field(8, gt=0)
     attention_decoder_ff_dim: int = Field(2048, gt=0)
+    # the attention decoder's <sos/eos>: id 1 in the authors' BPE layout
+    # (<blk>=0, <sos/eos>=1, <unk>=2), which harness.data's BPE models follow
+    sos_eos_id: int = Field(1, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> "HeadsConfig":
         if self.blank_id >= self.vocab_size:
             raise ValueError(f"blank_id={self.blank_id} must be < vocab_size={self.vocab_size}")
+        if self.sos_eos_id >= self.vocab_size or self.sos_eos_id == self.blank_id:
+            raise ValueError(f"sos_eos_id={self.sos_eos_id} must be < vocab_size={self.vocab_size} "
+                             f"and differ from blank_id={self.blank_id}")
         if self.attention_decoder_dim % self.attention_decoder_heads:
             raise ValueError("attention_decoder_dim must be divisible by attention_decoder_heads")
         return self
