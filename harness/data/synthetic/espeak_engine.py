@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
-import os
 import shutil
 import tempfile
 import threading

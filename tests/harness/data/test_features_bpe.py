@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import CutSet, Recording, SupervisionSegment, SupervisionSet, RecordingSet
+from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
 from harness.data import Tokenizer
 from harness.data.bpe import train_bpe
