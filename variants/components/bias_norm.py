@@ -4,12 +4,16 @@
 
 with a learnable channel-wise bias ``b`` and a learnable scalar ``gamma``
 (``log_scale``). Like the authors' implementation, ``gamma`` is kept in
-[log_scale_min, log_scale_max] during training and ``b`` starts near zero.
+[log_scale_min, log_scale_max] during training through its gradient (see
+``param_limit``; the forward pass never clamps, so train and eval agree), and
+``b`` starts near zero.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .param_limit import limit_param_value
 
 
 class BiasNorm(nn.Module):
@@ -34,7 +38,7 @@ class BiasNorm(nn.Module):
             bias = bias.view(shape)
         log_scale = self.log_scale
         if self.training:
-            log_scale = log_scale.clamp(self.log_scale_min, self.log_scale_max)
+            log_scale = limit_param_value(log_scale, self.log_scale_min, self.log_scale_max)
         rms = torch.mean((x - bias) ** 2, dim=self.channel_dim, keepdim=True).clamp_min(1e-20).sqrt()
         return x / rms * log_scale.exp()
 

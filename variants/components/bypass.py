@@ -12,38 +12,11 @@ The Bypass at the end of each block also does per-sequence layer skipping
 """
 from __future__ import annotations
 
-import random
-
 import torch
 from torch import nn
 
+from .param_limit import limit_param_value
 from .scheduled_float import FloatLike, ScheduledFloat
-
-
-class _LimitParamValue(torch.autograd.Function):
-    """Identity; in backward flips gradient signs that would push x further out of [lo, hi]."""
-
-    @staticmethod
-    def forward(ctx, x, lo, hi):  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        grad = grad * torch.where((grad > 0) & (x < ctx.lo), -1.0, 1.0)
-        grad = grad * torch.where((grad < 0) & (x > ctx.hi), -1.0, 1.0)
-        return grad, None, None
-
-
-def limit_param_value(x: torch.Tensor, lo: float, hi: float, prob: float = 0.6) -> torch.Tensor:
-    """Keep a parameter in [lo, hi] through its gradient on a fraction ``prob`` of steps."""
-    if hi < lo:
-        raise ValueError(f"limit_param_value: max {hi} < min {lo}")
-    if random.random() < prob:
-        return _LimitParamValue.apply(x, lo, hi)
-    return x
 
 
 def bypass_scale_min() -> ScheduledFloat:

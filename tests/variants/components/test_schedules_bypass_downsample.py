@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from variants.components.bypass import Bypass, NoBypass, limit_param_value, make_bypass
+from variants.components.bypass import Bypass, NoBypass, make_bypass
+from variants.components.param_limit import limit_param_value
 from variants.components.downsample import Downsample, Upsample, downsampled_lengths
 from variants.components.scheduled_float import ScheduledFloat, dropout_schedule
 

@@ -1,0 +1,37 @@
+"""Keep a parameter in a range through its gradient (the authors' limit_param_value).
+
+Identity in the forward pass. In the backward pass, where the parameter is
+below ``lo`` a gradient that would lower it further has its sign flipped, and
+likewise above ``hi``; so the optimizer pushes it back into range without the
+forward pass ever clamping it (train and eval compute the same function). It
+acts on a random fraction ``prob`` of training steps (authors: 0.6).
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+class _LimitParamValue(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        grad = grad * torch.where((grad > 0) & (x < ctx.lo), -1.0, 1.0)
+        grad = grad * torch.where((grad < 0) & (x > ctx.hi), -1.0, 1.0)
+        return grad, None, None
+
+
+def limit_param_value(x: torch.Tensor, lo: float, hi: float, prob: float = 0.6) -> torch.Tensor:
+    """``x`` unchanged; on a fraction ``prob`` of calls its gradient keeps it in [lo, hi]."""
+    if hi < lo:
+        raise ValueError(f"limit_param_value: max {hi} < min {lo}")
+    if random.random() < prob:
+        return _LimitParamValue.apply(x, lo, hi)
+    return x
