@@ -23,7 +23,7 @@ from torch import nn
 
 from harness.grid.cells import Cell
 
-from . import checkpoint, distributed
+from . import checkpoint, counters, distributed
 from .data_setup import CellData
 from .distributed import DistInfo
 from .model_average import new_average, update_average
@@ -130,15 +130,12 @@ class Trainer:
     def model_batch_count(self, batches: int) -> float:
         """Batches at the reference duration: drives Bypass/Balancer/Whitener/dropout schedules."""
         d = self.cfg.data
-        return batches * d.max_duration * self.dist.world_size / d.ref_duration
+        return counters.model_batch_count(batches, d.max_duration, self.dist.world_size, d.ref_duration)
 
     def lr_batch_count(self, step: int) -> float:
-        """Optimizer steps at the duration the schedule was tuned for (identity if none is given)."""
-        ref = self.cfg.optimizer.schedule_ref_duration
-        if ref is None:
-            return float(step)
-        d = self.cfg.data
-        return step * self.cfg.train.accum_grad * d.max_duration * self.dist.world_size / ref
+        """Optimizer steps at the batch duration the LR schedule was tuned for."""
+        return counters.lr_batch_count(step, self.cfg.train.accum_grad, self.cfg.data.max_duration,
+                                       self.dist.world_size, self.cfg.optimizer.schedule_ref_duration)
 
     # ---- main -------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -149,10 +146,12 @@ class Trainer:
         self.log.info("device %s, precision %s, world size %d", self.device, self.precision.name,
                       dist.world_size)
         model = build_cell_model(self.cell, self.data.tokenizer)
+        model_avg = new_average(model) if dist.is_main else None
+        # on the device before the optimizer exists, so its state lives beside the weights
+        model.to(self.device)
         loss_cfg = build_loss_config(self.cell)
         optimizer, scheduler, opt_name = build_optimization(self.cell, model)
         scaler = LossScaler(self.precision)
-        model_avg = new_average(model) if dist.is_main else None
         n_params = sum(p.numel() for p in model.parameters())
         self.log.info("model %s (%s), %d params, optimizer %s", cfg.variant, self.cell.objective,
                       n_params, opt_name)
@@ -175,9 +174,10 @@ class Trainer:
                 sampler_state = state.get("sampler")
             if state.get("rng") is not None:
                 torch.set_rng_state(state["rng"])
+            if state.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
                           path.name, step, epoch, batch_in_epoch)
-        model.to(self.device)
         module: nn.Module = LossModule(model, loss_cfg)
         if dist.enabled:
             module = nn.parallel.DistributedDataParallel(
@@ -337,6 +337,7 @@ class Trainer:
                 "epoch_done": at_epoch_end, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
                 "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "cell_id": self.cell.cell_id, "config": self.cell.resolved(),
             }
             if at_epoch_end:
