@@ -11,7 +11,7 @@ PARTS = ("train", "dev", "test")
 TRANSCRIPT = Path("data_aishell/transcript/aishell_transcript_v0.8.txt")
 
 
-def check_corpus(src: Path) -> set[Path]:
+def check_corpus(src: Path, progress: bool = False) -> set[Path]:
     """Validate the layout; returns unreadable wav files (skipped with a warning)."""
     if not src.is_dir():
         raise CorpusNotFoundError(f"Aishell-1 directory {src} does not exist")
@@ -26,14 +26,14 @@ def check_corpus(src: Path) -> set[Path]:
         if not found:
             raise EmptySplitError(f"Aishell-1 split {part} ({part_dir}) has no wav files")
         wavs += found
-    return unreadable_audio(wavs)
+    return unreadable_audio(wavs, desc="check audio" if progress else None)
 
 
-def aishell_manifests(src: Path) -> dict[str, tuple]:
+def aishell_manifests(src: Path, progress: bool = False) -> dict[str, tuple]:
     """{part: (RecordingSet, SupervisionSet)} for train, dev and test."""
     from lhotse.recipes import prepare_aishell
 
-    bad = check_corpus(src)
+    bad = check_corpus(src, progress)
     if not bad:
         m = prepare_aishell(src, output_dir=None)
         out = {p: (m[p]["recordings"], m[p]["supervisions"]) for p in PARTS}

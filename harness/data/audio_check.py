@@ -16,12 +16,17 @@ from typing import Callable, Iterable
 log = logging.getLogger(__name__)
 
 
-def unreadable_audio(files: Iterable[Path]) -> set[Path]:
-    """Files whose header soundfile cannot read; each is logged and warned about."""
-    import soundfile as sf
+def unreadable_audio(files: Iterable[Path], desc: str | None = None) -> set[Path]:
+    """Files whose header soundfile cannot read; each is logged and warned about.
 
+    ``desc``: show a progress bar with this label.
+    """
+    import soundfile as sf
+    from tqdm import tqdm
+
+    files = list(files)
     bad = set()
-    for f in files:
+    for f in tqdm(files, desc=desc, unit="file", disable=desc is None):
         try:
             info = sf.info(str(f))
             if info.frames <= 0:

@@ -37,7 +37,7 @@ def select_parts(src: Path, train_set: str = "auto") -> tuple[tuple[str, ...], t
     return TRAIN_SETS[train_set], tuple(p for p in EVAL_PARTS if p in present)
 
 
-def check_part(part_dir: Path) -> set[Path]:
+def check_part(part_dir: Path, progress: bool = False) -> set[Path]:
     """Validate one part's transcripts against its audio; returns unreadable files."""
     transcripts = sorted(part_dir.rglob("*.trans.txt"))
     lines = 0
@@ -54,18 +54,18 @@ def check_part(part_dir: Path) -> set[Path]:
             lines += 1
     if lines == 0:
         raise EmptySplitError(f"LibriSpeech part {part_dir} has no transcribed utterances (*.trans.txt)")
-    bad = unreadable_audio(flacs)
+    bad = unreadable_audio(flacs, desc=f"check audio {part_dir.name}" if progress else None)
     if len(bad) == lines:
         raise EmptySplitError(f"LibriSpeech part {part_dir}: none of its {lines} audio files is readable")
     return bad
 
 
-def librispeech_manifests(src: Path, part: str, num_jobs: int = 1):
+def librispeech_manifests(src: Path, part: str, num_jobs: int = 1, progress: bool = False):
     """(RecordingSet, SupervisionSet) of one part, through lhotse's recipe."""
     from lhotse.recipes import prepare_librispeech
 
     part_dir = src / part
-    bad = check_part(part_dir)
+    bad = check_part(part_dir, progress)
     if not bad:
         m = prepare_librispeech(src, dataset_parts=[part], output_dir=None, num_jobs=num_jobs)[part]
         return m["recordings"], m["supervisions"]

@@ -88,11 +88,11 @@ class PreparedCorpus:
 
 # --------------------------------------------------------------------------- progress
 
-def _bar(total: int, desc: str, enabled: bool):
-    """A tqdm progress bar for one stage (counted in utterances)."""
+def _bar(total: int, desc: str, enabled: bool, unit: str = "utt"):
+    """A tqdm progress bar for one stage (counted in utterances by default)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="utt", disable=not enabled, leave=True, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=True, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------- manifests
@@ -140,23 +140,23 @@ def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool) -
     return summary
 
 
-def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int) -> dict[str, Any]:
+def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int, progress: bool) -> dict[str, Any]:
     from .librispeech import librispeech_manifests, select_parts
 
     train_parts, eval_parts = select_parts(src, opts.get("train_set", "auto"))
     for part in train_parts + eval_parts:
         if not _have_manifests(out, part):
-            recs, sups = librispeech_manifests(src, part, num_jobs=num_jobs)
+            recs, sups = librispeech_manifests(src, part, num_jobs=num_jobs, progress=progress)
             _save_manifests(out, part, recs, sups)
     return {"corpus": "librispeech", "source": str(src), "train_parts": list(train_parts),
             "eval_parts": list(eval_parts)}
 
 
-def _aishell_manifests(out: Path, src: Path) -> dict[str, Any]:
+def _aishell_manifests(out: Path, src: Path, progress: bool) -> dict[str, Any]:
     from .aishell import PARTS, aishell_manifests
 
     if not all(_have_manifests(out, p) for p in PARTS):
-        for part, (recs, sups) in aishell_manifests(src).items():
+        for part, (recs, sups) in aishell_manifests(src, progress).items():
             _save_manifests(out, part, recs, sups)
     return {"corpus": "aishell", "source": str(src), "parts": list(PARTS)}
 
@@ -274,11 +274,11 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     elif corpus == "librispeech":
         from .librispeech import TEST_PARTS, VALID_PART
 
-        info = _librispeech_manifests(out, src, opts, num_jobs)
+        info = _librispeech_manifests(out, src, opts, num_jobs, progress)
         train_parts, eval_parts = info["train_parts"], info["eval_parts"]
         valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
     else:
-        info = _aishell_manifests(out, src)
+        info = _aishell_manifests(out, src, progress)
         train_parts, valid, tests, unit = ["train"], "dev", ["test"], "char"
         eval_parts = ["dev", "test"]
 
@@ -299,7 +299,9 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
         from lhotse import load_manifest_lazy
 
         texts = [s.text for p in train_parts for s in load_manifest_lazy(_manifest_paths(out, p)[1])]
-        train_bpe(texts, bpe_path, vocab_size=vocab_size, unit=unit)
+        with _bar(1, f"sentencepiece ({unit} units)", progress, unit="model") as bar:
+            train_bpe(texts, bpe_path, vocab_size=vocab_size, unit=unit)
+            bar.update(1)
     from .tokenizer import Tokenizer
 
     actual_vocab = Tokenizer(bpe_path).vocab_size
