@@ -116,7 +116,7 @@ def compute_features(cuts, storage_dir: Path, num_jobs: int = 1,
         for chunk in chunks:
             collect(chunk, _compute_chunk(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=get_context("fork")) as ex:
+        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
             for chunk, result in zip(chunks, ex.map(_compute_chunk, chunks)):
                 collect(chunk, result)
     for cut_id, why in failed:
@@ -124,6 +124,13 @@ def compute_features(cuts, storage_dir: Path, num_jobs: int = 1,
         log.warning(msg)
         warnings.warn(msg, stacklevel=2)
     return CutSet.from_cuts(done)
+
+
+def mp_context():
+    """Worker processes: fork on Linux (cheap, shares loaded modules), spawn elsewhere."""
+    import sys
+
+    return get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 def default_num_jobs() -> int:

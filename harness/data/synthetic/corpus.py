@@ -13,11 +13,11 @@ import os
 import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..atomic import atomic_path
+from ..features import mp_context
 from .espeak_engine import TARGET_SAMPLE_RATE, espeak_paths
 from .grammar import Lexicon, SentenceGenerator
 from .tiers import EXCLUDED_VARIANTS, SPLITS, SyntheticTier
@@ -161,7 +161,7 @@ def synthesize(plan: dict[str, list[Utterance]], root: Path, part_names: dict[st
         for shard in shards:
             collect(shard, _synthesize_shard(shard))
     else:
-        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=get_context("fork")) as ex:
+        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
             for shard, result in zip(shards, ex.map(_synthesize_shard, shards)):
                 collect(shard, result)
     return lengths

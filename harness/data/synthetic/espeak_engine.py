@@ -98,7 +98,9 @@ class EspeakEngine:
         lib, self._lib = self._lib, None
         if lib is not None:
             lib.espeak_Terminate()
-            _ctypes.dlclose(lib._handle)
+            close = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+            if close is not None:
+                close(lib._handle)
 
     def __enter__(self) -> "EspeakEngine":
         return self

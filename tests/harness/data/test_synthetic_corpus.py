@@ -91,3 +91,16 @@ def test_rerun_skips_and_other_options_are_refused(tiny_prepared):
     assert cuts.stat().st_mtime_ns == before and again.splits == tiny_prepared.splits
     with pytest.raises(DataError, match="prepared with other options.*seed"):
         prepare_corpus("synthetic", tiny_prepared.out_dir, tier="tiny", seed=1, progress=False)
+
+
+def test_variants_come_from_the_wheel_without_non_speech_ones():
+    from harness.data.synthetic.corpus import available_variants
+    from harness.data.synthetic.tiers import EXCLUDED_VARIANTS, PLAIN_VARIANTS
+
+    variants = available_variants()
+    assert len(variants) > 50 and list(variants) == sorted(variants)
+    assert not set(variants) & set(EXCLUDED_VARIANTS)
+    assert set(PLAIN_VARIANTS) <= set(variants)
+    hard = plan_speakers(TIERS["hard"], 0)
+    assert len(hard["train"]) == TIERS["hard"].max_train_speakers
+    assert {s.split("+")[0] for s in hard["held_out"]} <= set(TIERS["hard"].held_out_voices)
