@@ -59,7 +59,7 @@ class EspeakEngine:
     def __init__(self) -> None:
         lib_path, data_path = espeak_paths()
         # a private copy: dlopen of the same path would share the C globals
-        with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="espeak-", ignore_cleanup_errors=True) as tmp:
             private = Path(tmp) / "libespeak-ng-private.so"
             shutil.copyfile(lib_path, private)
             self._lib = ctypes.CDLL(str(private))  # stays mapped after the file is deleted
