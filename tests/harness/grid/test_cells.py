@@ -60,8 +60,10 @@ def test_resolved_config_has_every_default(write_grid):
     assert r["decode"]["beam"] == 4 and r["optimizer"]["name"] is None
 
 
-def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys):
+def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys, tmp_path, monkeypatch):
     from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "empty.sqlite"))  # no profile rows to read
 
     text = BASE.replace("objective: ctc", "objective: ctc\n  overrides: {}").replace(
         "  overrides: {num_encoder_layers: [1, 1, 1, 1, 1, 1]}\n", "")
