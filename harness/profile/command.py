@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 
 from .flops import PAPER_FRAMES
 from .summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
-                      profile_variant, store_rows)
+                      profile_variants, store_rows)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -46,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input frames at 100 Hz (default: %(default)s = 30 s, the paper's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a switch of every variant profiled (repeatable)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="variants profiled at once, each in its own process (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads per job (default: cores / jobs)")
 
 
 def resolve_variants(names: list[str]) -> list[str]:
@@ -72,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
         objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
         overrides = parse_overrides(args.overrides)
         names = resolve_variants(args.variants)
-        rows: list[dict[str, Any]] = []
-        for name in names:
-            t0 = time.perf_counter()
-            rows += profile_variant(name, objectives, flops=not args.no_flops,
-                                    overrides=overrides, frames=args.frames)
-            print(f"profiled {name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        t0 = time.perf_counter()
+
+        def progress(variant: str, cpu_s: float) -> None:
+            print(f"profiled {variant} ({cpu_s:.1f} s CPU; {time.perf_counter() - t0:.1f} s elapsed)",
+                  file=sys.stderr)
+
+        rows = profile_variants(names, objectives, flops=not args.no_flops, overrides=overrides,
+                                frames=args.frames, jobs=args.jobs, threads=args.threads,
+                                progress=progress)
     except (VariantError, ValueError) as err:
         print(f"harness profile: {err}", file=sys.stderr)
         return 2

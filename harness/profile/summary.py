@@ -31,7 +31,8 @@ def profile_variant(variant: str, objectives: Iterable[str] = DEFAULT_OBJECTIVES
     """Rows for one variant, one per objective.
 
     Keys: variant, objective, params (count), params_m, encoder_params,
-    params_paper (millions, as the paper prints it; None where it gives none),
+    params_paper (millions, as the paper prints it; None where it gives none or
+    ``overrides`` change the model),
     params_diff_pct, gflops (with the authors' rules where any apply),
     gflops_convention, gflops_deepspeed (plain), gflops_flop_counter,
     gflops_paper, gflops_diff_pct, frames, parts (dict of counts per part).
@@ -45,10 +46,11 @@ def profile_variant(variant: str, objectives: Iterable[str] = DEFAULT_OBJECTIVES
     rows = []
     for obj in objectives:
         total = objective_total(parts, obj)
-        paper_p = spec.paper_params_m.get(obj)
+        # an override makes a model the paper did not measure: no paper values
+        paper_p = None if overrides else spec.paper_params_m.get(obj)
         gflops = fl.gflops(WITH_RULES) if fl else None
         # the paper's GFLOPs are for one 30 s input; other lengths are not comparable
-        paper_g = spec.paper_gflops if frames == PAPER_FRAMES else None
+        paper_g = spec.paper_gflops if frames == PAPER_FRAMES and not overrides else None
         rows.append({
             "variant": variant,
             "objective": obj,
@@ -66,6 +68,55 @@ def profile_variant(variant: str, objectives: Iterable[str] = DEFAULT_OBJECTIVES
             "frames": frames,
             "parts": objective_part_counts(parts, obj),
         })
+    return rows
+
+
+def _profile_job(job: tuple[str, tuple[str, ...], bool, dict[str, Any], int, int]
+                 ) -> tuple[list[dict[str, Any]], float]:
+    """One variant in a worker process: (rows, seconds of CPU time it took)."""
+    import time
+
+    variant, objectives, flops, overrides, frames, threads = job
+    torch.set_num_threads(threads)
+    t0 = time.process_time()
+    rows = profile_variant(variant, objectives, flops=flops, overrides=overrides, frames=frames)
+    return rows, time.process_time() - t0
+
+
+def profile_variants(variants: list[str], objectives: Iterable[str] = DEFAULT_OBJECTIVES, *,
+                     flops: bool = True, overrides: Mapping[str, Any] | None = None,
+                     frames: int = PAPER_FRAMES, jobs: int = 1, threads: int | None = None,
+                     progress=None) -> list[dict[str, Any]]:
+    """Rows of several variants, in order; ``jobs`` > 1 profiles that many at once.
+
+    Each worker is a fresh (spawned) process running ``threads`` intra-op
+    threads (default: cores / jobs): on few cores, variants side by side use
+    them better than one variant's threads, since much of a profiled forward
+    pass is single-threaded Python (the profilers' hooks).
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    objectives = check_objectives(objectives)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    work = [(v, objectives, flops, dict(overrides or {}), frames, threads) for v in variants]
+    rows: list[dict[str, Any]] = []
+    if jobs == 1 or len(work) == 1:
+        results = map(_profile_job, work)
+        for variant, (r, cpu_s) in zip(variants, results):
+            rows += r
+            if progress:
+                progress(variant, cpu_s)
+        return rows
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        for variant, (r, cpu_s) in zip(variants, pool.map(_profile_job, work)):
+            rows += r
+            if progress:
+                progress(variant, cpu_s)
     return rows
 
 

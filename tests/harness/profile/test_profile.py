@@ -83,8 +83,17 @@ def test_profile_variant_rows(variant):
         assert r["encoder_params"] == r["parts"]["encoder_embed"] + r["parts"]["encoder"]
         assert r["gflops"] > 0 and r["gflops_convention"] in (PLAIN, WITH_RULES)
         assert r["gflops_flop_counter"] <= r["gflops_deepspeed"] * 1.001
-        assert r["gflops_paper"] is None      # not a 30 s input: no paper value to compare
-    assert rows[0]["params_paper"] is not None  # the paper gives the transducer's params
+        assert r["gflops_paper"] is None and r["params_paper"] is None  # overridden: not the paper's model
+
+
+def test_paper_values_beside_the_registered_model():
+    from harness.profile.summary import profile_variant
+
+    rows = profile_variant("zipformer-s", flops=False)
+    assert [r["params"] for r in rows] == [23_285_615, 22_118_279, 46_282_107]  # the notes' counts
+    assert [r["params_paper"] for r in rows] == [23.3, 22.1, 46.3]
+    assert rows[0]["gflops_paper"] == 40.8 and rows[0]["gflops"] is None
+    assert abs(rows[0]["params_diff_pct"] - (23.285615 - 23.3) / 23.3 * 100) < 1e-9
 
 
 def test_cli_json_markdown_csv_and_store(tmp_path, capsys):
