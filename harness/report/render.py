@@ -60,7 +60,9 @@ def pct_diff(ours: Any, paper: Any) -> float | None:
 
 
 def fmt_pct(v: Any) -> str:
-    return MISSING if is_missing(v) else f"{v:+.1f}%"
+    if is_missing(v):
+        return MISSING
+    return "+0.0%" if abs(v) < 0.05 else f"{v:+.1f}%"
 
 
 @dataclass
