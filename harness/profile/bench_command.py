@@ -56,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     except (VariantError, ValueError) as err:
         print(f"harness bench: {err}", file=sys.stderr)
         return 2
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            print("harness bench: --device cuda asked for, but torch sees no CUDA device; "
+                  "use --device cpu", file=sys.stderr)
+            return 2
     store = None
     if not args.no_store:
         from harness.store import ResultsStore

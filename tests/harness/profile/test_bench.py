@@ -51,3 +51,14 @@ def test_bad_options(kwargs, message):
 def test_quartiles():
     assert quartiles([3.0]) == (3.0, 3.0, 3.0)
     assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    from harness.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "conformer-s", "--device", "cuda", "--no-store"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err
