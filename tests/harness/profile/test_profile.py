@@ -51,6 +51,19 @@ def test_rules_add_per_element_flops_through_deepspeed():
     assert extra2 == 5 * 2 * 5 * 16 and tally2 == {"BiasNorm": extra2}
 
 
+class BatchedMatmul(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+
+def test_batched_matmul_counted_once_by_each_counter():
+    # under a dispatch mode torch.matmul re-enters DeepSpeed's patched Tensor.bmm:
+    # the two counters must run in separate passes
+    a, b = torch.ones(4, 1, 10, 8), torch.ones(4, 1, 8, 6)
+    plain, extra, fc, _, _ = profile_flops(BatchedMatmul(), (a, b), rules={})
+    assert plain == fc == 2 * 4 * 10 * 8 * 6 and extra == 0
+
+
 def test_authors_table_is_applied_by_default():
     from variants.components.flop_rules import EXTRA_FLOPS_PER_ELEMENT
 
