@@ -67,9 +67,11 @@ def test_nan_loss_marks_the_cell_diverged_with_its_step_and_the_grid_goes_on(tin
     path = tiny_grid(name="div", rows="  - {name: blowup, set: {optimizer.name: adam, optimizer.lr: 1.0e+30}}\n"
                                       "  - {name: after, set: {overrides.norm: layer_norm}}\n")
     grid, (base, blowup, after) = load_cells(path)
-    out = subprocess.run(_harness("run", path, "--cells", blowup.cell_id, after.cell_id), env=ENV,
+    # two local workers: the cells train at the same time in their own processes
+    out = subprocess.run(_harness("run", path, "--workers", "2", "--cells", blowup.cell_id, after.cell_id), env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert f"cell {blowup.cell_id} blowup: diverged" in out.stderr
     store = ResultsStore(grid.spec.store)
     row = store.cell(blowup.cell_id)
     assert row["status"] == "diverged" and row["step"] == 2
