@@ -247,8 +247,8 @@ class Trainer:
                     with sync_ctx:
                         with profile.phase("forward"):
                             with self.precision.context():
-                                loss, info = module(feats, feat_lens, tokens,
-                                                    self.model_batch_count(batches),
+                                # the loss's simple/pruned warm-up counts raw batches, as the authors' does
+                                loss, info = module(feats, feat_lens, tokens, float(batches),
                                                     batch_cut_ids(batch))
                         value = float(loss.detach())
                         frames = float(_frames(info, feat_lens))
@@ -361,7 +361,7 @@ class Trainer:
             feat_lens = batch_lengths(batch).to(self.device)
             tokens = self.data.tokenizer.encode(batch_texts(batch))
             with self.precision.context():
-                loss, info = module(feats, feat_lens, tokens, self.model_batch_count(batches),
+                loss, info = module(feats, feat_lens, tokens, float(batches),
                                     batch_cut_ids(batch))
             total += float(loss)
             frames += float(_frames(info, feat_lens))
