@@ -103,6 +103,16 @@ def train_hours(cell: Cell) -> tuple[Optional[float], str]:
             return secs / 3600, f"prepared corpus in {d.dir}"
     except Exception:
         pass
+    if d.corpus == "synthetic":
+        try:
+            from harness.data.synthetic.tiers import get_tier
+
+            opts = d.options
+            hours = opts.get("hours") or get_tier(opts.get("tier", "easy")).train_hours
+            factor = 3 if opts.get("speed_perturb", True) else 1
+            return float(hours) * factor, "synthetic tier size (not prepared yet)"
+        except Exception:
+            pass
     if d.corpus in CORPUS_TRAIN_HOURS:
         return CORPUS_TRAIN_HOURS[d.corpus], f"{d.corpus} size"
     return None, f"n/a: {d.corpus} is not prepared in {d.dir}"
