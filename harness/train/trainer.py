@@ -220,6 +220,7 @@ class Trainer:
                 loss_sum, frame_sum = 0.0, 0.0
                 it = iter(train_dl)
                 exhausted = False
+                steps_at_epoch_start = step
                 while True:
                     if t.max_steps and step >= t.max_steps:
                         break
@@ -294,6 +295,15 @@ class Trainer:
                         stopped = f"stopped by train.max_minutes={t.max_minutes} at step {step}"
                         break
                 # ---- end of epoch (or of the step budget inside it) ----
+                pending = batch_in_epoch % t.accum_grad if exhausted else 0
+                if pending:  # like drop_last: an incomplete accumulation is not stepped
+                    optimizer.zero_grad(set_to_none=True)
+                    self.log.info("dropped the gradients of %d batch(es) of an incomplete "
+                                  "accumulation at the end of epoch %d", pending, epoch)
+                if exhausted and step == steps_at_epoch_start:
+                    raise RuntimeError(
+                        f"epoch {epoch} made no optimizer step: it has {batch_in_epoch} batch(es), fewer "
+                        f"than train.accum_grad={t.accum_grad}; lower accum_grad or data.max_duration")
                 valid_loss = self.validate(module, valid_dl, model, batches)
                 train_loss = loss_sum / max(frame_sum, 1.0) if frame_sum else float("nan")
                 # the budget (steps or minutes) may end an epoch early: its checkpoint says so
@@ -334,7 +344,8 @@ class Trainer:
                 "scaler": scaler.state_dict(),
                 "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
                 "step": step, "batches": batches, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "epoch_done": at_epoch_end, "partial_epoch": partial,
+                # an epoch cut short by the step budget resumes where it stopped
+                "epoch_done": at_epoch_end and not partial, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
