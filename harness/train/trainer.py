@@ -10,6 +10,7 @@ and a per-phase step profile. The same code runs on CPU, one GPU, or under
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -244,7 +245,7 @@ class Trainer:
                     tokens = tokenizer.encode(batch_texts(batch))
                     boundary = batch_in_epoch % t.accum_grad == 0
                     sync_ctx = (module.no_sync() if dist.enabled and not boundary
-                                else _null())
+                                else contextlib.nullcontext())
                     with sync_ctx:
                         with profile.phase("forward"):
                             with self.precision.context():
@@ -433,14 +434,6 @@ class Trainer:
                 torch.cuda.empty_cache()
                 n //= 2
         return 0.0
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _frames(info: Any, feat_lens: torch.Tensor) -> float:
