@@ -1,0 +1,44 @@
+"""Failing cells are recorded with the reason and the grid goes on; a locked cell is left alone."""
+import fcntl
+
+from gridtext import BASE
+
+from harness.cli import main
+from harness.grid.cells import load_cells
+from harness.store import ResultsStore
+from harness.train.cell_runner import BUSY, run_cell
+
+
+def _grid(write_grid, tmp_path):
+    text = BASE.replace("name: t", f"name: t\nstore: {tmp_path / 'r.sqlite'}\nrun_root: {tmp_path / 'runs'}")
+    text = text.replace("corpus: synthetic, dir: DATA", f"corpus: librispeech, dir: {tmp_path / 'ls'}, "
+                        f"src_dir: {tmp_path / 'nowhere'}")
+    return write_grid(text + "ablations:\n  - {name: other, set: {data.max_duration: 30}}\n")
+
+
+def test_every_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tmp_path, capsys):
+    path = _grid(write_grid, tmp_path)
+    grid, cells = load_cells(path)
+    assert main(["run", path]) == 0
+    err = capsys.readouterr().err
+    store = ResultsStore(grid.spec.store)
+    for c in cells:
+        row = store.cell(c.cell_id)
+        assert row["status"] == "failed", row
+        assert "FileNotFoundError" in row["error"] and "data.src_dir" in row["error"]
+        assert f"cell {c.cell_id} {c.name}: failed" in err
+    assert "0 done, 2 not done this run (failed)" in err
+    # a rerun tries failed cells again (the cause may have been fixed)
+    assert main(["run", path, "--cells", cells[0].cell_id]) == 0
+    assert f"cell {cells[0].cell_id}" in capsys.readouterr().err
+
+
+def test_a_cell_locked_by_another_runner_is_not_touched(write_grid, tmp_path):
+    path = _grid(write_grid, tmp_path)
+    grid, (cell, _) = load_cells(path)
+    run_dir = grid.run_root / cell.cell_id
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_cell(cell, grid.store_path, grid.run_root) == BUSY
+    assert ResultsStore(grid.spec.store).cell(cell.cell_id) is None
