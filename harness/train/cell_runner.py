@@ -146,7 +146,7 @@ def _train_and_decode(cell: Cell, run_dir: Path, store, dist: DistInfo, log: log
 
     def decode_after(epoch: int) -> None:
         if dist.is_main:
-            decode_epoch(cell, data, trainer.ckpt_dir, epoch, trainer.device, trainer.precision, store, log)
+            decode_epoch(cell, data, trainer.ckpt_dir, epoch, trainer.device, store, log)
         distributed.barrier(dist)
 
     trainer.on_epoch_end_decode = decode_after

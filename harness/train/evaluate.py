@@ -11,7 +11,6 @@ from harness.grid.cells import Cell
 
 from .data_setup import CellData
 from .model_average import averaged_weights
-from .precision import Precision
 from .trainer import build_cell_model
 
 
@@ -32,7 +31,7 @@ def decoding_methods(cell: Cell, model: Any, log: logging.Logger) -> list[str]:
 
 @torch.no_grad()
 def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device: torch.device,
-                 precision: Precision, store: Any, log: logging.Logger) -> dict[tuple[str, str], float]:
+                 store: Any, log: logging.Logger) -> dict[tuple[str, str], float]:
     """Decode every test set with every method after ``epoch``; returns {(test set, method): WER}."""
     from harness.data import batch_lengths, batch_texts, make_dataloader
     from harness.decoding import decode, error_rate
@@ -51,9 +50,8 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
             feats = batch["inputs"].to(device)
             feat_lens = batch_lengths(batch).to(device)
             texts = batch_texts(batch)
-            for m in methods:
-                with precision.context():
-                    ids = decode(model, feats, feat_lens, m, beam=dcfg.beam)
+            for m in methods:  # in fp32, as the authors decode
+                ids = decode(model, feats, feat_lens, m, beam=dcfg.beam)
                 hyps[m] += [data.tokenizer.decode(h) for h in ids]
                 refs[m] += list(texts)
         for m in methods:
