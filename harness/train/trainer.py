@@ -209,7 +209,8 @@ class Trainer:
         try:
             while epoch <= budget_epochs and not (t.max_steps and step >= t.max_steps) and not stopped:
                 scheduler.step_epoch(epoch - 1)
-                seed_everything(cfg.seed + epoch - 1)
+                if sampler_state is None:  # a resumed epoch keeps the random state it was saved with
+                    seed_everything(cfg.seed + epoch - 1)
                 sampler = train_dl.sampler
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch - 1)
