@@ -420,21 +420,35 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
 
     def _largest_fitting(self, module, train_dl, cuts, optimizer, scaler) -> float:
-        """Halve the OOM batch until it fits; the audio seconds of the largest that did."""
-        items = sorted(cuts, key=lambda c: c.duration)
-        n = len(items) // 2
-        while n >= 1:
-            from lhotse import CutSet
+        """Audio seconds of the largest shortest-first part of the OOM batch that fits."""
+        from lhotse import CutSet
 
-            sub = CutSet.from_cuts(items[:n])
+        def fits(part: list) -> bool:
             try:
-                self._try_batch(module, train_dl.dataset[sub], optimizer, scaler)
-                return sum(c.duration for c in items[:n])
+                self._try_batch(module, train_dl.dataset[CutSet.from_cuts(part)], optimizer, scaler)
+                return True
             except torch.cuda.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
-                n //= 2
-        return 0.0
+                return False
+
+        return largest_fitting_duration(list(cuts), fits)
+
+
+def largest_fitting_duration(cuts: list, fits: Callable[[list], bool]) -> float:
+    """Binary search for the most shortest-first cuts that ``fits``; their total duration.
+
+    The whole list is known not to fit; 0.0 if not even the shortest cut does.
+    """
+    items = sorted(cuts, key=lambda c: c.duration)
+    lo, hi = 0, len(items) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(items[:mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return float(sum(c.duration for c in items[:lo]))
 
 
 def _frames(info: Any, feat_lens: torch.Tensor) -> float:
