@@ -13,6 +13,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where each cell's training step time went (runner overhead)")
 
 
+def _locked(run_dir: str | None) -> bool:
+    """Whether a runner holds the cell's lock (see harness.train.cell_runner)."""
+    import fcntl
+    from pathlib import Path
+
+    if not run_dir or not (Path(run_dir) / ".lock").exists():
+        return False
+    with open(Path(run_dir) / ".lock") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.store import ResultsStore
     from harness.train.step_profile import format_profile
@@ -24,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     spath = store_path(args, grid)
     store = ResultsStore(spath) if spath.exists() else None
     print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
-    print(f"{'cell':<12}  {'name':<26} {'status':<9} {'step':>7} {'epoch':>6} {'valid loss':>10}  WER")
+    print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10}  WER")
     for c in cells:
         row = store.cell(c.cell_id) if store else None
         epochs = sorted(store.rows("epochs", cell_id=c.cell_id), key=lambda r: r["epoch"]) if store else []
         wers = store.rows("wers", cell_id=c.cell_id) if store else []
         status = row["status"] if row else "pending"
+        if status == "running" and not _locked(row.get("run_dir")):
+            status = "interrupted"  # no runner holds the cell: `harness run` resumes it
         step = row["step"] if row and row["step"] is not None else 0
         epoch = row["epoch"] if row and row["epoch"] is not None else 0.0
         vloss = f"{epochs[-1]['valid_loss']:.4f}" if epochs and epochs[-1]["valid_loss"] is not None else "-"
@@ -37,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         wer_txt = ", ".join(f"{w['test_set']}/{w['method']} {w['wer']:.2f}%"
                             for w in sorted(wers, key=lambda w: (w["test_set"], w["method"]))
                             if w["epoch"] == last) or "-"
-        print(f"{c.cell_id:<12}  {c.name[:26]:<26} {status:<9} {step:>7} {epoch:>6.2f} {vloss:>10}  {wer_txt}")
+        print(f"{c.cell_id:<12}  {c.name[:26]:<26} {status:<11} {step:>7} {epoch:>6.2f} {vloss:>10}  {wer_txt}")
         if row and row.get("error"):
             print(f"{'':14}{row['error'][:300]}")
         if args.profile:

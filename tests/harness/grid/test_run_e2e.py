@@ -40,6 +40,8 @@ def test_sigkill_mid_grid_then_rerun_resumes_and_retrains_nothing_finished(tiny_
     assert store.cell(second.cell_id)["status"] == "running"
     assert store.cell(third.cell_id)["status"] == "pending"
     finished = {p: p.stat().st_mtime_ns for p in (run_root / first.cell_id / "checkpoints").iterdir()}
+    st = subprocess.run(_harness("status", path), env=ENV, capture_output=True, text=True, timeout=60)
+    assert f"{second.cell_id}  {second.name}" in st.stdout and " interrupted " in st.stdout
 
     out = subprocess.run(_harness("run", path), env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
