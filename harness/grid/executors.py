@@ -19,13 +19,35 @@ from .cells import Cell, load_cells
 
 def run_cell_job(grid_path: str, cell_id: str, store_path: str, run_root: str) -> str:
     """Entry point of a job (submitit, a worker process): run one cell of a grid."""
+    from harness.train import distributed
     from harness.train.cell_runner import run_cell
+    from harness.train.precision import select_device
 
     _, cells = load_cells(grid_path)
     match = [c for c in cells if c.cell_id == cell_id]
     if not match:
         raise KeyError(f"cell {cell_id} is not in {grid_path} any more (the grid file changed)")
-    return run_cell(match[0], Path(store_path), Path(run_root))
+    _export_submitit_ranks()
+    dist = distributed.from_env()
+    distributed.init(dist, select_device(match[0].config.train.device, dist.local_rank).type)
+    try:
+        return run_cell(match[0], Path(store_path), Path(run_root), dist)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _export_submitit_ranks() -> None:
+    """In a submitit job with several tasks (one per GPU), set RANK/WORLD_SIZE/MASTER_* for torch."""
+    try:
+        import submitit
+
+        env = submitit.JobEnvironment()
+    except (ImportError, RuntimeError):
+        return  # not a submitit job
+    if env.num_tasks > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 @dataclass
@@ -81,7 +103,11 @@ class LocalExecutor:
 
 @dataclass
 class SubmititExecutor:
-    """One submitit job per cell, or one job array; ``cluster='local'`` runs them as local processes."""
+    """One submitit job per cell, or one job array; ``cluster='local'`` runs them as local processes.
+
+    With ``tasks_per_node`` > 1 in the parameters each task is one rank of a
+    DistributedDataParallel run (one task per GPU), as under torchrun.
+    """
 
     cluster: str = "slurm"            # slurm | local | debug
     folder: Optional[Path] = None
@@ -106,7 +132,7 @@ class SubmititExecutor:
         out = {}
         for c, job in zip(cells, jobs):
             try:
-                status = job.result()
+                status = job.results()[0]  # rank 0's status when the job has one task per GPU
             except Exception as e:  # the job itself died (not a cell failure, which run_cell records)
                 status = f"failed (job {job.job_id}: {type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''})"
             out[c.cell_id] = status

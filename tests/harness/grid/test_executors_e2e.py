@@ -30,16 +30,22 @@ LOCAL_KINDS = {"status": "done", "has_params": True, "epochs": [1], "losses_fini
 
 
 @pytest.mark.timeout(240)
-def test_submitit_local_executor(tiny_grid):
-    path = tiny_grid(name="sub")
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_submitit_local_executor(tiny_grid, tasks):
+    """One job per cell; with 2 tasks the job is a 2-rank DistributedDataParallel run (gloo)."""
+    path = tiny_grid(name=f"sub{tasks}")
     grid, (cell,) = load_cells(path)
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", path, "--executor", "submitit-local"],
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", path, "--executor", "submitit-local",
+                          "--slurm", f'{{"tasks_per_node": {tasks}}}'],
                          env=ENV, capture_output=True, text=True, timeout=220)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"cell {cell.cell_id} base: done" in out.stderr
     store = ResultsStore(grid.spec.store)
     assert _kinds(store, cell.cell_id) == LOCAL_KINDS
     assert list((grid.run_root / "submitit").glob("*_result.pkl"))
+    import json
+
+    assert json.loads(store.rows("epochs", cell_id=cell.cell_id)[0]["extra"])["world_size"] == tasks
 
 
 @pytest.mark.timeout(240)
