@@ -1,0 +1,13 @@
+"""Experiment grids: YAML files under ``experiments/`` -> validated cells with stable ids.
+
+    >>> from harness.grid import load_cells
+    >>> grid, cells = load_cells("experiments/table5.yaml")
+    >>> [(c.cell_id, c.name, c.variant) for c in cells]
+
+Modules: ``schema`` (pydantic models of a grid file), ``loader`` (YAML -> Grid),
+``cells`` (rows x axes x seeds, stable ids), ``cost`` (params, GFLOPs, GPU-hours),
+``executors`` (local, submitit), and the ``plan`` / ``run`` / ``status`` commands.
+"""
+from .cells import Cell, cell_id, expand, load_cells  # noqa: F401
+from .errors import GridError  # noqa: F401
+from .loader import Grid, load_grid  # noqa: F401
