@@ -14,6 +14,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
 
 
+def _vocab_size(data_dir: str) -> int | None:
+    """The prepared corpus's vocabulary (the heads' size), if it is prepared already."""
+    try:
+        from harness.data import PreparedCorpus
+
+        return int(PreparedCorpus.load(data_dir).vocab_size)
+    except Exception:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     loaded = load_or_report(args)
     if loaded is None:
@@ -33,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     total = 0.0
     notes: set[str] = set()
     for c in cells:
-        params, why = params_of(c)
+        params, why = params_of(c, _vocab_size(c.config.data.dir))
         gflops, gsrc = gflops_of(c, store, measure=not args.no_flops)
         hours, hsrc = train_hours(c)
         t = c.config.train
@@ -52,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"total: {total:.2f} GPU-hours ({total / max(args.gpus, 1):.2f} h wall-clock with "
           f"{args.gpus} GPU(s) per cell, cells one after another)")
     print(f"assumption: {ASSUMPTION}")
+    print("note: params use the prepared corpus's vocabulary when it is prepared, else the spec's "
+          "(500 BPE units)")
     for n in sorted(notes):
         print(f"note: {n}")
     return 0
