@@ -53,6 +53,9 @@ class ZipformerConfig(Strict):
     # Conv-Embed's total temporal stride (2: 100 Hz -> 50 Hz; 4 for the
     # "no temporal downsampling" ablation, which runs everything at 25 Hz).
     embed_time_stride: Literal[2, 4] = 2
+    # Conv-Embed's three Conv2d output channels (paper: 8, 32, 128; the last is
+    # also the ConvNeXt width). Smaller values are for CPU-sized experiments only.
+    embed_channels: Tuple[int, int, int] = (8, 32, 128)
     # --- ablation switches (paper Tables 5 and 6) ---
     norm: Norm = "bias_norm"
     activation: Activation = "swoosh"
@@ -84,6 +87,8 @@ class ZipformerConfig(Strict):
         for i, (d, h) in enumerate(zip(self.encoder_dim, self.num_heads)):
             if d <= 0 or h <= 0:
                 raise ValueError(f"encoder_dim[{i}] and num_heads[{i}] must be positive")
+        if any(c <= 0 for c in self.embed_channels):
+            raise ValueError(f"embed_channels={self.embed_channels} must be positive")
         for i, k in enumerate(self.cnn_module_kernel):
             if k % 2 == 0:
                 raise ValueError(f"cnn_module_kernel[{i}]={k} must be odd")

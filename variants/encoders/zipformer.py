@@ -146,5 +146,6 @@ def build(cfg: ZipformerConfig) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError("causal (streaming) Zipformer is not supported; set causal=False")
     embed = ConvEmbed(cfg.num_features, cfg.encoder_dim[0], time_stride=cfg.embed_time_stride,
                       dropout=dropout_schedule(cfg.dropout), norm=cfg.norm,
-                      activation=cfg.activation, balancer=cfg.balancer, whitener=cfg.whitener)
+                      activation=cfg.activation, balancer=cfg.balancer, whitener=cfg.whitener,
+                      channels=tuple(cfg.embed_channels))
     return embed, ZipformerEncoder(cfg)

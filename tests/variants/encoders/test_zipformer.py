@@ -247,3 +247,13 @@ def test_bad_inputs_are_named():
         enc(torch.randn(2, 10, 16), torch.tensor([10]))
     with pytest.raises(ValueError, match="lengths"):
         embed(torch.randn(2, 20, 80), torch.tensor([20, 25]))
+
+
+def test_embed_channels_switch_sizes_conv_embed():
+    paper = build_model("zipformer-s", objective="ctc").param_counts()["encoder_embed"]
+    assert paper == 611_953
+    small = build_model("zipformer-s", objective="ctc", embed_channels=(8, 16, 64))
+    assert small.param_counts()["encoder_embed"] < paper
+    x = torch.randn(2, 120, 80)
+    out, lens = small(x, torch.tensor([120, 90]))
+    assert out.shape[0] == 2 and lens.tolist()[0] == out.shape[1]
