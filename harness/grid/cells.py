@@ -80,12 +80,19 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def cell_id(config: CellConfig, spec: ModelSpec) -> str:
-    """12 hex digits of SHA-256 over the semantic config and the resolved model spec."""
-    cfg = config.model_dump(mode="json")
+    """12 hex digits of SHA-256 over the cell config and the model spec it resolves to.
+
+    Values left at their schema defaults are left out of the hash, so adding a
+    field with a default (the schema growing) keeps every existing id; any value
+    that differs from a default, in the grid or in a variant preset, changes it.
+    The store keeps the fully resolved config and the code version beside the id.
+    """
+    cfg = config.model_dump(mode="json", exclude_defaults=True)
     for section, keys in NON_SEMANTIC.items():
         for k in keys:
             cfg.get(section, {}).pop(k, None)
-    model = {k: v for k, v in spec.model_dump(mode="json").items() if k not in _SPEC_LABELS}
+    model = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
+             if k not in _SPEC_LABELS}
     blob = json.dumps({"config": cfg, "model": model}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

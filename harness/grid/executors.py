@@ -1,11 +1,11 @@
 """Where cells run: in this process, on N local workers (one GPU each), or via submitit.
 
 Every executor calls :func:`harness.train.cell_runner.run_cell` for each
-cell; a job receives only the grid file, the cell id and the store path and
-re-expands the grid itself, so nothing large is pickled.
+cell; a job receives the cell's resolved config as JSON and the store path.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,24 +14,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cells import Cell, load_cells
+from .cells import Cell
+from .schema import CellConfig
 
 
-def run_cell_job(grid_path: str, cell_id: str, store_path: str, run_root: str) -> str:
-    """Entry point of a job (submitit, a worker process): run one cell of a grid."""
+def cell_to_json(cell: Cell) -> str:
+    """What a job needs to run a cell: its id, names and resolved config."""
+    return json.dumps({"cell_id": cell.cell_id, "grid": cell.grid, "name": cell.name,
+                       "labels": cell.labels, "config": cell.resolved()})
+
+
+def cell_from_json(text: str) -> Cell:
+    d = json.loads(text)
+    return Cell(cell_id=d["cell_id"], grid=d["grid"], name=d["name"], labels=d["labels"],
+                config=CellConfig.model_validate(d["config"]))
+
+
+def run_cell_job(cell_json: str, store_path: str, run_root: str) -> str:
+    """Entry point of a job (submitit, a worker process): run one cell.
+
+    The job gets the cell's resolved config, not the grid file, so editing the grid
+    (or the code's defaults) while a grid runs cannot change what a queued job trains.
+    """
     from harness.train import distributed
     from harness.train.cell_runner import run_cell
     from harness.train.precision import select_device
 
-    _, cells = load_cells(grid_path)
-    match = [c for c in cells if c.cell_id == cell_id]
-    if not match:
-        raise KeyError(f"cell {cell_id} is not in {grid_path} any more (the grid file changed)")
+    cell = cell_from_json(cell_json)
     _export_submitit_ranks()
     dist = distributed.from_env()
-    distributed.init(dist, select_device(match[0].config.train.device, dist.local_rank).type)
+    distributed.init(dist, select_device(cell.config.train.device, dist.local_rank).type)
     try:
-        return run_cell(match[0], Path(store_path), Path(run_root), dist)
+        return run_cell(cell, Path(store_path), Path(run_root), dist)
     finally:
         distributed.shutdown(dist)
 
@@ -57,7 +71,7 @@ class LocalExecutor:
     workers: int = 1
     gpus: Optional[list[int]] = None
 
-    def run(self, grid_path: str, cells: list[Cell], store_path: Path, run_root: Path,
+    def run(self, cells: list[Cell], store_path: Path, run_root: Path,
             report: Callable[[Cell, str], None]) -> dict[str, str]:
         if self.workers <= 1:
             from harness.train.cell_runner import run_cell
@@ -67,9 +81,9 @@ class LocalExecutor:
                 out[c.cell_id] = run_cell(c, store_path, run_root)
                 report(c, out[c.cell_id])
             return out
-        return self._parallel(grid_path, cells, store_path, run_root, report)
+        return self._parallel(cells, store_path, run_root, report)
 
-    def _parallel(self, grid_path, cells, store_path, run_root, report) -> dict[str, str]:
+    def _parallel(self, cells, store_path, run_root, report) -> dict[str, str]:
         import queue
 
         slots: "queue.Queue[int]" = queue.Queue()
@@ -87,7 +101,7 @@ class LocalExecutor:
                     env.pop(k, None)
                 code = ("import sys; from harness.grid.executors import run_cell_job; "
                         "print('STATUS', run_cell_job(*sys.argv[1:]))")
-                proc = subprocess.run([sys.executable, "-c", code, grid_path, c.cell_id,
+                proc = subprocess.run([sys.executable, "-c", code, cell_to_json(c),
                                        str(store_path), str(run_root)], env=env,
                                       stdout=subprocess.PIPE, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATUS ")]
@@ -114,7 +128,7 @@ class SubmititExecutor:
     array: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, grid_path: str, cells: list[Cell], store_path: Path, run_root: Path,
+    def run(self, cells: list[Cell], store_path: Path, run_root: Path,
             report: Callable[[Cell, str], None]) -> dict[str, str]:
         import submitit
 
@@ -124,7 +138,7 @@ class SubmititExecutor:
         if self.cluster == "slurm" and "slurm_array_parallelism" not in params and self.array:
             params["slurm_array_parallelism"] = len(cells)
         ex.update_parameters(**params)
-        args = [(grid_path, c.cell_id, str(store_path), str(run_root)) for c in cells]
+        args = [(cell_to_json(c), str(store_path), str(run_root)) for c in cells]
         if self.array:
             jobs = ex.map_array(run_cell_job, *zip(*args))
         else:

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from .executors import make_executor
 
     executor = make_executor(args.executor, workers=args.workers, array=args.array, parameters=params)
-    results = executor.run(str(grid.path), todo, spath, run_root, report)
+    results = executor.run(todo, spath, run_root, report)
     distributed.shutdown(dist)
     if dist.is_main:
         bad = {k: v for k, v in results.items() if v not in ("done", "busy")}

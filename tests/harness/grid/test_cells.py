@@ -79,3 +79,16 @@ def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys, tm
     # no FLOPs measured: the paper's encoder GFLOPs, and a GPU-hour figure from them
     assert "40.8" in base and "62.9" in m and "2880.0" in base
     assert "assumption: GPU-hours = 3 x encoder FLOPs" in out and "paper figure (not measured)" in out
+
+
+def test_ids_survive_the_schema_growing_a_defaulted_field(write_grid, monkeypatch):
+    from pydantic import create_model
+
+    import harness.grid.cells as cells_mod
+    from harness.grid.schema import CellConfig
+
+    before = _cells(write_grid, BASE)[0].cell_id
+    grown = create_model("GrownCellConfig", __base__=CellConfig, new_knob=(int, 3))
+    monkeypatch.setattr(cells_mod, "CellConfig", grown)
+    after = _cells(write_grid, BASE)[0]
+    assert after.config.new_knob == 3 and after.cell_id == before
