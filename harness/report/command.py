@@ -52,6 +52,9 @@ def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
             + (f": {c.error.strip().splitlines()[-1][:160]}" if c.error else "") for c in bad))
 
     page.add_text("## Tables")
+    if cells:
+        runs = tables.runs_table(cells, snap.tables["wers"])
+        page.add_table(runs, runs.write(out, "runs"))
     for stem, table in (("table2-librispeech", tables.librispeech_table(cells, profile)),
                         ("table5-ablations", tables.ablation_table(cells, profile)),
                         ("table6-activation-constraints", tables.constraints_table(cells, profile))):

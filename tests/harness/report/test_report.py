@@ -98,3 +98,27 @@ def test_select_wers_uses_last_epoch_and_preferred_method():
                             ("modified_beam_search", 1, 9.0))]
     assert select_wers(rows, "transducer") == {"test-clean": (2.5, "modified_beam_search", 2)}
     assert select_wers(rows, "ctc") == {"test-clean": (3.0, "greedy_search", 2)}
+
+
+def test_runs_table_shows_every_method_side_by_side(tmp_path):
+    from harness.store import ResultsStore
+
+    s = ResultsStore(tmp_path / "r.sqlite")
+    s.set_cell("z1", grid="default", name="zipformer", variant="zipformer-s", objective="transducer",
+               status="done", params=1_340_000, config={"data": {"corpus": "synthetic"}})
+    for method, wer in (("greedy_search", 23.5), ("modified_beam_search", 22.0)):
+        s.add_wer("z1", "test_held_out", method, 4, wer=wer, unit="word")
+        s.add_wer("z1", "test_held_out", method, 2, wer=60.0, unit="word")
+    s.set_cell("c1", grid="default", name="conformer", variant="conformer-s", objective="ctc",
+               status="diverged", config={"data": {"corpus": "synthetic"}})
+    out = tmp_path / "rep"
+    build_report(s.path, out)
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    z = [r for r in rows if r["grid/cell"] == "default/zipformer"]
+    assert len(z) == 1 and z[0]["greedy_search"] == "23.5" and z[0]["modified_beam_search"] == "22.0"
+    assert z[0]["epoch"] == "4" and z[0]["test set"] == "test_held_out"
+    c = [r for r in rows if r["grid/cell"] == "default/conformer"][0]
+    assert c["greedy_search"] == "diverged"
+    # a run measured only on the synthetic test sets is not shown as "no WER" in Table 2
+    t2 = open(out / "table2-librispeech.csv").read()
+    assert "default/zipformer" not in t2
