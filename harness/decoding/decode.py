@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .attention_rescoring import attention_rescoring
 from .ctc_greedy_search import ctc_greedy_search
+from .ctc_prefix_beam_search import ctc_prefix_beam_search
 from .greedy_search import greedy_search
 from .modified_beam_search import modified_beam_search
 
@@ -14,6 +15,7 @@ METHOD_HEADS: dict[str, tuple[str, ...]] = {
     "greedy_search": ("transducer",),
     "modified_beam_search": ("transducer",),
     "ctc_greedy_search": ("ctc",),
+    "ctc_prefix_beam_search": ("ctc",),
     "attention_rescoring": ("ctc", "attention"),
 }
 
@@ -53,6 +55,9 @@ def decode(model: nn.Module, feats: Tensor, feat_lens: Tensor, method: str, beam
             return modified_beam_search(model, enc, enc_lens, beam=beam, unk_id=unk_id)
         if method == "ctc_greedy_search":
             return ctc_greedy_search(model.ctc_output(enc), enc_lens, model.blank_id)
+        if method == "ctc_prefix_beam_search":  # the best of a CTC prefix beam of size ``beam``
+            nbests = ctc_prefix_beam_search(model.ctc_output(enc), enc_lens, model.blank_id, beam=beam)
+            return [hyps[0][0] if hyps else [] for hyps in nbests]
         return attention_rescoring(model, enc, enc_lens, nbest=nbest, attention_scale=attention_scale)
     finally:
         model.train(was_training)

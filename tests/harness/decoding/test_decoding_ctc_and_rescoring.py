@@ -89,14 +89,16 @@ def test_attention_rescoring_picks_the_best_combined_score(tiny_model):
 
 def test_available_methods_follow_the_heads(tiny_model):
     assert available_methods(tiny_model("transducer")) == ["greedy_search", "modified_beam_search"]
-    assert available_methods(tiny_model("ctc")) == ["ctc_greedy_search"]
-    assert available_methods(tiny_model("ctc_aed")) == ["ctc_greedy_search", "attention_rescoring"]
+    assert available_methods(tiny_model("ctc")) == ["ctc_greedy_search", "ctc_prefix_beam_search"]
+    assert available_methods(tiny_model("ctc_aed")) == ["ctc_greedy_search", "ctc_prefix_beam_search",
+                                                        "attention_rescoring"]
 
 
 def test_decode_errors(tiny_model):
     feats, lens = torch.randn(1, 60, 80), torch.tensor([60])
     with pytest.raises(ValueError, match="unknown decoding method 'beam'; allowed: greedy_search, "
-                                         "modified_beam_search, ctc_greedy_search, attention_rescoring"):
+                                         "modified_beam_search, ctc_greedy_search, "
+                                         "ctc_prefix_beam_search, attention_rescoring"):
         decode(tiny_model("transducer"), feats, lens, "beam")
     with pytest.raises(ValueError, match="'ctc_greedy_search' needs the ctc head.*available methods: "
                                          "greedy_search, modified_beam_search"):
@@ -108,3 +110,12 @@ def test_decode_restores_training_mode(tiny_model):
     out = decode(model, torch.randn(2, 80, 80), torch.tensor([80, 50]), "ctc_greedy_search")
     assert model.training and len(out) == 2
     model.eval()
+
+
+def test_ctc_prefix_beam_search_method_returns_the_best_prefix(tiny_model):
+    model = tiny_model("ctc")
+    feats, lens = torch.randn(2, 90, 80), torch.tensor([90, 70])
+    best = decode(model, feats, lens, "ctc_prefix_beam_search", beam=4)
+    enc, enc_lens = model.forward_encoder(feats, lens)
+    nbest = ctc_prefix_beam_search(model.ctc_output(enc), enc_lens, model.blank_id, beam=4)
+    assert best == [hyps[0][0] for hyps in nbest]
