@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	harness demo
+	$(PYTHON) -m harness.cli demo
 
 test: install
 	$(PYTHON) -m pytest tests
@@ -25,10 +25,10 @@ bench: install
 	$(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-autosave
 
 profile: install
-	harness profile
+	$(PYTHON) -m harness.cli profile
 
 report: install
-	harness report
+	$(PYTHON) -m harness.cli report
 
 clean:
 	rm -f $(STAMP)
