@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="cells trained at once (default: one per GPU, else one per CPU core)")
     p.add_argument("--store", default=None, help="results store (default: the grid's)")
-    p.add_argument("--out", default="reports", help="report folder (default: %(default)s)")
+    p.add_argument("--out", default="reports/demo",
+                   help="report folder (default: %(default)s; reports/ keeps the full profile of every variant)")
     p.add_argument("--skip", nargs="*", default=[], choices=["profile", "bench", "report"],
                    help="stages to leave out")
 
