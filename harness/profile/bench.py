@@ -144,16 +144,18 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
             torch.cuda.synchronize()
 
     with torch.inference_mode():
+        if device != "cuda":
+            # CPU baseline before the first forward: the allocator keeps what a forward
+            # freed, so a baseline taken after warm-up would hide the activations' peak
+            base_kb = _status_kb("VmRSS")
+            reset = _reset_peak_rss() and base_kb is not None
+            if not reset:
+                base_kb = _maxrss_kb()
         for _ in range(warmup):
             model(x, x_lens)
         sync()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        else:
-            base_kb = _status_kb("VmRSS")
-            reset = _reset_peak_rss() and base_kb is not None
-            if not reset:
-                base_kb = _maxrss_kb()
         times = []
         for _ in range(runs):
             sync()
@@ -166,10 +168,10 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
         method = "torch.cuda.max_memory_allocated (weights + input + activations)"
     elif reset:
         peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-        method = "peak RSS (VmHWM, reset after build) minus RSS after build and warm-up"
+        method = "peak RSS over warm-up and runs (VmHWM, reset after build) minus RSS after build"
     else:
         peak_mb = (_maxrss_kb() - base_kb) / 1024
-        method = "ru_maxrss minus ru_maxrss after build and warm-up"
+        method = "ru_maxrss minus ru_maxrss after build"
     p25, med, p75 = quartiles(times)
     return BenchResult(variant=variant, device=device_name(device), device_type=device,
                        threads=threads, batch=batch, duration_s=float(duration_s), runs=runs,
