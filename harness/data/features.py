@@ -14,7 +14,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .atomic import remove
 
@@ -112,13 +112,8 @@ def compute_features(cuts, storage_dir: Path, num_jobs: int = 1,
         if progress:
             progress(len(chunk[0]))
 
-    if num_jobs <= 1 or len(chunks) == 1:
-        for chunk in chunks:
-            collect(chunk, _compute_chunk(chunk))
-    else:
-        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
-            for chunk, result in zip(chunks, ex.map(_compute_chunk, chunks)):
-                collect(chunk, result)
+    for chunk, result in map_in_processes(_compute_chunk, chunks, num_jobs):
+        collect(chunk, result)
     for cut_id, why in failed:
         msg = f"skipping cut {cut_id}: its audio could not be read ({why})"
         log.warning(msg)
@@ -131,6 +126,17 @@ def mp_context():
     import sys
 
     return get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def map_in_processes(fn: Callable, items: list, num_jobs: int) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item))`` in order: in this process for one job or one item, else
+    in a pool of ``num_jobs`` worker processes."""
+    if num_jobs <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
+        yield from zip(items, ex.map(fn, items))
 
 
 def default_num_jobs() -> int:

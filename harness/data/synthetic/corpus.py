@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import random
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..atomic import atomic_path
-from ..features import mp_context
+from ..features import map_in_processes
 from .espeak_engine import TARGET_SAMPLE_RATE, espeak_paths
 from .grammar import Lexicon, SentenceGenerator
 from .tiers import EXCLUDED_VARIANTS, SPLITS, SyntheticTier
@@ -157,13 +156,8 @@ def synthesize(plan: dict[str, list[Utterance]], root: Path, part_names: dict[st
         if progress:
             progress(len(shard))
 
-    if num_jobs <= 1:
-        for shard in shards:
-            collect(shard, _synthesize_shard(shard))
-    else:
-        with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
-            for shard, result in zip(shards, ex.map(_synthesize_shard, shards)):
-                collect(shard, result)
+    for shard, result in map_in_processes(_synthesize_shard, shards, num_jobs):
+        collect(shard, result)
     return lengths
 
 
