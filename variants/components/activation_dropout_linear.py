@@ -27,7 +27,7 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 class _ActivationDropoutLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, fn, deriv, mask):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, fn, fn_and_deriv, mask):  # type: ignore[override]
         dtype = _compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             y = fn(x.float())
@@ -35,7 +35,7 @@ class _ActivationDropoutLinear(torch.autograd.Function):
                 y = y * mask
             out = F.linear(y.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
         ctx.save_for_backward(x, weight, mask)
-        ctx.fn, ctx.deriv, ctx.dtype, ctx.has_bias = fn, deriv, dtype, bias is not None
+        ctx.fn_and_deriv, ctx.dtype, ctx.has_bias = fn_and_deriv, dtype, bias is not None
         return out
 
     @staticmethod
@@ -43,8 +43,7 @@ class _ActivationDropoutLinear(torch.autograd.Function):
         x, weight, mask = ctx.saved_tensors
         dtype = ctx.dtype
         with torch.autocast(x.device.type, enabled=False):
-            xf = x.float()
-            y = ctx.fn(xf)
+            y, d = ctx.fn_and_deriv(x.float())
             if mask is not None:
                 y = y * mask
             g = grad.to(dtype)
@@ -52,7 +51,6 @@ class _ActivationDropoutLinear(torch.autograd.Function):
             grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
             grad_b = g2.sum(dim=0).to(weight.dtype) if ctx.has_bias else None
             grad_y = (g @ weight.to(dtype)).float()
-            d = ctx.deriv(xf)
             if mask is not None:
                 d = d * mask
             grad_x = (grad_y * d).to(x.dtype)
@@ -64,11 +62,11 @@ def activation_dropout_linear(x: torch.Tensor, activation: torch.nn.Module, line
     """``linear(activation(x) * mask)``; memory-lean when a gradient is needed.
 
     ``activation`` is one of :mod:`.swoosh`'s modules (it has ``fn`` and
-    ``deriv``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
+    ``fn_and_deriv``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
     or None.
     """
     if not (torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)):
         y = activation(x)
         return linear(y if mask is None else y * mask)
     return _ActivationDropoutLinear.apply(x, linear.weight, linear.bias, activation.fn,
-                                          activation.deriv, mask)
+                                          activation.fn_and_deriv, mask)

@@ -64,9 +64,7 @@ class _AttentionSoftmax(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         (y,) = ctx.saved_tensors
         with torch.autocast(grad.device.type, enabled=False):
-            y = y.float()
-            g = grad.float() * y
-            g = g - y * g.sum(dim=ctx.dim, keepdim=True)
+            g = torch._softmax_backward_data(grad.float(), y.float(), ctx.dim, torch.float32)
         return g.to(ctx.x_dtype), None
 
 
