@@ -181,27 +181,49 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
 
 def run_isolated(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
                  device: str = "cpu", threads: int = 1,
-                 overrides: Mapping[str, Any] | None = None, timeout_s: float | None = None) -> BenchResult:
-    """:func:`measure` in a fresh Python process; its result comes back as JSON."""
+                 overrides: Mapping[str, Any] | None = None, timeout_s: float | None = None,
+                 kind: str = "inference", **train_options: Any):
+    """:func:`measure` (``kind="inference"``) or :func:`.train_bench.measure_train`
+    (``kind="train"``, ``runs`` timed steps, ``train_options`` passed on) in a
+    fresh Python process; its result comes back as JSON."""
     check_args(batch, duration_s, runs, warmup, device, threads)
-    request = dict(variant=variant, batch=batch, duration_s=duration_s, runs=runs, warmup=warmup,
-                   device=device, threads=threads, overrides=dict(overrides or {}))
+    if kind not in KINDS:
+        raise ValueError(f"unknown benchmark kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if kind == "inference" and train_options:
+        raise ValueError(f"inference benchmarks take no {', '.join(sorted(train_options))}")
+    request = dict(variant=variant, batch=batch, duration_s=duration_s, warmup=warmup,
+                   device=device, threads=threads, overrides=dict(overrides or {}),
+                   **{"runs" if kind == "inference" else "steps": runs}, **train_options)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "harness.profile.bench", json.dumps(request)],
+    proc = subprocess.run([sys.executable, "-m", "harness.profile.bench", json.dumps(request), kind],
                           capture_output=True, text=True, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark of {variant} failed (exit {proc.returncode}):\n"
                            f"{proc.stderr.strip()[-2000:]}")
     last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    return BenchResult(**json.loads(last))
+    return _result_type(kind)(**json.loads(last))
+
+
+KINDS = ("inference", "train")
+
+
+def _result_type(kind: str):
+    if kind == "train":
+        from .train_bench import TrainBenchResult
+        return TrainBenchResult
+    return BenchResult
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m harness.profile.bench '<json request>'", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] not in KINDS):
+        print("usage: python -m harness.profile.bench '<json request>' [inference|train]", file=sys.stderr)
         return 2
     request = json.loads(argv[0])
-    print(json.dumps(asdict(measure(**request))))
+    if len(argv) == 2 and argv[1] == "train":
+        from .train_bench import measure_train
+        print(json.dumps(asdict(measure_train(**request))))
+    else:
+        print(json.dumps(asdict(measure(**request))))
     return 0
 
 
