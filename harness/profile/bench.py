@@ -93,6 +93,37 @@ def _maxrss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB on Linux
 
 
+class PeakMemory:
+    """Peak memory of what runs after :meth:`start`: CUDA's allocator peak, or on
+    CPU the process's peak RSS above the RSS at :meth:`start`."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def start(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            return
+        self.base_kb = _status_kb("VmRSS")
+        self.reset = _reset_peak_rss() and self.base_kb is not None
+        if not self.reset:
+            self.base_kb = _maxrss_kb()
+
+    def read(self, cuda_holds: str, span: str) -> tuple[float, str]:
+        """(peak MB, how it was measured); ``cuda_holds``/``span`` describe what it covers."""
+        if self.device == "cuda":
+            import torch
+
+            return (torch.cuda.max_memory_allocated() / 2**20,
+                    f"torch.cuda.max_memory_allocated ({cuda_holds})")
+        if self.reset:
+            return ((_status_kb("VmHWM") - self.base_kb) / 1024,
+                    f"peak RSS over {span} (VmHWM, reset after build) minus RSS after build")
+        return (_maxrss_kb() - self.base_kb) / 1024, "ru_maxrss minus ru_maxrss after build"
+
+
 def quartiles(times: list[float]) -> tuple[float, float, float]:
     """(25th percentile, median, 75th percentile) of ``times``."""
     if not times:
@@ -143,19 +174,17 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
         if device == "cuda":
             torch.cuda.synchronize()
 
+    memory = PeakMemory(device)
     with torch.inference_mode():
         if device != "cuda":
             # CPU baseline before the first forward: the allocator keeps what a forward
             # freed, so a baseline taken after warm-up would hide the activations' peak
-            base_kb = _status_kb("VmRSS")
-            reset = _reset_peak_rss() and base_kb is not None
-            if not reset:
-                base_kb = _maxrss_kb()
+            memory.start()
         for _ in range(warmup):
             model(x, x_lens)
         sync()
         if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            memory.start()
         times = []
         for _ in range(runs):
             sync()
@@ -163,15 +192,7 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
             model(x, x_lens)
             sync()
             times.append(time.perf_counter() - t0)
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        method = "torch.cuda.max_memory_allocated (weights + input + activations)"
-    elif reset:
-        peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-        method = "peak RSS over warm-up and runs (VmHWM, reset after build) minus RSS after build"
-    else:
-        peak_mb = (_maxrss_kb() - base_kb) / 1024
-        method = "ru_maxrss minus ru_maxrss after build"
+    peak_mb, method = memory.read("weights + input + activations", "warm-up and runs")
     p25, med, p75 = quartiles(times)
     return BenchResult(variant=variant, device=device_name(device), device_type=device,
                        threads=threads, batch=batch, duration_s=float(duration_s), runs=runs,

@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .bench import (FEATURE_RATE_HZ, _maxrss_kb, _reset_peak_rss, _status_kb, check_args,
-                    device_name, quartiles)
+from .bench import FEATURE_RATE_HZ, PeakMemory, check_args, device_name, quartiles
 from .saved_bytes import PRECISIONS, count_saved_bytes
 
 OBJECTIVES = ("transducer", "ctc", "attention")
@@ -114,13 +113,8 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
         loss.backward()
         optimizer.step()
 
-    if device != "cuda":
-        base_kb = _status_kb("VmRSS")
-        reset = _reset_peak_rss() and base_kb is not None
-        if not reset:
-            base_kb = _maxrss_kb()
-    else:
-        torch.cuda.reset_peak_memory_stats()
+    memory = PeakMemory(device)
+    memory.start()
     times = []
     for i in range(warmup + steps):
         sync()
@@ -129,15 +123,8 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        method = "torch.cuda.max_memory_allocated over the steps (weights, input, activations, grads, optimizer state)"
-    elif reset:
-        peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-        method = "peak RSS over the steps (VmHWM, reset after build) minus RSS after build"
-    else:
-        peak_mb = (_maxrss_kb() - base_kb) / 1024
-        method = "ru_maxrss minus ru_maxrss after build"
+    peak_mb, method = memory.read(
+        "weights, input, activations, gradients, optimizer state over the steps", "the steps")
     p25, med, p75 = quartiles(times)
     return TrainBenchResult(variant=variant, device=device_name(device), device_type=device,
                             threads=threads, precision=precision, objective=objective, batch=batch,
