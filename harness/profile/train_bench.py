@@ -21,7 +21,6 @@ the measuring device (on CPU with CPU autocast's own policy).
 """
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field

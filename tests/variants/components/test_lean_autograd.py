@@ -140,14 +140,24 @@ def test_bias_norm_gradients_equal_plain(channel_dim, shape):
 
 
 def test_bias_norm_bf16_autocast_matches_plain():
+    """bf16 input under CUDA's autocast policy: same float32 output, gradients within bf16 rounding."""
     torch.manual_seed(0)
-    m = BiasNorm(12)
-    x = torch.randn(3, 4, 12).bfloat16()
+    m = BiasNorm(12).eval()
+    x = (torch.randn(3, 4, 12) * 2).bfloat16()
+
+    def plain(x, b, ls):
+        return x / torch.mean((x - b) ** 2, -1, keepdim=True).clamp_min(1e-20).sqrt() * ls.exp()
+
+    def lean(x, b, ls):
+        return torch.func.functional_call(m, {"bias": b, "log_scale": ls}, (x,))
+
+    params = (m.bias.detach(), m.log_scale.detach())
     with cuda_autocast_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
-        y, g = grads(lambda x: m(x), x)
-        rms = torch.mean((x.float() - m.bias) ** 2, -1, keepdim=True).sqrt()
-    yp, gp = grads(lambda x: x.float() / rms.detach() * m.log_scale.detach().exp(), x)
-    assert y.dtype == torch.float32 and torch.allclose(y, yp, rtol=1e-5)
+        y, g = grads(lean, x, *params)
+        yp, gp = grads(plain, x, *params)
+    assert y.dtype == yp.dtype == torch.float32 and torch.equal(y, yp)
+    for a, b in zip(g, gp):
+        assert a.dtype == b.dtype and torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
