@@ -42,18 +42,20 @@ class _ActivationDropoutLinear(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, weight, mask = ctx.saved_tensors
         dtype = ctx.dtype
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
         with torch.autocast(x.device.type, enabled=False):
             y, d = ctx.fn_and_deriv(x.float())
-            if mask is not None:
-                y = y * mask
             g = grad.to(dtype)
             g2 = g.reshape(-1, g.shape[-1])
-            grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
-            grad_b = g2.sum(dim=0).to(weight.dtype) if ctx.has_bias else None
-            grad_y = (g @ weight.to(dtype)).float()
-            if mask is not None:
-                d = d * mask
-            grad_x = (grad_y * d).to(x.dtype)
+            if need_w:
+                y = y if mask is None else y * mask
+                grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
+            if need_b and ctx.has_bias:
+                grad_b = g2.sum(dim=0).to(weight.dtype)
+            if need_x:
+                d = d if mask is None else d * mask
+                grad_x = ((g @ weight.to(dtype)).float() * d).to(x.dtype)
         return grad_x, grad_w, grad_b, None, None, None
 
 
