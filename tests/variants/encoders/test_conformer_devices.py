@@ -13,14 +13,6 @@ TINY = {"encoder": {"num_encoder_layers": 2, "d_model": 64, "dim_feedforward": 1
                   "attention_decoder_ff_dim": 64}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def model_on(device: str, **switches):
     torch.manual_seed(0)
     overrides = {**TINY, "encoder": {**TINY["encoder"], **switches}}

@@ -29,14 +29,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def encode(model, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     with torch.no_grad():
         return model.forward_encoder(x, torch.tensor(lengths))[0]

@@ -14,14 +14,6 @@ TINY = dict(downsampling_factor=(1, 2, 4, 2), num_encoder_layers=(1, 2, 1, 1),
             pos_head_dim=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(device):
     g = torch.Generator().manual_seed(0)
     return torch.randn(3, 120, 80, generator=g).to(device), torch.tensor([120, 87, 33], device=device)
