@@ -15,10 +15,16 @@ sequences (the authors' feature masks). ``cfg.dropout`` is the final rate of
 the authors' dropout schedule (0.3 at first, ``cfg.dropout`` from 20k batches),
 used in the feed-forward modules and after Conv-Embed.
 
-Padding: attention masks padded keys, convolution modules zero padded frames,
+Padding: Conv-Embed zeroes padded frames before its convolutions and before
+ConvNeXt, attention masks padded keys, convolution modules zero padded frames,
 and Downsample completes a group from the utterance's own last frame, so an
 utterance's output does not depend on what the padding holds or on the other
-utterances of the batch (it equals the authors' output for it alone).
+utterances of the batch (it equals the authors' output for it alone; their
+Conv-Embed and Downsample do see the padding). Measured for Zipformer-S, an
+8 s utterance alone vs padded to 10 s (with 0 or -23) vs batched with a 10 s
+one: at most 1.9e-6 apart in float32 (rounding; outputs up to 7.6), 3.6e-15
+in float64, and identical between padding values
+(tests/variants/encoders/test_padding_independence.py).
 """
 from __future__ import annotations
 

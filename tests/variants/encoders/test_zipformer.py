@@ -25,14 +25,6 @@ def set_batch_count(modules, n: float) -> None:
                 m.batch_count = n
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def padded_batch(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 45, 80, generator=g), torch.tensor([45, 30])
