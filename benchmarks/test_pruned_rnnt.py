@@ -29,7 +29,7 @@ import torch
 
 import variants
 from harness.losses import make_boundary, rnnt_loss
-from harness.losses.k2_backend import TORCH_BACKEND
+from harness.losses.rnnt_backend import TORCH_BACKEND
 from harness.losses.transducer_loss import transducer_losses
 
 B, T, S, V = 8, 500, 100, 500

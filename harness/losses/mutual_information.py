@@ -45,13 +45,17 @@ def _check(px: Tensor, py: Tensor, boundary: Tensor | None) -> Tensor:
     if boundary.shape != (B, 4):
         raise ValueError(f"boundary must have shape (B, 4) = ({B}, 4), got {tuple(boundary.shape)}")
     boundary = boundary.to(device=px.device, dtype=torch.int64)
-    if bool((boundary[:, :2] != 0).any()):
-        raise ValueError("boundary[:, 0] and boundary[:, 1] (begin symbol/frame) must be 0")
     ends = boundary[:, 2:]
-    if bool((ends[:, 0] < 0).any() or (ends[:, 0] > S).any() or (ends[:, 1] < 0).any()
-            or (ends[:, 1] > T).any()):
-        raise ValueError(f"boundary ends must satisfy 0 <= S_b <= {S} and 0 <= T_b <= {T}; "
-                         f"got {ends.tolist()}")
+    bad = ((boundary[:, :2] != 0).any(dim=1) | (ends[:, 0] < 0) | (ends[:, 0] > S)
+           | (ends[:, 1] < 0) | (ends[:, 1] > T))
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0, 0])
+        row = boundary[b].tolist()
+        if row[:2] != [0, 0]:
+            raise ValueError(f"utterance {b}: boundary {row}: boundary[:, 0] and boundary[:, 1] "
+                             "(begin symbol/frame) must be 0")
+        raise ValueError(f"utterance {b}: boundary {row}: boundary ends must satisfy 0 <= S_b <= {S} "
+                         f"and 0 <= T_b <= {T} (the lengths of px (B, S, T+1) and py (B, S+1, T))")
     return ends
 
 

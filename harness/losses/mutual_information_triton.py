@@ -1,0 +1,205 @@
+"""The mutual-information recursion as two Triton kernels: one launch per direction.
+
+Same recursion, arguments and results as
+:func:`harness.losses.mutual_information.mutual_information_recursion`
+(see there for the math); only the schedule differs. The PyTorch version runs
+``S + T`` small steps over the whole batch, each a few kernel launches, so on
+a GPU it is bound by launches. Here each utterance is one Triton program that
+walks its own anti-diagonals ``d = 1 .. S_b + T_b`` inside the kernel:
+
+- forward: on diagonal ``d`` the cells ``(s, d - s)`` inside the utterance's
+  box ``[0, S_b] x [0, T_b]`` are computed in ``BLOCK`` lanes at a time from the
+  previous diagonal, which the same program wrote to the score table ``p``
+  (B, S+1, T+1) one step earlier; a block barrier separates the diagonals.
+  Cells outside the box are never visited, so ragged lengths cost nothing and
+  arcs leaving the box are ignored without masking the inputs.
+- backward: the diagonals in reverse. A cell's occupation ``g`` (the
+  derivative of the score with respect to ``p[s, t]``; at the end cell the
+  incoming gradient) is the sum of the occupations of its two outgoing arcs,
+  written one step earlier; it is split between its incoming label arc
+  (weight ``exp(p[s-1, t] + px[s-1, t] - p[s, t])``) and blank arc (the rest).
+  Every arc is written by exactly one cell, so there are no write conflicts.
+  The result is the arc occupation posteriors that pruning needs.
+
+Accumulation is in the input dtype: float32, or float64 (Triton's exp/log
+support both). Documented conversions: float16/bfloat16 inputs are upcast to
+float32 (the gradients flow back through the cast in the input dtype) and
+non-contiguous inputs are made contiguous. On CPU tensors the kernels run
+only under Triton's interpreter (``TRITON_INTERPRET=1`` set before this
+module is first imported); otherwise a clear error is raised.
+
+This module imports Triton at import time; the rest of the project imports it
+only when the Triton backend is chosen (:mod:`harness.losses.rnnt_backend`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
+
+from .mutual_information import _check
+
+#: widest block of symbol positions one program handles per step; longer diagonals loop over blocks
+MAX_BLOCK = 256
+
+
+@triton.jit
+def _logaddexp(a, c):
+    m = tl.maximum(a, c)
+    m = tl.where(m == float("-inf"), 0.0, m)  # both -inf: log(0 + 0) = -inf, not NaN
+    return m + tl.log(tl.exp(a - m) + tl.exp(c - m))
+
+
+@triton.jit
+def _mi_forward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, score_ptr, S, T, BLOCK: tl.constexpr):
+    """p[s, t] for every cell of utterance ``program_id`` inside its box, and p[S_b, T_b]."""
+    b = tl.program_id(0).to(tl.int64)
+    s_end = tl.load(ends_ptr + 2 * b)
+    t_end = tl.load(ends_ptr + 2 * b + 1)
+    px_b = px_ptr + b * S * (T + 1)
+    py_b = py_ptr + b * (S + 1) * T
+    p_b = p_ptr + b * (S + 1) * (T + 1)
+    tl.store(p_b, 0.0)
+    tl.debug_barrier()
+    for d in range(1, s_end + t_end + 1):
+        s_lo = tl.maximum(d - t_end, 0)
+        s_hi = tl.minimum(d, s_end)
+        for s0 in range(s_lo, s_hi + 1, BLOCK):
+            s = s0 + tl.arange(0, BLOCK)
+            t = d - s
+            cell = s <= s_hi
+            below = cell & (s > 0)  # label arc (s-1, t) -> (s, t)
+            left = cell & (t > 0)  # blank arc (s, t-1) -> (s, t)
+            # ".cg": read p through L2, where the other lanes' stores of the last step are
+            a = (tl.load(p_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf"), cache_modifier=".cg")
+                 + tl.load(px_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf")))
+            c = (tl.load(p_b + s * (T + 1) + t - 1, mask=left, other=float("-inf"), cache_modifier=".cg")
+                 + tl.load(py_b + s * T + t - 1, mask=left, other=float("-inf")))
+            tl.store(p_b + s * (T + 1) + t, _logaddexp(a, c), mask=cell)
+        tl.debug_barrier()
+    tl.store(score_ptr + b, tl.load(p_b + s_end * (T + 1) + t_end, cache_modifier=".cg"))
+
+
+@triton.jit
+def _mi_backward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, grad_ptr, gx_ptr, gy_ptr, S, T,
+                        BLOCK: tl.constexpr):
+    """Arc occupations times grad[b]: gx (B, S, T+1) and gy (B, S+1, T), zero outside the box."""
+    b = tl.program_id(0).to(tl.int64)
+    s_end = tl.load(ends_ptr + 2 * b)
+    t_end = tl.load(ends_ptr + 2 * b + 1)
+    g_end = tl.load(grad_ptr + b)
+    px_b = px_ptr + b * S * (T + 1)
+    py_b = py_ptr + b * (S + 1) * T
+    p_b = p_ptr + b * (S + 1) * (T + 1)
+    gx_b = gx_ptr + b * S * (T + 1)
+    gy_b = gy_ptr + b * (S + 1) * T
+    for i in range(0, s_end + t_end):
+        d = s_end + t_end - i
+        s_lo = tl.maximum(d - t_end, 0)
+        s_hi = tl.minimum(d, s_end)
+        for s0 in range(s_lo, s_hi + 1, BLOCK):
+            s = s0 + tl.arange(0, BLOCK)
+            t = d - s
+            cell = s <= s_hi
+            # occupation of (s, t): its outgoing arcs (written one step earlier), or the end cell's grad
+            g = (tl.load(gx_b + s * (T + 1) + t, mask=cell & (s < s_end), other=0.0, cache_modifier=".cg")
+                 + tl.load(gy_b + s * T + t, mask=cell & (t < t_end), other=0.0, cache_modifier=".cg"))
+            g = tl.where(cell & (s == s_end) & (t == t_end), g_end, g)
+            below = cell & (s > 0)
+            left = cell & (t > 0)
+            p_cell = tl.load(p_b + s * (T + 1) + t, mask=cell, other=float("-inf"))
+            reachable = p_cell != float("-inf")
+            p_cell = tl.where(reachable, p_cell, 0.0)
+            a = (tl.load(p_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf"))
+                 + tl.load(px_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf")))
+            w = tl.where(reachable, tl.exp(a - p_cell), 0.0)  # share of the label arc
+            gx = w * g
+            tl.store(gx_b + (s - 1) * (T + 1) + t, gx, mask=below)
+            tl.store(gy_b + s * T + t - 1, tl.where(reachable, g - gx, 0.0), mask=left)
+        tl.debug_barrier()
+
+
+def _block(S: int, T: int) -> int:
+    """Lanes per step: a diagonal holds at most min(S, T) + 1 cells."""
+    return min(triton.next_power_of_2(min(S, T) + 1), MAX_BLOCK)
+
+
+def interpreted() -> bool:
+    """Whether the kernels run in Triton's interpreter (TRITON_INTERPRET=1 at import): CPU tensors."""
+    return isinstance(_mi_forward_kernel, InterpretedFunction)
+
+
+def _launch(kernel, B: int, *args, S: int, T: int) -> None:
+    """kernel[(B,)](*args, S, T); the interpreter's NumPy warnings for log(0) = -inf are expected."""
+    if not B:
+        return
+    with numpy.errstate(divide="ignore", invalid="ignore") if interpreted() else contextlib.nullcontext():
+        kernel[(B,)](*args, S, T, BLOCK=_block(S, T))
+
+
+def _check_runnable(px: Tensor) -> None:
+    if px.device.type != "cuda" and not interpreted():
+        raise RuntimeError(
+            f"the Triton mutual-information kernels need CUDA tensors, got {px.device.type}; on a CPU "
+            "set TRITON_INTERPRET=1 before harness.losses.mutual_information_triton is imported, "
+            "or use rnnt_backend='torch'")
+
+
+def _launch_backward(px: Tensor, py: Tensor, ends: Tensor, p: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    B, S, T1 = px.shape
+    gx = torch.zeros_like(px)
+    gy = torch.zeros_like(py)
+    _launch(_mi_backward_kernel, B, px, py, ends, p, grad.contiguous(), gx, gy, S=S, T=T1 - 1)
+    return gx, gy
+
+
+class _MutualInformationTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, px: Tensor, py: Tensor, ends: Tensor,  # type: ignore[override]
+                want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
+        B, S, T1 = px.shape
+        p = torch.empty(B, S + 1, T1, dtype=px.dtype, device=px.device)
+        scores = px.new_empty(B)
+        _launch(_mi_forward_kernel, B, px, py, ends, p, scores, S=S, T=T1 - 1)
+        if not want_grad:
+            empty = px.new_empty(0)
+            ctx.mark_non_differentiable(empty)
+            return scores, empty, empty
+        px_grad, py_grad = _launch_backward(px, py, ends, p, torch.ones_like(scores))
+        ctx.save_for_backward(px_grad, py_grad)
+        ctx.mark_non_differentiable(px_grad, py_grad)
+        return scores, px_grad, py_grad
+
+    @staticmethod
+    def backward(ctx, ans_grad: Tensor, _g1: Tensor, _g2: Tensor):  # type: ignore[override]
+        px_grad, py_grad = ctx.saved_tensors
+        scale = ans_grad.view(-1, 1, 1)
+        return px_grad * scale, py_grad * scale, None, None
+
+
+def mutual_information_recursion_triton(
+    px: Tensor, py: Tensor, boundary: Tensor | None = None, return_grad: bool = False,
+) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Total log-score ``p[S_b, T_b]`` of each utterance, shape (B,), computed by the Triton kernels.
+
+    Arguments, results and errors as
+    :func:`~harness.losses.mutual_information.mutual_information_recursion`.
+    float16/bfloat16 inputs are computed in float32 (scores are float32;
+    ``return_grad`` occupations too); non-contiguous inputs are copied to
+    contiguous ones.
+    """
+    ends = _check(px, py, boundary)
+    _check_runnable(px)
+    if px.dtype in (torch.float16, torch.bfloat16):
+        px, py = px.float(), py.float()
+    want_grad = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
+    scores, px_grad, py_grad = _MutualInformationTriton.apply(
+        px.contiguous(), py.contiguous(), ends.contiguous(), want_grad)
+    if return_grad:
+        return scores, (px_grad, py_grad)
+    return scores
