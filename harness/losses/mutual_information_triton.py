@@ -42,7 +42,7 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from .mutual_information import _check
+from .mutual_information import _check, run_lattice
 
 #: widest block of symbol positions one program handles per step; longer diagonals loop over blocks
 MAX_BLOCK = 256
@@ -56,25 +56,34 @@ def _logaddexp(a, c):
 
 
 @triton.jit
+def _utterance(ends_ptr, S, T):
+    """This program's utterance b, its (S_b, T_b), and where it starts in (B, S, T+1),
+    (B, S+1, T) and (B, S+1, T+1) tensors."""
+    b = tl.program_id(0).to(tl.int64)
+    return (b, tl.load(ends_ptr + 2 * b), tl.load(ends_ptr + 2 * b + 1),
+            b * S * (T + 1), b * (S + 1) * T, b * (S + 1) * (T + 1))
+
+
+@triton.jit
+def _cells(d, s0, s_end, t_end, BLOCK: tl.constexpr):
+    """Cells (s, d - s), s = s0 .. s0 + BLOCK - 1, of anti-diagonal d: s, t, inside the box,
+    has an incoming label arc (s-1, t) -> (s, t), has an incoming blank arc (s, t-1) -> (s, t)."""
+    s = s0 + tl.arange(0, BLOCK)
+    t = d - s
+    cell = (s <= tl.minimum(d, s_end)) & (t <= t_end)
+    return s, t, cell, cell & (s > 0), cell & (t > 0)
+
+
+@triton.jit
 def _mi_forward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, score_ptr, S, T, BLOCK: tl.constexpr):
     """p[s, t] for every cell of utterance ``program_id`` inside its box, and p[S_b, T_b]."""
-    b = tl.program_id(0).to(tl.int64)
-    s_end = tl.load(ends_ptr + 2 * b)
-    t_end = tl.load(ends_ptr + 2 * b + 1)
-    px_b = px_ptr + b * S * (T + 1)
-    py_b = py_ptr + b * (S + 1) * T
-    p_b = p_ptr + b * (S + 1) * (T + 1)
+    b, s_end, t_end, x_off, y_off, p_off = _utterance(ends_ptr, S, T)
+    px_b, py_b, p_b = px_ptr + x_off, py_ptr + y_off, p_ptr + p_off
     tl.store(p_b, 0.0)
     tl.debug_barrier()
     for d in range(1, s_end + t_end + 1):
-        s_lo = tl.maximum(d - t_end, 0)
-        s_hi = tl.minimum(d, s_end)
-        for s0 in range(s_lo, s_hi + 1, BLOCK):
-            s = s0 + tl.arange(0, BLOCK)
-            t = d - s
-            cell = s <= s_hi
-            below = cell & (s > 0)  # label arc (s-1, t) -> (s, t)
-            left = cell & (t > 0)  # blank arc (s, t-1) -> (s, t)
+        for s0 in range(tl.maximum(d - t_end, 0), tl.minimum(d, s_end) + 1, BLOCK):
+            s, t, cell, below, left = _cells(d, s0, s_end, t_end, BLOCK)
             # ".cg": read p through L2, where the other lanes' stores of the last step are
             a = (tl.load(p_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf"), cache_modifier=".cg")
                  + tl.load(px_b + (s - 1) * (T + 1) + t, mask=below, other=float("-inf")))
@@ -86,32 +95,20 @@ def _mi_forward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, score_ptr, S, T, BLOCK: 
 
 
 @triton.jit
-def _mi_backward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, grad_ptr, gx_ptr, gy_ptr, S, T,
+def _mi_backward_kernel(px_ptr, ends_ptr, p_ptr, grad_ptr, gx_ptr, gy_ptr, S, T,
                         BLOCK: tl.constexpr):
     """Arc occupations times grad[b]: gx (B, S, T+1) and gy (B, S+1, T), zero outside the box."""
-    b = tl.program_id(0).to(tl.int64)
-    s_end = tl.load(ends_ptr + 2 * b)
-    t_end = tl.load(ends_ptr + 2 * b + 1)
+    b, s_end, t_end, x_off, y_off, p_off = _utterance(ends_ptr, S, T)
+    px_b, p_b, gx_b, gy_b = px_ptr + x_off, p_ptr + p_off, gx_ptr + x_off, gy_ptr + y_off
     g_end = tl.load(grad_ptr + b)
-    px_b = px_ptr + b * S * (T + 1)
-    py_b = py_ptr + b * (S + 1) * T
-    p_b = p_ptr + b * (S + 1) * (T + 1)
-    gx_b = gx_ptr + b * S * (T + 1)
-    gy_b = gy_ptr + b * (S + 1) * T
     for i in range(0, s_end + t_end):
         d = s_end + t_end - i
-        s_lo = tl.maximum(d - t_end, 0)
-        s_hi = tl.minimum(d, s_end)
-        for s0 in range(s_lo, s_hi + 1, BLOCK):
-            s = s0 + tl.arange(0, BLOCK)
-            t = d - s
-            cell = s <= s_hi
+        for s0 in range(tl.maximum(d - t_end, 0), tl.minimum(d, s_end) + 1, BLOCK):
+            s, t, cell, below, left = _cells(d, s0, s_end, t_end, BLOCK)
             # occupation of (s, t): its outgoing arcs (written one step earlier), or the end cell's grad
             g = (tl.load(gx_b + s * (T + 1) + t, mask=cell & (s < s_end), other=0.0, cache_modifier=".cg")
                  + tl.load(gy_b + s * T + t, mask=cell & (t < t_end), other=0.0, cache_modifier=".cg"))
             g = tl.where(cell & (s == s_end) & (t == t_end), g_end, g)
-            below = cell & (s > 0)
-            left = cell & (t > 0)
             p_cell = tl.load(p_b + s * (T + 1) + t, mask=cell, other=float("-inf"))
             reachable = p_cell != float("-inf")
             p_cell = tl.where(reachable, p_cell, 0.0)
@@ -150,36 +147,17 @@ def _check_runnable(px: Tensor) -> None:
             "or use rnnt_backend='torch'")
 
 
-def _launch_backward(px: Tensor, py: Tensor, ends: Tensor, p: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+def _triton_lattice(px: Tensor, py: Tensor, ends: Tensor,
+                    want_grad: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
     B, S, T1 = px.shape
-    gx = torch.zeros_like(px)
-    gy = torch.zeros_like(py)
-    _launch(_mi_backward_kernel, B, px, py, ends, p, grad.contiguous(), gx, gy, S=S, T=T1 - 1)
-    return gx, gy
-
-
-class _MutualInformationTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, px: Tensor, py: Tensor, ends: Tensor,  # type: ignore[override]
-                want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
-        B, S, T1 = px.shape
-        p = torch.empty(B, S + 1, T1, dtype=px.dtype, device=px.device)
-        scores = px.new_empty(B)
-        _launch(_mi_forward_kernel, B, px, py, ends, p, scores, S=S, T=T1 - 1)
-        if not want_grad:
-            empty = px.new_empty(0)
-            ctx.mark_non_differentiable(empty)
-            return scores, empty, empty
-        px_grad, py_grad = _launch_backward(px, py, ends, p, torch.ones_like(scores))
-        ctx.save_for_backward(px_grad, py_grad)
-        ctx.mark_non_differentiable(px_grad, py_grad)
-        return scores, px_grad, py_grad
-
-    @staticmethod
-    def backward(ctx, ans_grad: Tensor, _g1: Tensor, _g2: Tensor):  # type: ignore[override]
-        px_grad, py_grad = ctx.saved_tensors
-        scale = ans_grad.view(-1, 1, 1)
-        return px_grad * scale, py_grad * scale, None, None
+    p = torch.empty(B, S + 1, T1, dtype=px.dtype, device=px.device)
+    scores = px.new_empty(B)
+    _launch(_mi_forward_kernel, B, px, py, ends, p, scores, S=S, T=T1 - 1)
+    if not want_grad:
+        return scores, None, None
+    gx, gy = torch.zeros_like(px), torch.zeros_like(py)
+    _launch(_mi_backward_kernel, B, px, ends, p, torch.ones_like(scores), gx, gy, S=S, T=T1 - 1)
+    return scores, gx, gy
 
 
 def mutual_information_recursion_triton(
@@ -197,9 +175,4 @@ def mutual_information_recursion_triton(
     _check_runnable(px)
     if px.dtype in (torch.float16, torch.bfloat16):
         px, py = px.float(), py.float()
-    want_grad = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
-    scores, px_grad, py_grad = _MutualInformationTriton.apply(
-        px.contiguous(), py.contiguous(), ends.contiguous(), want_grad)
-    if return_grad:
-        return scores, (px_grad, py_grad)
-    return scores
+    return run_lattice(_triton_lattice, px.contiguous(), py.contiguous(), ends.contiguous(), return_grad)
