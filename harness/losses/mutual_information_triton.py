@@ -132,11 +132,13 @@ def interpreted() -> bool:
 
 
 def _launch(kernel, B: int, *args, S: int, T: int) -> None:
-    """kernel[(B,)](*args, S, T); the interpreter's NumPy warnings for log(0) = -inf are expected."""
+    """kernel[(B,)](*args, S, T), one warp per 32 lanes (at most 4); the interpreter's NumPy
+    warnings for log(0) = -inf are expected."""
     if not B:
         return
     with numpy.errstate(divide="ignore", invalid="ignore") if interpreted() else contextlib.nullcontext():
-        kernel[(B,)](*args, S, T, BLOCK=_block(S, T))
+        block = _block(S, T)
+        kernel[(B,)](*args, S, T, BLOCK=block, num_warps=max(1, min(4, block // 32)), enable_fp_fusion=True)
 
 
 def _check_runnable(px: Tensor) -> None:

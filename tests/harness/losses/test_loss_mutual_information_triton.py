@@ -4,9 +4,16 @@ batches and the corner shapes; then the RNN-T losses on them. Shapes are tiny:
 the interpreter runs each diagonal step in Python."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import harness
 from harness.losses import make_boundary
 from harness.losses.mutual_information import mutual_information_recursion
 from harness.losses.rnnt_backend import TORCH_BACKEND, resolve_rnnt_backend
@@ -148,3 +155,45 @@ def test_rnnt_losses_on_the_kernels_match_torch(triton_interpreter):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+COMPILE_FOR_SM90 = """
+import json
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from harness.losses import mutual_information_triton as m
+
+out = {}
+for dtype in ("fp32", "fp64"):
+    ptr = "*" + dtype
+    signatures = {
+        m._mi_forward_kernel: dict(px_ptr=ptr, py_ptr=ptr, ends_ptr="*i64", p_ptr=ptr, score_ptr=ptr),
+        m._mi_backward_kernel: dict(px_ptr=ptr, ends_ptr="*i64", p_ptr=ptr, grad_ptr=ptr, gx_ptr=ptr,
+                                    gy_ptr=ptr),
+    }
+    for kernel, sig in signatures.items():
+        src = ASTSource(kernel, signature={**sig, "S": "i32", "T": "i32", "BLOCK": "constexpr"},
+                        constexprs={"BLOCK": 128})
+        asm = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                             options={"num_warps": 4, "enable_fp_fusion": True}).asm
+        out[f"{kernel.__name__} {dtype}"] = dict(cubin=len(asm["cubin"]), barrier="bar.sync" in asm["ptx"],
+                                                 l2_loads="ld.global.cg" in asm["ptx"])
+print(json.dumps(out))
+"""
+
+
+def test_kernels_compile_for_a_cuda_gpu(triton_interpreter, tmp_path):
+    """No GPU needed: Triton's own compiler (and its bundled ptxas) builds both kernels, float32
+    and float64, for sm_90 (H100/H200), with the block barrier between diagonals and L2 reads of
+    the scores. A subprocess, because this process runs the kernels in the interpreter."""
+    root = Path(harness.__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(PYTHONPATH=str(root), TRITON_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(result) == 4
+    for name, r in result.items():
+        assert r["cubin"] > 0 and r["barrier"] and r["l2_loads"], (name, r)
