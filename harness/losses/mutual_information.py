@@ -18,7 +18,9 @@ anti-diagonal, so the forward pass is one vectorised step per anti-diagonal
 pass walks the anti-diagonals in reverse, splitting each cell's gradient
 between its two incoming arcs in proportion to their posterior weight; the
 result is the arc occupation probabilities, which are also what the pruning
-step needs (``return_grad=True``).
+step needs (``return_grad=True``). :mod:`harness.losses.mutual_information_triton`
+runs the same recursion as two Triton kernels through the same autograd
+function (:func:`run_lattice`).
 """
 from __future__ import annotations
 
@@ -59,6 +61,15 @@ def _check(px: Tensor, py: Tensor, boundary: Tensor | None) -> Tensor:
         raise ValueError(f"utterance {b}: boundary {row}: boundary ends must satisfy 0 <= S_b <= {S} "
                          f"and 0 <= T_b <= {T} (the lengths of px (B, S, T+1) and py (B, S+1, T))")
     return ends
+
+
+def checked_inputs(px: Tensor, py: Tensor, boundary: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Validated ``(px, py, ends)``: float16/bfloat16 are upcast to float32 (a documented
+    conversion: a half-precision sum over hundreds of diagonals would lose the loss)."""
+    ends = _check(px, py, boundary)
+    if px.dtype in (torch.float16, torch.bfloat16):
+        px, py = px.float(), py.float()
+    return px, py, ends
 
 
 def _mask_outside(px: Tensor, py: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
@@ -212,6 +223,9 @@ def mutual_information_recursion(
         probabilities), used to choose pruning ranges.
 
     Differentiable in ``px`` and ``py`` (first order) through a custom backward.
+    float16/bfloat16 inputs are computed in float32 (float32 scores; their
+    gradients flow back through the cast). Raises ValueError naming the
+    utterance for a boundary outside the tensors.
     """
-    ends = _check(px, py, boundary)
+    px, py, ends = checked_inputs(px, py, boundary)
     return run_lattice(_torch_lattice, *_mask_outside(px, py, ends), ends, return_grad)

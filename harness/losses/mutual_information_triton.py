@@ -42,7 +42,7 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from .mutual_information import _check, run_lattice
+from .mutual_information import checked_inputs, run_lattice
 
 #: widest block of symbol positions one program handles per step; longer diagonals loop over blocks
 MAX_BLOCK = 256
@@ -169,12 +169,9 @@ def mutual_information_recursion_triton(
 
     Arguments, results and errors as
     :func:`~harness.losses.mutual_information.mutual_information_recursion`.
-    float16/bfloat16 inputs are computed in float32 (scores are float32;
-    ``return_grad`` occupations too); non-contiguous inputs are copied to
-    contiguous ones.
+    As there, float16/bfloat16 inputs are computed in float32; non-contiguous
+    inputs are copied to contiguous ones.
     """
-    ends = _check(px, py, boundary)
+    px, py, ends = checked_inputs(px, py, boundary)
     _check_runnable(px)
-    if px.dtype in (torch.float16, torch.bfloat16):
-        px, py = px.float(), py.float()
     return run_lattice(_triton_lattice, px.contiguous(), py.contiguous(), ends.contiguous(), return_grad)

@@ -101,17 +101,19 @@ def test_no_path_gives_minus_inf_and_zero_gradient(triton_mi):
     assert float(gx.abs().sum() + gy.abs().sum()) == 0.0
 
 
-def test_documented_conversions(triton_mi):
-    """Non-contiguous inputs are copied; float16/bfloat16 are computed in float32."""
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_documented_conversions(triton_mi, backend):
+    """Non-contiguous inputs are copied; float16/bfloat16 are computed in float32 (both recursions)."""
+    recursion = triton_mi if backend == "triton" else mutual_information_recursion
     px, py = _random(2, 3, 4, seed=10)
     boundary = torch.tensor([[0, 0, 3, 4], [0, 0, 2, 2]])
     want = mutual_information_recursion(px, py, boundary)
     strided_px = px.transpose(1, 2).contiguous().transpose(1, 2)
     assert not strided_px.is_contiguous()
-    torch.testing.assert_close(triton_mi(strided_px, py, boundary), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(recursion(strided_px, py, boundary), want, rtol=1e-12, atol=1e-12)
     for half in (torch.float16, torch.bfloat16):
         hx, hy = px.to(half).requires_grad_(True), py.to(half).requires_grad_(True)
-        got = triton_mi(hx, hy, boundary)
+        got = recursion(hx, hy, boundary)
         assert got.dtype == torch.float32
         ref = mutual_information_recursion(hx.detach().float(), hy.detach().float(), boundary)
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
