@@ -74,7 +74,7 @@ def _cells(d, s0, s_end, t_end, BLOCK: tl.constexpr):
     return s, t, cell, cell & (s > 0), cell & (t > 0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S", "T"])  # one compiled kernel for every S and T
 def _mi_forward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, score_ptr, S, T, BLOCK: tl.constexpr):
     """p[s, t] for every cell of utterance ``program_id`` inside its box, and p[S_b, T_b]."""
     b, s_end, t_end, x_off, y_off, p_off = _utterance(ends_ptr, S, T)
@@ -94,7 +94,7 @@ def _mi_forward_kernel(px_ptr, py_ptr, ends_ptr, p_ptr, score_ptr, S, T, BLOCK: 
     tl.store(score_ptr + b, tl.load(p_b + s_end * (T + 1) + t_end, cache_modifier=".cg"))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S", "T"])
 def _mi_backward_kernel(px_ptr, ends_ptr, p_ptr, grad_ptr, gx_ptr, gy_ptr, S, T,
                         BLOCK: tl.constexpr):
     """Arc occupations times grad[b]: gx (B, S, T+1) and gy (B, S+1, T), zero outside the box."""
@@ -122,8 +122,9 @@ def _mi_backward_kernel(px_ptr, ends_ptr, p_ptr, grad_ptr, gx_ptr, gy_ptr, S, T,
 
 
 def _block(S: int, T: int) -> int:
-    """Lanes per step: a diagonal holds at most min(S, T) + 1 cells."""
-    return min(triton.next_power_of_2(min(S, T) + 1), MAX_BLOCK)
+    """Lanes per step: a diagonal holds at most min(S, T) + 1 cells; at least one warp's 32, so
+    a training run compiles at most four block sizes."""
+    return min(max(triton.next_power_of_2(min(S, T) + 1), 32), MAX_BLOCK)
 
 
 def interpreted() -> bool:
