@@ -31,3 +31,4 @@ def triton_interpreter():
         os.environ.pop("TRITON_INTERPRET", None)
     else:
         os.environ["TRITON_INTERPRET"] = old
+

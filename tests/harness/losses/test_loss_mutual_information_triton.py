@@ -5,15 +5,11 @@ the interpreter runs each diagonal step in Python."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-import harness
+from compiled_triton import run_compiled_triton
 from harness.losses import make_boundary
 from harness.losses.mutual_information import mutual_information_recursion
 from harness.losses.rnnt_backend import TORCH_BACKEND, resolve_rnnt_backend
@@ -189,13 +185,7 @@ def test_kernels_compile_for_a_cuda_gpu(triton_interpreter, tmp_path):
     """No GPU needed: Triton's own compiler (and its bundled ptxas) builds both kernels, float32
     and float64, for sm_90 (H100/H200), with the block barrier between diagonals and L2 reads of
     the scores. A subprocess, because this process runs the kernels in the interpreter."""
-    root = Path(harness.__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(root), TRITON_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], env=env,
-                         capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = json.loads(run_compiled_triton(COMPILE_FOR_SM90, tmp_path).strip().splitlines()[-1])
     assert len(result) == 4
     for name, r in result.items():
         assert r["cubin"] > 0 and r["barrier"] and r["l2_loads"], (name, r)
