@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .atomic import remove
+from harness.atomic import remove
 
 log = logging.getLogger(__name__)
 

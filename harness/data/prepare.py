@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, clean_stale_tmp, write_json
+from harness.atomic import atomic_path, clean_stale_tmp, write_json
 from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, UnknownCorpusError
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     summary, parts = profile_table(rows), parts_table(rows)
-    from harness.report.render import atomic_write_text
+    from harness.atomic import atomic_write_text
 
     atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
                       + parts.to_markdown("##"))

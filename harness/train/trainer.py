@@ -22,7 +22,11 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from harness.grid.cells import Cell
+from harness.config import Cell
+from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
+from harness.losses import LossConfig, compute_loss
+from variants import build_model
+from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
 from . import checkpoint, counters, distributed
 from .data_setup import CellData
@@ -72,16 +76,12 @@ class LossModule(nn.Module):
         self.loss_cfg = loss_cfg
 
     def forward(self, feats, feat_lens, tokens, batch_count, utt_ids=None):
-        from harness.losses import compute_loss
-
         return compute_loss(self.model, feats, feat_lens, tokens, batch_count, self.loss_cfg,
                             utt_ids=utt_ids)
 
 
 def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
     """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    from variants import build_model
-
     overrides = dict(cell.config.overrides)
     overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
     overrides["heads.blank_id"] = int(tokenizer.blank_id)
@@ -92,15 +92,11 @@ def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
 
 def build_loss_config(cell: Cell) -> Any:
     """``harness.losses.LossConfig`` from the cell's ``loss`` section."""
-    from harness.losses import LossConfig
-
     return LossConfig(**cell.config.loss)
 
 
 def build_optimization(cell: Cell, model: nn.Module) -> tuple[Any, Any, str]:
     """Optimizer and LR scheduler from the cell's optimizer section (defaults: the spec's)."""
-    from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
-
     opt_cfg = cell.config.optimizer
     name = opt_cfg.name or model.spec.optimizer
     optimizer = build_optimizer(name, model, lr=opt_cfg.lr, **opt_cfg.options)
@@ -140,8 +136,6 @@ class Trainer:
 
     # ---- main -------------------------------------------------------------
     def run(self) -> TrainResult:
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
-
         cfg, t, dist = self.cfg, self.cfg.train, self.dist
         seed_everything(cfg.seed)
         self.log.info("device %s, precision %s, world size %d", self.device, self.precision.name,
@@ -363,8 +357,6 @@ class Trainer:
     @torch.no_grad()
     def validate(self, module: nn.Module, valid_dl, model: nn.Module, batches: int) -> float:
         """Validation loss per frame (summed over ranks)."""
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts
-
         # the bare module: DDP's forward would need every rank to run the same number of batches
         module = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
         module.eval()
@@ -409,8 +401,6 @@ class Trainer:
         self.log.info("OOM check passed on the %d largest batches", len(batches))
 
     def _try_batch(self, module, batch, optimizer, scaler: LossScaler) -> None:
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts
-
         feats = batch["inputs"].to(self.device)
         feat_lens = batch_lengths(batch).to(self.device)
         tokens = self.data.tokenizer.encode(batch_texts(batch))
