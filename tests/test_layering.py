@@ -94,3 +94,11 @@ def test_the_checker_sees_function_local_and_relative_imports(tmp_path):
     found = violations(tmp_path)
     assert any("imports harness.grid.cells" in v for v in found)
     assert any("imports harness.report" in v for v in found)
+
+
+def test_every_command_is_a_module_under_harness_commands():
+    from harness.cli import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        assert module == f"harness.commands.{name.replace('-', '_')}", name
+        assert (ROOT / "harness" / "commands" / f"{name.replace('-', '_')}.py").is_file(), name

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_common import add_grid_argument, load_or_report, store_path
-from .cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
+from .common import add_grid_argument, load_or_report, store_path
+from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli_common import add_grid_argument, load_or_report, store_path
+from .common import add_grid_argument, load_or_report, store_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
