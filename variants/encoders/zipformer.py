@@ -29,6 +29,7 @@ from ..components.conformer_style_block import ConformerStyleBlock
 from ..components.conv_embed import ConvEmbed
 from ..components.downsample import Downsample
 from ..components.downsampled_stack import DownsampledStack
+from ..components.padding_mask import padding_mask
 from ..components.scheduled_float import dropout_schedule
 from ..components.zipformer_block import BlockSwitches, ZipformerBlock
 from ..components.zipformer_stack import ZipformerStack
@@ -128,7 +129,7 @@ class ZipformerEncoder(nn.Module):
         lengths = lengths.to(x.device)
         # padded frames start at zero, so even inf/NaN padding cannot reach valid
         # frames through a zero attention weight (0 * inf = NaN)
-        pad = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
+        pad = padding_mask(lengths, x.shape[1])
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         masks = self.feature_masks(x)
         outputs = []
