@@ -76,11 +76,7 @@ class ZipformerEncoder(nn.Module):
         self.cfg = cfg
         self.encoder_dim = tuple(cfg.encoder_dim)
         self.encoder_unmasked_dim = tuple(cfg.encoder_unmasked_dim)
-        switches = BlockSwitches(
-            norm=cfg.norm, activation=cfg.activation, nla=cfg.nla,
-            share_attention_weights=cfg.share_attention_weights, bypass=cfg.bypass,
-            balancer=cfg.balancer, whitener=cfg.whitener,
-            norm_on_every_module=cfg.norm_on_every_module)
+        switches = BlockSwitches.from_config(cfg)
         dropout = dropout_schedule(cfg.dropout)
         n = len(cfg.downsampling_factor)
         stacks = []
@@ -92,7 +88,7 @@ class ZipformerEncoder(nn.Module):
                 block_cls, num_blocks = ConformerStyleBlock, 2 * cfg.num_encoder_layers[i]
             blocks = [block_cls(cfg.encoder_dim[i], cfg.pos_dim, cfg.num_heads[i], cfg.query_head_dim,
                                 cfg.pos_head_dim, cfg.value_head_dim, cfg.feedforward_dim[i],
-                                cfg.cnn_module_kernel[i], dropout, switches)
+                                cfg.cnn_module_kernel[i], dropout, switches=switches)
                       for _ in range(num_blocks)]
             stack = ZipformerStack(blocks, cfg.pos_dim,
                                    warmup_begin=WARMUP_BATCHES * (i + 1) / (n + 1),
