@@ -147,7 +147,7 @@ class Trainer:
         loss_cfg = build_loss_config(self.cell)
         optimizer, scheduler, opt_name = build_optimization(self.cell, model)
         scaler = LossScaler(self.precision)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = model.param_counts()["total"]
         self.log.info("model %s (%s), %d params, optimizer %s", cfg.variant, self.cell.objective,
                       n_params, opt_name)
 

@@ -36,6 +36,10 @@ from .self_attention import SelfAttention
 from .whitener import make_whitener
 
 
+#: the authors' never-used per-block vector, held as a buffer (see ZipformerBlock)
+UNUSED_BYPASS_SCALE = "unused_bypass_scale"
+
+
 @dataclass(frozen=True)
 class BlockSwitches:
     """The ablation switches a block reads: the ZipformerConfig fields of the same names."""
@@ -151,10 +155,13 @@ class ZipformerBlock(nn.Module):
         self.norm = create_norm(s.norm, d)
         self.bypass_mid = make_bypass(d, enabled=s.bypass)
         self.bypass = make_bypass(d, enabled=s.bypass, skip_rate=skip_rate)
-        # The authors' block holds one more channel-wise vector that its forward
-        # never uses (marked "TODO: remove it" there). It is kept, unused, only so
-        # that parameter counts equal theirs exactly (D per block).
-        self.unused_bypass_scale = nn.Parameter(torch.full((d,), 0.5))
+        # The authors' block holds one more channel-wise vector, a parameter that
+        # its forward never uses (marked "TODO: remove it" there). Here it is a
+        # persistent buffer: it never gets a gradient (so every parameter is
+        # trained and DDP needs no find_unused_parameters), it stays in the
+        # state_dict under the authors' name, and AsrModel.param_counts adds it
+        # back so that counts equal theirs exactly (D per block).
+        self.register_buffer(UNUSED_BYPASS_SCALE, torch.full((d,), 0.5))
 
     def _norm(self, name: str, y: torch.Tensor) -> torch.Tensor:
         return self.module_norms[name](y) if name in self.module_norms else y
