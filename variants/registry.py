@@ -49,6 +49,8 @@ class Entry:
     base: str | None = None
     #: the switches an ablation sets over its base
     switches: dict[str, Any] = field(default_factory=dict)
+    #: a toy-sized variant for tests and benchmarks (no paper figures)
+    tiny: bool = False
 
 
 #: name -> entry, in registration order
@@ -61,11 +63,13 @@ def _register(entry: Entry) -> None:
     _REGISTRY[entry.name] = entry
 
 
-def register_variant(name: str) -> Callable[[Callable[[], ModelSpec]], Callable[[], ModelSpec]]:
-    """Decorator: register a zero-argument function returning a ModelSpec."""
+def register_variant(name: str, *, tiny: bool = False
+                     ) -> Callable[[Callable[[], ModelSpec]], Callable[[], ModelSpec]]:
+    """Decorator: register a zero-argument function returning a ModelSpec
+    (``tiny``: a toy-sized variant for tests, left out of ``list_variants(include_tiny=False)``)."""
 
     def deco(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
-        _register(Entry(name, fn))
+        _register(Entry(name, fn, tiny=tiny))
         return fn
 
     return deco
@@ -90,9 +94,10 @@ def register_ablation(name: str, base: str, description: str, *,
     _register(Entry(name, preset, base=base, switches=dict(switches)))
 
 
-def list_variants(pattern: str = "*") -> list[str]:
+def list_variants(pattern: str = "*", *, include_tiny: bool = True) -> list[str]:
     """Registered names matching a shell-style wildcard, in registration order."""
-    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n, e in _REGISTRY.items()
+            if fnmatch.fnmatchcase(n, pattern) and (include_tiny or not e.tiny)]
 
 
 def _entry(name: str) -> Entry:

@@ -67,8 +67,8 @@ def resolve_variants(names: list[str]) -> list[str]:
     from variants import list_variants
     from variants.registry import UnknownVariantError
 
-    if not names:
-        return list_variants()
+    if not names:  # every paper variant (the tiny test variants have no paper figures)
+        return list_variants(include_tiny=False)
     out: list[str] = []
     for n in names:
         matched = list_variants(n)

@@ -92,7 +92,7 @@ def test_profile_variant_rows(variant):
     for r in rows:
         assert sum(r["parts"].values()) == r["params"]
         built = build_model(variant, objective=r["objective"], **TINY[variant])
-        assert sum(p.numel() for p in built.parameters()) == r["params"]
+        assert built.param_counts()["total"] == r["params"]  # parameters + unused_bypass_scale
         assert r["encoder_params"] == r["parts"]["encoder_embed"] + r["parts"]["encoder"]
         assert r["gflops"] > 0 and r["gflops_convention"] in (PLAIN, WITH_RULES)
         assert r["gflops_flop_counter"] <= r["gflops_deepspeed"] * 1.001
