@@ -1,6 +1,6 @@
 """Pruned RNN-T loss vs the full joiner lattice vs the Zipformer-S encoder.
 
-Targets (issue 4), at B=8, T=500 encoder frames, S=100 tokens, vocabulary 500,
+Targets, at B=8, T=500 encoder frames, S=100 tokens, vocabulary 500,
 with the real Zipformer-S transducer heads (joiner 512, decoder 512):
 
 - peak memory of the pruned loss (simple + pruned, joiner included, forward

@@ -1,6 +1,6 @@
 """Runner overhead: the share of a training step spent outside forward/backward/optimizer.
 
-Target (issue 6): under 10 % for a tiny model on the built-in data, data loading
+Target: under 10 % for a tiny model on the built-in data, data loading
 included. Run with ``make bench`` (or ``pytest benchmarks/test_runner_overhead.py
 --benchmark-enable``); ``harness status GRID --profile`` prints the same profile
 for any trained cell.

@@ -1,7 +1,8 @@
 """The full ASR model: Conv-Embed/subsampling + encoder + any of the heads.
 
-Parts are named as the parameter table of the notes counts them, so
-:meth:`AsrModel.param_counts` reproduces that table row by row.
+Parts are named as the authors' implementation (icefall) splits its
+parameters (encoder_embed, encoder, decoder, joiner, ...), so
+:meth:`AsrModel.param_counts` reproduces their per-part counts row by row.
 """
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from . import distributed
 from .data_setup import load_cell_data
 from .distributed import DistInfo
 from .evaluate import decode_epoch, last_epoch
-from .precision import LossScaleCollapsed
-from .trainer import Diverged, Trainer, build_cell_model
+from .precision import LossScaleCollapsedError
+from .trainer import DivergedError, Trainer, build_cell_model
 
 BUSY = "busy"
 
@@ -96,9 +96,9 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
 
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        if isinstance(e, Diverged):
+        if isinstance(e, DivergedError):
             status, step, msg = "diverged", e.step, f"diverged at step {e.step}: {e}"
-        elif isinstance(e, LossScaleCollapsed):
+        elif isinstance(e, LossScaleCollapsedError):
             status, step, msg = "diverged", None, f"diverged: {e}"
         else:
             status, step, msg = "failed", None, _short_error(e)

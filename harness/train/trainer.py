@@ -36,7 +36,7 @@ from .precision import LossScaler, Precision, select_device, select_precision
 from .step_profile import StepProfile, format_profile
 
 
-class Diverged(RuntimeError):
+class DivergedError(RuntimeError):
     """The loss became NaN or infinite (or fp16's loss scale collapsed)."""
 
     def __init__(self, step: int, message: str):
@@ -44,7 +44,7 @@ class Diverged(RuntimeError):
         super().__init__(message)
 
 
-class OutOfMemoryAtStart(RuntimeError):
+class OutOfMemoryAtStartError(RuntimeError):
     """The largest batches the sampler can produce do not fit on the device."""
 
 
@@ -252,7 +252,7 @@ class Trainer:
                         if dist.enabled:
                             value, frames = distributed.all_reduce_sum([value, frames], dist, self.device)
                         if not math.isfinite(value) and not scaler.enabled:
-                            raise Diverged(step + 1, f"loss is {value} (epoch {epoch}, "
+                            raise DivergedError(step + 1, f"loss is {value} (epoch {epoch}, "
                                            f"batch {batch_in_epoch} of the epoch)")
                         with profile.phase("backward"):
                             scaler.scale(loss / t.accum_grad).backward()
@@ -391,7 +391,7 @@ class Trainer:
                 torch.cuda.empty_cache()
                 fits = self._largest_fitting(module, train_dl, cuts, optimizer, scaler)
                 dur = sum(c.duration for c in cuts)
-                raise OutOfMemoryAtStart(
+                raise OutOfMemoryAtStartError(
                     f"out of memory on {torch.cuda.get_device_name(self.device)} with the sampler's "
                     f"largest batch ({criterion}, {dur:.0f} s of audio, data.max_duration="
                     f"{self.cfg.data.max_duration}); "

@@ -31,7 +31,7 @@ def expected_heads(e: int) -> dict[str, int]:
     }
 
 
-# (embed + encoder) of each preset; zipformer: notes' table; conformer: the authors'
+# (embed + encoder) of each preset; zipformer: the authors' per-part counts; conformer: the authors'
 # encoder minus their Linear(d, 500) output layer, which the heads replace
 ENCODERS = {
     "zipformer-s": 611_953 + 21_377_826,

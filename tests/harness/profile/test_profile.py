@@ -103,7 +103,7 @@ def test_paper_values_beside_the_registered_model():
     from harness.profile.summary import profile_variant
 
     rows = profile_variant("zipformer-s", flops=False)
-    assert [r["params"] for r in rows] == [23_285_615, 22_118_279, 46_282_107]  # the notes' counts
+    assert [r["params"] for r in rows] == [23_285_615, 22_118_279, 46_282_107]  # the authors' implementation's counts
     assert [r["params_paper"] for r in rows] == [23.3, 22.1, 46.3]
     assert rows[0]["gflops_paper"] == 40.8 and rows[0]["gflops"] is None
     assert abs(rows[0]["params_diff_pct"] - (23.285615 - 23.3) / 23.3 * 100) < 1e-9
