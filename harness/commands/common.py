@@ -51,6 +51,15 @@ def store_path(args: argparse.Namespace, grid: Grid) -> Path:
     return Path(args.store) if getattr(args, "store", None) else grid.store_path
 
 
+def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
+    """The grid's results store path and the store opened if it exists (None if not:
+    reading commands never create one)."""
+    from harness.store import ResultsStore
+
+    path = store_path(args, grid)
+    return path, (ResultsStore(path) if path.exists() else None)
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs, values parsed as YAML (``encoder.num_encoder_layers=[1,1]``)."""
     out: dict[str, Any] = {}
