@@ -1,4 +1,4 @@
-"""GPU check for the RNN-T backends (issue 10), one JSON object per line.
+"""GPU check for the RNN-T backends, one JSON object per line.
 
 1. Loss benchmark (the shapes of benchmarks/test_pruned_rnnt.py: B=8, T=500,
    S=100, V=500, Zipformer-S heads): the pruned path per backend (torch,

@@ -10,9 +10,8 @@ Zipformer-S transducer heads (joiner 512, decoder 512), forward and backward:
 - the Zipformer-S encoder (8 x 2005 fbank frames -> 500 encoder frames).
 
 Targets: peak memory of every pruned path at least 10x below the full
-lattice's (issue 4); the torch pruned path faster than the encoder (issue 4);
-on a GPU the Triton pruned path no slower than the full fused loss and at most
-0.1x the encoder (issue 10).
+lattice's; the torch pruned path faster than the encoder; on a GPU the Triton
+pruned path no slower than the full fused loss and at most 0.1x the encoder.
 
     python3 -m pytest benchmarks/test_pruned_rnnt.py --benchmark-enable -s
 

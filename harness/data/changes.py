@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from .atomic import atomic_path
+from harness.atomic import atomic_path
 from .errors import DataError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .atomic import remove
+from harness.atomic import remove
+
 from .changes import warn
 
 NUM_MEL_BINS = 80

@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, clean_stale_tmp, write_json
+from harness.atomic import atomic_path, clean_stale_tmp, write_json
+
 from .audio_check import SAMPLE_RATE, resample_recordings
 from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
 from .changes import change, check_test_drops, load_changes, record_changes, summary_line, warn

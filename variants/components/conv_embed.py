@@ -33,7 +33,7 @@ from .dropout import TimeSharedDropout
 from .norm import create_norm
 from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
-from .zipformer_stack import padding_mask_from_lengths
+from .padding_mask import padding_mask
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -55,7 +55,7 @@ def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) ->
     t = x.shape[time_dim]
     if int(lengths.min()) >= t:
         return x
-    pad = padding_mask_from_lengths(lengths.to(x.device), t)                   # (B, T)
+    pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[time_dim] = t
     return x.masked_fill(pad.view(shape), 0.0)
@@ -74,7 +74,7 @@ class ConvEmbed(nn.Module):
     """x (B, T, num_features), lengths (B,) -> (B, T', out_dim), lengths'."""
 
     def __init__(self, num_features: int, out_dim: int, time_stride: int = 2,
-                 dropout: FloatLike = 0.1, norm: str = "bias_norm", activation: str = "swoosh",
+                 dropout: FloatLike = 0.1, *, norm: str = "bias_norm", activation: str = "swoosh",
                  balancer: bool = True, whitener: bool = True,
                  channels: tuple[int, int, int] = (8, 32, 128)):
         super().__init__()
@@ -87,20 +87,20 @@ class ConvEmbed(nn.Module):
         self.min_frames = 7 if time_stride == 2 else 9
         self.conv = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=(0, 1)),
-            make_balancer(balancer, c1, channel_dim=1, max_abs=1.0),
+            make_balancer(c1, enabled=balancer, channel_dim=1, max_abs=1.0),
             create_activation(activation, "conv_embed"),
             nn.Conv2d(c1, c2, 3, stride=2),
-            make_balancer(balancer, c2, channel_dim=1, max_abs=4.0),
+            make_balancer(c2, enabled=balancer, channel_dim=1, max_abs=4.0),
             create_activation(activation, "conv_embed"),
             nn.Conv2d(c2, c3, 3, stride=(time_stride // 2, 2)),
-            make_balancer(balancer, c3, channel_dim=1, max_abs=4.0),
+            make_balancer(c3, enabled=balancer, channel_dim=1, max_abs=4.0),
             create_activation(activation, "conv_embed"),
         )
         self.convnext = ConvNeXt(c3, activation=activation, balancer=balancer, whitener=whitener)
         self.out_width = ((num_features - 1) // 2 - 1) // 2
         self.out = nn.Linear(self.out_width * c3, out_dim)
         self.out_whiten = make_whitener(
-            whitener, num_groups=1,
+            enabled=whitener, num_groups=1,
             whitening_limit=ScheduledFloat((0.0, 4.0), (20000.0, 8.0), default=4.0),
             prob=(0.025, 0.25), grad_scale=0.02)
         self.out_norm = create_norm(norm, out_dim)

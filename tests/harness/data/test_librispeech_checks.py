@@ -120,7 +120,7 @@ def test_reject_refuses_characters_outside_the_alphabet(tiny_librispeech, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1] == (
-        f"harness data prepare: error: librispeech test-other: 1 of 7 transcripts hold characters outside "
+        f"error: librispeech test-other: 1 of 7 transcripts hold characters outside "
         f"the LibriSpeech alphabet (A-Z, apostrophe, space): 'n' (LATIN SMALL LETTER N) x1, "
         f"'a' (LATIN SMALL LETTER A) x1, 'i' (LATIN SMALL LETTER I) x1, 'v' (LATIN SMALL LETTER V) x1, "
         f"'e' (LATIN SMALL LETTER E) x1; e.g. {utt} \"naive\"; allowed: the LibriSpeech alphabet "
@@ -141,7 +141,7 @@ def test_a_test_set_that_loses_an_utterance_fails_unless_allowed(tiny_librispeec
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert re.fullmatch(
-        rf"harness data prepare: error: librispeech test split test-other loses 1 of 7 utterances "
+        rf"error: librispeech test split test-other loses 1 of 7 utterances "
         rf"\(e\.g\. {flac.stem}: unreadable audio: LibsndfileError: .*\); a test set must keep every "
         rf"utterance: fix or remove the files, or allow it with --allow-dropped \(data\.allow_dropped: true\); "
         rf"each is listed in {re.escape(str(out.resolve()))}/changes\.jsonl", err[-1])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .bench import run_isolated
-from .command import parse_overrides, resolve_variants
+from harness.profile.bench import run_isolated
+
+from .common import parse_overrides, resolve_variants, user_error
 
 PAPER_BATCH, PAPER_DURATION_S = 30, 30.0
 CPU_BATCH, CPU_DURATION_S = 2, 10.0
@@ -54,15 +55,13 @@ def run(args: argparse.Namespace) -> int:
         names = resolve_variants(args.variants or list(DEFAULT_VARIANTS))
         overrides = parse_overrides(args.overrides)
     except (VariantError, ValueError) as err:
-        print(f"harness bench: {err}", file=sys.stderr)
-        return 2
+        return user_error(str(err))
     if cuda:
         import torch
 
         if not torch.cuda.is_available():
-            print("harness bench: --device cuda asked for, but torch sees no CUDA device; "
-                  "use --device cpu", file=sys.stderr)
-            return 2
+            return user_error("--device cuda asked for, but torch sees no CUDA device; "
+                              "use --device cpu")
     store = None
     if not args.no_store:
         from harness.store import ResultsStore

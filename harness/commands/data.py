@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+
+from .common import user_error
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
-    from .synthetic.tiers import DEFAULT_TIER, TIERS
+    from harness.data.synthetic.tiers import DEFAULT_TIER, TIERS
 
     p.add_argument("--tier", choices=list(TIERS), default=None,
                    help=f"synthetic corpus tier (default {DEFAULT_TIER})")
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import DataError
+    from harness.data.errors import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -60,13 +61,12 @@ def run(args: argparse.Namespace) -> int:
             return _prepare(args)
         return _write_librispeech(args)
     except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"harness data {args.action}: error: {e}", file=sys.stderr)
-        return 2
+        return user_error(str(e))
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .changes import load_changes, summary_line
-    from .prepare import prepare_corpus
+    from harness.data.changes import load_changes, summary_line
+    from harness.data.prepare import prepare_corpus
 
     options = dict(seed=args.seed, num_jobs=args.num_jobs, vocab_size=args.vocab_size,
                    speed_perturb=not args.no_speed_perturb, allow_dropped=args.allow_dropped,
@@ -76,13 +76,9 @@ def _prepare(args: argparse.Namespace) -> int:
     elif args.corpus == "librispeech":
         options.update(train_set=args.train_set, oov_chars=args.oov_chars)
     if args.corpus != "librispeech" and args.oov_chars != "report":
-        print("harness data prepare: error: --oov-chars applies to --corpus librispeech only",
-              file=sys.stderr)
-        return 2
+        return user_error("--oov-chars applies to --corpus librispeech only")
     if args.corpus != "synthetic" and (args.tier or args.hours or args.voices):
-        print("harness data prepare: error: --tier/--hours/--voices apply to --corpus synthetic only",
-              file=sys.stderr)
-        return 2
+        return user_error("--tier/--hours/--voices apply to --corpus synthetic only")
     if args.corpus != "synthetic":
         options.pop("seed")
     out = args.out or f"data/{args.corpus}"
@@ -96,9 +92,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _write_librispeech(args: argparse.Namespace) -> int:
-    from .synthetic.corpus import write_librispeech_layout
-    from .synthetic.tiers import DEFAULT_TIER, get_tier
-    from .features import default_num_jobs
+    from harness.data.features import default_num_jobs
+    from harness.data.synthetic.corpus import write_librispeech_layout
+    from harness.data.synthetic.tiers import DEFAULT_TIER, get_tier
 
     tier = get_tier(args.tier or DEFAULT_TIER, hours=args.hours, voices=args.voices)
     plan = write_librispeech_layout(args.out, tier, seed=args.seed,
