@@ -1,4 +1,4 @@
-"""GPU check for the runner (issue 6): Zipformer-M training steps with mixed
+"""GPU check for the runner: Zipformer-M training steps with mixed
 precision at the paper's max duration per GPU (Table 7: 1000 s for M), and the
 peak GPU memory they take. Uses the harness's own pieces: the registry's model,
 the losses' compute_loss, ScaledAdam + Eden, and the trainer's precision

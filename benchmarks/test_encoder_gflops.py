@@ -1,7 +1,7 @@
 """Encoder GFLOPs (encoder_embed + encoder, one 3000 x 80 input = 30 s, batch 1)
 of Zipformer-S/M/L and Conformer-S/M/L, measured the way ``harness profile``
 measures them (plain DeepSpeed ``get_model_profile``; torch's FlopCounterMode as
-a cross-check), against the authors' own counts (notes) and the paper's Table 2.
+a cross-check), against the authors' own counts (their implementation, profiled) and the paper's Table 2.
 
     python3 -m pytest benchmarks/test_encoder_gflops.py -s     # or run this file
 
@@ -22,10 +22,10 @@ from harness.profile.flops import measure_encoder_flops
 from variants import build_model, get_spec
 
 FRAMES = 3000
-#: plain DeepSpeed GFLOPs of the authors' implementations (notes)
+#: plain DeepSpeed GFLOPs of the authors' implementations
 AUTHORS_GFLOPS = {"zipformer-s": 40.67, "zipformer-m": 62.78, "zipformer-l": 107.54,
                   "conformer-s": 29.15, "conformer-m": 77.13, "conformer-l": 294.40}
-#: encoder output frames for 3000 input frames (notes)
+#: encoder output frames for 3000 input frames (authors' implementation)
 OUT_FRAMES = {"zipformer": 748, "conformer": 749}
 
 

@@ -1,6 +1,6 @@
 """One optimizer step on Zipformer-M's parameters: ScaledAdam vs torch.optim.Adam.
 
-Targets (issue 3): ScaledAdam's step at most 2.5x Adam's on CPU, and its state
+Targets: ScaledAdam's step at most 2.5x Adam's on CPU, and its state
 (bytes of the tensors in ``optimizer.state``) at most 5 % above Adam's.
 
     python3 -m pytest benchmarks/test_optimizer_step.py --benchmark-enable -s

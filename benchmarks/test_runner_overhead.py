@@ -1,6 +1,6 @@
 """Runner overhead: the share of a training step spent outside forward/backward/optimizer.
 
-Target (issue 6): under 10 % for a tiny model on the built-in data, data loading
+Target: under 10 % for a tiny model on the built-in data, data loading
 included. Run with ``make bench`` (or ``pytest benchmarks/test_runner_overhead.py
 --benchmark-enable``); ``harness status GRID --profile`` prints the same profile
 for any trained cell.
@@ -12,18 +12,7 @@ import pytest
 TINY = """\
 name: overhead
 base:
-  variant: zipformer-s
-  overrides:
-    downsampling_factor: [1, 2]
-    num_encoder_layers: [1, 1]
-    encoder_dim: [32, 32]
-    feedforward_dim: [64, 64]
-    encoder_unmasked_dim: [32, 32]
-    num_heads: [2, 2]
-    cnn_module_kernel: [7, 7]
-    query_head_dim: 8
-    value_head_dim: 8
-    pos_dim: 16
+  variant: zipformer-tiny
   objective: ctc
   data: {corpus: synthetic, dir: DATA, options: {tier: tiny}, max_duration: 10}
   train: {epochs: 3, log_interval: 1000}

@@ -1,23 +1,26 @@
-"""`harness`: the command line. Each subcommand lives in its own module with
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
-when their command runs, so ``harness --help`` is instant."""
+"""`harness`: the command line. Each subcommand is one module under
+``harness/commands/`` with ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``harness --help`` is
+instant. A user's mistake prints one line ``error: ...`` and exits 2
+(``harness.commands.common.user_error``)."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "variants": ("harness.variants_command", "list registered variants or describe one"),
-    "profile": ("harness.profile.command", "params per part and encoder GFLOPs vs the paper"),
-    "data": ("harness.data.command", "prepare corpora (synthetic, LibriSpeech, Aishell-1)"),
-    "plan": ("harness.grid.plan_command", "print a grid's cells, their size and cost, train nothing"),
-    "run": ("harness.grid.run_command", "train, decode and record every cell of a grid"),
-    "status": ("harness.grid.status_command", "each cell's state and progress"),
-    "bench": ("harness.profile.bench_command", "encoder inference time and peak memory"),
-    "report": ("harness.report.command", "regenerate the paper's tables and figures"),
-    "demo": ("harness.demo", "the main job: default grid on built-in data, then the report"),
+    "variants": ("harness.commands.variants", "list registered variants or describe one"),
+    "profile": ("harness.commands.profile", "params per part and encoder GFLOPs vs the paper"),
+    "data": ("harness.commands.data", "prepare corpora (synthetic, LibriSpeech, Aishell-1)"),
+    "plan": ("harness.commands.plan", "print a grid's cells, their size and cost, train nothing"),
+    "run": ("harness.commands.run", "train, decode and record every cell of a grid"),
+    "status": ("harness.commands.status", "each cell's state and progress"),
+    "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
+    "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
+    "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),
 }
 
 
@@ -46,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"harness {name}", description=help_)
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (``harness variants | head``): end quietly; point stdout at
+        # /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

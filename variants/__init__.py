@@ -1,4 +1,7 @@
-"""Swappable Zipformer / Conformer components and the variant registry."""
+"""Swappable Zipformer / Conformer components and the variant registry.
+
+Importing ``variants`` registers the built-in presets (``variants/specs/``).
+"""
 from .registry import (  # noqa: F401
     InvalidSwitchValueError,
     UnknownSwitchError,
@@ -13,3 +16,4 @@ from .registry import (  # noqa: F401
     register_variant,
 )
 from .spec import ConformerConfig, HeadsConfig, ModelSpec, ZipformerConfig  # noqa: F401
+from . import specs  # noqa: F401,E402  (registers the built-in presets)

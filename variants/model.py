@@ -1,15 +1,26 @@
 """The full ASR model: Conv-Embed/subsampling + encoder + any of the heads.
 
-Parts are named as the parameter table of the notes counts them, so
-:meth:`AsrModel.param_counts` reproduces that table row by row.
+Parts are named as the authors' implementation (icefall) splits its
+parameters (encoder_embed, encoder, decoder, joiner, ...), so
+:meth:`AsrModel.param_counts` reproduces their per-part counts row by row.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .components.zipformer_block import UNUSED_BYPASS_SCALE
 from .encoders import build_encoder
 from .spec import ModelSpec
+
+
+def counted_numel(module: nn.Module) -> int:
+    """Parameters as the authors count them: every parameter plus the Zipformer
+    blocks' ``unused_bypass_scale`` buffers, which are parameters (never used) in
+    their implementation and buffers here."""
+    return (sum(p.numel() for p in module.parameters())
+            + sum(b.numel() for name, b in module.named_buffers()
+                  if name.rpartition(".")[2] == UNUSED_BYPASS_SCALE))
 
 
 class AsrModel(nn.Module):
@@ -72,7 +83,7 @@ class AsrModel(nn.Module):
         """Parameters per part, named as in the paper's accounting."""
 
         def n(mod: nn.Module | None) -> int:
-            return 0 if mod is None else sum(p.numel() for p in mod.parameters())
+            return 0 if mod is None else counted_numel(mod)
 
         parts = {
             "encoder_embed": n(self.encoder_embed),

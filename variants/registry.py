@@ -2,7 +2,9 @@
 
 timm-style: a decorator registers a zero-argument preset returning a
 :class:`~variants.spec.ModelSpec`; ablations are registered with
-:func:`register_ablation` as switch sets over a base preset.
+:func:`register_ablation` as switch sets over a base preset. The built-in
+presets (``variants/specs/``) register themselves when ``variants`` is
+imported; this module imports none of them.
 
     >>> from variants import build_model, list_variants
     >>> list_variants("zipformer-m*")
@@ -12,6 +14,7 @@ timm-style: a decorator registers a zero-argument preset returning a
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from pydantic import ValidationError
@@ -36,18 +39,37 @@ class InvalidSwitchValueError(VariantError):
     pass
 
 
-_PRESETS: dict[str, Callable[[], ModelSpec]] = {}
-_ORDER: list[str] = []
+@dataclass(frozen=True)
+class Entry:
+    """One registered variant: how to build its spec and, for an ablation, what it derives from."""
+
+    name: str
+    preset: Callable[[], ModelSpec]
+    #: the preset an ablation derives from (None for a base preset)
+    base: str | None = None
+    #: the switches an ablation sets over its base
+    switches: dict[str, Any] = field(default_factory=dict)
+    #: a toy-sized variant for tests and benchmarks (no paper figures)
+    tiny: bool = False
 
 
-def register_variant(name: str) -> Callable[[Callable[[], ModelSpec]], Callable[[], ModelSpec]]:
-    """Decorator: register a zero-argument function returning a ModelSpec."""
+#: name -> entry, in registration order
+_REGISTRY: dict[str, Entry] = {}
+
+
+def _register(entry: Entry) -> None:
+    if entry.name in _REGISTRY:
+        raise VariantError(f"variant {entry.name!r} is registered twice")
+    _REGISTRY[entry.name] = entry
+
+
+def register_variant(name: str, *, tiny: bool = False
+                     ) -> Callable[[Callable[[], ModelSpec]], Callable[[], ModelSpec]]:
+    """Decorator: register a zero-argument function returning a ModelSpec
+    (``tiny``: a toy-sized variant for tests, left out of ``list_variants(include_tiny=False)``)."""
 
     def deco(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
-        if name in _PRESETS:
-            raise VariantError(f"variant {name!r} is registered twice")
-        _PRESETS[name] = fn
-        _ORDER.append(name)
+        _register(Entry(name, fn, tiny=tiny))
         return fn
 
     return deco
@@ -69,27 +91,24 @@ def register_ablation(name: str, base: str, description: str, *,
                                        "paper_gflops": paper_gflops})
 
     preset.__doc__ = description
-    preset.base = base  # type: ignore[attr-defined]
-    preset.switches = dict(switches)  # type: ignore[attr-defined]
-    register_variant(name)(preset)
+    _register(Entry(name, preset, base=base, switches=dict(switches)))
 
 
-def _ensure_loaded() -> None:
-    from . import specs  # noqa: F401  (registers the built-in presets)
-
-
-def list_variants(pattern: str = "*") -> list[str]:
+def list_variants(pattern: str = "*", *, include_tiny: bool = True) -> list[str]:
     """Registered names matching a shell-style wildcard, in registration order."""
-    _ensure_loaded()
-    return [n for n in _ORDER if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n, e in _REGISTRY.items()
+            if fnmatch.fnmatchcase(n, pattern) and (include_tiny or not e.tiny)]
+
+
+def _entry(name: str) -> Entry:
+    if name not in _REGISTRY:
+        raise UnknownVariantError(
+            f"unknown variant {name!r}; registered variants: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
 
 
 def get_spec(name: str, overrides: Mapping[str, Any] | None = None) -> ModelSpec:
-    _ensure_loaded()
-    if name not in _PRESETS:
-        raise UnknownVariantError(
-            f"unknown variant {name!r}; registered variants: {', '.join(_ORDER)}")
-    spec = _PRESETS[name]()
+    spec = _entry(name).preset()
     if overrides:
         spec = apply_overrides(spec, overrides, context=f"variant {name!r}")
     return spec
@@ -97,13 +116,12 @@ def get_spec(name: str, overrides: Mapping[str, Any] | None = None) -> ModelSpec
 
 def variant_base(name: str) -> str | None:
     """The base preset an ablation derives from (None for a base preset)."""
-    get_spec(name)
-    return getattr(_PRESETS[name], "base", None)
+    return _entry(name).base
 
 
 def variant_switches(name: str) -> dict[str, Any]:
-    get_spec(name)
-    return dict(getattr(_PRESETS[name], "switches", {}))
+    """The switches an ablation sets over its base ({} for a base preset)."""
+    return dict(_entry(name).switches)
 
 
 def _sections(spec: ModelSpec) -> dict[str, dict[str, Any]]:
@@ -205,7 +223,7 @@ def resolve_objective(objective: str | tuple[str, ...] | list[str]) -> tuple[str
 
 def build_model(name: str, objective: str | tuple[str, ...] = "transducer", **overrides: Any):
     """Build the :class:`~variants.model.AsrModel` for a variant."""
-    from .model import AsrModel
+    from .model import AsrModel  # torch and every component: not needed to list or resolve specs
 
     spec = get_spec(name, overrides)
     return AsrModel(spec, resolve_objective(objective))

@@ -27,11 +27,13 @@ OBJECTIVE_HEADS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Strict(BaseModel):
+class FrozenSpec(BaseModel):
+    """A part of a model spec: immutable (specs are hashed into cell ids), unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class ZipformerConfig(Strict):
+class ZipformerConfig(FrozenSpec):
     """Zipformer encoder (paper Table 1 and the authors' training flags)."""
 
     kind: Literal["zipformer"] = "zipformer"
@@ -99,7 +101,7 @@ class ZipformerConfig(Strict):
         return max(self.encoder_dim)
 
 
-class ConformerConfig(Strict):
+class ConformerConfig(FrozenSpec):
     """The authors' original (non-reworked) Conformer used for Table 2's rows."""
 
     kind: Literal["conformer"] = "conformer"
@@ -130,7 +132,7 @@ class ConformerConfig(Strict):
 EncoderConfig = Annotated[Union[ZipformerConfig, ConformerConfig], Field(discriminator="kind")]
 
 
-class HeadsConfig(Strict):
+class HeadsConfig(FrozenSpec):
     """Output heads shared by all variants (authors' defaults)."""
 
     vocab_size: int = Field(500, gt=1)
@@ -158,7 +160,7 @@ class HeadsConfig(Strict):
         return self
 
 
-class ModelSpec(Strict):
+class ModelSpec(FrozenSpec):
     """A complete model: encoder + heads + the optimizer it is trained with."""
 
     encoder: EncoderConfig = Field(default_factory=ZipformerConfig)

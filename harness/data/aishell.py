@@ -11,8 +11,8 @@ PARTS = ("train", "dev", "test")
 TRANSCRIPT = Path("data_aishell/transcript/aishell_transcript_v0.8.txt")
 
 
-def check_corpus(src: Path, progress: bool = False) -> set[Path]:
-    """Validate the layout; returns unreadable wav files (skipped with a warning)."""
+def check_corpus(src: Path, progress: bool = False) -> dict[Path, str]:
+    """Validate the layout; returns {unreadable wav file: why} (skipped with a warning)."""
     if not src.is_dir():
         raise CorpusNotFoundError(f"Aishell-1 directory {src} does not exist")
     if not (src / TRANSCRIPT).is_file():
@@ -30,21 +30,24 @@ def check_corpus(src: Path, progress: bool = False) -> set[Path]:
 
 
 def aishell_manifests(src: Path, progress: bool = False) -> dict[str, tuple]:
-    """{part: (RecordingSet, SupervisionSet)} for train, dev and test."""
+    """{part: (RecordingSet, SupervisionSet, drops)} for train, dev and test;
+    drops: {utterance id: (why, file)} of the unreadable files left out."""
     from lhotse.recipes import prepare_aishell
 
     bad = check_corpus(src, progress)
     if not bad:
         m = prepare_aishell(src, output_dir=None)
-        out = {p: (m[p]["recordings"], m[p]["supervisions"]) for p in PARTS}
+        out = {p: (m[p]["recordings"], m[p]["supervisions"], {}) for p in PARTS}
     else:
         with tempfile.TemporaryDirectory(prefix="aishell-readable-") as tmp:
             mirror = Path(tmp)
             symlink_mirror(src / "data_aishell", mirror / "data_aishell", bad)
             m = prepare_aishell(mirror, output_dir=None)
-            out = {p: (point_back(m[p]["recordings"], mirror, src.resolve()), m[p]["supervisions"])
+            drops = {p: {f.stem: (why, str(f)) for f, why in bad.items()
+                         if f.relative_to(src / "data_aishell" / "wav").parts[0] == p} for p in PARTS}
+            out = {p: (point_back(m[p]["recordings"], mirror, src.resolve()), m[p]["supervisions"], drops[p])
                    for p in PARTS}
-    for part, (_, sups) in out.items():
+    for part, (_, sups, _) in out.items():
         if len(sups) == 0:
             raise EmptySplitError(f"Aishell-1 split {part} has no transcribed utterances")
     return out

@@ -1,23 +1,27 @@
-"""Find audio files that cannot be read, and hide them from a lhotse recipe.
+"""Audio checks before and after a lhotse recipe: unreadable files, sample rates.
 
 lhotse's recipes crash on an unreadable file; the harness skips such files
 with a warning that names them: the recipe then runs on a mirror of the corpus
 folder made of symlinks, without those files, and the recordings are pointed
-back at the real files afterwards.
+back at the real files afterwards. Recordings at another sample rate than the
+features' 16 kHz are resampled (lhotse's ``Recording.resample``: the manifest
+records the transform, the audio is resampled when read), never dropped.
 """
 from __future__ import annotations
 
-import logging
 import os
-import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
-log = logging.getLogger(__name__)
+from .changes import warn
+
+#: the sample rate of the fbank features (as in the authors' recipes)
+SAMPLE_RATE = 16000
 
 
-def unreadable_audio(files: Iterable[Path], desc: str | None = None) -> set[Path]:
-    """Files whose header soundfile cannot read; each is logged and warned about.
+def unreadable_audio(files: Iterable[Path], desc: str | None = None) -> dict[Path, str]:
+    """{file: why} for the files whose header soundfile cannot read; each is warned about.
 
     ``desc``: show a progress bar with this label.
     """
@@ -25,18 +29,38 @@ def unreadable_audio(files: Iterable[Path], desc: str | None = None) -> set[Path
     from tqdm import tqdm
 
     files = list(files)
-    bad = set()
+    bad = {}
     for f in tqdm(files, desc=desc, unit="file", disable=desc is None):
         try:
             info = sf.info(str(f))
             if info.frames <= 0:
                 raise RuntimeError("no samples")
         except Exception as e:  # noqa: BLE001 - any failure means unreadable
-            msg = f"skipping unreadable audio file {f}: {type(e).__name__}: {e}"
-            log.warning(msg)
-            warnings.warn(msg, stacklevel=2)
-            bad.add(Path(f))
+            bad[Path(f)] = f"unreadable audio: {type(e).__name__}: {e}"
+            warn(f"skipping unreadable audio file {f}: {type(e).__name__}: {e}")
     return bad
+
+
+def resample_recordings(recordings, label: str, rate: int = SAMPLE_RATE):
+    """(RecordingSet at ``rate``, [(recording, original rate)] of those resampled).
+
+    One note (a warning line) per call names the rates found; ``label`` says
+    which corpus and split.
+    """
+    from lhotse import RecordingSet
+
+    out, changed = [], []
+    for rec in recordings:
+        if rec.sampling_rate != rate:
+            changed.append((rec, rec.sampling_rate))
+            rec = rec.resample(rate)
+        out.append(rec)
+    if changed:
+        rates = Counter(r for _, r in changed)
+        found = ", ".join(f"{n} at {r} Hz" for r, n in sorted(rates.items()))
+        warn(f"{label}: {len(changed)} of {len(out)} recordings resampled to {rate} Hz "
+             f"({found}; e.g. {changed[0][0].sources[0].source})")
+    return RecordingSet.from_recordings(out), changed
 
 
 def symlink_mirror(src: Path, dst: Path, skip: set[Path],

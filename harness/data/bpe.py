@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from .atomic import atomic_path
+from harness.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,8 @@ class DataConfig(BaseModel):
     vocab_size: int = Field(DEFAULT_VOCAB_SIZE, gt=3)
     speed_perturb: bool = True
     train_set: Literal["auto", "100", "960"] = "auto"
+    oov_chars: Literal["report", "reject"] = "report"    # librispeech only
+    allow_dropped: bool = False
 
     @model_validator(mode="after")
     def _fits_corpus(self) -> "DataConfig":
@@ -45,6 +47,8 @@ class DataConfig(BaseModel):
                 raise ValueError(f"data.src is required for corpus {self.corpus!r} (its local copy)")
             if synthetic_only:
                 raise ValueError(f"data.{', data.'.join(synthetic_only)} apply to corpus 'synthetic' only")
+        if self.corpus != "librispeech" and self.oov_chars != "report":
+            raise ValueError("data.oov_chars applies to corpus 'librispeech' only")
         return self
 
     def prepare(self, progress: bool = True):
@@ -57,4 +61,5 @@ class DataConfig(BaseModel):
                 options.pop(key)
         if self.corpus != "librispeech":
             options.pop("train_set")
+            options.pop("oov_chars")
         return prepare_corpus(self.corpus, self.out, self.src, progress=progress, **options)

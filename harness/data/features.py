@@ -8,17 +8,15 @@ warning that names it.
 """
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .atomic import remove
+from harness.atomic import remove
 
-log = logging.getLogger(__name__)
+from .changes import warn
 
 NUM_MEL_BINS = 80
 SPEED_FACTORS = (0.9, 1.1)
@@ -89,11 +87,13 @@ def _audio_source(cut) -> str:
 
 
 def compute_features(cuts, storage_dir: Path, num_jobs: int = 1,
-                     progress: Callable[[int], None] | None = None):
+                     progress: Callable[[int], None] | None = None,
+                     skipped: Callable[[str, str], None] | None = None):
     """Fbank for every cut, stored under ``storage_dir`` (replaced if present).
 
     Returns the CutSet of cuts whose audio decoded; each skipped cut is logged
-    and warned about with the audio file it came from.
+    and warned about with the audio file it came from, and passed to
+    ``skipped(cut_id, why)``.
     """
     from lhotse import CutSet
 
@@ -115,9 +115,9 @@ def compute_features(cuts, storage_dir: Path, num_jobs: int = 1,
     for chunk, result in map_in_processes(_compute_chunk, chunks, num_jobs):
         collect(chunk, result)
     for cut_id, why in failed:
-        msg = f"skipping cut {cut_id}: its audio could not be read ({why})"
-        log.warning(msg)
-        warnings.warn(msg, stacklevel=2)
+        warn(f"skipping cut {cut_id}: its audio could not be read ({why})")
+        if skipped:
+            skipped(cut_id, why)
     return CutSet.from_cuts(done)
 
 

@@ -1,8 +1,10 @@
 """LibriSpeech from a local copy, through ``lhotse.recipes.prepare_librispeech``.
 
-Before the recipe runs, each part is checked: every transcript line must have
-its FLAC (else :class:`MissingAudioError`), a part must have utterances (else
-:class:`EmptySplitError`), and unreadable FLACs are skipped with a warning.
+Before the recipe runs, each part is checked: transcripts must be UTF-8, every
+transcript line must have its FLAC (else :class:`MissingAudioError`), a part
+must have utterances (else :class:`EmptySplitError`); unreadable FLACs and
+lines without text are skipped with a warning (and returned, so that
+preparation records them in ``changes.jsonl``).
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import tempfile
 from pathlib import Path
 
 from .audio_check import point_back, symlink_mirror, unreadable_audio
-from .errors import CorpusNotFoundError, EmptySplitError, MissingAudioError
+from .changes import warn
+from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
+from .transcripts import parse_transcript_line
 
 TRAIN_SETS = {"100": ("train-clean-100",),
               "960": ("train-clean-100", "train-clean-360", "train-other-500")}
@@ -37,46 +41,63 @@ def select_parts(src: Path, train_set: str = "auto") -> tuple[tuple[str, ...], t
     return TRAIN_SETS[train_set], tuple(p for p in EVAL_PARTS if p in present)
 
 
-def check_part(part_dir: Path, progress: bool = False) -> set[Path]:
-    """Validate one part's transcripts against its audio; returns unreadable files."""
+def check_part(part_dir: Path, progress: bool = False) -> dict[str, tuple[str, str]]:
+    """Validate one part's transcripts against its audio.
+
+    Returns {utterance id: (why, file)} of the utterances to drop: unreadable
+    audio, or a transcript line with an id and no text (lhotse's recipe cannot
+    parse one).
+    """
     transcripts = sorted(part_dir.rglob("*.trans.txt"))
-    lines = 0
-    flacs = []
+    drops: dict[str, tuple[str, str]] = {}
+    flacs = {}
     for trans in transcripts:
-        for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = trans.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            line = trans.read_bytes()[: e.start].count(b"\n") + 1
+            raise DataError(f"{trans}:{line}: transcript is not UTF-8 ({e.reason} at byte {e.start}); "
+                            "allowed: UTF-8 text") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            utt = line.split(maxsplit=1)[0]
+            utt, words = parse_transcript_line(line)
             flac = trans.parent / f"{utt}.flac"
             if not flac.is_file():
                 raise MissingAudioError(f"{trans}:{n}: transcript line for {utt} has no audio file {flac}")
-            flacs.append(flac)
-            lines += 1
-    if lines == 0:
+            if not words:
+                drops[utt] = (f"empty transcript ({trans.name}:{n})", str(trans))
+                warn(f"skipping {utt}: {trans}:{n} has an utterance id and no transcript")
+                continue
+            flacs[flac] = utt
+    if not flacs and not drops:
         raise EmptySplitError(f"LibriSpeech part {part_dir} has no transcribed utterances (*.trans.txt)")
     bad = unreadable_audio(flacs, desc=f"check audio {part_dir.name}" if progress else None)
-    if len(bad) == lines:
-        raise EmptySplitError(f"LibriSpeech part {part_dir}: none of its {lines} audio files is readable")
-    return bad
+    if len(bad) == len(flacs):
+        raise EmptySplitError(f"LibriSpeech part {part_dir}: none of its {len(flacs) + len(drops)} "
+                              "utterances has readable audio and a transcript")
+    drops.update({flacs[f]: (why, str(f)) for f, why in bad.items()})
+    return drops
 
 
 def librispeech_manifests(src: Path, part: str, num_jobs: int = 1, progress: bool = False):
-    """(RecordingSet, SupervisionSet) of one part, through lhotse's recipe."""
+    """(RecordingSet, SupervisionSet, drops) of one part, through lhotse's recipe;
+    drops: {utterance id: (why, file)} of the utterances left out."""
     from lhotse.recipes import prepare_librispeech
 
     part_dir = src / part
-    bad = check_part(part_dir, progress)
-    if not bad:
+    drops = check_part(part_dir, progress)
+    if not drops:
         m = prepare_librispeech(src, dataset_parts=[part], output_dir=None, num_jobs=num_jobs)[part]
-        return m["recordings"], m["supervisions"]
-    skip_ids = {p.name[: -len(".flac")] for p in bad}
+        return m["recordings"], m["supervisions"], drops
+    unreadable = {Path(f) for why, f in drops.values() if f.endswith(".flac")}
 
     def drop_lines(path: Path, text: str) -> str:
-        keep = [l for l in text.splitlines() if l.split(maxsplit=1)[:1] and l.split()[0] not in skip_ids]
+        keep = [l for l in text.splitlines() if l.strip() and parse_transcript_line(l)[0] not in drops]
         return "".join(l + "\n" for l in keep)
 
     with tempfile.TemporaryDirectory(prefix="librispeech-readable-") as tmp:
         mirror = Path(tmp)
-        symlink_mirror(part_dir, mirror / part, bad, rewrite=drop_lines)
+        symlink_mirror(part_dir, mirror / part, unreadable, rewrite=drop_lines)
         m = prepare_librispeech(mirror, dataset_parts=[part], output_dir=None, num_jobs=num_jobs)[part]
-        return point_back(m["recordings"], mirror, src.resolve()), m["supervisions"]
+        return point_back(m["recordings"], mirror, src.resolve()), m["supervisions"], drops

@@ -13,6 +13,15 @@ Layout of ``out_dir``::
     audio/                  (synthetic corpus only, LibriSpeech layout)
     corpus.json             (what was built: options, tier, sizes)
     prepared.json           (PreparedCorpus)
+    changes.jsonl           (every dropped, resampled or flagged utterance: harness.data.changes)
+
+Checks on the way: audio at another sample rate is resampled to 16 kHz;
+LibriSpeech transcripts with characters outside its alphabet are reported
+(``oov_chars="report"``) or refused (``"reject"``); a test split that loses an
+utterance (unreadable audio, an empty transcript, a failed decode) is an
+error unless ``allow_dropped``. These two policies are checks, not part of the
+prepared data's identity (``options.json``): they are applied to
+``changes.jsonl`` on every call, also when the folder was prepared before.
 """
 from __future__ import annotations
 
@@ -24,9 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, clean_stale_tmp, write_json
+from harness.atomic import atomic_path, clean_stale_tmp, write_json
+
+from .audio_check import SAMPLE_RATE, resample_recordings
 from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
+from .changes import change, check_test_drops, load_changes, record_changes, summary_line, warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, UnknownCorpusError
+from .transcripts import LIBRISPEECH_ALPHABET, LIBRISPEECH_ALPHABET_NAME, OOV_POLICIES, alphabet_message, outside_alphabet
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
 
 log = logging.getLogger(__name__)
@@ -34,6 +47,26 @@ log = logging.getLogger(__name__)
 CORPORA = ("synthetic", "librispeech", "aishell")
 PREPARED_FILE = "prepared.json"
 OPTIONS_FILE = "options.json"
+#: the splits scored as test sets, which may lose no utterance unless allowed
+TEST_SPLITS = {"synthetic": ("test", "test_held_out"), "librispeech": ("test-clean", "test-other"),
+               "aishell": ("test",)}
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What preparation checks a corpus's utterances against (see the module docstring)."""
+
+    corpus: str
+    oov_chars: str = "report"
+    allow_dropped: bool = False
+
+    @property
+    def alphabet(self) -> frozenset[str] | None:
+        """The transcripts' alphabet (LibriSpeech's; the others are not checked)."""
+        return LIBRISPEECH_ALPHABET if self.corpus == "librispeech" else None
+
+    def is_test(self, split: str) -> bool:
+        return split in TEST_SPLITS[self.corpus]
 
 
 @dataclass
@@ -102,9 +135,28 @@ def _manifest_paths(out: Path, split: str) -> tuple[Path, Path]:
             out / "manifests" / f"{split}_supervisions.jsonl.gz")
 
 
-def _save_manifests(out: Path, split: str, recordings, supervisions) -> None:
+def _save_manifests(out: Path, split: str, recordings, supervisions, checks: Checks,
+                    drops: dict[str, tuple[str, str]] | None = None) -> None:
+    """Resample, check the transcripts, record the changes, then write the split's manifests."""
     if len(supervisions) == 0:
         raise EmptySplitError(f"split {split!r} has no utterances")
+    drops = drops or {}
+    recordings, resampled = resample_recordings(recordings, f"{checks.corpus} {split}")
+    entries = [change(split, "manifests", uid, "dropped", why, src) for uid, (why, src) in drops.items()]
+    entries += [change(split, "manifests", rec.id, "resampled", f"{rate} Hz -> {SAMPLE_RATE} Hz",
+                       str(rec.sources[0].source)) for rec, rate in resampled]
+    found = outside_alphabet(((s.id, s.text) for s in supervisions), checks.alphabet) if checks.alphabet else {}
+    entries += [change(split, "manifests", uid, "outside_alphabet", f"{bad!r} in {text!r}")
+                for uid, (text, bad) in found.items()]
+    changes = record_changes(out, split, "manifests", entries)
+    if found:
+        msg = alphabet_message(checks.corpus, split, found, len(supervisions))
+        if checks.oov_chars == "reject":
+            raise DataError(f"{msg}; allowed: {LIBRISPEECH_ALPHABET_NAME} (--oov-chars report keeps "
+                            f"them); each is listed in {out / 'changes.jsonl'}")
+        warn(f"{msg}; kept (--oov-chars reject refuses them)")
+    if checks.is_test(split) and not checks.allow_dropped:
+        check_test_drops(changes, checks.corpus, [split], {split: len(supervisions) + len(drops)}, False, out)
     rec_path, sup_path = _manifest_paths(out, split)
     # supervisions last: their presence marks the split as done
     for manifest, path in ((recordings, rec_path), (supervisions, sup_path)):
@@ -116,7 +168,7 @@ def _have_manifests(out: Path, split: str) -> bool:
     return all(p.is_file() for p in _manifest_paths(out, split))
 
 
-def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool) -> dict[str, Any]:
+def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool, checks: Checks) -> dict[str, Any]:
     from .synthetic.corpus import SPLITS, build_manifests, corpus_summary, plan_corpus, synthesize, write_transcripts
     from .synthetic.tiers import get_tier
 
@@ -134,30 +186,31 @@ def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool) -
     write_transcripts(plan, root, parts)
     for split in SPLITS:
         recs, sups = build_manifests(plan[split], root, split, lengths)
-        _save_manifests(out, split, recs, sups)
+        _save_manifests(out, split, recs, sups, checks)
     summary = corpus_summary(tier, seed, plan, speakers, lengths)
     write_json(summary_path, summary)
     return summary
 
 
-def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int, progress: bool) -> dict[str, Any]:
+def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int, progress: bool,
+                           checks: Checks) -> dict[str, Any]:
     from .librispeech import librispeech_manifests, select_parts
 
     train_parts, eval_parts = select_parts(src, opts.get("train_set", "auto"))
     for part in train_parts + eval_parts:
         if not _have_manifests(out, part):
-            recs, sups = librispeech_manifests(src, part, num_jobs=num_jobs, progress=progress)
-            _save_manifests(out, part, recs, sups)
+            recs, sups, drops = librispeech_manifests(src, part, num_jobs=num_jobs, progress=progress)
+            _save_manifests(out, part, recs, sups, checks, drops)
     return {"corpus": "librispeech", "source": str(src), "train_parts": list(train_parts),
             "eval_parts": list(eval_parts)}
 
 
-def _aishell_manifests(out: Path, src: Path, progress: bool) -> dict[str, Any]:
+def _aishell_manifests(out: Path, src: Path, progress: bool, checks: Checks) -> dict[str, Any]:
     from .aishell import PARTS, aishell_manifests
 
     if not all(_have_manifests(out, p) for p in PARTS):
-        for part, (recs, sups) in aishell_manifests(src, progress).items():
-            _save_manifests(out, part, recs, sups)
+        for part, (recs, sups, drops) in aishell_manifests(src, progress).items():
+            _save_manifests(out, part, recs, sups, checks, drops)
     return {"corpus": "aishell", "source": str(src), "parts": list(PARTS)}
 
 
@@ -167,7 +220,7 @@ def _cuts_path(out: Path, split: str) -> Path:
     return out / "fbank" / f"{split}_cuts.jsonl.gz"
 
 
-def _features(out: Path, split: str, perturb: bool, num_jobs: int, progress: bool) -> Path:
+def _features(out: Path, split: str, perturb: bool, num_jobs: int, progress: bool, checks: Checks) -> Path:
     from lhotse import load_manifest
 
     path = _cuts_path(out, split)
@@ -177,11 +230,18 @@ def _features(out: Path, split: str, perturb: bool, num_jobs: int, progress: boo
     cuts = cuts_from_manifests(load_manifest(rec_path), load_manifest(sup_path))
     if perturb:
         cuts = speed_perturb(cuts)
-    with _bar(len(cuts), f"fbank {split}", progress) as bar:
+    total = len(cuts)
+    skipped: list[dict] = []
+    with _bar(total, f"fbank {split}", progress) as bar:
         cuts = compute_features(cuts, out / "fbank" / f"{split}_feats", num_jobs=num_jobs,
-                                progress=bar.update)
+                                progress=bar.update,
+                                skipped=lambda cut_id, why: skipped.append(
+                                    change(split, "features", cut_id, "dropped", f"audio not decoded: {why}")))
+    changes = record_changes(out, split, "features", skipped)
     if len(cuts) == 0:
         raise EmptySplitError(f"split {split!r}: no utterance had readable audio")
+    if checks.is_test(split) and not checks.allow_dropped:
+        check_test_drops(changes, checks.corpus, [split], {split: total}, False, out)
     with atomic_path(path) as tmp:
         cuts.to_file(tmp)
     return path
@@ -216,10 +276,23 @@ def _check_options(out: Path, opts: dict) -> None:
         write_json(path, opts)
 
 
+def check_recorded_changes(out: Path, checks: Checks) -> list[dict]:
+    """The policies applied to ``changes.jsonl`` (also for a folder prepared before)."""
+    changes = load_changes(out)
+    check_test_drops(changes, checks.corpus, TEST_SPLITS[checks.corpus], {}, checks.allow_dropped, out)
+    flagged = [e for e in changes if e["change"] == "outside_alphabet"]
+    if flagged and checks.oov_chars == "reject":
+        raise DataError(f"{out} was prepared with {len(flagged)} transcripts holding characters outside "
+                        f"{LIBRISPEECH_ALPHABET_NAME} (e.g. {flagged[0]['id']}: {flagged[0]['reason']}); "
+                        f"allowed with oov_chars=reject: none; each is listed in {out / 'changes.jsonl'}")
+    return changes
+
+
 def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.PathLike | None = None,
                    *, tier: str | None = None, hours: float | None = None, voices: int | None = None,
                    seed: int = 0, num_jobs: int | None = None, vocab_size: int = DEFAULT_VOCAB_SIZE,
                    speed_perturb: bool = True, train_set: str = "auto",
+                   oov_chars: str = "report", allow_dropped: bool = False,
                    progress: bool = True) -> PreparedCorpus:
     """Prepare ``corpus`` ("synthetic", "librispeech" or "aishell") into ``out_dir``.
 
@@ -227,12 +300,19 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     Synthetic options: ``tier`` (tiny, easy (default), standard, hard),
     ``hours`` (training hours), ``voices`` (number of training voices),
     ``seed``. LibriSpeech: ``train_set`` ("100", "960" or "auto": 960 h when
-    all three training parts are present). ``vocab_size``: BPE units (500 as
-    in the paper; fewer if the transcripts cannot support it).
+    all three training parts are present), ``oov_chars`` ("report": warn
+    about transcript characters outside LibriSpeech's alphabet, "reject":
+    refuse them). ``vocab_size``: BPE units (500 as in the paper; fewer if the
+    transcripts cannot support it). ``allow_dropped``: let a test split lose
+    utterances whose audio cannot be read (else an error). Every dropped or
+    changed utterance is listed in ``out_dir/changes.jsonl``.
     """
     require_lhotse()
     if corpus not in CORPORA:
         raise UnknownCorpusError(f"unknown corpus {corpus!r}; allowed: {', '.join(CORPORA)}")
+    if oov_chars not in OOV_POLICIES:
+        raise DataError(f"oov_chars={oov_chars!r}; allowed: {', '.join(OOV_POLICIES)}")
+    checks = Checks(corpus, oov_chars=oov_chars, allow_dropped=allow_dropped)
     out = Path(out_dir).resolve()
     num_jobs = num_jobs or default_num_jobs()
     opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
@@ -268,26 +348,27 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
 
     # 1. manifests
     if corpus == "synthetic":
-        info = _synthetic_manifests(out, opts, num_jobs, progress)
+        info = _synthetic_manifests(out, opts, num_jobs, progress, checks)
         train_parts, valid, tests, unit = ["train"], "dev", ["test", "test_held_out"], "word"
         eval_parts = ["dev", "test", "test_held_out"]
     elif corpus == "librispeech":
         from .librispeech import TEST_PARTS, VALID_PART
 
-        info = _librispeech_manifests(out, src, opts, num_jobs, progress)
+        info = _librispeech_manifests(out, src, opts, num_jobs, progress, checks)
         train_parts, eval_parts = info["train_parts"], info["eval_parts"]
         valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
     else:
-        info = _aishell_manifests(out, src, progress)
+        info = _aishell_manifests(out, src, progress, checks)
         train_parts, valid, tests, unit = ["train"], "dev", ["test"], "char"
         eval_parts = ["dev", "test"]
 
     # 2. features (training parts speed-perturbed)
     splits: dict[str, Path] = {}
     for part in train_parts:
-        splits[part] = _features(out, part, speed_perturb, num_jobs, progress)
+        splits[part] = _features(out, part, speed_perturb, num_jobs, progress, checks)
     for part in eval_parts:
-        splits[part] = _features(out, part, False, num_jobs, progress)
+        splits[part] = _features(out, part, False, num_jobs, progress, checks)
+    changes = check_recorded_changes(out, checks)
     train_split = train_parts[0]
     if len(train_parts) > 1:
         train_split = "train-960"
@@ -307,6 +388,8 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     actual_vocab = Tokenizer(bpe_path).vocab_size
 
     info = dict(info, options=opts, vocab_size=actual_vocab,
+                changes={k: sum(e["change"] == k for e in changes)
+                         for k in ("dropped", "resampled", "outside_alphabet")},
                 speed_perturb_factors=[0.9, 1.1] if speed_perturb else [],
                 fbank={"num_mel_bins": 80, "frame_length_s": 0.025, "frame_shift_s": 0.01,
                        "storage": "lilcom_chunky"})
@@ -316,5 +399,5 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
                               valid_split=valid, test_splits=tests, bpe_model=bpe_path,
                               vocab_size=actual_vocab, unit=unit, info=info)
     prepared.save()
-    log.info("prepared %s in %s (%.1f s)", corpus, out, time.time() - started)
+    log.info("prepared %s in %s (%.1f s); %s", corpus, out, time.time() - started, summary_line(changes, out))
     return prepared

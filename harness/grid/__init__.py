@@ -4,9 +4,10 @@
     >>> grid, cells = load_cells("experiments/table5.yaml")
     >>> [(c.cell_id, c.name, c.variant) for c in cells]
 
-Modules: ``schema`` (pydantic models of a grid file), ``loader`` (YAML -> Grid),
+Modules: ``loader`` (YAML -> Grid, validated by ``harness.config.schema``),
 ``cells`` (rows x axes x seeds, stable ids), ``cost`` (params, GFLOPs, GPU-hours),
-``executors`` (local, submitit), and the ``plan`` / ``run`` / ``status`` commands.
+``executors`` (local, submitit). The ``plan`` / ``run`` / ``status`` commands are in
+``harness/commands/``.
 """
 from .cells import Cell, cell_id, expand, load_cells  # noqa: F401
 from .errors import GridError  # noqa: F401

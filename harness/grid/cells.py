@@ -10,18 +10,17 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from harness.config import Cell, CellConfig, Row
 from variants import VariantError, get_spec
 from variants.registry import resolve_objective
 from variants.spec import ModelSpec
 
 from .errors import GridError, from_validation_error
-from .loader import Grid
-from .schema import CellConfig, Row
+from .loader import Grid, load_grid
 
 #: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
 FREE_DICTS = ("overrides", "loss", "optimizer.options", "optimizer.schedule_options", "data.options")
@@ -29,33 +28,6 @@ FREE_DICTS = ("overrides", "loss", "optimizer.options", "optimizer.schedule_opti
 NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes"}, "data": {"num_workers"}}
 #: spec fields that are labels, not model structure
 _SPEC_LABELS = {"description", "paper_params_m", "paper_gflops"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One trainable cell of a grid."""
-
-    cell_id: str
-    grid: str
-    name: str
-    config: CellConfig
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def variant(self) -> str:
-        return self.config.variant
-
-    @property
-    def objective(self) -> str:
-        o = self.config.objective
-        return o if isinstance(o, str) else "+".join(o)
-
-    def resolved(self) -> dict[str, Any]:
-        """The fully resolved config as plain JSON-able data."""
-        return self.config.model_dump(mode="json")
-
-    def model_spec(self) -> ModelSpec:
-        return get_spec(self.config.variant, self.config.overrides)
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> None:
@@ -190,7 +162,5 @@ def expand(grid: Grid) -> list[Cell]:
 
 def load_cells(path: str) -> tuple[Grid, list[Cell]]:
     """Load and expand a grid file in one call."""
-    from .loader import load_grid
-
     grid = load_grid(path)
     return grid, expand(grid)

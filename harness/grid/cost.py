@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from .cells import Cell
+from harness.config import Cell
 
 #: training audio hours per epoch of the corpora the harness knows (speed perturbation x3)
 CORPUS_TRAIN_HOURS = {"librispeech": 960.0 * 3, "aishell": 150.0 * 3}

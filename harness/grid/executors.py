@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cells import Cell
-from .schema import CellConfig
+from harness.config import Cell
+from harness.config import CellConfig
 
 
 def cell_to_json(cell: Cell) -> str:

@@ -8,7 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import GridError, from_validation_error
-from .schema import GridFile
+from harness.config import GridFile
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Training objectives: pruned RNN-T (plain PyTorch, or k2 when it imports), CTC and
-attention-decoder losses, combined as the authors combine them.
+"""Training objectives: pruned RNN-T (plain PyTorch, Triton kernels on GPUs, or k2 when
+it imports), CTC and attention-decoder losses, combined as the authors combine them.
 
     >>> from harness.losses import LossConfig, compute_loss
     >>> loss, info = compute_loss(model, feats, feat_lens, tokens, batch_count, LossConfig())
@@ -8,7 +8,7 @@ from .attention_loss import attention_decoder_loss
 from .config import AUTHORS_HEAD_SCALES, LossConfig
 from .ctc_loss import ctc_loss
 from .errors import LossInputError
-from .k2_backend import RnntBackend, k2_available, resolve_rnnt_backend
+from .rnnt_backend import RnntBackend, k2_available, resolve_rnnt_backend
 from .mutual_information import mutual_information_recursion
 from .objective import compute_loss, pad_labels
 from .pruning import do_rnnt_pruning, get_prune_ranges

@@ -32,7 +32,8 @@ class LossConfig(BaseModel):
     attention_decoder_loss_scale: float | None = Field(None, ge=0.0,
                                                        description="None: the authors' value for the heads")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="attention-decoder label smoothing")
-    rnnt_backend: Literal["auto", "torch", "k2"] = "auto"
+    rnnt_backend: Literal["auto", "torch", "triton", "k2"] = Field(
+        "auto", description="auto: k2 if it imports, else Triton kernels for CUDA tensors, else PyTorch")
 
     @model_validator(mode="after")
     def _smoothing_sums(self) -> "LossConfig":

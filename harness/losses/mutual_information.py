@@ -18,9 +18,13 @@ anti-diagonal, so the forward pass is one vectorised step per anti-diagonal
 pass walks the anti-diagonals in reverse, splitting each cell's gradient
 between its two incoming arcs in proportion to their posterior weight; the
 result is the arc occupation probabilities, which are also what the pruning
-step needs (``return_grad=True``).
+step needs (``return_grad=True``). :mod:`harness.losses.mutual_information_triton`
+runs the same recursion as two Triton kernels through the same autograd
+function (:func:`run_lattice`).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -45,14 +49,27 @@ def _check(px: Tensor, py: Tensor, boundary: Tensor | None) -> Tensor:
     if boundary.shape != (B, 4):
         raise ValueError(f"boundary must have shape (B, 4) = ({B}, 4), got {tuple(boundary.shape)}")
     boundary = boundary.to(device=px.device, dtype=torch.int64)
-    if bool((boundary[:, :2] != 0).any()):
-        raise ValueError("boundary[:, 0] and boundary[:, 1] (begin symbol/frame) must be 0")
     ends = boundary[:, 2:]
-    if bool((ends[:, 0] < 0).any() or (ends[:, 0] > S).any() or (ends[:, 1] < 0).any()
-            or (ends[:, 1] > T).any()):
-        raise ValueError(f"boundary ends must satisfy 0 <= S_b <= {S} and 0 <= T_b <= {T}; "
-                         f"got {ends.tolist()}")
+    bad = ((boundary[:, :2] != 0).any(dim=1) | (ends[:, 0] < 0) | (ends[:, 0] > S)
+           | (ends[:, 1] < 0) | (ends[:, 1] > T))
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0, 0])
+        row = boundary[b].tolist()
+        if row[:2] != [0, 0]:
+            raise ValueError(f"utterance {b}: boundary {row}: boundary[:, 0] and boundary[:, 1] "
+                             "(begin symbol/frame) must be 0")
+        raise ValueError(f"utterance {b}: boundary {row}: boundary ends must satisfy 0 <= S_b <= {S} "
+                         f"and 0 <= T_b <= {T} (the lengths of px (B, S, T+1) and py (B, S+1, T))")
     return ends
+
+
+def checked_inputs(px: Tensor, py: Tensor, boundary: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Validated ``(px, py, ends)``: float16/bfloat16 are upcast to float32 (a documented
+    conversion: a half-precision sum over hundreds of diagonals would lose the loss)."""
+    ends = _check(px, py, boundary)
+    if px.dtype in (torch.float16, torch.bfloat16):
+        px, py = px.float(), py.float()
+    return px, py, ends
 
 
 def _mask_outside(px: Tensor, py: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
@@ -138,26 +155,38 @@ def _backward_lattice(p: Tensor, pxd: Tensor, ends: Tensor, ans_grad: Tensor) ->
     return gx[:, :, :S1], gy
 
 
+#: computes (scores, px_grad, py_grad) from (px, py, ends, want_grad); grads None unless want_grad
+Lattice = Callable[[Tensor, Tensor, Tensor, bool], tuple[Tensor, Tensor | None, Tensor | None]]
+
+
+def _torch_lattice(px: Tensor, py: Tensor, ends: Tensor,
+                   want_grad: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    B, S, T1 = px.shape
+    T = T1 - 1
+    zero_row = px.new_full((B, 1, T1), NEG_INF)
+    pxd = _to_diagonals(torch.cat([zero_row, px], dim=1), 0, S, T)
+    py_pad = torch.nn.functional.pad(py, (0, 1), value=NEG_INF)
+    pyd = _to_diagonals(py_pad, 1, S, T)
+    p = _forward_lattice(pxd, pyd)
+    end_diag = ends[:, 0] + ends[:, 1]
+    scores = p[torch.arange(B, device=p.device), end_diag, ends[:, 0] + 1]
+    if not want_grad:
+        return scores, None, None
+    gx, gy = _backward_lattice(p, pxd, ends, torch.ones_like(scores))
+    return scores, _from_diagonals(gx, 0, S, T)[:, 1:], _from_diagonals(gy, 1, S, T)[:, :, :T]
+
+
 class _MutualInformation(torch.autograd.Function):
+    """Scores from a lattice implementation; the backward scales its arc occupations by the grad."""
+
     @staticmethod
     def forward(ctx, px: Tensor, py: Tensor, ends: Tensor,  # type: ignore[override]
-                want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
-        B, S, T1 = px.shape
-        T = T1 - 1
-        zero_row = px.new_full((B, 1, T1), NEG_INF)
-        pxd = _to_diagonals(torch.cat([zero_row, px], dim=1), 0, S, T)
-        py_pad = torch.nn.functional.pad(py, (0, 1), value=NEG_INF)
-        pyd = _to_diagonals(py_pad, 1, S, T)
-        p = _forward_lattice(pxd, pyd)
-        end_diag = ends[:, 0] + ends[:, 1]
-        scores = p[torch.arange(B, device=p.device), end_diag, ends[:, 0] + 1]
-        if not want_grad:
+                want_grad: bool, lattice: Lattice) -> tuple[Tensor, Tensor, Tensor]:
+        scores, px_grad, py_grad = lattice(px, py, ends, want_grad)
+        if px_grad is None or py_grad is None:
             empty = px.new_empty(0)
             ctx.mark_non_differentiable(empty)
             return scores, empty, empty
-        gx, gy = _backward_lattice(p, pxd, ends, torch.ones_like(scores))
-        px_grad = _from_diagonals(gx, 0, S, T)[:, 1:]
-        py_grad = _from_diagonals(gy, 1, S, T)[:, :, :T]
         ctx.save_for_backward(px_grad, py_grad)
         ctx.mark_non_differentiable(px_grad, py_grad)
         return scores, px_grad, py_grad
@@ -166,7 +195,17 @@ class _MutualInformation(torch.autograd.Function):
     def backward(ctx, ans_grad: Tensor, _g1: Tensor, _g2: Tensor):  # type: ignore[override]
         px_grad, py_grad = ctx.saved_tensors
         scale = ans_grad.view(-1, 1, 1)
-        return px_grad * scale, py_grad * scale, None, None
+        return px_grad * scale, py_grad * scale, None, None, None
+
+
+def run_lattice(lattice: Lattice, px: Tensor, py: Tensor, ends: Tensor,
+                return_grad: bool) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Scores (and with ``return_grad`` the occupations) of checked inputs through ``lattice``."""
+    want_grad = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
+    scores, px_grad, py_grad = _MutualInformation.apply(px, py, ends, want_grad, lattice)
+    if return_grad:
+        return scores, (px_grad, py_grad)
+    return scores
 
 
 def mutual_information_recursion(
@@ -184,10 +223,9 @@ def mutual_information_recursion(
         probabilities), used to choose pruning ranges.
 
     Differentiable in ``px`` and ``py`` (first order) through a custom backward.
+    float16/bfloat16 inputs are computed in float32 (float32 scores; their
+    gradients flow back through the cast). Raises ValueError naming the
+    utterance for a boundary outside the tensors.
     """
-    ends = _check(px, py, boundary)
-    want_grad = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
-    scores, px_grad, py_grad = _MutualInformation.apply(*_mask_outside(px, py, ends), ends, want_grad)
-    if return_grad:
-        return scores, (px_grad, py_grad)
-    return scores
+    px, py, ends = checked_inputs(px, py, boundary)
+    return run_lattice(_torch_lattice, *_mask_outside(px, py, ends), ends, return_grad)

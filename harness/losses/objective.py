@@ -12,7 +12,7 @@ from .config import LossConfig
 from .ctc_loss import ctc_loss
 from .errors import (LossInputError, check_ctc_lengths, check_frames, check_transcripts,
                      utterance_names)
-from .k2_backend import resolve_rnnt_backend
+from .rnnt_backend import resolve_rnnt_backend
 from .transducer_loss import transducer_losses
 
 
@@ -51,7 +51,7 @@ def compute_loss(model: nn.Module, feats: Tensor, feat_lens: Tensor, tokens: Seq
     Returns ``(loss, info)``; ``info`` has the unweighted per-head sums
     ("simple_loss", "pruned_loss", "ctc_loss", "attention_loss" for the heads
     the model has), "loss", "frames" (encoder frames), "utterances" and
-    "rnnt_backend" ("torch", "k2", or None without a transducer head).
+    "rnnt_backend" ("torch", "triton", "k2", or None without a transducer head).
     Raises :class:`LossInputError` naming the utterance for an empty
     transcript, an out-of-vocabulary or reserved id, too few frames, or a
     transcript too long for CTC.
@@ -78,7 +78,7 @@ def compute_loss(model: nn.Module, feats: Tensor, feat_lens: Tensor, tokens: Seq
     total = enc.new_zeros((), dtype=torch.float32)
     info: dict[str, Any] = {"frames": sum(frames), "utterances": B, "rnnt_backend": None}
     if "transducer" in heads:
-        backend = resolve_rnnt_backend(cfg.rnnt_backend)
+        backend = resolve_rnnt_backend(cfg.rnnt_backend, enc.device)
         simple, pruned = transducer_losses(model, enc, enc_lens, y, y_lens, cfg.prune_range,
                                            cfg.lm_scale, cfg.am_scale, backend)
         simple_scale, pruned_scale = cfg.transducer_scales(batch_count)

@@ -5,9 +5,10 @@ interchangeable: ``symbols`` (B, S) padded label ids, ``boundary`` (B, 4) rows
 ``[0, 0, S_b, T_b]``. Every loss turns its inputs into ``px`` (B, S, T+1),
 the log-probability of emitting the next label at (s, t), and ``py``
 (B, S+1, T), the log-probability of blank at (s, t), then runs
-:func:`~harness.losses.mutual_information.mutual_information_recursion`.
-The loss is the negated total log-probability. "Regular" RNN-T only: a label
-keeps the frame, blank advances it, and the last blank ends the utterance.
+:func:`~harness.losses.mutual_information.mutual_information_recursion`
+(or the ``recursion`` given, e.g. the Triton kernels). The loss is the
+negated total log-probability. "Regular" RNN-T only: a label keeps the
+frame, blank advances it, and the last blank ends the utterance.
 
 - :func:`rnnt_loss` — the full loss from joiner logits (B, T, S+1, V).
 - :func:`rnnt_loss_smoothed` — the "simple" loss of an additive joiner
@@ -19,7 +20,7 @@ keeps the frame, blank advances it, and the last blank ends the utterance.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -27,6 +28,9 @@ from torch import Tensor
 from .mutual_information import NEG_INF, mutual_information_recursion
 
 Reduction = Literal["sum", "mean", "none"]
+#: a mutual-information recursion: (px, py, boundary, return_grad) -> scores [, (px_grad, py_grad)];
+#: the PyTorch one, or the Triton kernels of :mod:`harness.losses.mutual_information_triton`
+Recursion = Callable[..., Tensor | tuple[Tensor, tuple[Tensor, Tensor]]]
 
 
 def default_boundary(B: int, S: int, T: int, device: torch.device | str = "cpu") -> Tensor:
@@ -92,10 +96,11 @@ def rnnt_logprobs_joint(logits: Tensor, symbols: Tensor, termination_symbol: int
 
 
 def rnnt_loss(logits: Tensor, symbols: Tensor, termination_symbol: int,
-              boundary: Tensor | None = None, reduction: Reduction = "sum") -> Tensor:
+              boundary: Tensor | None = None, reduction: Reduction = "sum",
+              recursion: Recursion = mutual_information_recursion) -> Tensor:
     """Full (unpruned) RNN-T loss: negated log-probability of the labels."""
     px, py = rnnt_logprobs_joint(logits, symbols, termination_symbol, boundary)
-    return _reduce(-mutual_information_recursion(px, py, boundary), reduction)
+    return _reduce(-recursion(px, py, boundary), reduction)
 
 
 # ----------------------------------------------------------------------------- simple loss
@@ -153,7 +158,8 @@ def rnnt_logprobs_smoothed(lm: Tensor, am: Tensor, symbols: Tensor, termination_
 def rnnt_loss_smoothed(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int,
                        lm_only_scale: float = 0.25, am_only_scale: float = 0.0,
                        boundary: Tensor | None = None, reduction: Reduction = "sum",
-                       return_grad: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+                       return_grad: bool = False, recursion: Recursion = mutual_information_recursion,
+                       ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """The "simple" RNN-T loss of the additive joiner (see :func:`rnnt_logprobs_smoothed`).
 
     With ``return_grad`` also returns ``(px_grad, py_grad)``, the occupation
@@ -162,9 +168,9 @@ def rnnt_loss_smoothed(lm: Tensor, am: Tensor, symbols: Tensor, termination_symb
     px, py = rnnt_logprobs_smoothed(lm, am, symbols, termination_symbol,
                                     lm_only_scale, am_only_scale, boundary)
     if return_grad:
-        scores, grads = mutual_information_recursion(px, py, boundary, return_grad=True)
+        scores, grads = recursion(px, py, boundary, return_grad=True)
         return _reduce(-scores, reduction), grads
-    return _reduce(-mutual_information_recursion(px, py, boundary), reduction)
+    return _reduce(-recursion(px, py, boundary), reduction)
 
 
 # ----------------------------------------------------------------------------- pruned loss
@@ -197,7 +203,8 @@ def rnnt_logprobs_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor, termin
 
 
 def rnnt_loss_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_symbol: int,
-                     boundary: Tensor | None = None, reduction: Reduction = "sum") -> Tensor:
+                     boundary: Tensor | None = None, reduction: Reduction = "sum",
+                     recursion: Recursion = mutual_information_recursion) -> Tensor:
     """RNN-T loss restricted to the pruned slice of the lattice."""
     px, py = rnnt_logprobs_pruned(logits, symbols, ranges, termination_symbol, boundary)
-    return _reduce(-mutual_information_recursion(px, py, boundary), reduction)
+    return _reduce(-recursion(px, py, boundary), reduction)

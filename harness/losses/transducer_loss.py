@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .k2_backend import RnntBackend
+from .rnnt_backend import RnntBackend
 from .rnnt_loss import make_boundary
 
 

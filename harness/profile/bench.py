@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 FEATURE_RATE_HZ = 100  # fbank frames per second
+#: arithmetic of the training benchmarks: float32, or bfloat16 autocast
+PRECISIONS = ("float32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 
 from variants.spec import OBJECTIVE_HEADS
 
-#: parts of :meth:`variants.model.AsrModel.param_counts`, in the notes' order
+#: parts of :meth:`variants.model.AsrModel.param_counts`, in the order of the authors' per-part parameter table
 PARTS: tuple[str, ...] = ("encoder_embed", "encoder", "decoder", "joiner", "simple_proj",
                           "ctc_output", "attention_decoder")
 #: parts every objective has

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-FEATURE_RATE_HZ = 100
+from .bench import FEATURE_RATE_HZ, PRECISIONS
 
 #: ops CUDA autocast runs in float32 that CPU autocast leaves in the input's dtype
 #: (the subset an encoder uses; see torch's autocast_mode.cpp, the CUDA fp32 lists)
@@ -95,9 +95,6 @@ class SavedBytesResult:
     @property
     def mb_per_audio_second(self) -> float:
         return self.saved_bytes / 2**20 / (self.batch * self.duration_s)
-
-
-PRECISIONS = ("float32", "bf16")
 
 
 def measure_saved_bytes(variant: str, precision: str = "float32", batch: int = 2,

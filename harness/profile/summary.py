@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from harness.report.render import Table, fmt_pct, pct_diff
+from harness.tables import Table, fmt_pct, pct_diff
 
 from .flops import PAPER_FRAMES, PLAIN, WITH_RULES, EncoderFlops, measure_encoder_flops
 from .params import PARTS, check_objectives, count_parts, objective_part_counts, objective_total

@@ -26,8 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .bench import FEATURE_RATE_HZ, PeakMemory, check_args, device_name, quartiles
-from .saved_bytes import PRECISIONS, count_saved_bytes
+from .bench import FEATURE_RATE_HZ, PRECISIONS, PeakMemory, check_args, device_name, quartiles
 
 OBJECTIVES = ("transducer", "ctc", "attention")
 
@@ -72,6 +71,8 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
 
     from harness.losses import compute_loss
     from variants import build_model
+
+    from .saved_bytes import count_saved_bytes
     from variants.optim import build_optimizer
 
     check_args(batch, duration_s, steps, warmup, device, threads)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .data import METHOD_PREFERENCE, CellRun, norm_set, paper_values  # noqa: E402
-from .render import atomic_write_bytes  # noqa: E402
+from harness.atomic import atomic_write_bytes  # noqa: E402
 from .tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
 
 OURS, PAPER = "tab:blue", "tab:gray"

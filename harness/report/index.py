@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .render import Table, atomic_write_text
+from harness.atomic import atomic_write_text
+from harness.tables import Table
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from .data import CellRun, norm_set, paper_values
-from .render import Table, fmt_pct, is_missing, pct_diff
+from harness.tables import Table, fmt_pct, is_missing, pct_diff
 
 LIBRISPEECH_CORPORA = ("librispeech", "synthetic", None)
 SCALES = ("s", "m", "l")

@@ -17,11 +17,15 @@ from typing import Optional
 
 import yaml
 
-from harness.grid.cells import Cell
+from harness.config import Cell
+from harness.store import ResultsStore
 
 from . import distributed
+from .data_setup import load_cell_data
 from .distributed import DistInfo
-from .precision import LossScaleCollapsed
+from .evaluate import decode_epoch, last_epoch
+from .precision import LossScaleCollapsedError
+from .trainer import DivergedError, Trainer, build_cell_model
 
 BUSY = "busy"
 
@@ -64,8 +68,6 @@ def _short_error(e: BaseException) -> str:
 
 def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistInfo] = None) -> str:
     """Train and decode ``cell``; returns its final status (or ``busy`` if locked elsewhere)."""
-    from harness.store import ResultsStore
-
     dist = dist or distributed.from_env()
     run_dir = Path(run_root) / cell.cell_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,13 +93,12 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
                            run_dir=str(run_dir))
         status = _train_and_decode(cell, run_dir, store, dist, log)
     except BaseException as e:  # record why, then let the grid go on
-        from .trainer import Diverged
 
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        if isinstance(e, Diverged):
+        if isinstance(e, DivergedError):
             status, step, msg = "diverged", e.step, f"diverged at step {e.step}: {e}"
-        elif isinstance(e, LossScaleCollapsed):
+        elif isinstance(e, LossScaleCollapsedError):
             status, step, msg = "diverged", None, f"diverged: {e}"
         else:
             status, step, msg = "failed", None, _short_error(e)
@@ -118,10 +119,6 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
 
 
 def _train_and_decode(cell: Cell, run_dir: Path, store, dist: DistInfo, log: logging.Logger) -> str:
-    from .data_setup import load_cell_data
-    from .evaluate import decode_epoch, last_epoch
-    from .trainer import Trainer, build_cell_model
-
     if dist.is_main:
         data = load_cell_data(cell.config.data)
         distributed.barrier(dist)

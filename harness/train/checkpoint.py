@@ -10,36 +10,24 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from harness.atomic import atomic_path
 
 _STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed."""
+    with atomic_path(path, durable=True) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def step_path(ckpt_dir: Path, step: int) -> Path:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.grid.schema import DataSection
+from harness.config import DataSection
+from harness.data import PreparedCorpus, Tokenizer, prepare_corpus
 
 
 @dataclass
@@ -38,8 +39,6 @@ def dir_lock(path: Path) -> Iterator[None]:
 
 def ensure_prepared(cfg: DataSection) -> Any:
     """Load the prepared corpus in ``cfg.dir``, preparing it first if it is missing."""
-    from harness.data import PreparedCorpus, prepare_corpus
-
     out = Path(cfg.dir)
     with dir_lock(out):
         try:
@@ -57,7 +56,6 @@ def load_cell_data(cfg: DataSection) -> CellData:
     """Prepared corpus, tokenizer and the train/valid/test cut sets of a cell."""
     from lhotse import load_manifest
 
-    from harness.data import Tokenizer
 
     prepared = ensure_prepared(cfg)
     tokenizer = Tokenizer(prepared.bpe_model)

@@ -7,8 +7,11 @@ from typing import Any, Optional
 
 import torch
 
-from harness.grid.cells import Cell
+from harness.config import Cell
+from harness.data import batch_lengths, batch_texts, make_dataloader
+from harness.decoding import available_methods, decode, error_rate
 
+from .checkpoint import epoch_checkpoints
 from .data_setup import CellData
 from .model_average import averaged_weights
 from .trainer import build_cell_model
@@ -16,8 +19,6 @@ from .trainer import build_cell_model
 
 def decoding_methods(cell: Cell, model: Any, log: logging.Logger) -> list[str]:
     """The cell's decode.methods that apply to its heads; an error if none does."""
-    from harness.decoding import available_methods
-
     avail = list(available_methods(model))
     chosen = [m for m in cell.config.decode.methods if m in avail]
     skipped = [m for m in cell.config.decode.methods if m not in avail]
@@ -33,9 +34,6 @@ def decoding_methods(cell: Cell, model: Any, log: logging.Logger) -> list[str]:
 def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device: torch.device,
                  store: Any, log: logging.Logger) -> dict[tuple[str, str], float]:
     """Decode every test set with every method after ``epoch``; returns {(test set, method): WER}."""
-    from harness.data import batch_lengths, batch_texts, make_dataloader
-    from harness.decoding import decode, error_rate
-
     dcfg = cell.config.decode
     model = build_cell_model(cell, data.tokenizer)
     model.load_state_dict(averaged_weights(ckpt_dir, epoch, dcfg.avg, dcfg.use_averaged_model))
@@ -67,7 +65,5 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
 
 
 def last_epoch(ckpt_dir: Path) -> Optional[int]:
-    from .checkpoint import epoch_checkpoints
-
     e = epoch_checkpoints(ckpt_dir)
     return max(e) if e else None

@@ -19,7 +19,7 @@ SCALE_COLLAPSE = 1e-5
 SCALE_WARN = 0.01
 
 
-class LossScaleCollapsed(RuntimeError):
+class LossScaleCollapsedError(RuntimeError):
     """fp16's loss scale fell below :data:`SCALE_COLLAPSE`."""
 
 
@@ -98,7 +98,7 @@ class LossScaler:
             return None
         s = self.value
         if s < SCALE_COLLAPSE:
-            raise LossScaleCollapsed(
+            raise LossScaleCollapsedError(
                 f"fp16 loss scale collapsed to {s:.2g} at step {step}: gradients overflow at every "
                 "step, so the model is diverging or fp16's range is too small; try bf16 "
                 "(train.precision: bf16 on GPUs that support it), fp32, or a lower learning rate")

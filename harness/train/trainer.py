@@ -22,7 +22,11 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from harness.grid.cells import Cell
+from harness.config import Cell
+from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
+from harness.losses import LossConfig, compute_loss
+from variants import build_model
+from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
 from . import checkpoint, counters, distributed
 from .data_setup import CellData
@@ -32,7 +36,7 @@ from .precision import LossScaler, Precision, select_device, select_precision
 from .step_profile import StepProfile, format_profile
 
 
-class Diverged(RuntimeError):
+class DivergedError(RuntimeError):
     """The loss became NaN or infinite (or fp16's loss scale collapsed)."""
 
     def __init__(self, step: int, message: str):
@@ -40,7 +44,7 @@ class Diverged(RuntimeError):
         super().__init__(message)
 
 
-class OutOfMemoryAtStart(RuntimeError):
+class OutOfMemoryAtStartError(RuntimeError):
     """The largest batches the sampler can produce do not fit on the device."""
 
 
@@ -50,6 +54,53 @@ class TrainResult:
     epoch: int
     stopped_early: str = ""
     profile: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds and a resume restores: the model, its running average, the
+    optimizer, schedule and loss scaler, and where training is (steps, batches, epoch)."""
+
+    model: nn.Module
+    model_avg: Optional[nn.Module]
+    optimizer: Any
+    scheduler: Any
+    scaler: LossScaler
+    #: optimizer steps taken
+    step: int = 0
+    #: batches seen (drives the model's schedules)
+    batches: int = 0
+    #: the epoch being trained (1-based)
+    epoch: int = 1
+    batch_in_epoch: int = 0
+    #: the sampler's state of a resumed mid-epoch checkpoint, used once
+    sampler_state: Optional[dict] = None
+
+
+@dataclass
+class _Loop:
+    """What one run's epochs share: the wrapped module, the loaders, the writers, the clock."""
+
+    module: nn.Module
+    train_dl: Any
+    valid_dl: Any
+    tb: Any
+    profile: StepProfile
+    #: batches per epoch (for fractional-epoch progress)
+    per_epoch: float
+    started: float
+    stopped: str = ""
+
+
+@dataclass
+class _EpochTotals:
+    """One epoch's running sums."""
+
+    start: float
+    steps_at_start: int
+    loss: float = 0.0
+    frames: float = 0.0
+    exhausted: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -72,16 +123,12 @@ class LossModule(nn.Module):
         self.loss_cfg = loss_cfg
 
     def forward(self, feats, feat_lens, tokens, batch_count, utt_ids=None):
-        from harness.losses import compute_loss
-
         return compute_loss(self.model, feats, feat_lens, tokens, batch_count, self.loss_cfg,
                             utt_ids=utt_ids)
 
 
 def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
     """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    from variants import build_model
-
     overrides = dict(cell.config.overrides)
     overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
     overrides["heads.blank_id"] = int(tokenizer.blank_id)
@@ -92,15 +139,11 @@ def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
 
 def build_loss_config(cell: Cell) -> Any:
     """``harness.losses.LossConfig`` from the cell's ``loss`` section."""
-    from harness.losses import LossConfig
-
     return LossConfig(**cell.config.loss)
 
 
 def build_optimization(cell: Cell, model: nn.Module) -> tuple[Any, Any, str]:
     """Optimizer and LR scheduler from the cell's optimizer section (defaults: the spec's)."""
-    from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
-
     opt_cfg = cell.config.optimizer
     name = opt_cfg.name or model.spec.optimizer
     optimizer = build_optimizer(name, model, lr=opt_cfg.lr, **opt_cfg.options)
@@ -140,212 +183,246 @@ class Trainer:
 
     # ---- main -------------------------------------------------------------
     def run(self) -> TrainResult:
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
+        """Set up (or resume), train epoch by epoch within the budget, checkpoint, report."""
+        t = self.cfg.train
+        state = self.setup()
+        self.restore(state)
+        module = self.wrap(state.model)
+        train_dl, valid_dl = self.loaders()
+        if t.oom_check and state.step == 0:
+            self.check_oom(module, train_dl, state.optimizer, state.scaler)
+        loop = _Loop(module=module, train_dl=train_dl, valid_dl=valid_dl,
+                     tb=self.open_tensorboard(), profile=StepProfile(self.device),
+                     per_epoch=max(1.0, sum(c.duration for c in self.data.train_cuts)
+                                   / (self.cfg.data.max_duration * self.dist.world_size)),
+                     started=time.time())
+        budget_epochs = t.epochs if t.epochs is not None else 10**9
+        try:
+            while (state.epoch <= budget_epochs and not (t.max_steps and state.step >= t.max_steps)
+                   and not loop.stopped):
+                self.train_epoch(state, loop)
+        finally:
+            if loop.tb is not None:
+                loop.tb.close()
+        return TrainResult(step=state.step, epoch=state.epoch - 1, stopped_early=loop.stopped,
+                           profile=loop.profile.summary())
 
-        cfg, t, dist = self.cfg, self.cfg.train, self.dist
+    # ---- setup and restore --------------------------------------------------
+    def setup(self) -> TrainState:
+        """Seed, build the model (and its running average on rank 0), optimizer, schedule, scaler."""
+        cfg = self.cfg
         seed_everything(cfg.seed)
         self.log.info("device %s, precision %s, world size %d", self.device, self.precision.name,
-                      dist.world_size)
+                      self.dist.world_size)
         model = build_cell_model(self.cell, self.data.tokenizer)
-        model_avg = new_average(model) if dist.is_main else None
+        model_avg = new_average(model) if self.dist.is_main else None
         # on the device before the optimizer exists, so its state lives beside the weights
         model.to(self.device)
-        loss_cfg = build_loss_config(self.cell)
         optimizer, scheduler, opt_name = build_optimization(self.cell, model)
-        scaler = LossScaler(self.precision)
-        n_params = sum(p.numel() for p in model.parameters())
         self.log.info("model %s (%s), %d params, optimizer %s", cfg.variant, self.cell.objective,
-                      n_params, opt_name)
+                      model.param_counts()["total"], opt_name)
+        return TrainState(model=model, model_avg=model_avg, optimizer=optimizer,
+                          scheduler=scheduler, scaler=LossScaler(self.precision))
 
-        step, batches, epoch, batch_in_epoch, sampler_state = 0, 0, 1, 0, None
+    def restore(self, state: TrainState) -> None:
+        """Load the newest valid checkpoint of the run into ``state``, if there is one."""
         found = checkpoint.latest_valid(self.ckpt_dir)
-        if found is not None:
-            path, state = found
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state.get("scaler") or {})
-            if model_avg is not None and state.get("model_avg") is not None:
-                model_avg.load_state_dict(state["model_avg"])
-            step, batches = int(state["step"]), int(state["batches"])
-            if state.get("epoch_done"):
-                epoch, batch_in_epoch = int(state["epoch"]) + 1, 0
-            else:
-                epoch, batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
-                sampler_state = state.get("sampler")
-            if state.get("rng") is not None:
-                torch.set_rng_state(state["rng"])
-            if state.get("cuda_rng") is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-            self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
-                          path.name, step, epoch, batch_in_epoch)
-        module: nn.Module = LossModule(model, loss_cfg)
-        if dist.enabled:
+        if found is None:
+            return
+        path, saved = found
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.scaler.load_state_dict(saved.get("scaler") or {})
+        if state.model_avg is not None and saved.get("model_avg") is not None:
+            state.model_avg.load_state_dict(saved["model_avg"])
+        state.step, state.batches = int(saved["step"]), int(saved["batches"])
+        if saved.get("epoch_done"):
+            state.epoch, state.batch_in_epoch = int(saved["epoch"]) + 1, 0
+        else:
+            state.epoch, state.batch_in_epoch = int(saved["epoch"]), int(saved["batch_in_epoch"])
+            state.sampler_state = saved.get("sampler")
+        if saved.get("rng") is not None:
+            torch.set_rng_state(saved["rng"])
+        if saved.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+        self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
+                      path.name, state.step, state.epoch, state.batch_in_epoch)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """Model + loss in one module, under DistributedDataParallel when distributed."""
+        module: nn.Module = LossModule(model, build_loss_config(self.cell))
+        if self.dist.enabled:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
+        return module
 
-        d = cfg.data
+    def loaders(self) -> tuple[Any, Any]:
+        """The training and validation loaders of this rank."""
+        cfg, d, dist = self.cfg, self.cfg.data, self.dist
         train_dl = make_dataloader(self.data.train_cuts, max_duration=d.max_duration, train=True,
                                    spec_augment=d.spec_augment, num_workers=d.num_workers, seed=cfg.seed,
                                    world_size=dist.world_size, rank=dist.rank)
         valid_dl = make_dataloader(self.data.valid_cuts, max_duration=d.max_duration, train=False,
                                    num_workers=d.num_workers, world_size=dist.world_size, rank=dist.rank)
-        if t.oom_check and step == 0:
-            self.check_oom(module, train_dl, optimizer, scaler)
+        return train_dl, valid_dl
 
-        tb = None
-        if dist.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+    def open_tensorboard(self) -> Any:
+        """Rank 0's TensorBoard writer under the run directory (None on other ranks)."""
+        if not self.dist.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter  # slow to import; only when training
 
-            tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
-        profile = StepProfile(self.device)
-        per_epoch = max(1.0, sum(c.duration for c in self.data.train_cuts)
-                        / (d.max_duration * dist.world_size))
-        started = time.time()
-        stopped = ""
-        budget_epochs = t.epochs if t.epochs is not None else 10**9
-        tokenizer = self.data.tokenizer
-        try:
-            while epoch <= budget_epochs and not (t.max_steps and step >= t.max_steps) and not stopped:
-                scheduler.step_epoch(epoch - 1)
-                if sampler_state is None:  # a resumed epoch keeps the random state it was saved with
-                    seed_everything(cfg.seed + epoch - 1)
-                sampler = train_dl.sampler
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch - 1)
-                if sampler_state is not None and hasattr(sampler, "load_state_dict"):
-                    sampler.load_state_dict(dict(sampler_state))
-                    sampler_state = None
-                module.train()
-                epoch_start = time.time()
-                loss_sum, frame_sum = 0.0, 0.0
-                it = iter(train_dl)
-                exhausted = False
-                steps_at_epoch_start = step
-                while True:
-                    if t.max_steps and step >= t.max_steps:
-                        break
-                    profile.start_step()
-                    with profile.phase("data"):
-                        batch = next(it, None)
-                        if dist.enabled:  # ranks may get unequal batch counts: stop together
-                            have = distributed.all_reduce_sum([float(batch is not None)], dist, self.device)
-                            if have[0] < dist.world_size:
-                                batch = None
-                    if batch is None:
-                        profile.cancel_step()
-                        exhausted = True
-                        break
-                    batches += 1
-                    batch_in_epoch += 1
-                    if batches % 10 == 1:
-                        model.set_batch_count(self.model_batch_count(batches))
-                    feats = batch["inputs"].to(self.device, non_blocking=True)
-                    feat_lens = batch_lengths(batch).to(self.device)
-                    tokens = tokenizer.encode(batch_texts(batch))
-                    boundary = batch_in_epoch % t.accum_grad == 0
-                    sync_ctx = (module.no_sync() if dist.enabled and not boundary
-                                else contextlib.nullcontext())
-                    with sync_ctx:
-                        with profile.phase("forward"):
-                            with self.precision.context():
-                                # the loss's simple/pruned warm-up counts raw batches, as the authors' does
-                                loss, info = module(feats, feat_lens, tokens, float(batches),
-                                                    batch_cut_ids(batch))
-                        value = float(loss.detach())
-                        frames = float(_frames(info, feat_lens))
-                        if dist.enabled:
-                            value, frames = distributed.all_reduce_sum([value, frames], dist, self.device)
-                        if not math.isfinite(value) and not scaler.enabled:
-                            raise Diverged(step + 1, f"loss is {value} (epoch {epoch}, "
-                                           f"batch {batch_in_epoch} of the epoch)")
-                        with profile.phase("backward"):
-                            scaler.scale(loss / t.accum_grad).backward()
-                    if boundary:
-                        with profile.phase("optimizer"):
-                            step += 1
-                            scheduler.step_batch(self.lr_batch_count(step))
-                            scaler.step(optimizer)
-                            optimizer.zero_grad(set_to_none=True)
-                        warning = scaler.check(batch_in_epoch, step)
-                        if warning:
-                            self.log.warning(warning)
-                        if model_avg is not None and step % t.average_period == 0:
-                            update_average(model_avg, model, step, t.average_period)
-                        if step % t.save_every_n == 0:
-                            self.save(False, model, model_avg, optimizer, scheduler, scaler,
-                                      train_dl, step, batches, epoch, batch_in_epoch)
-                    if math.isfinite(value):
-                        loss_sum += value
-                        frame_sum += frames
-                    profile.end_step()
-                    if step and boundary and step % t.log_interval == 0:
-                        lr = _lr(scheduler)
-                        avg_loss = loss_sum / max(frame_sum, 1.0)
-                        self.log.info("epoch %d step %d: loss %.4f, lr %.3g%s", epoch, step, avg_loss, lr,
-                                      f", grad scale {scaler.value:.3g}" if scaler.enabled else "")
-                        if tb is not None:
-                            tb.add_scalar("train/loss", avg_loss, step)
-                            tb.add_scalar("train/lr", lr, step)
-                            if scaler.enabled:
-                                tb.add_scalar("train/grad_scale", scaler.value, step)
-                        if self.on_progress:
-                            self.on_progress(step=step, epoch=epoch - 1 + min(
-                                batch_in_epoch / per_epoch, 0.999))
-                    if t.max_minutes and (time.time() - started) / 60 > t.max_minutes:
-                        stopped = f"stopped by train.max_minutes={t.max_minutes} at step {step}"
-                        break
-                # ---- end of epoch (or of the step budget inside it) ----
-                pending = batch_in_epoch % t.accum_grad if exhausted else 0
-                if pending:  # like drop_last: an incomplete accumulation is not stepped
-                    optimizer.zero_grad(set_to_none=True)
-                    self.log.info("dropped the gradients of %d batch(es) of an incomplete "
-                                  "accumulation at the end of epoch %d", pending, epoch)
-                if exhausted and step == steps_at_epoch_start:
-                    raise RuntimeError(
-                        f"epoch {epoch} made no optimizer step: it has {batch_in_epoch} batch(es), fewer "
-                        f"than train.accum_grad={t.accum_grad}; lower accum_grad or data.max_duration")
-                valid_loss = self.validate(module, valid_dl, model, batches)
-                train_loss = loss_sum / max(frame_sum, 1.0) if frame_sum else float("nan")
-                # the budget (steps or minutes) may end an epoch early: its checkpoint says so
-                epoch_done = exhausted
-                self.save(True, model, model_avg, optimizer, scheduler, scaler, train_dl,
-                          step, batches, epoch, batch_in_epoch, partial=not epoch_done)
-                self.log.info("epoch %d done at step %d: train loss %.4f, valid loss %.4f, %s",
-                              epoch, step, train_loss, valid_loss, format_profile(profile.summary()))
-                if tb is not None:
-                    tb.add_scalar("valid/loss", valid_loss, step)
-                if self.on_epoch:
-                    self.on_epoch(epoch=epoch, step=step, train_loss=train_loss, valid_loss=valid_loss,
-                                  lr=_lr(scheduler), seconds=time.time() - epoch_start,
-                                  extra={"profile": profile.summary(), "partial": not epoch_done,
-                                         "precision": self.precision.name,
-                                         "world_size": dist.world_size})
-                if self.on_epoch_end_decode and cfg.decode.every_epoch:
-                    self.on_epoch_end_decode(epoch)
-                distributed.barrier(dist)
-                epoch += 1
-                batch_in_epoch = 0
-        finally:
-            if tb is not None:
-                tb.close()
-        return TrainResult(step=step, epoch=epoch - 1, stopped_early=stopped, profile=profile.summary())
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    # ---- an epoch and a step --------------------------------------------------
+    def train_epoch(self, state: TrainState, loop: "_Loop") -> None:
+        """Train until the loader is exhausted or a budget ends the epoch, then end it."""
+        t = self.cfg.train
+        state.scheduler.step_epoch(state.epoch - 1)
+        if state.sampler_state is None:  # a resumed epoch keeps the random state it was saved with
+            seed_everything(self.cfg.seed + state.epoch - 1)
+        sampler = loop.train_dl.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(state.epoch - 1)
+        if state.sampler_state is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(dict(state.sampler_state))
+            state.sampler_state = None
+        loop.module.train()
+        totals = _EpochTotals(start=time.time(), steps_at_start=state.step)
+        it = iter(loop.train_dl)
+        while not (t.max_steps and state.step >= t.max_steps):
+            loop.profile.start_step()
+            with loop.profile.phase("data"):
+                batch = next(it, None)
+                if self.dist.enabled:  # ranks may get unequal batch counts: stop together
+                    have = distributed.all_reduce_sum([float(batch is not None)], self.dist, self.device)
+                    if have[0] < self.dist.world_size:
+                        batch = None
+            if batch is None:
+                loop.profile.cancel_step()
+                totals.exhausted = True
+                break
+            self.train_step(state, loop, batch, totals)
+            if t.max_minutes and (time.time() - loop.started) / 60 > t.max_minutes:
+                loop.stopped = f"stopped by train.max_minutes={t.max_minutes} at step {state.step}"
+                break
+        self.end_epoch(state, loop, totals)
+
+    def train_step(self, state: TrainState, loop: "_Loop", batch: dict, totals: "_EpochTotals") -> None:
+        """Forward and backward one batch; an optimizer step at each accumulation boundary."""
+        t, dist, profile = self.cfg.train, self.dist, loop.profile
+        state.batches += 1
+        state.batch_in_epoch += 1
+        if state.batches % 10 == 1:
+            state.model.set_batch_count(self.model_batch_count(state.batches))
+        feats = batch["inputs"].to(self.device, non_blocking=True)
+        feat_lens = batch_lengths(batch).to(self.device)
+        tokens = self.data.tokenizer.encode(batch_texts(batch))
+        boundary = state.batch_in_epoch % t.accum_grad == 0
+        sync_ctx = (loop.module.no_sync() if dist.enabled and not boundary
+                    else contextlib.nullcontext())
+        with sync_ctx:
+            with profile.phase("forward"):
+                with self.precision.context():
+                    # the loss's simple/pruned warm-up counts raw batches, as the authors' does
+                    loss, info = loop.module(feats, feat_lens, tokens, float(state.batches),
+                                             batch_cut_ids(batch))
+            value = float(loss.detach())
+            frames = float(_frames(info, feat_lens))
+            if dist.enabled:
+                value, frames = distributed.all_reduce_sum([value, frames], dist, self.device)
+            if not math.isfinite(value) and not state.scaler.enabled:
+                raise DivergedError(state.step + 1, f"loss is {value} (epoch {state.epoch}, "
+                                    f"batch {state.batch_in_epoch} of the epoch)")
+            with profile.phase("backward"):
+                state.scaler.scale(loss / t.accum_grad).backward()
+        if boundary:
+            with profile.phase("optimizer"):
+                state.step += 1
+                state.scheduler.step_batch(self.lr_batch_count(state.step))
+                state.scaler.step(state.optimizer)
+                state.optimizer.zero_grad(set_to_none=True)
+            warning = state.scaler.check(state.batch_in_epoch, state.step)
+            if warning:
+                self.log.warning(warning)
+            if state.model_avg is not None and state.step % t.average_period == 0:
+                update_average(state.model_avg, state.model, state.step, t.average_period)
+            if state.step % t.save_every_n == 0:
+                self.save(state, loop.train_dl, at_epoch_end=False)
+        if math.isfinite(value):
+            totals.loss += value
+            totals.frames += frames
+        profile.end_step()
+        if state.step and boundary and state.step % t.log_interval == 0:
+            self.log_progress(state, loop, totals)
+
+    def log_progress(self, state: TrainState, loop: "_Loop", totals: "_EpochTotals") -> None:
+        """The running training loss and learning rate: log, TensorBoard, the results store."""
+        scaler, step = state.scaler, state.step
+        lr = _lr(state.scheduler)
+        avg_loss = totals.loss / max(totals.frames, 1.0)
+        self.log.info("epoch %d step %d: loss %.4f, lr %.3g%s", state.epoch, step, avg_loss, lr,
+                      f", grad scale {scaler.value:.3g}" if scaler.enabled else "")
+        if loop.tb is not None:
+            loop.tb.add_scalar("train/loss", avg_loss, step)
+            loop.tb.add_scalar("train/lr", lr, step)
+            if scaler.enabled:
+                loop.tb.add_scalar("train/grad_scale", scaler.value, step)
+        if self.on_progress:
+            self.on_progress(step=step, epoch=state.epoch - 1 + min(
+                state.batch_in_epoch / loop.per_epoch, 0.999))
+
+    def end_epoch(self, state: TrainState, loop: "_Loop", totals: "_EpochTotals") -> None:
+        """The end of an epoch (or of the step budget inside it): validate, checkpoint, report."""
+        t, cfg = self.cfg.train, self.cfg
+        pending = state.batch_in_epoch % t.accum_grad if totals.exhausted else 0
+        if pending:  # like drop_last: an incomplete accumulation is not stepped
+            state.optimizer.zero_grad(set_to_none=True)
+            self.log.info("dropped the gradients of %d batch(es) of an incomplete "
+                          "accumulation at the end of epoch %d", pending, state.epoch)
+        if totals.exhausted and state.step == totals.steps_at_start:
+            raise RuntimeError(
+                f"epoch {state.epoch} made no optimizer step: it has {state.batch_in_epoch} batch(es), "
+                f"fewer than train.accum_grad={t.accum_grad}; lower accum_grad or data.max_duration")
+        valid_loss = self.validate(loop.module, loop.valid_dl, state.model, state.batches)
+        train_loss = totals.loss / max(totals.frames, 1.0) if totals.frames else float("nan")
+        # the budget (steps or minutes) may end an epoch early: its checkpoint says so
+        epoch_done = totals.exhausted
+        self.save(state, loop.train_dl, at_epoch_end=True, partial=not epoch_done)
+        profile = loop.profile
+        self.log.info("epoch %d done at step %d: train loss %.4f, valid loss %.4f, %s",
+                      state.epoch, state.step, train_loss, valid_loss, format_profile(profile.summary()))
+        if loop.tb is not None:
+            loop.tb.add_scalar("valid/loss", valid_loss, state.step)
+        if self.on_epoch:
+            self.on_epoch(epoch=state.epoch, step=state.step, train_loss=train_loss,
+                          valid_loss=valid_loss, lr=_lr(state.scheduler),
+                          seconds=time.time() - totals.start,
+                          extra={"profile": profile.summary(), "partial": not epoch_done,
+                                 "precision": self.precision.name,
+                                 "world_size": self.dist.world_size})
+        if self.on_epoch_end_decode and cfg.decode.every_epoch:
+            self.on_epoch_end_decode(state.epoch)
+        distributed.barrier(self.dist)
+        state.epoch += 1
+        state.batch_in_epoch = 0
 
     # ---- pieces -------------------------------------------------------------
-    def save(self, at_epoch_end: bool, model, model_avg, optimizer, scheduler, scaler, train_dl,
-             step, batches, epoch, batch_in_epoch, partial: bool = False) -> None:
+    def save(self, state: TrainState, train_dl: Any, at_epoch_end: bool, partial: bool = False) -> None:
         """Rank 0 writes the checkpoint (``epoch-<e>.pt`` at epoch end); all ranks then meet."""
         if self.dist.is_main:
             sampler = train_dl.sampler
-            state = {
-                "model": model.state_dict(),
-                "model_avg": model_avg.state_dict() if model_avg is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
+            saved = {
+                "model": state.model.state_dict(),
+                "model_avg": state.model_avg.state_dict() if state.model_avg is not None else None,
+                "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(),
+                "scaler": state.scaler.state_dict(),
                 "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
-                "step": step, "batches": batches, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "step": state.step, "batches": state.batches, "epoch": state.epoch,
+                "batch_in_epoch": state.batch_in_epoch,
                 # an epoch cut short by the step budget resumes where it stopped
                 "epoch_done": at_epoch_end and not partial, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
@@ -354,17 +431,15 @@ class Trainer:
                 "cell_id": self.cell.cell_id, "config": self.cell.resolved(),
             }
             if at_epoch_end:
-                checkpoint.atomic_save(state, checkpoint.epoch_path(self.ckpt_dir, epoch))
+                checkpoint.atomic_save(saved, checkpoint.epoch_path(self.ckpt_dir, state.epoch))
             else:
-                checkpoint.atomic_save(state, checkpoint.step_path(self.ckpt_dir, step))
+                checkpoint.atomic_save(saved, checkpoint.step_path(self.ckpt_dir, state.step))
                 checkpoint.prune_step_checkpoints(self.ckpt_dir, self.cfg.train.keep_last_k)
         distributed.barrier(self.dist)
 
     @torch.no_grad()
     def validate(self, module: nn.Module, valid_dl, model: nn.Module, batches: int) -> float:
         """Validation loss per frame (summed over ranks)."""
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts
-
         # the bare module: DDP's forward would need every rank to run the same number of batches
         module = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
         module.eval()
@@ -399,7 +474,7 @@ class Trainer:
                 torch.cuda.empty_cache()
                 fits = self._largest_fitting(module, train_dl, cuts, optimizer, scaler)
                 dur = sum(c.duration for c in cuts)
-                raise OutOfMemoryAtStart(
+                raise OutOfMemoryAtStartError(
                     f"out of memory on {torch.cuda.get_device_name(self.device)} with the sampler's "
                     f"largest batch ({criterion}, {dur:.0f} s of audio, data.max_duration="
                     f"{self.cfg.data.max_duration}); "
@@ -409,8 +484,6 @@ class Trainer:
         self.log.info("OOM check passed on the %d largest batches", len(batches))
 
     def _try_batch(self, module, batch, optimizer, scaler: LossScaler) -> None:
-        from harness.data import batch_cut_ids, batch_lengths, batch_texts
-
         feats = batch["inputs"].to(self.device)
         feat_lens = batch_lengths(batch).to(self.device)
         tokens = self.data.tokenizer.encode(batch_texts(batch))

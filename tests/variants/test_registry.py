@@ -15,7 +15,9 @@ def test_required_names_registered():
               *TABLE5, "zipformer-m-no-balancer", "zipformer-m-no-whitener",
               "zipformer-m-no-balancer-no-whitener"]:
         assert n in names
-    assert list_variants("conformer-*") == ["conformer-s", "conformer-m", "conformer-l"]
+    assert list_variants("conformer-*") == ["conformer-s", "conformer-m", "conformer-l", "conformer-tiny"]
+    assert list_variants("*-tiny") == ["zipformer-tiny", "conformer-tiny"]
+    assert not set(list_variants(include_tiny=False)) & {"zipformer-tiny", "conformer-tiny"}
 
 
 @pytest.mark.parametrize("name", TABLE5)

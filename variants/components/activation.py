@@ -13,9 +13,15 @@ from torch import nn
 
 from .swoosh import Swish, SwooshL, SwooshR
 
-ACTIVATIONS = ("swoosh", "swoosh_r", "swish")
+#: switch value -> (class at the "normally-off" positions, class everywhere else);
+#: keys: ``variants.spec.Activation``
+ACTIVATIONS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "swoosh": (SwooshL, SwooshR),
+    "swoosh_r": (SwooshR, SwooshR),
+    "swish": (Swish, Swish),
+}
 POSITIONS = ("feed_forward", "convnext", "convolution", "conv_embed", "other")
-#: positions that get SwooshL under the paper's ``swoosh`` choice
+#: positions that get the first class of a pair (SwooshL under the paper's ``swoosh`` choice)
 NORMALLY_OFF = ("feed_forward", "convnext")
 
 
@@ -23,10 +29,7 @@ def create_activation(kind: str, position: str = "other") -> nn.Module:
     """The activation module for ``kind`` (a switch value) at ``position``."""
     if position not in POSITIONS:
         raise ValueError(f"unknown activation position {position!r}; allowed: {', '.join(POSITIONS)}")
-    if kind == "swish":
-        return Swish()
-    if kind == "swoosh_r":
-        return SwooshR()
-    if kind == "swoosh":
-        return SwooshL() if position in NORMALLY_OFF else SwooshR()
-    raise ValueError(f"unknown activation {kind!r}; allowed: {', '.join(ACTIVATIONS)}")
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {kind!r}; allowed: {', '.join(ACTIVATIONS)}")
+    normally_off, other = ACTIVATIONS[kind]
+    return normally_off() if position in NORMALLY_OFF else other()

@@ -96,7 +96,7 @@ class MultiHeadAttentionWeights(nn.Module):
     """x (B, T, D), pos_emb (1, 2T-1, pos_dim) -> weights (heads, B, T, T)."""
 
     def __init__(self, embed_dim: int, pos_dim: int, num_heads: int, query_head_dim: int,
-                 pos_head_dim: int, balancer: bool = True, whitener: bool = True,
+                 pos_head_dim: int, *, balancer: bool = True, whitener: bool = True,
                  pos_emb_skip_rate: FloatLike | None = None):
         super().__init__()
         self.embed_dim = embed_dim
@@ -110,10 +110,10 @@ class MultiHeadAttentionWeights(nn.Module):
                                         initial_scale=0.05)
         # keys: rarely-applied balancer against a drifting mean (the scores are
         # invariant to it) and a per-head whitener
-        self.balance_keys = make_balancer(balancer, query_head_dim * num_heads, channel_dim=-1,
+        self.balance_keys = make_balancer(query_head_dim * num_heads, enabled=balancer, channel_dim=-1,
                                           min_positive=0.4, max_positive=0.6, min_abs=0.0,
                                           max_abs=100.0, prob=0.025)
-        self.whiten_keys = make_whitener(whitener, num_groups=num_heads,
+        self.whiten_keys = make_whitener(enabled=whitener, num_groups=num_heads,
                                          whitening_limit=whitening_limit_schedule(3.0),
                                          prob=(0.025, 0.25), grad_scale=0.025)
         self.pos_emb_skip_rate = (ScheduledFloat((0.0, 0.5), (4000.0, 0.0))

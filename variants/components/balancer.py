@@ -109,6 +109,6 @@ class Balancer(nn.Module):
         return f"{self.num_channels}, channel_dim={self.channel_dim}"
 
 
-def make_balancer(enabled: bool, num_channels: int, **kwargs) -> nn.Module:
+def make_balancer(num_channels: int, *, enabled: bool = True, **kwargs) -> nn.Module:
     """A Balancer, or an identity when the ``balancer`` switch is off."""
     return Balancer(num_channels, **kwargs) if enabled else nn.Identity()

@@ -78,6 +78,6 @@ class NoBypass(nn.Module):
         return x + (y - x) * keep
 
 
-def make_bypass(enabled: bool, num_channels: int, skip_rate: FloatLike = 0.0) -> nn.Module:
+def make_bypass(num_channels: int, *, enabled: bool = True, skip_rate: FloatLike = 0.0) -> nn.Module:
     """A Bypass, or NoBypass when the ``bypass`` switch is off."""
     return Bypass(num_channels, skip_rate=skip_rate) if enabled else NoBypass(skip_rate)

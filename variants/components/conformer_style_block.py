@@ -30,25 +30,29 @@ class ConformerStyleBlock(nn.Module):
 
     def __init__(self, embed_dim: int, pos_dim: int, num_heads: int, query_head_dim: int,
                  pos_head_dim: int, value_head_dim: int, feedforward_dim: int,
-                 kernel_size: int, dropout: FloatLike = 0.0,
+                 kernel_size: int, dropout: FloatLike = 0.0, *,
                  switches: BlockSwitches = BlockSwitches(), skip_rate: FloatLike = 0.0):
         super().__init__()
         s = self.switches = switches
         d = embed_dim
         self.attention_skip_rate = module_skip_schedule()
         self.conv_skip_rate = module_skip_schedule()
-        self.feed_forward1 = FeedForward(d, feedforward_dim, dropout, s.activation, s.balancer, s.whitener)
+        self.feed_forward1 = FeedForward(d, feedforward_dim, dropout,
+                                         activation=s.activation, balancer=s.balancer, whitener=s.whitener)
         self.self_attn_weights = MultiHeadAttentionWeights(d, pos_dim, num_heads, query_head_dim,
-                                                           pos_head_dim, s.balancer, s.whitener)
-        self.self_attn = SelfAttention(d, num_heads, value_head_dim, s.whitener)
-        self.conv_module = ConvolutionModule(d, kernel_size, s.activation, s.balancer, s.whitener)
-        self.feed_forward2 = FeedForward(d, feedforward_dim, dropout, s.activation, s.balancer, s.whitener)
+                                                           pos_head_dim, balancer=s.balancer,
+                                                           whitener=s.whitener)
+        self.self_attn = SelfAttention(d, num_heads, value_head_dim, whitener=s.whitener)
+        self.conv_module = ConvolutionModule(d, kernel_size,
+                                             activation=s.activation, balancer=s.balancer, whitener=s.whitener)
+        self.feed_forward2 = FeedForward(d, feedforward_dim, dropout,
+                                         activation=s.activation, balancer=s.balancer, whitener=s.whitener)
         self.module_norms = nn.ModuleDict(
             {n: create_norm(s.norm, d) for n in ("ff1", "sa", "conv", "ff2")}
             if s.norm_on_every_module else {})
         self.balancer1, self.balancer2, self.whiten = block_output_constraints(d, s)
         self.norm = create_norm(s.norm, d)
-        self.bypass = make_bypass(s.bypass, d, skip_rate=skip_rate)
+        self.bypass = make_bypass(d, enabled=s.bypass, skip_rate=skip_rate)
 
     def _norm(self, name: str, y: torch.Tensor) -> torch.Tensor:
         return self.module_norms[name](y) if name in self.module_norms else y

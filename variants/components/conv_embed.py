@@ -11,6 +11,15 @@ then 2x2 and 1x2, all unpadded in time, so 80 bins become 19 and
 
 ``time_stride=4`` (the "no temporal downsampling" ablation, 25 Hz output)
 also strides the third convolution by 2 in time: T' = ((T - 3) // 2 - 1) // 2.
+
+Padding: the three convolutions are unpadded in time, so an output frame below
+an utterance's T' reads only its own frames; ConvNeXt's 7x7 convolution,
+though, reads 3 frames past it. The padded input frames and the frames from T'
+on are therefore zeroed (before the convolutions and before ConvNeXt), so that
+ConvNeXt sees there the zeros it sees past the end of an utterance alone, and
+an utterance's output does not depend on its padding or its batch. The
+authors' Conv2dSubsampling masks nothing (its output for a padded utterance
+depends on the padding); for an unpadded batch the two are identical.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ from .dropout import TimeSharedDropout
 from .norm import create_norm
 from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
+from .padding_mask import padding_mask
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -35,6 +45,20 @@ class _ScaleGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         return grad * ctx.alpha, None
+
+
+def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
+    """``x`` with the frames at and after each utterance's length (along ``time_dim``) set to 0.
+
+    Unchanged (the same tensor) when no utterance is padded.
+    """
+    t = x.shape[time_dim]
+    if int(lengths.min()) >= t:
+        return x
+    pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
+    shape = [x.shape[0]] + [1] * (x.ndim - 1)
+    shape[time_dim] = t
+    return x.masked_fill(pad.view(shape), 0.0)
 
 
 def conv_embed_lengths(lengths: torch.Tensor, time_stride: int = 2) -> torch.Tensor:
@@ -50,7 +74,7 @@ class ConvEmbed(nn.Module):
     """x (B, T, num_features), lengths (B,) -> (B, T', out_dim), lengths'."""
 
     def __init__(self, num_features: int, out_dim: int, time_stride: int = 2,
-                 dropout: FloatLike = 0.1, norm: str = "bias_norm", activation: str = "swoosh",
+                 dropout: FloatLike = 0.1, *, norm: str = "bias_norm", activation: str = "swoosh",
                  balancer: bool = True, whitener: bool = True,
                  channels: tuple[int, int, int] = (8, 32, 128)):
         super().__init__()
@@ -63,20 +87,20 @@ class ConvEmbed(nn.Module):
         self.min_frames = 7 if time_stride == 2 else 9
         self.conv = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=(0, 1)),
-            make_balancer(balancer, c1, channel_dim=1, max_abs=1.0),
+            make_balancer(c1, enabled=balancer, channel_dim=1, max_abs=1.0),
             create_activation(activation, "conv_embed"),
             nn.Conv2d(c1, c2, 3, stride=2),
-            make_balancer(balancer, c2, channel_dim=1, max_abs=4.0),
+            make_balancer(c2, enabled=balancer, channel_dim=1, max_abs=4.0),
             create_activation(activation, "conv_embed"),
             nn.Conv2d(c2, c3, 3, stride=(time_stride // 2, 2)),
-            make_balancer(balancer, c3, channel_dim=1, max_abs=4.0),
+            make_balancer(c3, enabled=balancer, channel_dim=1, max_abs=4.0),
             create_activation(activation, "conv_embed"),
         )
         self.convnext = ConvNeXt(c3, activation=activation, balancer=balancer, whitener=whitener)
         self.out_width = ((num_features - 1) // 2 - 1) // 2
         self.out = nn.Linear(self.out_width * c3, out_dim)
         self.out_whiten = make_whitener(
-            whitener, num_groups=1,
+            enabled=whitener, num_groups=1,
             whitening_limit=ScheduledFloat((0.0, 4.0), (20000.0, 8.0), default=4.0),
             prob=(0.025, 0.25), grad_scale=0.02)
         self.out_norm = create_norm(norm, out_dim)
@@ -88,6 +112,12 @@ class ConvEmbed(nn.Module):
                              f"got shape {tuple(x.shape)}")
         if x.shape[1] < self.min_frames:
             raise ValueError(f"Conv-Embed needs at least {self.min_frames} input frames, got {x.shape[1]}")
+        out_lens = conv_embed_lengths(lengths, self.time_stride)
+        b = x.shape[0]
+        if lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1:
+            raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
+                             f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")
+        x = zero_padded_frames(x, lengths, time_dim=1)
         y = x.unsqueeze(1)                                   # (B, 1, T, F)
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
@@ -96,12 +126,8 @@ class ConvEmbed(nn.Module):
             y = self.conv[1:](y)
         else:
             y = self.conv(y)
-        y = self.convnext(y)                                 # (B, C, T', F')
+        y = self.convnext(zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
         b, c, t, f = y.shape
         y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
         y = self.dropout(self.out_norm(self.out_whiten(y)))
-        out_lens = conv_embed_lengths(lengths, self.time_stride)
-        if lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1:
-            raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
-                             f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")
         return y, out_lens

@@ -17,7 +17,7 @@ from .whitener import make_whitener
 class ConvNeXt(nn.Module):
     """x (B, C, T, F) -> same shape."""
 
-    def __init__(self, channels: int, hidden_ratio: int = 3, kernel_size: tuple[int, int] = (7, 7),
+    def __init__(self, channels: int, hidden_ratio: int = 3, kernel_size: tuple[int, int] = (7, 7), *,
                  activation: str = "swoosh", balancer: bool = True, whitener: bool = True,
                  layerdrop_rate: FloatLike | None = None):
         super().__init__()
@@ -28,13 +28,13 @@ class ConvNeXt(nn.Module):
         self.depthwise_conv = nn.Conv2d(channels, channels, kernel_size, groups=channels,
                                         padding=self.padding)
         self.pointwise_conv1 = nn.Conv2d(channels, hidden, 1)
-        self.hidden_balancer = make_balancer(balancer, hidden, channel_dim=1, min_positive=0.3,
+        self.hidden_balancer = make_balancer(hidden, enabled=balancer, channel_dim=1, min_positive=0.3,
                                              max_positive=1.0, min_abs=0.75, max_abs=5.0)
         self.activation = create_activation(activation, "convnext")
         self.pointwise_conv2 = scaled_conv2d(hidden, channels, 1, initial_scale=0.01)
-        self.out_balancer = make_balancer(balancer, channels, channel_dim=1, min_positive=0.4,
+        self.out_balancer = make_balancer(channels, enabled=balancer, channel_dim=1, min_positive=0.4,
                                           max_positive=0.6, min_abs=1.0, max_abs=6.0)
-        self.out_whiten = make_whitener(whitener, num_groups=1, whitening_limit=5.0,
+        self.out_whiten = make_whitener(enabled=whitener, num_groups=1, whitening_limit=5.0,
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

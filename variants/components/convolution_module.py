@@ -19,7 +19,7 @@ from .whitener import make_whitener
 class ConvolutionModule(nn.Module):
     """x (B, T, D), padding mask (B, T) True at padding -> (B, T, D)."""
 
-    def __init__(self, channels: int, kernel_size: int, activation: str = "swoosh",
+    def __init__(self, channels: int, kernel_size: int, *, activation: str = "swoosh",
                  balancer: bool = True, whitener: bool = True, causal: bool = False):
         super().__init__()
         if causal:
@@ -29,16 +29,16 @@ class ConvolutionModule(nn.Module):
             raise ValueError(f"ConvolutionModule kernel_size must be odd, got {kernel_size}")
         self.in_proj = nn.Linear(channels, 2 * channels)
         self.balancer1 = make_balancer(
-            balancer, channels, channel_dim=-1,
+            channels, enabled=balancer, channel_dim=-1,
             min_positive=ScheduledFloat((0.0, 0.05), (8000.0, 0.025)), max_positive=1.0,
             min_abs=1.5, max_abs=ScheduledFloat((0.0, 5.0), (8000.0, 10.0), default=1.0))
         self.depthwise_conv = nn.Conv1d(channels, channels, kernel_size, groups=channels,
                                         padding=kernel_size // 2)
         self.balancer2 = make_balancer(
-            balancer, channels, channel_dim=1,
+            channels, enabled=balancer, channel_dim=1,
             min_positive=ScheduledFloat((0.0, 0.1), (8000.0, 0.05)), max_positive=1.0,
             min_abs=ScheduledFloat((0.0, 0.2), (20000.0, 0.5)), max_abs=10.0)
-        self.whiten = make_whitener(whitener, num_groups=1,
+        self.whiten = make_whitener(enabled=whitener, num_groups=1,
                                     whitening_limit=whitening_limit_schedule(7.5),
                                     prob=(0.025, 0.25), grad_scale=0.01)
         self.activation = create_activation(activation, "convolution")

@@ -14,7 +14,7 @@ from .zipformer_stack import ZipformerStack
 class DownsampledStack(nn.Module):
     """x (B, T, D), lengths (B,), feature mask -> (B, T, D)."""
 
-    def __init__(self, stack: ZipformerStack, dim: int, factor: int, bypass: bool = True):
+    def __init__(self, stack: ZipformerStack, dim: int, factor: int, *, bypass: bool = True):
         super().__init__()
         if factor < 2:
             raise ValueError(f"a DownsampledStack needs a factor >= 2, got {factor}")
@@ -22,7 +22,7 @@ class DownsampledStack(nn.Module):
         self.downsample = Downsample(factor)
         self.encoder = stack
         self.upsample = Upsample(factor)
-        self.out_combiner = make_bypass(bypass, dim)
+        self.out_combiner = make_bypass(dim, enabled=bypass)
 
     @property
     def num_layers(self) -> int:

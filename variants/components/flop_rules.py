@@ -12,7 +12,7 @@ BiasNorm and the Bypass module; Swoosh counted "as swish", one per element, by
 DeepSpeed's profiler (a forward hook per module of a listed type).
 
 Measured (authors' code, random weights, Zipformer-S, 3000 x 80 frames): the
-notes' "with the authors' extra rules" figure (40.95 GFLOPs) is icefall's own
+40.95 GFLOPs "with the authors' extra rules" is icefall's own
 profiler, which also counts sigmoid, tanh, ``Tensor.softmax`` and ``torch.sum``
 (40.73 plain), on a model that also holds the joiner's ``encoder_proj``
 (Linear(256 -> 512) on 748 frames, +0.20 GFLOPs), plus these hooks (+0.02).

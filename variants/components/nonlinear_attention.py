@@ -20,22 +20,22 @@ from .whitener import make_whitener
 class NonlinearAttention(nn.Module):
     """x (B, T, D), weights (>=1 heads, B, T, T) -> (B, T, D)."""
 
-    def __init__(self, embed_dim: int, hidden_dim: int | None = None,
+    def __init__(self, embed_dim: int, hidden_dim: int | None = None, *,
                  balancer: bool = True, whitener: bool = True):
         super().__init__()
         self.hidden_dim = hidden_dim = 3 * embed_dim // 4 if hidden_dim is None else hidden_dim
         self.in_proj = nn.Linear(embed_dim, 3 * hidden_dim, bias=True)
         # keeps tanh's input in a useful range (trained models sit around |x| ~ 3)
         self.balancer = make_balancer(
-            balancer, hidden_dim, channel_dim=-1,
+            hidden_dim, enabled=balancer, channel_dim=-1,
             min_positive=ScheduledFloat((0.0, 0.25), (20000.0, 0.05)),
             max_positive=ScheduledFloat((0.0, 0.75), (20000.0, 0.95)),
             min_abs=0.5, max_abs=5.0)
-        self.whiten1 = make_whitener(whitener, num_groups=1,
+        self.whiten1 = make_whitener(enabled=whitener, num_groups=1,
                                      whitening_limit=whitening_limit_schedule(5.0),
                                      prob=(0.025, 0.25), grad_scale=0.01)
         self.out_proj = scaled_linear(hidden_dim, embed_dim, bias=True, initial_scale=0.05)
-        self.whiten2 = make_whitener(whitener, num_groups=1,
+        self.whiten2 = make_whitener(enabled=whitener, num_groups=1,
                                      whitening_limit=whitening_limit_schedule(5.0, ratio=3.0),
                                      prob=(0.025, 0.25), grad_scale=0.01)
 

@@ -15,14 +15,15 @@ from .whitener import make_whitener
 class SelfAttention(nn.Module):
     """x (B, T, D), weights (heads, B, T, T) -> (B, T, D)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, value_head_dim: int, whitener: bool = True):
+    def __init__(self, embed_dim: int, num_heads: int, value_head_dim: int, *,
+                 whitener: bool = True):
         super().__init__()
         self.num_heads = num_heads
         self.value_head_dim = value_head_dim
         self.in_proj = nn.Linear(embed_dim, num_heads * value_head_dim, bias=True)
         self.out_proj = scaled_linear(num_heads * value_head_dim, embed_dim, bias=True,
                                       initial_scale=0.05)
-        self.whiten = make_whitener(whitener, num_groups=1,
+        self.whiten = make_whitener(enabled=whitener, num_groups=1,
                                     whitening_limit=whitening_limit_schedule(7.5, ratio=3.0),
                                     prob=(0.025, 0.25), grad_scale=0.01)
 

@@ -89,6 +89,6 @@ class Whitener(nn.Module):
         return f"num_groups={self.num_groups}"
 
 
-def make_whitener(enabled: bool, **kwargs) -> nn.Module:
+def make_whitener(*, enabled: bool = True, **kwargs) -> nn.Module:
     """A Whitener, or an identity when the ``whitener`` switch is off."""
     return Whitener(**kwargs) if enabled else nn.Identity()

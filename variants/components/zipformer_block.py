@@ -18,7 +18,8 @@ the paper needs for training with Adam).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,9 +36,13 @@ from .self_attention import SelfAttention
 from .whitener import make_whitener
 
 
+#: the authors' never-used per-block vector, held as a buffer (see ZipformerBlock)
+UNUSED_BYPASS_SCALE = "unused_bypass_scale"
+
+
 @dataclass(frozen=True)
 class BlockSwitches:
-    """The ablation switches a block reads (a subset of ZipformerConfig)."""
+    """The ablation switches a block reads: the ZipformerConfig fields of the same names."""
 
     norm: str = "bias_norm"
     activation: str = "swoosh"
@@ -47,6 +52,11 @@ class BlockSwitches:
     balancer: bool = True
     whitener: bool = True
     norm_on_every_module: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "BlockSwitches":
+        """The switches of a ``ZipformerConfig`` (every field of this class, read by name)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 def module_skip_schedule() -> ScheduledFloat:
@@ -72,11 +82,11 @@ def _apply(mask: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
 
 def block_output_constraints(dim: int, s: BlockSwitches) -> tuple[nn.Module, nn.Module, nn.Module]:
     """Balancer before the final norm, Balancer and Whitener after the final Bypass."""
-    before = make_balancer(s.balancer, dim, channel_dim=-1, min_positive=0.45,
+    before = make_balancer(dim, enabled=s.balancer, channel_dim=-1, min_positive=0.45,
                            max_positive=0.55, min_abs=0.2, max_abs=4.0)
-    after = make_balancer(s.balancer, dim, channel_dim=-1, min_positive=0.45,
+    after = make_balancer(dim, enabled=s.balancer, channel_dim=-1, min_positive=0.45,
                           max_positive=0.55, min_abs=0.1, max_abs=4.0)
-    whiten = make_whitener(s.whitener, num_groups=1,
+    whiten = make_whitener(enabled=s.whitener, num_groups=1,
                            whitening_limit=whitening_limit_schedule(4.0, ratio=3.0),
                            prob=(0.025, 0.25), grad_scale=0.01)
     return before, after, whiten
@@ -87,7 +97,7 @@ class ZipformerBlock(nn.Module):
 
     def __init__(self, embed_dim: int, pos_dim: int, num_heads: int, query_head_dim: int,
                  pos_head_dim: int, value_head_dim: int, feedforward_dim: int,
-                 kernel_size: int, dropout: FloatLike = 0.0,
+                 kernel_size: int, dropout: FloatLike = 0.0, *,
                  switches: BlockSwitches = BlockSwitches(), skip_rate: FloatLike = 0.0):
         super().__init__()
         s = self.switches = switches
@@ -99,10 +109,12 @@ class ZipformerBlock(nn.Module):
                                              balancer=s.balancer, whitener=s.whitener)
 
         def ffn(hidden: int) -> FeedForward:
-            return FeedForward(d, hidden, dropout, s.activation, s.balancer, s.whitener)
+            return FeedForward(d, hidden, dropout,
+                               activation=s.activation, balancer=s.balancer, whitener=s.whitener)
 
         def conv() -> ConvolutionModule:
-            return ConvolutionModule(d, kernel_size, s.activation, s.balancer, s.whitener)
+            return ConvolutionModule(d, kernel_size,
+                                     activation=s.activation, balancer=s.balancer, whitener=s.whitener)
 
         self.attention_skip_rate = module_skip_schedule()
         self.conv_skip_rate = module_skip_schedule()
@@ -113,12 +125,13 @@ class ZipformerBlock(nn.Module):
         self.self_attn_weights = mhaw()
         self.self_attn_weights2 = None if s.share_attention_weights else mhaw()
         self.feed_forward1 = ffn(feedforward_dim * 3 // 4)
-        self.nonlinear_attention = (NonlinearAttention(d, 3 * d // 4, s.balancer, s.whitener)
+        self.nonlinear_attention = (NonlinearAttention(d, 3 * d // 4, balancer=s.balancer,
+                                                       whitener=s.whitener)
                                     if s.nla else None)
-        self.self_attn1 = SelfAttention(d, num_heads, value_head_dim, s.whitener)
+        self.self_attn1 = SelfAttention(d, num_heads, value_head_dim, whitener=s.whitener)
         self.conv_module1 = conv()
         self.feed_forward2 = ffn(feedforward_dim)
-        self.self_attn2 = SelfAttention(d, num_heads, value_head_dim, s.whitener)
+        self.self_attn2 = SelfAttention(d, num_heads, value_head_dim, whitener=s.whitener)
         self.conv_module2 = conv()
         self.feed_forward3 = ffn(feedforward_dim * 5 // 4)
         module_names = ["ff1", "nla", "sa1", "conv1", "ff2", "sa2", "conv2", "ff3"]
@@ -126,26 +139,29 @@ class ZipformerBlock(nn.Module):
             {n: create_norm(s.norm, d) for n in module_names if n != "nla" or s.nla}
             if s.norm_on_every_module else {})
 
-        self.balancer_na = make_balancer(s.balancer, d, channel_dim=-1, min_positive=0.3,
+        self.balancer_na = make_balancer(d, enabled=s.balancer, channel_dim=-1, min_positive=0.3,
                                          max_positive=0.7,
                                          min_abs=ScheduledFloat((0.0, 0.004), (4000.0, 0.02)),
                                          prob=0.05)
-        self.balancer_ff2 = make_balancer(s.balancer, d, channel_dim=-1, min_positive=0.3,
+        self.balancer_ff2 = make_balancer(d, enabled=s.balancer, channel_dim=-1, min_positive=0.3,
                                           max_positive=0.7,
                                           min_abs=ScheduledFloat((0.0, 0.0), (4000.0, 0.1), default=0.0),
                                           max_abs=2.0, prob=0.05)
-        self.balancer_ff3 = make_balancer(s.balancer, d, channel_dim=-1, min_positive=0.3,
+        self.balancer_ff3 = make_balancer(d, enabled=s.balancer, channel_dim=-1, min_positive=0.3,
                                           max_positive=0.7,
                                           min_abs=ScheduledFloat((0.0, 0.0), (4000.0, 0.2), default=0.0),
                                           max_abs=4.0, prob=0.05)
         self.balancer1, self.balancer2, self.whiten = block_output_constraints(d, s)
         self.norm = create_norm(s.norm, d)
-        self.bypass_mid = make_bypass(s.bypass, d)
-        self.bypass = make_bypass(s.bypass, d, skip_rate=skip_rate)
-        # The authors' block holds one more channel-wise vector that its forward
-        # never uses (marked "TODO: remove it" there). It is kept, unused, only so
-        # that parameter counts equal theirs exactly (D per block).
-        self.unused_bypass_scale = nn.Parameter(torch.full((d,), 0.5))
+        self.bypass_mid = make_bypass(d, enabled=s.bypass)
+        self.bypass = make_bypass(d, enabled=s.bypass, skip_rate=skip_rate)
+        # The authors' block holds one more channel-wise vector, a parameter that
+        # its forward never uses (marked "TODO: remove it" there). Here it is a
+        # persistent buffer: it never gets a gradient (so every parameter is
+        # trained and DDP needs no find_unused_parameters), it stays in the
+        # state_dict under the authors' name, and AsrModel.param_counts adds it
+        # back so that counts equal theirs exactly (D per block).
+        self.register_buffer(UNUSED_BYPASS_SCALE, torch.full((d,), 0.5))
 
     def _norm(self, name: str, y: torch.Tensor) -> torch.Tensor:
         return self.module_norms[name](y) if name in self.module_norms else y

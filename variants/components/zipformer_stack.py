@@ -8,13 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .padding_mask import padding_mask
 from .rel_pos_encoding import RelPositionalEncoding
 from .scheduled_float import ScheduledFloat
-
-
-def padding_mask_from_lengths(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(B, T) bool, True at padded frames."""
-    return torch.arange(num_frames, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
 
 
 class ZipformerStack(nn.Module):
@@ -44,7 +40,7 @@ class ZipformerStack(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor,
                 feature_mask: torch.Tensor | float = 1.0) -> torch.Tensor:
-        mask = padding_mask_from_lengths(lengths, x.shape[1])
+        mask = padding_mask(lengths, x.shape[1])
         pos_emb = self.encoder_pos(x).to(x.dtype)
         x = x * feature_mask
         for block in self.layers:

@@ -29,14 +29,10 @@ from ..components.conformer_convolution import ConformerConvolution
 from ..components.conv2d_subsampling import Conv2dSubsampling
 from ..components.macaron_feed_forward import MacaronFeedForward
 from ..components.norm import create_norm
+from ..components.padding_mask import padding_mask as make_padding_mask
 from ..components.rel_pos_multihead_attention import RelPositionMultiheadAttention
 from ..components.rel_sinusoidal_positional_encoding import RelSinusoidalPositionalEncoding
 from ..spec import ConformerConfig
-
-
-def make_pad_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, max_len) bool, True at padded frames."""
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
 
 
 class ConformerEncoderLayer(nn.Module):
@@ -88,7 +84,7 @@ class ConformerEncoder(nn.Module):
             raise ValueError(f"ConformerEncoder expects (batch, frames, {self.d_model}), got {tuple(x.shape)}")
         if x_lens.shape != (x.size(0),):
             raise ValueError(f"x_lens must have shape ({x.size(0)},), got {tuple(x_lens.shape)}")
-        padding_mask = make_pad_mask(x_lens, x.size(1))
+        padding_mask = make_padding_mask(x_lens, x.size(1))
         x, pos_emb = self.encoder_pos(x)
         for layer in self.layers:
             x = layer(x, pos_emb, padding_mask)

@@ -15,10 +15,16 @@ sequences (the authors' feature masks). ``cfg.dropout`` is the final rate of
 the authors' dropout schedule (0.3 at first, ``cfg.dropout`` from 20k batches),
 used in the feed-forward modules and after Conv-Embed.
 
-Padding: attention masks padded keys, convolution modules zero padded frames,
+Padding: Conv-Embed zeroes padded frames before its convolutions and before
+ConvNeXt, attention masks padded keys, convolution modules zero padded frames,
 and Downsample completes a group from the utterance's own last frame, so an
 utterance's output does not depend on what the padding holds or on the other
-utterances of the batch (it equals the authors' output for it alone).
+utterances of the batch (it equals the authors' output for it alone; their
+Conv-Embed and Downsample do see the padding). Measured for Zipformer-S, an
+8 s utterance alone vs padded to 10 s (with 0 or -23) vs batched with a 10 s
+one: at most 1.9e-6 apart in float32 (rounding; outputs up to 7.6), 3.6e-15
+in float64, and identical between padding values
+(tests/variants/encoders/test_padding_independence.py).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from ..components.conformer_style_block import ConformerStyleBlock
 from ..components.conv_embed import ConvEmbed
 from ..components.downsample import Downsample
 from ..components.downsampled_stack import DownsampledStack
+from ..components.padding_mask import padding_mask
 from ..components.scheduled_float import dropout_schedule
 from ..components.zipformer_block import BlockSwitches, ZipformerBlock
 from ..components.zipformer_stack import ZipformerStack
@@ -75,11 +82,7 @@ class ZipformerEncoder(nn.Module):
         self.cfg = cfg
         self.encoder_dim = tuple(cfg.encoder_dim)
         self.encoder_unmasked_dim = tuple(cfg.encoder_unmasked_dim)
-        switches = BlockSwitches(
-            norm=cfg.norm, activation=cfg.activation, nla=cfg.nla,
-            share_attention_weights=cfg.share_attention_weights, bypass=cfg.bypass,
-            balancer=cfg.balancer, whitener=cfg.whitener,
-            norm_on_every_module=cfg.norm_on_every_module)
+        switches = BlockSwitches.from_config(cfg)
         dropout = dropout_schedule(cfg.dropout)
         n = len(cfg.downsampling_factor)
         stacks = []
@@ -91,7 +94,7 @@ class ZipformerEncoder(nn.Module):
                 block_cls, num_blocks = ConformerStyleBlock, 2 * cfg.num_encoder_layers[i]
             blocks = [block_cls(cfg.encoder_dim[i], cfg.pos_dim, cfg.num_heads[i], cfg.query_head_dim,
                                 cfg.pos_head_dim, cfg.value_head_dim, cfg.feedforward_dim[i],
-                                cfg.cnn_module_kernel[i], dropout, switches)
+                                cfg.cnn_module_kernel[i], dropout, switches=switches)
                       for _ in range(num_blocks)]
             stack = ZipformerStack(blocks, cfg.pos_dim,
                                    warmup_begin=WARMUP_BATCHES * (i + 1) / (n + 1),
@@ -128,7 +131,7 @@ class ZipformerEncoder(nn.Module):
         lengths = lengths.to(x.device)
         # padded frames start at zero, so even inf/NaN padding cannot reach valid
         # frames through a zero attention weight (0 * inf = NaN)
-        pad = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
+        pad = padding_mask(lengths, x.shape[1])
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         masks = self.feature_masks(x)
         outputs = []

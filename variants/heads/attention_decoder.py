@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..components.attention_weights import _PenalizeAbsValuesGt
+from ..components.padding_mask import padding_mask
 from ..components.swoosh import Swish
 
 #: attention scores above this magnitude are penalised in training (authors' limit and penalty)
@@ -191,8 +192,8 @@ class AttentionDecoder(nn.Module):
         if tokens_in_lens is not None:
             if tokens_in_lens.shape != (b,):
                 raise ValueError(f"tokens_in_lens must have shape ({b},), got {tuple(tokens_in_lens.shape)}")
-            self_mask = self_mask | (positions.unsqueeze(0) >= tokens_in_lens.unsqueeze(1)).unsqueeze(1)
-        memory_mask = (torch.arange(t, device=device).unsqueeze(0) >= memory_lens.unsqueeze(1)).unsqueeze(1)
+            self_mask = self_mask | padding_mask(tokens_in_lens, u).unsqueeze(1)
+        memory_mask = padding_mask(memory_lens, t).unsqueeze(1)
 
         x = self.pos(self.embed(tokens_in.long()))
         for layer in self.layers:

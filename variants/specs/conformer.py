@@ -1,5 +1,6 @@
 """Conformer-S/M/L: the authors' reproduction behind the paper's Table 2 rows
-(icefall's original, non-reworked Conformer; configurations in the notes)."""
+(icefall's original, non-reworked Conformer, with the layer counts and
+dimensions of the authors' Conformer-S/M/L recipes)."""
 from ..registry import register_variant
 from ..spec import ConformerConfig, ModelSpec
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ..atomic import atomic_path
+from harness.atomic import atomic_path
 from ..features import map_in_processes
 from .espeak_engine import TARGET_SAMPLE_RATE, espeak_paths
 from .grammar import Lexicon, SentenceGenerator

@@ -55,12 +55,13 @@ def test_transcript_line_without_audio(tiny_librispeech, tmp_path):
     assert not list(out.rglob(".tmp-*"))
 
 
-def test_unreadable_audio_is_skipped_with_a_warning(tiny_librispeech, tmp_path):
+def test_unreadable_test_audio_is_skipped_when_allowed(tiny_librispeech, tmp_path):
     src = _copy(tiny_librispeech[0], tmp_path)
     flac = sorted((src / "test-clean").rglob("*.flac"))[0]
     flac.write_bytes(b"this is not a flac file")
     with pytest.warns(UserWarning, match=f"unreadable audio file .*{flac.name}"):
-        prepared = prepare_corpus("librispeech", tmp_path / "out", src, num_jobs=1, progress=False)
+        prepared = prepare_corpus("librispeech", tmp_path / "out", src, num_jobs=1, progress=False,
+                                  allow_dropped=True)
     ids = {c.id for c in prepared.cuts("test-clean")}
     assert flac.stem not in ids and ids
     # recordings point at the real corpus, not at a temporary mirror

@@ -14,21 +14,6 @@ def write_grid(tmp_path):
     return write
 
 
-TINY_MODEL = """\
-  overrides:
-    downsampling_factor: [1, 2]
-    num_encoder_layers: [1, 1]
-    encoder_dim: [32, 32]
-    feedforward_dim: [64, 64]
-    encoder_unmasked_dim: [32, 32]
-    num_heads: [2, 2]
-    cnn_module_kernel: [7, 7]
-    query_head_dim: 8
-    value_head_dim: 8
-    pos_dim: 16
-"""
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """The built-in synthetic corpus at its tiny tier (about 40 s of training audio), once per session."""
@@ -41,12 +26,12 @@ def tiny_corpus(tmp_path_factory):
 
 @pytest.fixture
 def tiny_grid(tmp_path, tiny_corpus):
-    """Write a grid of tiny CTC Zipformers on the tiny corpus; ``rows`` adds ablation rows."""
+    """Write a grid of ``zipformer-tiny`` CTC cells on the tiny corpus; ``rows`` adds ablation rows."""
 
     def write(name: str = "e2e", rows: str = "", train: str = "epochs: 1, save_every_n: 1, average_period: 1",
               decode: str = "methods: [ctc_greedy_search]") -> str:
         text = (f"name: {name}\nstore: {tmp_path / 'runs' / 'results.sqlite'}\nrun_root: {tmp_path / 'runs'}\n"
-                "base:\n  variant: zipformer-s\n" + TINY_MODEL +
+                "base:\n  variant: zipformer-tiny\n"
                 "  objective: ctc\n"
                 f"  data: {{corpus: synthetic, dir: {tiny_corpus}, options: {{tier: tiny}}, max_duration: 8, max_train_cuts: 10}}\n"
                 f"  train: {{{train}}}\n  decode: {{{decode}}}\n")

@@ -85,7 +85,7 @@ def test_ids_survive_the_schema_growing_a_defaulted_field(write_grid, monkeypatc
     from pydantic import create_model
 
     import harness.grid.cells as cells_mod
-    from harness.grid.schema import CellConfig
+    from harness.config.schema import CellConfig
 
     before = _cells(write_grid, BASE)[0].cell_id
     grown = create_model("GrownCellConfig", __base__=CellConfig, new_knob=(int, 3))

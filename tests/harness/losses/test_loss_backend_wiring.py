@@ -1,6 +1,7 @@
 """The backend setting reaches the transducer loss and is recorded; a stand-in
 "k2" module (delegating to our functions with k2's keyword names) proves the
-k2 path is wired without needing k2 installed."""
+k2 path is wired without needing k2 installed; the Triton backend runs on CPU
+in Triton's interpreter."""
 from __future__ import annotations
 
 import types
@@ -8,8 +9,8 @@ import types
 import pytest
 import torch
 
-from harness.losses import LossConfig, compute_loss, k2_backend
-from harness.losses.k2_backend import TORCH_BACKEND, resolve_rnnt_backend
+from harness.losses import LossConfig, compute_loss, rnnt_backend
+from harness.losses.rnnt_backend import TORCH_BACKEND, resolve_rnnt_backend
 
 calls: list[str] = []
 
@@ -34,7 +35,7 @@ FAKE_K2 = types.SimpleNamespace(
 
 
 def test_auto_prefers_k2_and_records_it(tiny_model, monkeypatch):
-    monkeypatch.setattr(k2_backend, "import_k2", lambda: FAKE_K2)
+    monkeypatch.setattr(rnnt_backend, "import_k2", lambda: FAKE_K2)
     assert resolve_rnnt_backend("auto").name == "k2"
     assert resolve_rnnt_backend("torch").name == "torch"
     model = tiny_model("transducer").eval()
@@ -50,9 +51,51 @@ def test_auto_prefers_k2_and_records_it(tiny_model, monkeypatch):
 
 
 def test_missing_k2_falls_back_or_fails_clearly(monkeypatch):
-    monkeypatch.setattr(k2_backend, "import_k2", lambda: None)
+    monkeypatch.setattr(rnnt_backend, "import_k2", lambda: None)
     assert resolve_rnnt_backend("auto").name == "torch"
     with pytest.raises(RuntimeError, match="rnnt_backend='k2' but k2 does not import"):
         resolve_rnnt_backend("k2")
-    with pytest.raises(ValueError, match="unknown rnnt_backend 'cuda'; allowed: auto, torch, k2"):
+    with pytest.raises(ValueError, match="unknown rnnt_backend 'cuda'; allowed: auto, torch, triton, k2"):
         resolve_rnnt_backend("cuda")
+
+
+def test_auto_picks_triton_for_cuda_tensors_only(triton_interpreter, monkeypatch):
+    monkeypatch.setattr(rnnt_backend, "import_k2", lambda: None)
+    assert resolve_rnnt_backend("auto", torch.device("cuda")).name == "triton"
+    assert resolve_rnnt_backend("auto", "cuda:1").name == "triton"
+    assert resolve_rnnt_backend("auto", torch.device("cpu")).name == "torch"
+    assert resolve_rnnt_backend("auto").name == "torch"  # device unknown
+    assert resolve_rnnt_backend("torch", "cuda").name == "torch"
+    monkeypatch.setattr(rnnt_backend, "import_k2", lambda: FAKE_K2)
+    assert resolve_rnnt_backend("auto", "cuda").name == "k2"
+    assert resolve_rnnt_backend("triton", "cuda").name == "triton"
+    monkeypatch.setattr(rnnt_backend, "import_k2", lambda: None)
+    monkeypatch.setattr(rnnt_backend, "import_triton_recursion", lambda: None)
+    assert resolve_rnnt_backend("auto", "cuda").name == "torch"
+    with pytest.raises(RuntimeError, match="rnnt_backend='triton' but triton does not import"):
+        resolve_rnnt_backend("triton", "cuda")
+
+
+def test_forced_triton_on_cpu_needs_the_interpreter(triton_interpreter, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(RuntimeError, match=r"rnnt_backend='triton' needs CUDA tensors \(got cpu\); on a CPU "
+                                           "set TRITON_INTERPRET=1"):
+        resolve_rnnt_backend("triton", "cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert resolve_rnnt_backend("triton", "cpu").name == "triton"
+    monkeypatch.setattr(triton_interpreter, "interpreted", lambda: False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1 was set after"):
+        resolve_rnnt_backend("triton", "cpu")
+    with pytest.raises(RuntimeError, match="kernels need CUDA tensors, got cpu"):
+        triton_interpreter.mutual_information_recursion_triton(torch.zeros(1, 1, 2), torch.zeros(1, 2, 1))
+
+
+def test_triton_backend_is_used_and_recorded(tiny_model, triton_interpreter):
+    model = tiny_model("transducer").eval()
+    torch.manual_seed(1)
+    feats, lens, tokens = torch.randn(2, 70, 80), torch.tensor([70, 50]), [[1, 2, 3], [4]]
+    loss_tr, info_tr = compute_loss(model, feats, lens, tokens, 100, LossConfig(rnnt_backend="triton"))
+    loss_torch, info_torch = compute_loss(model, feats, lens, tokens, 100, LossConfig(rnnt_backend="torch"))
+    assert (info_tr["rnnt_backend"], info_torch["rnnt_backend"]) == ("triton", "torch")
+    for key in ("simple_loss", "pruned_loss"):
+        assert info_tr[key] == pytest.approx(info_torch[key], rel=1e-5)

@@ -9,7 +9,7 @@ import torch
 
 from harness.losses import (get_prune_ranges, k2_available, make_boundary, rnnt_loss,
                             rnnt_loss_pruned, rnnt_loss_smoothed)
-from harness.losses.k2_backend import import_k2
+from harness.losses.rnnt_backend import import_k2
 from harness.losses.pruning import constrain_window_starts
 
 BLANK = 0

@@ -92,7 +92,7 @@ def test_profile_variant_rows(variant):
     for r in rows:
         assert sum(r["parts"].values()) == r["params"]
         built = build_model(variant, objective=r["objective"], **TINY[variant])
-        assert sum(p.numel() for p in built.parameters()) == r["params"]
+        assert built.param_counts()["total"] == r["params"]  # parameters + unused_bypass_scale
         assert r["encoder_params"] == r["parts"]["encoder_embed"] + r["parts"]["encoder"]
         assert r["gflops"] > 0 and r["gflops_convention"] in (PLAIN, WITH_RULES)
         assert r["gflops_flop_counter"] <= r["gflops_deepspeed"] * 1.001
@@ -103,7 +103,7 @@ def test_paper_values_beside_the_registered_model():
     from harness.profile.summary import profile_variant
 
     rows = profile_variant("zipformer-s", flops=False)
-    assert [r["params"] for r in rows] == [23_285_615, 22_118_279, 46_282_107]  # the notes' counts
+    assert [r["params"] for r in rows] == [23_285_615, 22_118_279, 46_282_107]  # the authors' implementation's counts
     assert [r["params_paper"] for r in rows] == [23.3, 22.1, 46.3]
     assert rows[0]["gflops_paper"] == 40.8 and rows[0]["gflops"] is None
     assert abs(rows[0]["params_diff_pct"] - (23.285615 - 23.3) / 23.3 * 100) < 1e-9

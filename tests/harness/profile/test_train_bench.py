@@ -7,65 +7,56 @@ import pytest
 from harness.profile.saved_bytes import measure_saved_bytes
 from harness.profile.train_bench import check_train_args, measure_train
 
-TINY_Z = {"num_encoder_layers": (1,) * 6, "encoder_dim": (16,) * 6, "feedforward_dim": (32,) * 6,
-          "encoder_unmasked_dim": (16,) * 6, "num_heads": (2,) * 6, "cnn_module_kernel": (7,) * 6,
-          "query_head_dim": 8, "value_head_dim": 4, "pos_head_dim": 2, "pos_dim": 8,
-          "embed_channels": (4, 4, 8), "heads.vocab_size": 20}
+TINY = "zipformer-tiny"
 
 
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_training_steps_in_process(precision):
-    r = measure_train("zipformer-s", 1, 1.0, steps=2, warmup=1, precision=precision,
-                      objective="ctc", overrides=TINY_Z)
+    r = measure_train(TINY, 1, 1.0, steps=2, warmup=1, precision=precision, objective="ctc")
     assert r.precision == precision and r.device_type == "cpu" and len(r.times_s) == 2
     assert r.p25_s <= r.median_s <= r.p75_s and r.peak_mem_mb >= 0 and r.saved_mb > 0
 
 
 def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
     from harness.cli import main
-    from harness.report.command import build_report
+    from harness.commands.report import build_report
     from harness.store import ResultsStore
 
     store = tmp_path / "r.sqlite"
-    argv = ["bench", "zipformer-s", "--train", "--objective", "ctc", "--batch", "1",
+    argv = ["bench", TINY, "--train", "--objective", "ctc", "--batch", "1",
             "--duration", "1", "--runs", "1", "--warmup", "0", "--store", str(store)]
-    for k, v in TINY_Z.items():
-        argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v}"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "training steps: batch 1 x 1 s, float32, ctc" in out and "zipformer-s" in out
+    assert "training steps: batch 1 x 1 s, float32, ctc" in out and TINY in out
     (row,) = ResultsStore(store).rows("train_bench")
-    assert row["variant"] == "zipformer-s" and row["precision"] == "float32"
+    assert row["variant"] == TINY and row["precision"] == "float32"
     assert row["median_s"] > 0 and row["saved_mb"] > 0 and row["objective"] == "ctc"
     index, _ = build_report(store, tmp_path / "report")
     md = (tmp_path / "report" / "train-bench.md").read_text()
-    assert "zipformer-s" in md and "Training step time" in md
+    assert TINY in md and "Training step time" in md
     assert "train-bench" in index.read_text()
 
 
 def test_saved_bytes_bf16_keeps_less_than_float32():
-    """A small Zipformer-S, 2 x 2 s: under CUDA's autocast policy the lean functions
+    """A tiny Zipformer, 2 x 2 s: under CUDA's autocast policy the lean functions
     keep no float32 copies of the attention weights or activations, so bf16 saves
     well under float32 (the two would be about equal with plain autograd)."""
-    f32 = measure_saved_bytes("zipformer-s", "float32", batch=2, duration_s=2.0, overrides=TINY_Z)
-    bf16 = measure_saved_bytes("zipformer-s", "bf16", batch=2, duration_s=2.0, overrides=TINY_Z)
+    f32 = measure_saved_bytes(TINY, "float32", batch=2, duration_s=2.0)
+    bf16 = measure_saved_bytes(TINY, "bf16", batch=2, duration_s=2.0)
     assert 0 < bf16.saved_bytes < 0.8 * f32.saved_bytes
     assert not [s for s in bf16.largest if s.dtype == "float32" and len(s.shape) == 4
                 and s.shape[-1] == s.shape[-2]]          # no float32 (heads, B, T, T)
     # deterministic for equal arguments
-    assert measure_saved_bytes("zipformer-s", "float32", batch=2, duration_s=2.0,
-                               overrides=TINY_Z).saved_bytes == f32.saved_bytes
+    assert measure_saved_bytes(TINY, "float32", batch=2, duration_s=2.0).saved_bytes \
+        == f32.saved_bytes
     assert f32.mb_per_audio_second == pytest.approx(f32.saved_bytes / 2**20 / 4.0)
 
 
 def test_cli_saved_bytes_prints_both_precisions(capsys):
     from harness.cli import main
 
-    argv = ["bench", "zipformer-s", "--saved-bytes", "--batch", "1", "--duration", "1"]
-    for k, v in TINY_Z.items():
-        argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v}"]
-    assert main(argv) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("zipformer-s")]
+    assert main(["bench", TINY, "--saved-bytes", "--batch", "1", "--duration", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(TINY)]
     assert [ln.split()[1] for ln in lines] == ["float32", "bf16"]
 
 

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from harness.report.command import build_report
+from harness.commands.report import build_report
 from harness.report.data import select_wers
 from harness.store import ResultsStore
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.train.precision import (LossScaleCollapsed, LossScaler, Precision, select_device,
+from harness.train.precision import (LossScaleCollapsedError, LossScaler, Precision, select_device,
                                      select_precision)
 
 
@@ -34,7 +34,7 @@ def test_collapsed_loss_scale_gives_a_clear_message():
     assert scaler.enabled and scaler.value == 1.0
     scaler.scale(torch.tensor(1.0))
     scaler.scaler.update(1e-6)
-    with pytest.raises(LossScaleCollapsed, match="collapsed .* at step 7.*bf16"):
+    with pytest.raises(LossScaleCollapsedError, match="collapsed .* at step 7.*bf16"):
         scaler.check(batch_idx=3, step=7)
 
 

@@ -51,7 +51,7 @@ def test_balancer_no_op_in_eval_and_when_satisfied():
     x.grad = None
     m.eval()(x).backward(g)
     assert torch.equal(x.grad, g)
-    assert isinstance(make_balancer(False, 3), torch.nn.Identity)
+    assert isinstance(make_balancer(3, enabled=False), torch.nn.Identity)
     loss = balancer_loss(torch.ones(10, 2), 1, -1.0, 1.0, 0.5, 2.0)
     assert loss.shape == (1, 2)
 
@@ -87,4 +87,4 @@ def test_whitener_identity_forward_and_gradient_above_limit():
     assert torch.equal(x2.grad, g.repeat(10, 1))
     with pytest.raises(ValueError, match="whitening_limit"):
         Whitener(whitening_limit=0.5)
-    assert isinstance(make_whitener(False), torch.nn.Identity)
+    assert isinstance(make_whitener(enabled=False), torch.nn.Identity)

@@ -62,3 +62,31 @@ def test_switch_factories():
         create_norm("rms", 8)
     with pytest.raises(ValueError, match="allowed"):
         create_activation("gelu")
+
+
+def test_switch_maps_cover_exactly_the_schema_literals():
+    import typing
+
+    from variants import spec
+    from variants.components.activation import ACTIVATIONS
+    from variants.components.norm import NORMS
+
+    assert set(NORMS) == set(typing.get_args(spec.Norm))
+    assert set(ACTIVATIONS) == set(typing.get_args(spec.Activation))
+    conformer_activation = spec.ConformerConfig.model_fields["activation"].annotation
+    assert set(typing.get_args(conformer_activation)) <= set(ACTIVATIONS)
+
+
+def test_block_switches_read_every_switch_from_the_config():
+    from dataclasses import fields
+
+    from variants.components.zipformer_block import BlockSwitches
+    from variants.spec import ZipformerConfig
+
+    cfg = ZipformerConfig(norm="layer_norm", activation="swish", nla=False, bypass=False,
+                          balancer=False, whitener=False, share_attention_weights=False,
+                          norm_on_every_module=True)
+    s = BlockSwitches.from_config(cfg)
+    assert {f.name: getattr(s, f.name) for f in fields(s)} == {
+        "norm": "layer_norm", "activation": "swish", "nla": False, "share_attention_weights": False,
+        "bypass": False, "balancer": False, "whitener": False, "norm_on_every_module": True}

@@ -73,8 +73,8 @@ def test_bypass_layer_skip_and_no_bypass():
     per_seq = out[:, 0, 0]
     assert set(per_seq.tolist()) <= {0.0, 1.0} and 0 < per_seq.sum() < 64
     assert torch.equal(NoBypass().train()(x, y), y)
-    assert isinstance(make_bypass(False, 3), NoBypass)
-    assert sum(p.numel() for p in make_bypass(False, 3).parameters()) == 0
+    assert isinstance(make_bypass(3, enabled=False), NoBypass)
+    assert sum(p.numel() for p in make_bypass(3, enabled=False).parameters()) == 0
 
 
 def test_downsample_softmax_weighted_average():

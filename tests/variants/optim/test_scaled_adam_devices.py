@@ -1,4 +1,5 @@
-"""ScaledAdam on other dtypes and on the GPU (GPU tests skip where there is none)."""
+"""ScaledAdam on other dtypes and on every device (``device`` fixture: "cpu"
+always, "cuda" where a GPU is present)."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,6 @@ from torch import nn
 from variants.optim import ScaledAdam, build_optimizer
 
 torch.set_num_threads(1)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -51,29 +51,27 @@ def test_bfloat16_parameters_keep_float32_scale_moments():
     assert torch.equal(opt2.state[w]["scale_exp_avg_sq"], opt.state[w]["scale_exp_avg_sq"])
 
 
-@cuda
-def test_cuda_matches_cpu():
+def test_device_matches_cpu(device):
     cpu = _model()
-    gpu = copy.deepcopy(cpu).cuda()
-    opt_c, opt_g = ScaledAdam(cpu.parameters()), ScaledAdam(gpu.parameters())
+    dev = copy.deepcopy(cpu).to(device)
+    opt_c, opt_d = ScaledAdam(cpu.parameters()), ScaledAdam(dev.parameters())
     _train(cpu, opt_c, 30, "cpu")             # past step 10 and 20: clipping thresholds set
-    _train(gpu, opt_g, 30, "cuda")
-    assert opt_g.clipping.threshold == pytest.approx(opt_c.clipping.threshold, rel=1e-4)
-    for a, b in zip(cpu.parameters(), gpu.parameters()):
+    _train(dev, opt_d, 30, device)
+    assert opt_d.clipping.threshold == pytest.approx(opt_c.clipping.threshold, rel=1e-4)
+    for a, b in zip(cpu.parameters(), dev.parameters()):
         torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
-    assert opt_g.state[gpu[0].weight]["scale_exp_avg"].device.type == "cuda"
+    assert opt_d.state[dev[0].weight]["scale_exp_avg"].device.type == device
 
 
-@cuda
-def test_cuda_float16_autocast_with_grad_scaler():
-    model = _model().cuda()
+def test_float16_autocast_with_grad_scaler(device):
+    model = _model().to(device)
     opt = build_optimizer("scaled_adam", model)
-    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 16)
-    _train(model, opt, 25, "cuda", scaler=scaler, dtype=torch.float16)
+    scaler = torch.amp.GradScaler(device, init_scale=2.0 ** 16)
+    _train(model, opt, 25, device, scaler=scaler, dtype=torch.float16)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     steps = float(opt.state[model[0].weight]["step"])
     before = [p.detach().clone() for p in model.parameters()]
-    x = torch.randn(4, 6, device="cuda")
+    x = torch.randn(4, 6, device=device)
     scaler.scale((model(x) * float("inf")).sum() * model.gain).backward()
     scaler.step(opt)                           # overflow: skipped
     scaler.update()
@@ -81,8 +79,7 @@ def test_cuda_float16_autocast_with_grad_scaler():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-@cuda
-def test_state_follows_a_model_moved_after_loading():
+def test_state_follows_a_model_moved_after_loading(device):
     cpu = _model()
     opt = build_optimizer("scaled_adam", cpu)
     _train(cpu, opt, 3, "cpu")
@@ -90,6 +87,6 @@ def test_state_follows_a_model_moved_after_loading():
     model.load_state_dict(cpu.state_dict())
     opt2 = build_optimizer("scaled_adam", model)
     opt2.load_state_dict(opt.state_dict())          # state on the CPU, as the model was
-    model.cuda()
-    _train(model, opt2, 2, "cuda")
-    assert opt2.state[model[0].weight]["exp_avg"].device.type == "cuda"
+    model.to(device)
+    _train(model, opt2, 2, device)
+    assert opt2.state[model[0].weight]["exp_avg"].device.type == device

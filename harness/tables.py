@@ -1,7 +1,8 @@
-"""A small table type and its renderings: terminal text, Markdown, LaTeX, CSV.
+"""A small table type, its renderings (terminal text, Markdown, LaTeX, CSV) and
+the number formats shared by ``harness profile`` and ``harness report``.
 
-Every file is written atomically (a temporary file in the same folder, then
-``os.replace``), so a reader never sees half a table.
+Every file is written atomically (``harness.atomic``), so a reader never sees
+half a table.
 """
 from __future__ import annotations
 
@@ -9,32 +10,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.atomic import atomic_write_text
+
 MISSING = "—"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; create the folder if needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def is_missing(v: Any) -> bool:

@@ -12,24 +12,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
+from harness.atomic import atomic_write_text
 
-from .flops import PAPER_FRAMES
-from .summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
+from harness.profile.flops import PAPER_FRAMES
+from harness.profile.summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
                       profile_variants, store_rows)
 
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs, values parsed as YAML (``encoder.num_encoder_layers=[1,1]``)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+from .common import parse_overrides, resolve_variants, user_error
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,23 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="intra-op threads per job (default: cores / jobs)")
 
 
-def resolve_variants(names: list[str]) -> list[str]:
-    """Names or patterns to registered names; an unknown one is an error naming it."""
-    from variants import list_variants
-    from variants.registry import UnknownVariantError
-
-    if not names:
-        return list_variants()
-    out: list[str] = []
-    for n in names:
-        matched = list_variants(n)
-        if not matched:
-            raise UnknownVariantError(
-                f"unknown variant {n!r}; registered variants: {', '.join(list_variants())}")
-        out += [m for m in matched if m not in out]
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from variants.registry import VariantError
 
@@ -87,12 +60,9 @@ def run(args: argparse.Namespace) -> int:
                                 frames=args.frames, jobs=args.jobs, threads=args.threads,
                                 progress=progress)
     except (VariantError, ValueError) as err:
-        print(f"harness profile: {err}", file=sys.stderr)
-        return 2
+        return user_error(str(err))
     out = Path(args.out)
     summary, parts = profile_table(rows), parts_table(rows)
-    from harness.report.render import atomic_write_text
-
     atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
                       + parts.to_markdown("##"))
     atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .data import StoreSnapshot
+from harness.report.data import StoreSnapshot
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
     """Write every table and figure; return the index path and what is missing."""
-    from . import figures, tables
-    from .index import ReportPage
+    from harness.report import figures, tables
+    from harness.report.index import ReportPage
 
     snap = StoreSnapshot.read(store_path)
     cells, profile = snap.cells(), snap.profile()

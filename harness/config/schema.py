@@ -20,11 +20,13 @@ Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
 
 
-class Strict(BaseModel):
+class StrictSection(BaseModel):
+    """A section of a grid file: unknown keys are errors, defaults are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class OptimizerSection(Strict):
+class OptimizerSection(StrictSection):
     """Optimizer and learning-rate schedule (``variants.optim``)."""
 
     #: None: the optimizer the variant's spec names (ScaledAdam, or Adam for Conformers)
@@ -41,7 +43,7 @@ class OptimizerSection(Strict):
     schedule_ref_duration: Optional[float] = Field(None, gt=0)
 
 
-class DataSection(Strict):
+class DataSection(StrictSection):
     """Which corpus, where it is prepared, and how batches are formed."""
 
     corpus: Corpus
@@ -63,7 +65,7 @@ class DataSection(Strict):
     max_train_cuts: Optional[int] = Field(None, gt=0)
 
 
-class TrainSection(Strict):
+class TrainSection(StrictSection):
     """Training budget and loop settings."""
 
     epochs: Optional[int] = Field(None, gt=0)
@@ -93,7 +95,7 @@ class TrainSection(Strict):
         return self
 
 
-class DecodeSection(Strict):
+class DecodeSection(StrictSection):
     """Decoding after training (and optionally after every epoch)."""
 
     methods: list[str] = Field(default_factory=lambda: ["greedy_search"], min_length=1)
@@ -107,7 +109,7 @@ class DecodeSection(Strict):
     batch_duration: float = Field(200.0, gt=0)
 
 
-class CellConfig(Strict):
+class CellConfig(StrictSection):
     """Everything one cell of a grid needs; a grid's ``base`` is one of these."""
 
     variant: str
@@ -147,7 +149,7 @@ class BaseSection(CellConfig):
     seeds: Optional[list[int]] = Field(None, min_length=1)
 
 
-class Row(Strict):
+class Row(StrictSection):
     """A named change relative to the base: an ablation row or an axis value."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
@@ -157,7 +159,7 @@ class Row(Strict):
     description: str = ""
 
 
-class GridFile(Strict):
+class GridFile(StrictSection):
     """A whole grid file."""
 
     name: Optional[str] = None

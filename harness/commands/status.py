@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli_common import add_grid_argument, load_or_report, store_path
+from .common import add_grid_argument, existing_store, load_or_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,15 +30,13 @@ def _locked(run_dir: str | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.store import ResultsStore
     from harness.train.step_profile import format_profile
 
     loaded = load_or_report(args)
     if loaded is None:
         return 2
     grid, cells = loaded
-    spath = store_path(args, grid)
-    store = ResultsStore(spath) if spath.exists() else None
+    spath, store = existing_store(args, grid)
     print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
     print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10}  WER")
     for c in cells:

@@ -3,17 +3,19 @@
     harness data prepare --corpus synthetic|librispeech|aishell [--out DIR] [--src DIR]
                          [--tier T] [--hours H] [--voices N] [--seed N] [--num-jobs N]
                          [--vocab-size N] [--no-speed-perturb] [--train-set auto|100|960]
+                         [--oov-chars report|reject] [--allow-dropped]
     harness data write-librispeech --out DIR [--tier T] [--hours H] [--voices N] [--seed N]
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
+
+from .common import user_error
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
-    from .synthetic.tiers import DEFAULT_TIER, TIERS
+    from harness.data.synthetic.tiers import DEFAULT_TIER, TIERS
 
     p.add_argument("--tier", choices=list(TIERS), default=None,
                    help=f"synthetic corpus tier (default {DEFAULT_TIER})")
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="skip the 0.9/1.1 speed-perturbed training copies")
     prep.add_argument("--train-set", choices=["auto", "100", "960"], default="auto",
                       help="LibriSpeech training hours (auto: 960 when all parts are present)")
+    prep.add_argument("--oov-chars", choices=["report", "reject"], default="report",
+                      help="LibriSpeech transcript characters outside A-Z, apostrophe and space: "
+                           "report them in a warning (default) or refuse the corpus")
+    prep.add_argument("--allow-dropped", action="store_true",
+                      help="let a test split lose utterances whose audio cannot be read "
+                           "(default: an error); every dropped or changed utterance is listed in OUT/changes.jsonl")
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
     ls = sub.add_parser("write-librispeech",
                         help="write the synthetic corpus in LibriSpeech's layout (FLAC, *.trans.txt)")
@@ -45,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import DataError
+    from harness.data.errors import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -53,23 +61,24 @@ def run(args: argparse.Namespace) -> int:
             return _prepare(args)
         return _write_librispeech(args)
     except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"harness data {args.action}: error: {e}", file=sys.stderr)
-        return 2
+        return user_error(str(e))
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .prepare import prepare_corpus
+    from harness.data.changes import load_changes, summary_line
+    from harness.data.prepare import prepare_corpus
 
     options = dict(seed=args.seed, num_jobs=args.num_jobs, vocab_size=args.vocab_size,
-                   speed_perturb=not args.no_speed_perturb, progress=not args.quiet)
+                   speed_perturb=not args.no_speed_perturb, allow_dropped=args.allow_dropped,
+                   progress=not args.quiet)
     if args.corpus == "synthetic":
         options.update(tier=args.tier, hours=args.hours, voices=args.voices)
     elif args.corpus == "librispeech":
-        options.update(train_set=args.train_set)
+        options.update(train_set=args.train_set, oov_chars=args.oov_chars)
+    if args.corpus != "librispeech" and args.oov_chars != "report":
+        return user_error("--oov-chars applies to --corpus librispeech only")
     if args.corpus != "synthetic" and (args.tier or args.hours or args.voices):
-        print("harness data prepare: error: --tier/--hours/--voices apply to --corpus synthetic only",
-              file=sys.stderr)
-        return 2
+        return user_error("--tier/--hours/--voices apply to --corpus synthetic only")
     if args.corpus != "synthetic":
         options.pop("seed")
     out = args.out or f"data/{args.corpus}"
@@ -78,13 +87,14 @@ def _prepare(args: argparse.Namespace) -> int:
     for name, path in prepared.splits.items():
         print(f"  {name:16s} {path}")
     print(f"  bpe model        {prepared.bpe_model} ({prepared.vocab_size} units, {prepared.unit} error rate)")
+    print(f"  {summary_line(load_changes(prepared.out_dir), prepared.out_dir)}")
     return 0
 
 
 def _write_librispeech(args: argparse.Namespace) -> int:
-    from .synthetic.corpus import write_librispeech_layout
-    from .synthetic.tiers import DEFAULT_TIER, get_tier
-    from .features import default_num_jobs
+    from harness.data.features import default_num_jobs
+    from harness.data.synthetic.corpus import write_librispeech_layout
+    from harness.data.synthetic.tiers import DEFAULT_TIER, get_tier
 
     tier = get_tier(args.tier or DEFAULT_TIER, hours=args.hours, voices=args.voices)
     plan = write_librispeech_layout(args.out, tier, seed=args.seed,

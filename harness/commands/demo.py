@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -70,10 +69,11 @@ def _command(module: str, argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.grid.cli_common import store_path
     from harness.grid.cells import expand
     from harness.grid.errors import GridError
     from harness.grid.loader import load_grid
+
+    from .common import store_path, user_error
 
     started = time.time()
     grid_file = _grid_path(args.grid)
@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
         grid = load_grid(grid_file)
         cells = expand(grid)
     except GridError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return user_error(str(e))
     store = str(store_path(args, grid))
     results: dict[str, str] = {}
 
@@ -100,21 +99,21 @@ def run(args: argparse.Namespace) -> int:
 
     _stage("data", prepare, results)
     workers = args.workers or default_workers()
-    _stage("run", lambda: _command("harness.grid.run_command",
+    _stage("run", lambda: _command("harness.commands.run",
                                    [str(grid_file), "--store", store, "--workers", str(workers)]), results)
     variants = sorted({c.variant for c in cells})
     if "profile" not in args.skip:
         # the grid's variants only: all 18 registered variants took ~8 CPU-min here, the two of
         # the default grid 50 CPU-s (bench: S/M/L of both encoders by default)
-        _stage("profile", lambda: _command("harness.profile.command",
+        _stage("profile", lambda: _command("harness.commands.profile",
                                            [*variants, "--store", store, "--out", args.out]), results)
     if "bench" not in args.skip:
-        _stage("bench", lambda: _command("harness.profile.bench_command", [*variants, "--store", store]),
+        _stage("bench", lambda: _command("harness.commands.bench", [*variants, "--store", store]),
                results)
     if "report" not in args.skip:
-        _stage("report", lambda: _command("harness.report.command", ["--store", store, "--out", args.out]),
+        _stage("report", lambda: _command("harness.commands.report", ["--store", store, "--out", args.out]),
                results)
-    _stage("status", lambda: _command("harness.grid.status_command", [str(grid_file), "--store", store,
+    _stage("status", lambda: _command("harness.commands.status", [str(grid_file), "--store", store,
                                                                         "--profile"]), results)
     print(f"\ndemo finished in {(time.time() - started) / 60:.1f} min (grid {grid.name}, "
           f"{len(cells)} cells, variants {', '.join(variants)}):")

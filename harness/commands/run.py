@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .cli_common import add_grid_argument, load_or_report, store_path
+from .common import add_grid_argument, load_or_report, store_path, user_error
 
 SKIP = {"done"}
 
@@ -43,16 +43,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = json.loads(args.slurm)
     except json.JSONDecodeError as e:
-        print(f"error: --slurm: not valid JSON: {e}", file=sys.stderr)
-        return 2
+        return user_error(f"--slurm: not valid JSON: {e}")
     dist = distributed.from_env()
     spath = store_path(args, grid)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     todo = cells
     if dist.enabled:
         if args.executor != "local" or args.workers > 1:
-            print("error: under torchrun use the local executor with one worker", file=sys.stderr)
-            return 2
+            return user_error("under torchrun use the local executor with one worker")
         from harness.train.precision import select_device
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if dist.is_main:
             print(f"cell {cell.cell_id} {cell.name}: {status}", file=sys.stderr)
 
-    from .executors import make_executor
+    from harness.grid.executors import make_executor
 
     executor = make_executor(args.executor, workers=args.workers, array=args.array, parameters=params)
     results = executor.run(todo, spath, run_root, report)

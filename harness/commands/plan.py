@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_common import add_grid_argument, load_or_report, store_path
-from .cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
+from .common import add_grid_argument, existing_store, load_or_report
+from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,12 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     grid, cells = loaded
-    store = None
-    path = store_path(args, grid)
-    if path.exists():
-        from harness.store import ResultsStore
-
-        store = ResultsStore(path)
+    _, store = existing_store(args, grid)
     print(f"grid {grid.name} ({grid.path}): {len(cells)} cell(s)"
           + (f" - {grid.spec.description}" if grid.spec.description else ""))
     header = f"{'cell':<12}  {'name':<28} {'variant':<34} {'objective':<10} {'params(M)':>9} " \

@@ -12,7 +12,7 @@ with step time, peak memory and the bytes saved for backward, into the store's
 
 ``--saved-bytes``: no timing; the bytes one training forward saves for backward
 per second of audio, float32 and bf16 (CPU, bf16 under CUDA's autocast policy,
-see :mod:`.saved_bytes`), printed only. Default batch 2 x 10 s: the bf16 count
+see :mod:`harness.profile.saved_bytes`), printed only. Default batch 2 x 10 s: the bf16 count
 includes autocast's low-precision weight copies, a per-step constant that
 short inputs would spread over too few seconds.
 """
@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .bench import run_isolated
-from .command import parse_overrides, resolve_variants
-from .saved_bytes import PRECISIONS
-from .train_bench import OBJECTIVES
+from harness.profile.bench import PRECISIONS, run_isolated
+from harness.profile.train_bench import OBJECTIVES
+
+from .common import parse_overrides, resolve_variants, user_error
 
 PAPER_BATCH, PAPER_DURATION_S = 30, 30.0
 CPU_BATCH, CPU_DURATION_S = 2, 10.0
@@ -86,15 +86,13 @@ def run(args: argparse.Namespace) -> int:
         names = resolve_variants(args.variants or list(DEFAULT_VARIANTS))
         overrides = parse_overrides(args.overrides)
     except (VariantError, ValueError) as err:
-        print(f"harness bench: {err}", file=sys.stderr)
-        return 2
+        return user_error(str(err))
     if cuda:
         import torch
 
         if not torch.cuda.is_available():
-            print("harness bench: --device cuda asked for, but torch sees no CUDA device; "
-                  "use --device cpu", file=sys.stderr)
-            return 2
+            return user_error("--device cuda asked for, but torch sees no CUDA device; "
+                              "use --device cpu")
     if args.saved_bytes:
         return _saved_bytes(names, batch, duration, overrides)
     store = None
@@ -170,7 +168,7 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
 
 
 def _saved_bytes(names: list[str], batch: int, duration: float, overrides: dict) -> int:
-    from .saved_bytes import measure_saved_bytes
+    from harness.profile.saved_bytes import measure_saved_bytes
 
     print(f"bytes saved for backward by one training forward (Conv-Embed + encoder), batch "
           f"{batch} x {duration:g} s, CPU; bf16 under CUDA's autocast policy")

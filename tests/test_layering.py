@@ -1,0 +1,104 @@
+"""The packages' import rules, checked over the source with ``ast``.
+
+Layers point one way: config -> variants -> data/losses/decoding -> train ->
+grid -> commands. Function-local imports count too: hiding an import inside a
+function does not remove the dependency.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: package -> packages it may never import (any import of them or their submodules)
+FORBIDDEN = {
+    "variants": ["harness"],
+    "harness.atomic": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
+                       "harness.train", "harness.grid", "harness.commands", "harness.profile",
+                       "harness.report", "harness.store"],
+    "harness.tables": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
+                       "harness.train", "harness.grid", "harness.commands", "harness.profile",
+                       "harness.report", "harness.store"],
+    "harness.config": ["harness.data", "harness.losses", "harness.decoding", "harness.train",
+                       "harness.grid", "harness.commands", "harness.profile", "harness.report"],
+    "harness.data": ["harness.losses", "harness.decoding", "harness.train", "harness.grid",
+                     "harness.commands", "harness.report"],
+    "harness.losses": ["harness.data", "harness.decoding", "harness.train", "harness.grid",
+                       "harness.commands", "harness.report"],
+    "harness.decoding": ["harness.data", "harness.losses", "harness.train", "harness.grid",
+                         "harness.commands", "harness.report"],
+    "harness.train": ["harness.grid", "harness.commands", "harness.report"],
+    "harness.grid": ["harness.commands"],
+    "harness.profile": ["harness.report", "harness.grid", "harness.commands"],
+    "harness.report": ["harness.commands"],
+}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved, at any depth of the file."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+    return out
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    found = []
+    for top in ("harness", "variants"):
+        for path in sorted((root / top).rglob("*.py")):
+            name = module_name(path, root)
+            for package, banned in FORBIDDEN.items():
+                if not _within(name, package):
+                    continue
+                for mod in sorted(imported_modules(path, root)):
+                    for b in banned:
+                        if _within(mod, b):
+                            found.append(f"{path.relative_to(root)}: {name} imports {mod} "
+                                         f"({package} may not import {b})")
+    return found
+
+
+def test_layers_point_one_way():
+    assert violations() == []
+
+
+def test_the_checker_sees_function_local_and_relative_imports(tmp_path):
+    pkg = tmp_path / "harness" / "train"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "x.py").write_text("def f():\n    from ..grid import cells\n    import harness.report\n")
+    found = violations(tmp_path)
+    assert any("imports harness.grid.cells" in v for v in found)
+    assert any("imports harness.report" in v for v in found)
+
+
+def test_every_command_is_a_module_under_harness_commands():
+    from harness.cli import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        assert module == f"harness.commands.{name.replace('-', '_')}", name
+        assert (ROOT / "harness" / "commands" / f"{name.replace('-', '_')}.py").is_file(), name
