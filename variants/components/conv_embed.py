@@ -101,7 +101,9 @@ class ConvEmbed(nn.Module):
         y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
         y = self.dropout(self.out_norm(self.out_whiten(y)))
         out_lens = conv_embed_lengths(lengths, self.time_stride)
-        if lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1:
+        # the check reads the lengths' values, which torch.export (ONNX) cannot trace through
+        if not torch.compiler.is_exporting() and (
+                lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1):
             raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
                              f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")
         return y, out_lens
