@@ -1,0 +1,1 @@
+"""Command modules of the ``harness`` CLI: each has ``add_arguments(parser)`` and ``run(args) -> int``."""
