@@ -132,7 +132,7 @@ def export_part(part: Part, fmt: str, path: Path, gen: torch.Generator) -> None:
             # the TorchScript-based exporter has no rule for the relative-position shift
             # (as_strided); torch.export captures it for the one input size
             program = torch.export.export(part.module, inputs)
-            torch.onnx.export(program, inputs, str(path), dynamo=True, external_data=False,
+            torch.onnx.export(program, inputs, str(path), dynamo=True, external_data=False, verbose=False,
                               input_names=list(part.input_names), output_names=list(part.output_names))
         elif fmt == "onnx":
             # the heads check token ids by value, which torch.export cannot trace; tracing can
