@@ -24,25 +24,24 @@ from __future__ import annotations
 
 import re
 
-#: (theirs, ours) regular-expression pairs; each side's pattern matches only its own names
-_RENAMES: tuple[tuple[str, str], ...] = (
-    (r"^encoder_embed\.conv\.4\.", "encoder_embed.conv.3."),
-    (r"^encoder_embed\.conv\.7\.", "encoder_embed.conv.6."),
-    (r"^(encoder\.encoders\.\d+\.(?:encoder\.)?layers\.\d+\.)bypass_scale$", r"\1unused_bypass_scale"),
-    (r"\.nonlin_attention\.", ".nonlinear_attention."),
-    (r"^ctc_output\.1\.", "ctc_output.linear."),
-    (r"^attention_decoder\.decoder\.", "attention_decoder."),
+#: (context before, their piece, our piece, context after): the piece is renamed where the
+#: contexts (regular expressions, no capturing groups) surround it; one table, both directions
+_RENAMES: tuple[tuple[str, str, str, str], ...] = (
+    (r"^encoder_embed\.conv\.", "4.", "3.", ""),
+    (r"^encoder_embed\.conv\.", "7.", "6.", ""),
+    (r"^encoder\.encoders\.\d+\.(?:encoder\.)?layers\.\d+\.", "bypass_scale", "unused_bypass_scale", "$"),
+    (r"\.", "nonlin_attention.", "nonlinear_attention.", ""),
+    (r"^ctc_output\.", "1.", "linear.", ""),
+    (r"^attention_decoder\.", "decoder.", "", ""),
 )
-_REVERSE: tuple[tuple[str, str], ...] = (
-    (r"^encoder_embed\.conv\.3\.", "encoder_embed.conv.4."),
-    (r"^encoder_embed\.conv\.6\.", "encoder_embed.conv.7."),
-    (r"^(encoder\.encoders\.\d+\.(?:encoder\.)?layers\.\d+\.)unused_bypass_scale$", r"\1bypass_scale"),
-    (r"\.nonlinear_attention\.", ".nonlin_attention."),
-    (r"^ctc_output\.linear\.", "ctc_output.1."),
-    (r"^attention_decoder\.", "attention_decoder.decoder."),
-)
-_FORWARD_RE = tuple((re.compile(a), b) for a, b in _RENAMES)
-_REVERSE_RE = tuple((re.compile(a), b) for a, b in _REVERSE)
+
+
+def _rules(src: int, dst: int) -> tuple[tuple[re.Pattern, str], ...]:
+    return tuple((re.compile(f"({r[0]}){re.escape(r[src])}(?={r[3]})"), r"\g<1>" + r[dst]) for r in _RENAMES)
+
+
+_FORWARD_RE = _rules(1, 2)
+_REVERSE_RE = _rules(2, 1)
 
 
 def _apply(name: str, rules) -> str:
