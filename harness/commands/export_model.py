@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {args.source}: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - an exporter's failure: say which, in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"error: {args.source}: --format {args.format}: the exporter failed: {type(e).__name__}: {first}",
+              file=sys.stderr)
+        return 1
     bad = []
     for name, part in info["parts"].items():
         d = part["max_abs_diff"]
