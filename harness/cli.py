@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
     "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
     "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),
+    "import-icefall": ("harness.commands.import_icefall", "an authors' (icefall) checkpoint -> a harness checkpoint"),
+    "export-icefall": ("harness.commands.export_icefall", "a harness model -> the authors' checkpoint layout"),
+    "export": ("harness.commands.export", "encoder and greedy-decoding heads as TorchScript or ONNX"),
 }
 
 

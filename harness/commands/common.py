@@ -17,10 +17,17 @@ from harness.grid.errors import GridError
 from harness.grid.loader import Grid, load_grid
 
 
-def user_error(message: str) -> int:
-    """Print ``error: message`` on stderr; the exit status for a user's mistake (2)."""
+def user_error(message: str, status: int = 2) -> int:
+    """Print ``error: message`` on stderr; the exit status for a user's mistake (2),
+    or ``status`` for a failure that is not the user's (1)."""
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return status
+
+
+def file_error(path: object, error: object, status: int = 2) -> int:
+    """:func:`user_error` for a problem with the file ``path``: the message names it once."""
+    msg = str(error)
+    return user_error(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
 
 
 def add_grid_argument(p: argparse.ArgumentParser) -> None:
