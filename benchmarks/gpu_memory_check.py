@@ -9,7 +9,7 @@ repository (``zipformer.py``, ``scaling.py``, ``subsampling.py``,
 ``encoder_interface.py``; never part of this project). They are imported with a
 stand-in ``k2`` module whose Swoosh functions are the pure-torch ones from their
 ``scaling.py`` and a stand-in ``icefall.utils.torch_autocast``; our weights are
-copied into theirs by name.
+copied into theirs by name (``variants.interop.icefall_names``).
 
 Per variant and implementation: peak memory of a forward + backward
 (``torch.cuda.max_memory_allocated``, reset before it; also less what was
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 
 from harness.profile.saved_bytes import count_saved_bytes
 from variants import build_model
+from variants.interop.icefall_names import icefall_to_ours
 
 FRAME_RATE = 100
 
@@ -100,22 +100,19 @@ class Authors(torch.nn.Module):
         return self.encoder(x.permute(1, 0, 2), x_lens, mask)[0].permute(1, 0, 2)
 
 
-def our_name(theirs: str) -> str:
-    """The authors' parameter name -> ours."""
-    name = theirs.replace("encoder_embed.conv.4.", "encoder_embed.conv.3.")
-    name = name.replace("encoder_embed.conv.7.", "encoder_embed.conv.6.")
-    name = name.replace("nonlin_attention", "nonlinear_attention")
-    return re.sub(r"layers\.(\d+)\.bypass_scale", r"layers.\1.unused_bypass_scale", name)
-
-
 def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """Our parameters (and the buffer holding their never-used bypass_scale) into theirs."""
     mine = dict(ours.named_parameters())
-    names = [n for n, _ in theirs.named_parameters()]
-    if len(names) != len(mine):
-        fail(f"--authors: parameter count: ours {len(mine)}, theirs {len(names)}; allowed: equal")
+    tensors = {**mine, **dict(ours.named_buffers())}
+    names = {n: icefall_to_ours(n) for n, _ in theirs.named_parameters()}
+    unknown = [n for n, o in names.items() if o not in tensors]
+    uncovered = set(mine) - set(names.values())
+    if unknown or uncovered:
+        fail(f"--authors: parameter names: theirs without ours {unknown[:3]}, ours without theirs "
+             f"{sorted(uncovered)[:3]}; allowed: names equal after variants.interop.icefall_names")
     with torch.no_grad():
         for name, p in theirs.named_parameters():
-            p.copy_(mine[our_name(name)])
+            p.copy_(tensors[names[name]])
 
 
 def set_batch_count(model: torch.nn.Module, n: float) -> None:
@@ -202,6 +199,14 @@ def main(argv: list[str] | None = None) -> dict:
             theirs = Authors(model.spec.encoder, authors)
             copy_weights(ours, theirs)
             impls.append(("authors", theirs))
+            # the same function: eval outputs on a short input agree to float32 rounding
+            x1, l1 = torch.randn(1, 200, model.spec.encoder.num_features), torch.tensor([200])
+            with torch.no_grad():
+                diff = (ours.eval()(x1, l1) - theirs.eval()(x1, l1)).abs().max().item()
+            print(json.dumps({"variant": variant, "eval_max_abs_diff": diff}), flush=True)
+            if diff > 1e-3:
+                fail(f"--authors: {variant}: outputs differ by {diff:.3g} with the same weights; "
+                     "allowed: the authors' zipformer recipe")
         x = torch.randn(args.batch, frames, model.spec.encoder.num_features, device=args.device)
         lens = torch.full((args.batch,), frames, dtype=torch.int64, device=args.device)
         rows = []
