@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: derivative range of both Swooshes, with a margin so that dithering stays below 256
+#: derivative range of both Swooshes (with a margin): 256 levels, one byte
 DERIV_MIN, DERIV_MAX = -0.08, 0.925
 _STEP = (DERIV_MAX - DERIV_MIN) / 255.0
 
