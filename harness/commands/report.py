@@ -80,6 +80,11 @@ def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
         page.add_table(rt, rt.write(out, "figure3-ratios"))
         for paths, caption in figures.figure3(bench, cells, out):
             page.add_figure(paths, caption)
+    train_bench = snap.tables.get("train_bench", [])
+    if train_bench:
+        page.add_text("## Training benchmark")
+        tt = tables.train_bench_table(train_bench)
+        page.add_table(tt, tt.write(out, "train-bench"))
 
     page.add_text("## Optimizer and activations (Figures A.2, A.3)")
     page.add_figure(*figures.figure_a2(cells, snap.tables["wers"], snap.tables["epochs"], out))

@@ -10,6 +10,8 @@ Tables (columns are fixed here; every writer goes through :class:`ResultsStore`)
                insertions, deletions, substitutions and reference length.
 - ``profile``  params and encoder GFLOPs per variant and objective.
 - ``bench``    encoder inference time and peak memory per variant and device.
+- ``train_bench`` training step time, peak memory and bytes saved for backward
+               per variant, device, precision and batch.
 """
 from __future__ import annotations
 
@@ -54,6 +56,13 @@ SCHEMA: dict[str, dict[str, str]] = {
         "median_s": "REAL", "p25_s": "REAL", "p75_s": "REAL", "peak_mem_mb": "REAL",
         "mem_method": "TEXT", "created_at": "REAL",
     },
+    "train_bench": {
+        "variant": "TEXT NOT NULL", "device": "TEXT NOT NULL", "precision": "TEXT NOT NULL",
+        "objective": "TEXT", "threads": "INTEGER", "batch": "INTEGER NOT NULL",
+        "duration_s": "REAL NOT NULL", "steps": "INTEGER", "median_s": "REAL", "p25_s": "REAL",
+        "p75_s": "REAL", "peak_mem_mb": "REAL", "saved_mb": "REAL", "mem_method": "TEXT",
+        "created_at": "REAL",
+    },
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "cells": ("cell_id",),
@@ -61,6 +70,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "wers": ("cell_id", "test_set", "method", "epoch"),
     "profile": ("variant", "objective"),
     "bench": ("variant", "device", "batch", "duration_s"),
+    "train_bench": ("variant", "device", "precision", "batch", "duration_s"),
 }
 
 
@@ -169,3 +179,9 @@ class ResultsStore:
     def add_bench(self, variant: str, device: str, batch: int, duration_s: float, **fields: Any) -> None:
         self.upsert("bench", {"variant": variant, "device": device, "batch": batch,
                               "duration_s": duration_s, "created_at": time.time(), **fields})
+
+    def add_train_bench(self, variant: str, device: str, precision: str, batch: int,
+                        duration_s: float, **fields: Any) -> None:
+        self.upsert("train_bench", {"variant": variant, "device": device, "precision": precision,
+                                    "batch": batch, "duration_s": duration_s,
+                                    "created_at": time.time(), **fields})
