@@ -1,4 +1,4 @@
-"""GPU check for issue 11: peak training memory of Conv-Embed + encoder under bf16
+"""GPU check of training memory: peak training memory of Conv-Embed + encoder under bf16
 autocast, batch 20 x 30 s, Zipformer-S/M/L, ours and (optionally) the authors'
 implementation with the same weights and input in the same process.
 
