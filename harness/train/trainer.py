@@ -129,12 +129,15 @@ class LossModule(nn.Module):
 
 def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
     """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    overrides = dict(cell.config.overrides)
+    return build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides, tokenizer)
+
+
+def build_asr_model(variant: str, objective: Any, overrides: dict[str, Any], tokenizer: Any) -> nn.Module:
+    """A variant's AsrModel for ``objective`` with its vocabulary taken from the tokenizer."""
+    overrides = dict(overrides)
     overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
     overrides["heads.blank_id"] = int(tokenizer.blank_id)
-    objective = cell.config.objective
-    return build_model(cell.config.variant, objective if isinstance(objective, str) else tuple(objective),
-                       **overrides)
+    return build_model(variant, objective if isinstance(objective, str) else tuple(objective), **overrides)
 
 
 def build_loss_config(cell: Cell) -> Any:
