@@ -48,11 +48,11 @@ def applicable_methods(methods: tuple[str, ...], model: nn.Module, objective: st
     avail = list(available_methods(model))
     chosen = [m for m in methods if m in avail]
     skipped = [m for m in methods if m not in avail]
-    if skipped:
-        log.info("decoding methods %s do not apply to objective %s; skipped", skipped, objective)
     if not chosen:
         raise ValueError(f"decode.methods {list(methods)} has no method for objective {objective}; "
                          f"available: {', '.join(avail)}")
+    if skipped:
+        log.info("decoding methods %s do not apply to objective %s; skipped", skipped, objective)
     return chosen
 
 
@@ -100,11 +100,11 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
     """Decode a cell's checkpoints after ``epoch`` (the cell's decode settings unless given)."""
     settings = settings or DecodeSettings.from_config(cell.config)
     run_dir = Path(ckpt_dir).parent
-    avg = average_epochs(ckpt_dir, epoch, settings.avg, settings.use_averaged_model)
     model = build_cell_model(cell, data.tokenizer)
+    methods = applicable_methods(settings.methods, model, cell.objective, log)
+    avg = average_epochs(ckpt_dir, epoch, settings.avg, settings.use_averaged_model)
     model.load_state_dict(avg.weights)
     log.info("decoding epoch %d with avg %d: weights of %s", epoch, settings.avg, avg.note)
-    methods = applicable_methods(settings.methods, model, cell.objective, log)
     out_dir = decode_dir(run_dir, epoch, settings)
     stats = decode_model(model, data, settings, methods, device, out_dir,
                          f"cell {cell.name} ({cell.cell_id}), epoch {epoch}, avg {settings.avg}: {avg.note}")
