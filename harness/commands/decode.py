@@ -91,6 +91,7 @@ def _settings(base, args):
 
 def _run_grid(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
+    from harness.grid.cells import adopt_legacy_cells
     from harness.store import ResultsStore
     from harness.train.cell_runner import cell_logger
     from harness.train.checkpoint import epoch_checkpoints
@@ -105,6 +106,8 @@ def _run_grid(args: argparse.Namespace) -> int:
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     spath = store_path(args, grid)
     store = ResultsStore(spath)
+    for note in adopt_legacy_cells(cells, store, run_root):
+        print(note, file=sys.stderr)
     device = select_device(args.device, 0)
     rows, skipped = [], []
     for cell in cells:

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -75,6 +76,26 @@ def cell_id(config: CellConfig, spec: ModelSpec) -> str:
     for section, keys in NON_SEMANTIC.items():
         for k in keys:
             cfg.get(section, {}).pop(k, None)
+    return _hash(cfg, spec)
+
+
+def legacy_cell_id(config: CellConfig, spec: ModelSpec) -> str:
+    """The id the same cell had before decoding settings left the id (they were hashed too,
+    and ``train.keep_last_k`` defaulted to 30): finds runs trained under that id."""
+    cfg = config.model_dump(mode="json", exclude_defaults=True)
+    for section, keys in (("train", ("log_interval", "oom_check", "max_minutes", "keep_optimizer_k")),
+                          ("data", ("num_workers",))):
+        for k in keys:
+            cfg.get(section, {}).pop(k, None)
+    train = cfg.get("train", {})
+    if train.get("keep_last_k", 30) == 30:
+        train.pop("keep_last_k", None)
+    elif "keep_last_k" not in train:  # at today's default, which was not the default then
+        train["keep_last_k"] = config.train.keep_last_k
+    return _hash(cfg, spec)
+
+
+def _hash(cfg: dict[str, Any], spec: ModelSpec) -> str:
     model = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
              if k not in _SPEC_LABELS}
     blob = json.dumps({"config": cfg, "model": model}, sort_keys=True, separators=(",", ":"))
@@ -190,3 +211,22 @@ def load_cells(path: str, overrides: dict[str, Any] | None = None) -> tuple[Grid
     """Load and expand a grid file in one call."""
     grid = load_grid(path)
     return grid, expand(grid, overrides)
+
+
+def adopt_legacy_cells(cells: list[Cell], store: Any, run_root: Path) -> list[str]:
+    """Cells trained under their legacy id (:func:`legacy_cell_id`) take their new id: the
+    store's rows and the run directory move, so nothing is retrained. Returns what moved."""
+    moved = []
+    for c in cells:
+        if store.cell(c.cell_id) is not None:
+            continue
+        old = legacy_cell_id(c.config, c.model_spec())
+        if old == c.cell_id or store.cell(old) is None:
+            continue
+        old_dir, new_dir = Path(run_root) / old, Path(run_root) / c.cell_id
+        if old_dir.is_dir() and not new_dir.exists():
+            old_dir.rename(new_dir)
+        store.rename_cell(old, c.cell_id, run_dir=str(new_dir))
+        moved.append(f"cell {c.name}: id {old} -> {c.cell_id} (decoding settings are no longer part "
+                     "of the id; its runs and results moved)")
+    return moved

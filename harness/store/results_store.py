@@ -183,6 +183,14 @@ class ResultsStore:
         r = self.rows("cells", cell_id=cell_id)
         return r[0] if r else None
 
+    def rename_cell(self, old: str, new: str, **fields: Any) -> None:
+        """Give cell ``old`` (and its epoch and WER rows) the id ``new``, in one transaction."""
+        with self._connect() as con:
+            for table in ("cells", "epochs", "wers"):
+                con.execute(f"UPDATE {table} SET cell_id=? WHERE cell_id=?", (new, old))
+        if fields:
+            self.set_cell(new, **fields)
+
     def add_epoch(self, cell_id: str, epoch: int, **fields: Any) -> None:
         self.upsert("epochs", {"cell_id": cell_id, "epoch": epoch, **fields})
 
