@@ -203,6 +203,15 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
         note = names + (" (plain average)" if len(states) > 1 else " (its own weights)")
     from .trainer import build_asr_model
 
+    vocab = overrides.pop("heads.vocab_size", None)
+    if vocab is not None and int(vocab) != int(data.tokenizer.vocab_size):
+        raise CheckpointError(f"the checkpoint's vocabulary has {vocab} units but the corpus's tokenizer "
+                              f"has {data.tokenizer.vocab_size}: decode with the corpus (BPE model) it "
+                              "was trained with")
+    blank = overrides.pop("heads.blank_id", None)
+    if blank is not None and int(blank) != int(data.tokenizer.blank_id):
+        raise CheckpointError(f"the checkpoint's blank id is {blank} but the corpus's tokenizer's is "
+                              f"{data.tokenizer.blank_id}")
     try:
         model = build_asr_model(variant, objective, overrides, data.tokenizer)
         model.load_state_dict(weights)

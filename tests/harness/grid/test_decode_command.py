@@ -81,6 +81,19 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
         "errs-test-ctc_greedy_search.txt", "recogs-test-ctc_greedy_search.txt", "wer-summary-test.txt"]
     (row,) = ResultsStore(tmp_path / "ext.sqlite").rows("wers")
     assert row["decode_key"] == "avg1" and row["epoch"] == 2 and row["test_set"] == "test"
+    # the layout `harness import-icefall` writes: weights, no optimizer or running average,
+    # variant/objective/overrides (with the vocabulary) under "config"
+    import torch
+
+    full = torch.load(run_dir / "checkpoints" / "epoch-2.pt", weights_only=False)
+    vocab = full["model"]["ctc_output.linear.weight"].shape[0]
+    imported = {"model": full["model"], "model_avg": None, "optimizer": None, "epoch": None, "step": 0,
+                "config": {"variant": "zipformer-tiny", "objective": ["ctc"],
+                           "overrides": {"heads.vocab_size": vocab, "heads.blank_id": 0}}}
+    torch.save(imported, tmp_path / "imported.pt")
+    assert main(["decode", "--checkpoint", str(tmp_path / "imported.pt"), "--data", cell.config.data.dir,
+                 "--methods", "ctc_greedy_search", "--test-sets", "test"]) == 0
+    assert (tmp_path / "decode-imported" / "wer-summary-test.txt").exists()
 
 
 def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
@@ -101,6 +114,15 @@ def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
         (["decode", "--checkpoint", ckpt, ckpt, "--data", data, "--use-averaged-model"],
          "needs one checkpoint that holds the running average"),
     ]
+    # a checkpoint as `harness import-icefall` writes it: the vocabulary it records must match
+    import torch
+
+    state = torch.load(ckpt, weights_only=False)
+    state["config"]["overrides"] = {"heads.vocab_size": 500, "heads.blank_id": 0}
+    foreign = tmp_path / "imported.pt"
+    torch.save(state, foreign)
+    cases.append((["decode", "--checkpoint", str(foreign), "--data", data],
+                  "the checkpoint's vocabulary has 500 units but the corpus's tokenizer has"))
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     cases.append((["decode", "--checkpoint", str(garbage), "--data", data], "not a torch checkpoint"))
