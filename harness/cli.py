@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("harness.commands.plan", "print a grid's cells, their size and cost, train nothing"),
     "run": ("harness.commands.run", "train, decode and record every cell of a grid"),
     "status": ("harness.commands.status", "each cell's state and progress"),
+    "decode": ("harness.commands.decode", "decode saved checkpoints again (epochs, avg, methods, beam)"),
     "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
     "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
     "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),

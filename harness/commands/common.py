@@ -32,16 +32,30 @@ def file_error(path: object, error: object, status: int = 2) -> int:
 
 def add_grid_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("grid", help="grid file, e.g. experiments/default.yaml")
+    add_grid_options(p)
+
+
+def add_grid_options(p: argparse.ArgumentParser) -> None:
+    """``--store``, ``--cells`` and ``--set`` of the commands that read a grid."""
     p.add_argument("--store", help="results store (default: the grid's, else runs/results.sqlite)")
     p.add_argument("--cells", nargs="*", metavar="ID_OR_NAME",
                    help="only these cells (ids, id prefixes or names)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", dest="overrides",
+                   help="change a key of every cell, e.g. train.max_steps=40 or "
+                        "overrides.norm=layer_norm (repeatable; validated like the grid file; "
+                        "give the same --set to status/decode to find those cells)")
 
 
 def load_or_report(args: argparse.Namespace) -> Optional[tuple[Grid, list[Cell]]]:
-    """Load the grid; on a malformed file print its one-line error and return None."""
+    """Load the grid (with any ``--set``); on a mistake print its one-line error and return None."""
+    try:
+        overrides = parse_overrides(getattr(args, "overrides", None))
+    except ValueError as e:
+        user_error(f"{args.grid}: {e}")
+        return None
     try:
         grid = load_grid(args.grid)
-        cells = expand(grid)
+        cells = expand(grid, overrides)
     except GridError as e:
         user_error(str(e))
         return None
@@ -72,9 +86,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {key.strip()}: value is not valid YAML: "
+                             f"{getattr(e, 'problem', None) or e}") from None
     return out
 
 
