@@ -12,6 +12,8 @@ from pathlib import Path
 
 from harness.report.data import StoreSnapshot
 
+from .common import user_error
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None,
@@ -94,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.store import default_store_path
 
     store_path = Path(args.store) if args.store else default_store_path()
-    index, missing = build_report(store_path, Path(args.out))
+    from harness.store.results_store import StoreError
+
+    try:
+        index, missing = build_report(store_path, Path(args.out))
+    except StoreError as e:
+        return user_error(str(e))
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
     print(f"wrote {index}")

@@ -4,14 +4,18 @@
 ``epoch-<e>.pt`` at each epoch end, as in the authors' recipe. A file is
 written to a temporary name, flushed to disk and renamed, so a process killed
 mid-write never leaves a truncated checkpoint under a real name; a file that
-still fails to load is skipped when resuming.
+still fails to load is skipped when resuming, and said so by name. Free space
+is checked before writing: a full disk is an error naming the folder and the
+bytes needed, not torch's "unexpected pos".
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -21,13 +25,61 @@ _STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
 
 
+class UnreadableCheckpointsError(RuntimeError):
+    """A run has checkpoints but none of them loads."""
+
+
+class NoSpaceError(OSError):
+    """Not enough free space for a checkpoint."""
+
+
+#: headroom over the tensors' bytes (pickled structure, optimizer scalars, the config)
+SPACE_MARGIN = 1.05
+SPACE_EXTRA = 1 << 20
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a (nested) checkpoint dict."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed."""
-    with atomic_path(path, durable=True) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed.
+
+    Raises :class:`NoSpaceError` naming the folder and the bytes needed when the free
+    space is short (checked first) or the disk fills while writing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    needed = int(tensor_bytes(obj) * SPACE_MARGIN) + SPACE_EXTRA
+    free = free_bytes(path.parent)
+    if free < needed:
+        raise NoSpaceError(errno.ENOSPC, f"no space left on {path.parent} for {path.name}: needs about "
+                           f"{needed} bytes, {free} free")
+    try:
+        with atomic_path(path, durable=True) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:
+        # torch reports a full disk as "unexpected pos" (RuntimeError) or a bare OSError
+        if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if isinstance(e, RuntimeError) and free_bytes(path.parent) >= needed:
+            raise
+        raise NoSpaceError(errno.ENOSPC, f"no space left on {path.parent} while writing {path.name}: "
+                           f"needs about {needed} bytes, {free_bytes(path.parent)} free") from e
 
 
 def step_path(ckpt_dir: Path, step: int) -> Path:
@@ -50,8 +102,17 @@ def load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def latest_valid(ckpt_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
-    """The newest checkpoint that loads (newest by write time, then by step); None if none."""
+def _reason(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def latest_valid(ckpt_dir: Path, on_skip: Optional[Callable[[Path, str], None]] = None
+                 ) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest checkpoint that loads (newest by write time); None if none.
+
+    ``on_skip(path, reason)`` hears of each newer one that does not load.
+    """
     d = Path(ckpt_dir)
     if not d.is_dir():
         return None
@@ -60,10 +121,14 @@ def latest_valid(ckpt_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
     for p in candidates:
         try:
             state = load(p)
-        except Exception:  # truncated or corrupt: try the next newest
+        except Exception as e:  # truncated or corrupt: try the next newest
+            if on_skip:
+                on_skip(p, _reason(e))
             continue
         if isinstance(state, dict) and "model" in state and "step" in state:
             return p, state
+        if on_skip:
+            on_skip(p, "not a harness checkpoint (no model or step)")
     return None
 
 
