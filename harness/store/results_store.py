@@ -52,7 +52,9 @@ def store_error(path: Path, e: BaseException) -> StoreError:
     if "malformed" in low or "not a database" in low or "file is encrypted" in low:
         return StoreError(f"{path}: not a readable results store ({text}); restore a copy, or move it "
                           f"away and rerun `harness run` to start a new one (results in it are lost)")
-    if "readonly" in low or "read-only" in low or isinstance(e, PermissionError):
+    unwritable = path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    if "readonly" in low or "read-only" in low or isinstance(e, PermissionError) or (
+            "unable to open" in low and unwritable):
         return StoreError(f"{path}: cannot write the results store ({text}); make the file and its "
                           f"folder writable, or pass --store with another path")
     if "unable to open" in low:
@@ -119,6 +121,9 @@ class ResultsStore:
     def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False):
         self.path = Path(path) if path is not None else default_store_path()
         self.readonly = readonly
+        #: a read-only store in a read-only folder: SQLite cannot create its WAL index there,
+        #: so it is read as immutable (nothing can be writing it)
+        self._immutable = False
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a results store file; pass --store FILE")
         if readonly and not self.path.exists():
@@ -156,7 +161,8 @@ class ResultsStore:
 
     def _open(self) -> sqlite3.Connection:
         if self.readonly:
-            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+            uri = (f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+                   + ("&immutable=1" if self._immutable else ""))
             con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
         else:
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
@@ -176,6 +182,10 @@ class ResultsStore:
                 con.commit()
                 return out
             except sqlite3.Error as e:
+                if (self.readonly and not self._immutable and "unable to open" in str(e)
+                        and not os.access(self.path.parent, os.W_OK | os.X_OK)):
+                    self._immutable = True
+                    continue
                 if _is_locked(e) and time.monotonic() + pause < deadline:
                     time.sleep(pause)
                     pause = min(pause * 2, 5.0)

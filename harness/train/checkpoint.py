@@ -30,7 +30,13 @@ class UnreadableCheckpointsError(RuntimeError):
 
 
 class NoSpaceError(OSError):
-    """Not enough free space for a checkpoint."""
+    """Not enough free space for a checkpoint (ENOSPC; the message names the folder and bytes)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 #: headroom over the tensors' bytes (pickled structure, optimizer scalars, the config)
@@ -64,7 +70,7 @@ def atomic_save(obj: Any, path: Path) -> None:
     needed = int(tensor_bytes(obj) * SPACE_MARGIN) + SPACE_EXTRA
     free = free_bytes(path.parent)
     if free < needed:
-        raise NoSpaceError(errno.ENOSPC, f"no space left on {path.parent} for {path.name}: needs about "
+        raise NoSpaceError(f"no space left on {path.parent} for {path.name}: needs about "
                            f"{needed} bytes, {free} free")
     try:
         with atomic_path(path, durable=True) as tmp:
@@ -73,13 +79,13 @@ def atomic_save(obj: Any, path: Path) -> None:
                 f.flush()
                 os.fsync(f.fileno())
     except (OSError, RuntimeError) as e:
-        # torch reports a full disk as "unexpected pos" (RuntimeError) or a bare OSError
-        if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        # torch reports a short write (a disk that filled meanwhile) as "unexpected pos"
+        full = (e.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(e, OSError)
+                else "unexpected pos" in str(e) or "No space left" in str(e))
+        if not full:
             raise
-        if isinstance(e, RuntimeError) and free_bytes(path.parent) >= needed:
-            raise
-        raise NoSpaceError(errno.ENOSPC, f"no space left on {path.parent} while writing {path.name}: "
-                           f"needs about {needed} bytes, {free_bytes(path.parent)} free") from e
+        raise NoSpaceError(f"no space left on {path.parent} while writing {path.name}: needs about "
+                           f"{needed} bytes, {shutil.disk_usage(path.parent).free} free") from e
 
 
 def step_path(ckpt_dir: Path, step: int) -> Path:

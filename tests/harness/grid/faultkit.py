@@ -63,3 +63,36 @@ def gone_within(pids: set[int], seconds: float) -> set[int]:
     while alive(pids) and time.time() < deadline:
         time.sleep(0.05)
     return alive(pids)
+
+
+def read_only(folder: Path):
+    """Make ``folder`` read-only for this process (chmod, or a read-only bind mount for root);
+    returns a function that undoes it, or None if this machine cannot do either."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+
+        def undo():
+            for p, m in modes.items():
+                p.chmod(m)
+
+        return undo
+    ok = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+    if ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)],
+                             capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["umount", str(folder)], check=True)
+    if ok:
+        subprocess.run(["umount", str(folder)])
+    return None
+
+
+def small_filesystem(folder: Path, size: str):
+    """A tmpfs of ``size`` at ``folder`` (root only); returns the undo function, or None."""
+    if os.geteuid() != 0:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        return None
+    return lambda: subprocess.run(["umount", str(folder)], check=True)
