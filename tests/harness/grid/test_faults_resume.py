@@ -9,23 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
 from harness.train import checkpoint
-from harness.train.cell_runner import RunOptions, run_cell
+from harness.train.cell_runner import run_cell
 
 # 10 cuts in 8 s batches: 2 optimizer steps an epoch, a checkpoint after each
 TRAIN = "epochs: 2, save_every_n: 1, keep_last_k: 20, average_period: 1"
-
-
-@pytest.fixture
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 def _epochs(store_path: Path, cell_id: str) -> dict[int, tuple]:

@@ -3,7 +3,6 @@ print one line and exit 143 / 130; a rerun resumes from that checkpoint; a kille
 preparation leaves no process behind and no lock held."""
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 from faultkit import children, gone_within, harness, wait_for

@@ -1,7 +1,6 @@
 """Store, disk and checkpoint faults: one line naming the file and what to do, exit 2 for a bad
 store or run_root, the grid goes on (exit 1) when cells fail, nothing finished is redone."""
 import sqlite3
-import sys
 
 import pytest
 from faultkit import read_only, small_filesystem
