@@ -160,13 +160,14 @@ class ResultsStore:
         self._run(check)
 
     def _open(self) -> sqlite3.Connection:
+        busy = min(BUSY_TIMEOUT_S, wait_limit_s())
         if self.readonly:
             uri = (f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
                    + ("&immutable=1" if self._immutable else ""))
-            con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+            con = sqlite3.connect(uri, uri=True, timeout=busy)
         else:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            con = sqlite3.connect(self.path, timeout=busy)
+        con.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
         return con
 
     def _run(self, work):

@@ -33,7 +33,7 @@ def grid_with_store(tiny_grid):
     (b"", "the results store is empty (0 bytes)"),
     (b"SQLite format 3\x00" + b"\x13" * 2000, "not a readable results store"),
     (b"this is not sqlite at all" * 100, "not a readable results store"),
-])
+], ids=["empty", "torn-header", "not-sqlite"])
 def test_status_and_run_name_an_empty_or_corrupt_store(grid_with_store, capsys, content, says):
     path, grid, _ = grid_with_store
     grid.store_path.parent.mkdir(parents=True, exist_ok=True)
