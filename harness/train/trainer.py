@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,8 +374,13 @@ class Trainer:
                 break
         self.end_epoch(state, loop, totals)
         if self.stop_requested():  # the epoch's checkpoint is written
-            raise interrupt.Interrupted(interrupt.requested() or 0, step=state.step,
+            raise interrupt.Interrupted(self.stop_signal(), step=state.step,
                                         checkpoint=checkpoint.epoch_path(self.ckpt_dir, state.epoch - 1).name)
+
+    @staticmethod
+    def stop_signal() -> int:
+        """The signal to report (another rank's, taken as SIGTERM, if this rank got none)."""
+        return interrupt.requested() or int(signal.SIGTERM)
 
     def stop_requested(self) -> bool:
         """Whether a signal asked to stop (on any rank: all ranks stop at the same step)."""
@@ -389,7 +395,7 @@ class Trainer:
         if not path.exists():
             self.save(state, loop.train_dl, at_epoch_end=False, totals=totals)
         self.log.info("stopping at step %d on a signal: %s written", state.step, path.name)
-        raise interrupt.Interrupted(interrupt.requested() or 0, step=state.step, checkpoint=path.name)
+        raise interrupt.Interrupted(self.stop_signal(), step=state.step, checkpoint=path.name)
 
     def train_step(self, state: TrainState, loop: "_Loop", batch: dict, totals: "_EpochTotals") -> None:
         """Forward and backward one batch; an optimizer step at each accumulation boundary."""
