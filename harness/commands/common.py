@@ -73,12 +73,24 @@ def store_path(args: argparse.Namespace, grid: Grid) -> Path:
 
 
 def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
-    """The grid's results store path and the store opened if it exists (None if not:
-    reading commands never create one)."""
+    """The grid's results store path and the store opened read-only (None if there is none
+    and no cell has run yet: reading commands never create or change a store).
+
+    Raises :class:`harness.store.results_store.StoreError` (one line naming the file) if the
+    store is empty, corrupt or locked, or missing although cells of the grid have run.
+    """
     from harness.store import ResultsStore
+    from harness.store.results_store import StoreError
 
     path = store_path(args, grid)
-    return path, (ResultsStore(path) if path.exists() else None)
+    if not path.exists():
+        ran = [p for p in (Path(grid.run_root).iterdir() if Path(grid.run_root).is_dir() else [])
+               if (p / "config.yaml").exists()]
+        if ran:
+            raise StoreError(f"{path}: no results store, although {len(ran)} cell(s) of this grid ran in "
+                             f"{grid.run_root}; it was moved or deleted: restore it, or pass --store")
+        return path, None
+    return path, ResultsStore(path, readonly=True)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_grid_argument, existing_store, load_or_report
+from harness.store.results_store import StoreError
+
+from .common import add_grid_argument, existing_store, load_or_report, user_error
 from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
 
 
@@ -29,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     grid, cells = loaded
-    _, store = existing_store(args, grid)
+    try:
+        _, store = existing_store(args, grid)
+    except StoreError as e:
+        return user_error(str(e))
     print(f"grid {grid.name} ({grid.path}): {len(cells)} cell(s)"
           + (f" - {grid.spec.description}" if grid.spec.description else ""))
     header = f"{'cell':<12}  {'name':<28} {'variant':<34} {'objective':<10} {'params(M)':>9} " \

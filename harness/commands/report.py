@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 from harness.report.data import StoreSnapshot
 
+from .common import user_error
+
 DEFAULT_OUT = "runs/report"
 
 
@@ -127,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.grid.cells import load_cells
     from harness.grid.errors import GridError
     from harness.store import default_store_path
-
-    from .common import user_error
+    from harness.store.results_store import StoreError
 
     stores = [Path(p) for p in args.store or []]
     cell_ids: Optional[set[str]] = None
@@ -142,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
             stores.append(grid.store_path)
     if not stores:
         stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
-    index, missing = build_report(stores, Path(args.out), cell_ids)
+    try:
+        index, missing = build_report(stores, Path(args.out), cell_ids)
+    except StoreError as e:
+        return user_error(str(e))
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
     print(f"wrote {index}")

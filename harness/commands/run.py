@@ -1,19 +1,30 @@
 """`harness run GRID`: train, decode and record every cell that is not done yet.
 
-Cells that are done (or diverged, unless ``--retry-diverged``) are skipped;
-interrupted ones resume from their newest valid checkpoint; a failing cell is
-recorded with its error and the grid goes on. Under ``torchrun`` every rank
-runs this command; rank 0 decides what to run and writes the store.
+Cells that are done are skipped, and so are failed and diverged ones unless
+``--retry-failed`` / ``--retry-diverged``; interrupted ones resume from their
+newest readable checkpoint; a failing cell is recorded with its error and the
+grid goes on. Each runner reads a cell's state again once it holds the cell's
+lock, so two runners on one grid never redo each other's cells. Under
+``torchrun`` every rank runs this command; rank 0 decides what to run and
+writes the store.
+
+Exit status: 0 every selected cell is done; 1 some failed, diverged or were
+interrupted (the summary line names them); 2 bad input (grid, store,
+run_root); 130 / 143 stopped by SIGINT / SIGTERM, with a checkpoint at the
+step it stopped (one line says which).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .common import add_grid_argument, load_or_report, store_path, user_error
 
-SKIP = {"done"}
+#: exit status when some cell failed, diverged or was interrupted
+SOME_FAILED = 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,15 +37,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--array", action="store_true", help="submitit: one job array instead of one job per cell")
     p.add_argument("--slurm", default="{}", metavar="JSON",
                    help='submitit parameters, e.g. \'{"slurm_partition": "gpu", "gpus_per_node": 4}\'')
+    p.add_argument("--retry-failed", action="store_true", help="also rerun cells that failed")
     p.add_argument("--retry-diverged", action="store_true", help="also rerun cells that diverged")
+    p.add_argument("--start-over-if-unreadable", action="store_true",
+                   help="a cell whose checkpoints all fail to load trains again from step 0 "
+                        "(they are kept as *.unreadable) instead of failing")
     p.add_argument("--run-root", help="run directories (default: the grid's, else runs/<grid name>)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def writable_run_root(run_root: Path) -> str | None:
+    """Why ``run_root`` cannot hold run directories (None if it can)."""
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        probe = run_root / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return f"run_root {run_root}: not writable ({e.strerror or e}); pass --run-root with a writable folder"
+    return None
 
+
+def run(args: argparse.Namespace) -> int:
     from harness.store import ResultsStore
-    from harness.train import distributed
+    from harness.store.results_store import StoreError
+    from harness.train import distributed, interrupt
+    from harness.train.cell_runner import RunOptions
 
     loaded = load_or_report(args)
     if loaded is None:
@@ -47,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     dist = distributed.from_env()
     spath = store_path(args, grid)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
+    options = RunOptions(retry_failed=args.retry_failed, retry_diverged=args.retry_diverged,
+                         start_over_if_unreadable=args.start_over_if_unreadable)
     todo = cells
     if dist.enabled:
         if args.executor != "local" or args.workers > 1:
@@ -54,43 +83,84 @@ def run(args: argparse.Namespace) -> int:
         from harness.train.precision import select_device
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
+    settled: dict[str, str] = {}
     if dist.is_main:
+        problem = writable_run_root(run_root)
+        if problem:
+            return user_error(problem)
         from harness.grid.cells import adopt_legacy_cells
 
-        store = ResultsStore(spath)
-        for note in adopt_legacy_cells(cells, store, run_root):
-            print(note, file=sys.stderr)
-        skip = SKIP | ({"diverged"} if not args.retry_diverged else set())
-        todo = []
-        for c in cells:
-            row = store.cell(c.cell_id)
-            if row is None:
-                store.set_cell(c.cell_id, grid=grid.name, name=c.name, variant=c.variant,
-                               objective=c.objective, config=c.resolved(), status="pending",
-                               run_dir=str(run_root / c.cell_id))
-            elif row["status"] in skip:
-                print(f"skip {c.cell_id} {c.name}: {row['status']}", file=sys.stderr)
-                continue
-            else:
-                store.set_cell(c.cell_id, grid=grid.name, name=c.name)
-            todo.append(c)
+        try:
+            store = ResultsStore(spath)
+            for note in adopt_legacy_cells(cells, store, run_root):
+                print(note, file=sys.stderr)
+            todo = _todo(grid, cells, store, run_root, options, settled)
+        except StoreError as e:
+            return user_error(str(e))
     ids = distributed.broadcast_object([c.cell_id for c in todo], dist)
     todo = [c for c in cells if c.cell_id in ids]
     if dist.is_main:
         print(f"grid {grid.name}: {len(cells)} cell(s), {len(todo)} to run, store {spath}", file=sys.stderr)
+    results: dict[str, str] = dict(settled)
 
     def report(cell, status: str) -> None:
+        results[cell.cell_id] = status
         if dist.is_main:
             print(f"cell {cell.cell_id} {cell.name}: {status}", file=sys.stderr)
 
     from harness.grid.executors import make_executor
 
-    executor = make_executor(args.executor, workers=args.workers, array=args.array, parameters=params)
-    results = executor.run(todo, spath, run_root, report)
+    executor = make_executor(args.executor, workers=args.workers, array=args.array, parameters=params,
+                             options=options)
+    try:
+        with interrupt.handling():
+            executor.run(todo, spath, run_root, report)
+    except interrupt.Interrupted as e:
+        distributed.shutdown(dist)
+        if dist.is_main:
+            left = [c for c in cells if c.cell_id not in results]
+            print(f"grid {grid.name}: {e.describe()}; {len(left)} cell(s) not finished; "
+                  f"rerun `harness run {args.grid}` to resume", file=sys.stderr)
+        return e.exit_status
     distributed.shutdown(dist)
-    if dist.is_main:
-        bad = {k: v for k, v in results.items() if v not in ("done", "busy")}
-        print(f"grid {grid.name}: {sum(v == 'done' for v in results.values())} done, "
-              f"{len(bad)} not done this run" + (f" ({', '.join(sorted(set(bad.values())))})" if bad else ""),
-              file=sys.stderr)
-    return 0
+    if not dist.is_main:
+        return 0
+    return _summary(grid.name, cells, results)
+
+
+def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) -> list:
+    """The cells to run; the others' statuses go into ``settled``."""
+    todo = []
+    for c in cells:
+        row = store.cell(c.cell_id)
+        if row is None:
+            store.set_cell(c.cell_id, grid=grid.name, name=c.name, variant=c.variant,
+                           objective=c.objective, config=c.resolved(), status="pending",
+                           run_dir=str(run_root / c.cell_id))
+        elif options.leaves_alone(row["status"]):
+            why = "" if row["status"] == "done" else (
+                f" (--retry-{row['status']} reruns it)" + (f": {row['error'][:200]}" if row.get("error") else ""))
+            print(f"skip {c.cell_id} {c.name}: {row['status']}{why}", file=sys.stderr)
+            settled[c.cell_id] = row["status"]
+            continue
+        else:
+            store.set_cell(c.cell_id, grid=grid.name, name=c.name)
+        todo.append(c)
+    return todo
+
+
+def _summary(grid_name: str, cells, results: dict[str, str]) -> int:
+    """The one summary line; the exit status (0 all done or running elsewhere, else 1)."""
+    names = {c.cell_id: c.name for c in cells}
+    done = [k for k, v in results.items() if v == "done"]
+    busy = [k for k, v in results.items() if v == "busy"]
+    bad = {k: v for k, v in results.items() if v not in ("done", "busy")}
+    parts = [f"{len(done)} done"]
+    if busy:
+        parts.append(f"{len(busy)} busy in another runner")
+    by_status: dict[str, list[str]] = {}
+    for k, v in bad.items():
+        by_status.setdefault(v.split()[0], []).append(f"{k} {names.get(k, '')}".strip())
+    parts += [f"{len(v)} {s}: {', '.join(v)}" for s, v in sorted(by_status.items())]
+    print(f"grid {grid_name}: " + "; ".join(parts), file=sys.stderr)
+    return SOME_FAILED if bad else 0

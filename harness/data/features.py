@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from harness.atomic import remove
+from harness.processes import child_of_this_process
 
 from .changes import warn
 
@@ -135,7 +136,9 @@ def map_in_processes(fn: Callable, items: list, num_jobs: int) -> Iterator[tuple
         for item in items:
             yield item, fn(item)
         return
-    with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context()) as ex:
+    # workers die with this process (they close its lock files at fork: harness.locks)
+    with ProcessPoolExecutor(max_workers=num_jobs, mp_context=mp_context(),
+                             initializer=child_of_this_process()) as ex:
         yield from zip(items, ex.map(fn, items))
 
 

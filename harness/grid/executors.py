@@ -1,14 +1,19 @@
 """Where cells run: in this process, on N local workers (one GPU each), or via submitit.
 
 Every executor calls :func:`harness.train.cell_runner.run_cell` for each
-cell; a job receives the cell's resolved config as JSON and the store path.
+cell; a job receives the cell's resolved config as JSON, the store path and
+the runner's options. Local worker processes die with their parent (they get
+SIGTERM, so they checkpoint), run in their own process group, and get the
+parent's SIGINT/SIGTERM forwarded once: each stops at a step with a checkpoint.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +21,9 @@ from typing import Any, Callable, Optional
 
 from harness.config import Cell
 from harness.config import CellConfig
+from harness.processes import child_of_this_process
+from harness.train import interrupt
+from harness.train.cell_runner import RunOptions
 
 
 def cell_to_json(cell: Cell) -> str:
@@ -30,11 +38,12 @@ def cell_from_json(text: str) -> Cell:
                 config=CellConfig.model_validate(d["config"]))
 
 
-def run_cell_job(cell_json: str, store_path: str, run_root: str) -> str:
+def run_cell_job(cell_json: str, store_path: str, run_root: str, options_json: str = "") -> str:
     """Entry point of a job (submitit, a worker process): run one cell.
 
     The job gets the cell's resolved config, not the grid file, so editing the grid
     (or the code's defaults) while a grid runs cannot change what a queued job trains.
+    SIGINT/SIGTERM stop it at a step with a checkpoint: it returns ``interrupted``.
     """
     from harness.train import distributed
     from harness.train.cell_runner import run_cell
@@ -45,9 +54,19 @@ def run_cell_job(cell_json: str, store_path: str, run_root: str) -> str:
     dist = distributed.from_env()
     distributed.init(dist, select_device(cell.config.train.device, dist.local_rank).type)
     try:
-        return run_cell(cell, Path(store_path), Path(run_root), dist)
+        with interrupt.handling():
+            return run_cell(cell, Path(store_path), Path(run_root), dist, RunOptions.from_json(options_json))
+    except interrupt.Interrupted as e:
+        print(f"cell {cell.cell_id}: {e.describe()}", file=sys.stderr, flush=True)
+        return "interrupted"
     finally:
         distributed.shutdown(dist)
+
+
+def job_main(argv: list[str]) -> int:
+    """``python -c`` entry of a local worker process: prints ``STATUS <status>``."""
+    print("STATUS", run_cell_job(*argv), flush=True)
+    return 0
 
 
 def _export_submitit_ranks() -> None:
@@ -70,6 +89,7 @@ class LocalExecutor:
 
     workers: int = 1
     gpus: Optional[list[int]] = None
+    options: RunOptions = field(default_factory=RunOptions)
 
     def run(self, cells: list[Cell], store_path: Path, run_root: Path,
             report: Callable[[Cell, str], None]) -> dict[str, str]:
@@ -78,7 +98,7 @@ class LocalExecutor:
 
             out = {}
             for c in cells:
-                out[c.cell_id] = run_cell(c, store_path, run_root)
+                out[c.cell_id] = run_cell(c, store_path, run_root, options=self.options)
                 report(c, out[c.cell_id])
             return out
         return self._parallel(cells, store_path, run_root, report)
@@ -90,29 +110,60 @@ class LocalExecutor:
         devices = self.gpus if self.gpus is not None else list(range(self.workers))
         for d in devices[: self.workers]:
             slots.put(d)
+        live: set[subprocess.Popen] = set()
+        guard = threading.Lock()
+        stopping = threading.Event()
 
-        def one(c: Cell) -> str:
+        def one(c: Cell) -> Optional[str]:
             gpu = slots.get()
             try:
-                env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
-                # CPU workers share the cores instead of each taking all of them
-                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.workers)))
-                for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-                    env.pop(k, None)
-                code = ("import sys; from harness.grid.executors import run_cell_job; "
-                        "print('STATUS', run_cell_job(*sys.argv[1:]))")
-                proc = subprocess.run([sys.executable, "-c", code, cell_to_json(c),
-                                       str(store_path), str(run_root)], env=env,
-                                      stdout=subprocess.PIPE, text=True)
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATUS ")]
+                with guard:
+                    if stopping.is_set():  # interrupted before this cell started
+                        return None
+                    env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+                    # CPU workers share the cores instead of each taking all of them
+                    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.workers)))
+                    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+                        env.pop(k, None)
+                    code = "import sys; from harness.grid.executors import job_main; sys.exit(job_main(sys.argv[1:]))"
+                    # its own process group: a terminal's Ctrl-C reaches it once, forwarded below
+                    proc = subprocess.Popen([sys.executable, "-c", code, cell_to_json(c), str(store_path),
+                                             str(run_root), self.options.to_json()], env=env,
+                                            stdout=subprocess.PIPE, text=True, start_new_session=True,
+                                            preexec_fn=child_of_this_process(signal.SIGTERM))
+                    live.add(proc)
+                stdout, _ = proc.communicate()
+                with guard:
+                    live.discard(proc)
+                lines = [ln for ln in stdout.splitlines() if ln.startswith("STATUS ")]
                 status = lines[-1].split()[1] if lines else f"failed (worker exit {proc.returncode})"
             finally:
                 slots.put(gpu)
             report(c, status)
             return status
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return dict(zip((c.cell_id for c in cells), pool.map(one, cells)))
+        def forward(signum: int) -> None:
+            with guard:
+                stopping.set()
+                for proc in live:
+                    if proc.poll() is None:
+                        proc.send_signal(signum)
+
+        pool = ThreadPoolExecutor(max_workers=self.workers)
+        futures = {c.cell_id: pool.submit(one, c) for c in cells}
+        try:
+            return {k: f.result() for k, f in futures.items()}
+        except interrupt.Interrupted as e:
+            forward(e.signum)
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            except interrupt.Interrupted as again:  # a second signal: the workers stop at once
+                forward(again.signum)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise again from None
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -127,6 +178,7 @@ class SubmititExecutor:
     folder: Optional[Path] = None
     array: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
 
     def run(self, cells: list[Cell], store_path: Path, run_root: Path,
             report: Callable[[Cell, str], None]) -> dict[str, str]:
@@ -138,7 +190,7 @@ class SubmititExecutor:
         if self.cluster == "slurm" and "slurm_array_parallelism" not in params and self.array:
             params["slurm_array_parallelism"] = len(cells)
         ex.update_parameters(**params)
-        args = [(cell_to_json(c), str(store_path), str(run_root)) for c in cells]
+        args = [(cell_to_json(c), str(store_path), str(run_root), self.options.to_json()) for c in cells]
         if self.array:
             jobs = ex.map_array(run_cell_job, *zip(*args))
         else:
@@ -155,10 +207,11 @@ class SubmititExecutor:
 
 
 def make_executor(name: str, workers: int = 1, array: bool = False,
-                  parameters: Optional[dict[str, Any]] = None) -> Any:
+                  parameters: Optional[dict[str, Any]] = None, options: RunOptions = RunOptions()) -> Any:
     if name == "local":
-        return LocalExecutor(workers=workers)
+        return LocalExecutor(workers=workers, options=options)
     if name in ("submitit-local", "slurm", "submitit-debug"):
         cluster = {"submitit-local": "local", "slurm": "slurm", "submitit-debug": "debug"}[name]
-        return SubmititExecutor(cluster=cluster, array=array, parameters=dict(parameters or {}))
+        return SubmititExecutor(cluster=cluster, array=array, parameters=dict(parameters or {}),
+                                options=options)
     raise ValueError(f"unknown executor {name!r}; allowed: local, submitit-local, slurm, submitit-debug")

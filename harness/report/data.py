@@ -188,7 +188,7 @@ class StoreSnapshot:
         path = Path(path)
         if not path.exists():
             return cls(path, False, {t: [] for t in SCHEMA})
-        store = ResultsStore(path)
+        store = ResultsStore(path, readonly=True)
         return cls(path, True, {t: store.rows(t) for t in SCHEMA})
 
     @classmethod

@@ -3,7 +3,7 @@
 Tables (columns are fixed here; every writer goes through :class:`ResultsStore`):
 
 - ``cells``    one row per grid cell: resolved config, code version, status
-               (pending, running, done, failed, diverged), error text, progress,
+               (pending, running, interrupted, done, failed, diverged), error text, progress,
                params, FLOPs, run directory.
 - ``epochs``   per-epoch train/valid losses of a cell.
 - ``wers``     WER/CER per cell, test set, decoding method, epoch and decode key
@@ -14,6 +14,12 @@ Tables (columns are fixed here; every writer goes through :class:`ResultsStore`)
 - ``bench``    encoder inference time and peak memory per variant and device.
 - ``train_bench`` training step time, peak memory and bytes saved for backward
                per variant, device, precision and batch.
+
+Faults are one-line :class:`StoreError` messages naming the file and what to
+do: a missing, empty (0 bytes), corrupt, read-only or locked store. Reading
+commands open it read-only (never creating or changing it); a lock held by
+another writer is waited out with backoff for up to ``HARNESS_STORE_WAIT_S``
+seconds (default 300) before it is an error.
 """
 from __future__ import annotations
 
@@ -21,11 +27,48 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
+import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-CELL_STATUSES = ("pending", "running", "done", "failed", "diverged")
+CELL_STATUSES = ("pending", "running", "interrupted", "done", "failed", "diverged")
+#: seconds one statement waits on a lock before the retry loop backs off and tries again
+BUSY_TIMEOUT_S = 5.0
+
+
+class StoreError(RuntimeError):
+    """The results store cannot be used; the message names the file and what to do."""
+
+
+def wait_limit_s() -> float:
+    return float(os.environ.get("HARNESS_STORE_WAIT_S", "300"))
+
+
+def _is_locked(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def store_error(path: Path, e: BaseException) -> StoreError:
+    """A one-line :class:`StoreError` for an sqlite3 or OS error on the store at ``path``."""
+    text = str(e)
+    low = text.lower()
+    if "malformed" in low or "not a database" in low or "file is encrypted" in low:
+        return StoreError(f"{path}: not a readable results store ({text}); restore a copy, or move it "
+                          f"away and rerun `harness run` to start a new one (results in it are lost)")
+    unwritable = path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    if "readonly" in low or "read-only" in low or isinstance(e, PermissionError) or (
+            "unable to open" in low and unwritable):
+        return StoreError(f"{path}: cannot write the results store ({text}); make the file and its "
+                          f"folder writable, or pass --store with another path")
+    if "unable to open" in low:
+        return StoreError(f"{path}: cannot open the results store ({text}); check that its folder "
+                          f"exists and is readable (and writable for `harness run`)")
+    if "locked" in low or "busy" in low:
+        return StoreError(f"{path}: results store locked by another process for over "
+                          f"{wait_limit_s():.0f} s ({text}); wait for it to finish, or raise "
+                          f"HARNESS_STORE_WAIT_S")
+    return StoreError(f"{path}: results store error: {type(e).__name__}: {text}")
 
 SCHEMA: dict[str, dict[str, str]] = {
     "cells": {
@@ -112,26 +155,86 @@ class ResultsStore:
     transactions. Dict/list values are stored as JSON text.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False):
         self.path = Path(path) if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        self.readonly = readonly
+        #: a read-only store in a read-only folder: SQLite cannot create its WAL index there,
+        #: so it is read as immutable (nothing can be writing it)
+        self._immutable = False
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a results store file; pass --store FILE")
+        if readonly and not self.path.exists():
+            raise StoreError(f"{self.path}: no results store here; run `harness run GRID` first, "
+                             f"or pass --store with the right file")
+        if self.path.exists() and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: the results store is empty (0 bytes), so it was truncated "
+                             f"or not written by the harness; restore a copy, or delete it to start a new one")
+        if readonly:
+            self._check_readable()
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise store_error(self.path, e) from None
+
+        def create(con: sqlite3.Connection) -> None:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
             for table, cols in SCHEMA.items():
                 col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
                 pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
                 _migrate(con, table, col_sql, pk)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=60)
-        try:
-            con.execute("PRAGMA busy_timeout=60000")
-            yield con
-            con.commit()
-        finally:
-            con.close()
+        self._run(create)
+
+    def _check_readable(self) -> None:
+        def check(con: sqlite3.Connection) -> None:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "cells" not in tables:
+                raise StoreError(f"{self.path}: not a results store (no cells table); pass --store "
+                                 f"with the grid's store")
+
+        self._run(check)
+
+    def _open(self) -> sqlite3.Connection:
+        busy = min(BUSY_TIMEOUT_S, wait_limit_s())
+        if self.readonly:
+            uri = (f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+                   + ("&immutable=1" if self._immutable else ""))
+            con = sqlite3.connect(uri, uri=True, timeout=busy)
+        else:
+            con = sqlite3.connect(self.path, timeout=busy)
+        con.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
+        return con
+
+    def _run(self, work):
+        """``work(connection)`` in one transaction; a locked store is retried with backoff,
+        every other fault is a :class:`StoreError`."""
+        deadline = time.monotonic() + wait_limit_s()
+        pause = 0.05
+        while True:
+            con = None
+            try:
+                con = self._open()
+                out = work(con)
+                con.commit()
+                return out
+            except sqlite3.Error as e:
+                if (self.readonly and not self._immutable and "unable to open" in str(e)
+                        and not os.access(self.path.parent, os.W_OK | os.X_OK)):
+                    self._immutable = True
+                    continue
+                if _is_locked(e) and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                raise store_error(self.path, e) from None
+            except OSError as e:
+                raise store_error(self.path, e) from None
+            finally:
+                if con is not None:
+                    con.close()
 
     # ---- generic ----
     def upsert(self, table: str, row: Mapping[str, Any]) -> None:
@@ -154,8 +257,9 @@ class ResultsStore:
         sql = (f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f"VALUES ({placeholders}) ON CONFLICT ({conflict}) "
                + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING"))
-        with self._connect() as con:
-            con.execute(sql, [values[c] for c in cols])
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; this command does not write the store")
+        self._run(lambda con: con.execute(sql, [values[c] for c in cols]))
 
     def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
         if table not in SCHEMA:
@@ -163,9 +267,12 @@ class ResultsStore:
         sql = f"SELECT * FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(f'"{k}"=?' for k in where)
-        with self._connect() as con:
+
+        def read(con: sqlite3.Connection) -> list[dict[str, Any]]:
             con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute(sql, list(where.values()))]
+
+        return self._run(read)
 
     def frame(self, table: str):
         """The whole table as a pandas DataFrame (empty with its columns if no rows)."""
@@ -195,9 +302,11 @@ class ResultsStore:
 
     def rename_cell(self, old: str, new: str, **fields: Any) -> None:
         """Give cell ``old`` (and its epoch and WER rows) the id ``new``, in one transaction."""
-        with self._connect() as con:
+        def rename(con: sqlite3.Connection) -> None:
             for table in ("cells", "epochs", "wers"):
                 con.execute(f"UPDATE {table} SET cell_id=? WHERE cell_id=?", (new, old))
+
+        self._run(rename)
         if fields:
             self.set_cell(new, **fields)
 

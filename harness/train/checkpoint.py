@@ -5,14 +5,18 @@
 newest few keep the optimizer state (:func:`retain`). A file is
 written to a temporary name, flushed to disk and renamed, so a process killed
 mid-write never leaves a truncated checkpoint under a real name; a file that
-still fails to load is skipped when resuming.
+still fails to load is skipped when resuming, and said so by name. Free space
+is checked before writing: a full disk is an error naming the folder and the
+bytes needed, not torch's "unexpected pos".
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -22,13 +26,67 @@ _STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
 
 
+class UnreadableCheckpointsError(RuntimeError):
+    """A run has checkpoints but none of them loads."""
+
+
+class NoSpaceError(OSError):
+    """Not enough free space for a checkpoint (ENOSPC; the message names the folder and bytes)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+#: headroom over the tensors' bytes (pickled structure, optimizer scalars, the config)
+SPACE_MARGIN = 1.05
+SPACE_EXTRA = 1 << 20
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a (nested) checkpoint dict."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed."""
-    with atomic_path(path, durable=True) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed.
+
+    Raises :class:`NoSpaceError` naming the folder and the bytes needed when the free
+    space is short (checked first) or the disk fills while writing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    needed = int(tensor_bytes(obj) * SPACE_MARGIN) + SPACE_EXTRA
+    free = free_bytes(path.parent)
+    if free < needed:
+        raise NoSpaceError(f"no space left on {path.parent} for {path.name}: needs about "
+                           f"{needed} bytes, {free} free")
+    try:
+        with atomic_path(path, durable=True) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:
+        # torch reports a short write (a disk that filled meanwhile) as "unexpected pos"
+        full = (e.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(e, OSError)
+                else "unexpected pos" in str(e) or "No space left" in str(e))
+        if not full:
+            raise
+        raise NoSpaceError(f"no space left on {path.parent} while writing {path.name}: needs about "
+                           f"{needed} bytes, {shutil.disk_usage(path.parent).free} free") from e
 
 
 def step_path(ckpt_dir: Path, step: int) -> Path:
@@ -51,8 +109,17 @@ def load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def latest_valid(ckpt_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
-    """The newest checkpoint that loads (newest by write time, then by step); None if none."""
+def _reason(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def latest_valid(ckpt_dir: Path, on_skip: Optional[Callable[[Path, str], None]] = None
+                 ) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest checkpoint that loads (newest by write time); None if none.
+
+    ``on_skip(path, reason)`` hears of each newer one that does not load.
+    """
     d = Path(ckpt_dir)
     if not d.is_dir():
         return None
@@ -61,11 +128,18 @@ def latest_valid(ckpt_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
     for p in candidates:
         try:
             state = load(p)
-        except Exception:  # truncated or corrupt: try the next newest
+        except Exception as e:  # truncated or corrupt: try the next newest
+            if on_skip:
+                on_skip(p, _reason(e))
             continue
-        if isinstance(state, dict) and "model" in state and "step" in state \
-                and state.get("optimizer") is not None:  # retain() stripped older ones
+        if not (isinstance(state, dict) and "model" in state and "step" in state):
+            reason = "not a harness checkpoint (no model or step)"
+        elif state.get("optimizer") is None:  # retain() stripped older ones
+            reason = "weights only (its optimizer state was dropped by keep_optimizer_k); decodable, not resumable"
+        else:
             return p, state
+        if on_skip:
+            on_skip(p, reason)
     return None
 
 

@@ -6,7 +6,6 @@ the same manifests and tokenizer.
 """
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from harness.config import DataSection
 from harness.data import PreparedCorpus, Tokenizer, prepare_corpus
+from harness.locks import FileLock
 
 
 @dataclass
@@ -28,13 +28,10 @@ class CellData:
 
 @contextmanager
 def dir_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (waiting for another holder; one whose holder died is taken over)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with FileLock(path.with_name(path.name + ".lock")):
+        yield
 
 
 def ensure_prepared(cfg: DataSection) -> Any:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from harness.losses import LossConfig, compute_loss
 from variants import build_model
 from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
-from . import checkpoint, counters, distributed
+from . import checkpoint, counters, distributed, interrupt
 from .data_setup import CellData
 from .distributed import DistInfo
 from .model_average import new_average, update_average
@@ -76,6 +77,11 @@ class TrainState:
     batch_in_epoch: int = 0
     #: the sampler's state of a resumed mid-epoch checkpoint, used once
     sampler_state: Optional[dict] = None
+    #: the random generators' states of a resumed checkpoint, set once the epoch's loader
+    #: iterator exists (creating it draws from torch's generator)
+    rng_state: Optional[dict] = None
+    #: the resumed epoch's running loss sums (its train loss covers the whole epoch)
+    epoch_sums: Optional[dict] = None
 
 
 @dataclass
@@ -113,6 +119,26 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover
         pass
+
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """Every random generator a step draws from (SpecAugment, dropout, layer skip)."""
+    import numpy as np
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    if states.get("python") is not None:
+        random.setstate(states["python"])
+    if states.get("numpy") is not None:
+        np.random.set_state(states["numpy"])
+    if states.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 class LossModule(nn.Module):
@@ -163,12 +189,16 @@ class Trainer:
                  log: logging.Logger,
                  on_epoch: Optional[Callable[..., None]] = None,
                  on_progress: Optional[Callable[..., None]] = None,
-                 on_epoch_end_decode: Optional[Callable[[int], None]] = None):
+                 on_epoch_end_decode: Optional[Callable[[int], None]] = None,
+                 start_over_if_unreadable: bool = False):
         self.cell, self.cfg = cell, cell.config
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.data, self.dist, self.log = data, dist, log
         self.on_epoch, self.on_progress, self.on_epoch_end_decode = on_epoch, on_progress, on_epoch_end_decode
+        self.start_over_if_unreadable = start_over_if_unreadable
+        #: the transducer loss's backend of this run, once a step reported it
+        self.rnnt_backend: Optional[str] = None
         t = self.cfg.train
         self.device = select_device(t.device, dist.local_rank)
         self.precision: Precision = select_precision(t.precision, self.device)
@@ -205,9 +235,10 @@ class Trainer:
                                                                  t.accum_grad),
                                       state.step, enabled=self.dist.is_main)
         try:
-            while (state.epoch <= budget_epochs and not (t.max_steps and state.step >= t.max_steps)
-                   and not loop.stopped):
-                self.train_epoch(state, loop)
+            with interrupt.deferred():  # a signal stops at the next step with a checkpoint
+                while (state.epoch <= budget_epochs and not (t.max_steps and state.step >= t.max_steps)
+                       and not loop.stopped):
+                    self.train_epoch(state, loop)
         finally:
             self.progress.close()
             if loop.tb is not None:
@@ -233,9 +264,21 @@ class Trainer:
                           scheduler=scheduler, scaler=LossScaler(self.precision))
 
     def restore(self, state: TrainState) -> None:
-        """Load the newest valid checkpoint of the run into ``state``, if there is one."""
-        found = checkpoint.latest_valid(self.ckpt_dir)
+        """Load the newest readable checkpoint of the run into ``state``, if there is one.
+
+        Unreadable ones are logged by name; if there are checkpoints but none is readable the
+        cell fails, unless ``start_over_if_unreadable`` (they are then renamed ``*.unreadable``).
+        """
+        skipped: list[tuple[Path, str]] = []
+
+        def on_skip(path: Path, why: str) -> None:
+            skipped.append((path, why))
+            self.log.warning("skipped checkpoint %s: unreadable (%s)", path, why)
+
+        found = checkpoint.latest_valid(self.ckpt_dir, on_skip=on_skip)
         if found is None:
+            if skipped:
+                self.start_over(skipped)
             return
         path, saved = found
         state.model.load_state_dict(saved["model"])
@@ -250,12 +293,24 @@ class Trainer:
         else:
             state.epoch, state.batch_in_epoch = int(saved["epoch"]), int(saved["batch_in_epoch"])
             state.sampler_state = saved.get("sampler")
-        if saved.get("rng") is not None:
-            torch.set_rng_state(saved["rng"])
-        if saved.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+            state.epoch_sums = saved.get("epoch_sums")
+        state.rng_state = saved.get("rng_states") or (
+            {"torch": saved["rng"], "cuda": saved.get("cuda_rng")} if saved.get("rng") is not None else None)
+        state.model.set_batch_count(self.model_batch_count(state.batches))
         self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
                       path.name, state.step, state.epoch, state.batch_in_epoch)
+
+    def start_over(self, unreadable: list[tuple[Path, str]]) -> None:
+        """No checkpoint is readable: fail the cell, or (if allowed) set them aside and start at 0."""
+        names = "; ".join(f"{p.name}: {why}" for p, why in unreadable)
+        if not self.start_over_if_unreadable:
+            raise checkpoint.UnreadableCheckpointsError(
+                f"no readable checkpoint in {self.ckpt_dir} ({names}); rerun with "
+                f"--start-over-if-unreadable to train this cell from step 0")
+        for p, _ in unreadable:
+            p.rename(p.with_name(p.name + ".unreadable"))
+        self.log.warning("no readable checkpoint (%s): starting over from step 0; the files are "
+                         "kept as *.unreadable", names)
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """Model + loss in one module, under DistributedDataParallel when distributed."""
@@ -299,7 +354,14 @@ class Trainer:
             state.sampler_state = None
         loop.module.train()
         totals = _EpochTotals(start=time.time(), steps_at_start=state.step)
+        if state.epoch_sums is not None:  # the resumed epoch's sums so far
+            totals.loss, totals.frames = state.epoch_sums["loss"], state.epoch_sums["frames"]
+            totals.steps_at_start = state.epoch_sums["steps_at_start"]
+            state.epoch_sums = None
         it = iter(loop.train_dl)
+        if state.rng_state is not None:  # after iter(): creating the iterator draws a seed
+            set_rng_states(state.rng_state, self.device)
+            state.rng_state = None
         while not (t.max_steps and state.step >= t.max_steps):
             loop.profile.start_step()
             with loop.profile.phase("data"):
@@ -313,18 +375,43 @@ class Trainer:
                 totals.exhausted = True
                 break
             self.train_step(state, loop, batch, totals)
+            if state.batch_in_epoch % t.accum_grad == 0 and self.stop_requested():
+                self.stop_for_signal(state, loop, totals)
             if t.max_minutes and (time.time() - loop.started) / 60 > t.max_minutes:
                 loop.stopped = f"stopped by train.max_minutes={t.max_minutes} at step {state.step}"
                 break
         self.end_epoch(state, loop, totals)
+        if self.stop_requested():  # the epoch's checkpoint is written
+            raise interrupt.Interrupted(self.stop_signal(), step=state.step,
+                                        checkpoint=checkpoint.epoch_path(self.ckpt_dir, state.epoch - 1).name)
+
+    @staticmethod
+    def stop_signal() -> int:
+        """The signal to report (another rank's, taken as SIGTERM, if this rank got none)."""
+        return interrupt.requested() or int(signal.SIGTERM)
+
+    def stop_requested(self) -> bool:
+        """Whether a signal asked to stop (on any rank: all ranks stop at the same step)."""
+        asked = interrupt.requested() is not None
+        if self.dist.enabled:
+            asked = distributed.all_reduce_sum([float(asked)], self.dist, self.device)[0] > 0
+        return asked
+
+    def stop_for_signal(self, state: TrainState, loop: "_Loop", totals: "_EpochTotals") -> None:
+        """Checkpoint the step just finished (unless it was saved already) and raise Interrupted."""
+        path = checkpoint.step_path(self.ckpt_dir, state.step)
+        if not path.exists():
+            self.save(state, loop.train_dl, at_epoch_end=False, totals=totals)
+        self.log.info("stopping at step %d on a signal: %s written", state.step, path.name)
+        raise interrupt.Interrupted(self.stop_signal(), step=state.step, checkpoint=path.name)
 
     def train_step(self, state: TrainState, loop: "_Loop", batch: dict, totals: "_EpochTotals") -> None:
         """Forward and backward one batch; an optimizer step at each accumulation boundary."""
         t, dist, profile = self.cfg.train, self.dist, loop.profile
         state.batches += 1
         state.batch_in_epoch += 1
-        if state.batches % 10 == 1:
-            state.model.set_batch_count(self.model_batch_count(state.batches))
+        # every batch (not every 10th): a resumed run then sees the same schedules
+        state.model.set_batch_count(self.model_batch_count(state.batches))
         feats = batch["inputs"].to(self.device, non_blocking=True)
         feat_lens = batch_lengths(batch).to(self.device)
         tokens = self.data.tokenizer.encode(batch_texts(batch))
@@ -339,6 +426,9 @@ class Trainer:
                                              batch_cut_ids(batch))
             value = float(loss.detach())
             frames = float(_frames(info, feat_lens))
+            if self.rnnt_backend is None and isinstance(info, dict) and info.get("rnnt_backend"):
+                self.rnnt_backend = str(info["rnnt_backend"])
+                self.log.info("transducer loss backend: %s", self.rnnt_backend)
             if dist.enabled:
                 value, frames = distributed.all_reduce_sum([value, frames], dist, self.device)
             if not math.isfinite(value) and not state.scaler.enabled:
@@ -346,6 +436,9 @@ class Trainer:
                                     f"batch {state.batch_in_epoch} of the epoch)")
             with profile.phase("backward"):
                 state.scaler.scale(loss / t.accum_grad).backward()
+        if math.isfinite(value):  # before a checkpoint, which saves the sums
+            totals.loss += value
+            totals.frames += frames
         if boundary:
             with profile.phase("optimizer"):
                 state.step += 1
@@ -358,11 +451,7 @@ class Trainer:
             if state.model_avg is not None and state.step % t.average_period == 0:
                 update_average(state.model_avg, state.model, state.step, t.average_period)
             if state.step % t.save_every_n == 0:
-                self.save(state, loop.train_dl, at_epoch_end=False)
-        if math.isfinite(value):
-            totals.loss += value
-            totals.frames += frames
-        if boundary:
+                self.save(state, loop.train_dl, at_epoch_end=False, totals=totals)
             self.progress.update(state.step, totals.loss / max(totals.frames, 1.0))
         profile.end_step()
         if state.step and boundary and state.step % t.log_interval == 0:
@@ -401,7 +490,7 @@ class Trainer:
         train_loss = totals.loss / max(totals.frames, 1.0) if totals.frames else float("nan")
         # the budget (steps or minutes) may end an epoch early: its checkpoint says so
         epoch_done = totals.exhausted
-        self.save(state, loop.train_dl, at_epoch_end=True, partial=not epoch_done)
+        self.save(state, loop.train_dl, at_epoch_end=True, partial=not epoch_done, totals=totals)
         profile = loop.profile
         self.log.info("epoch %d done at step %d: train loss %.4f, valid loss %.4f, %s",
                       state.epoch, state.step, train_loss, valid_loss, format_profile(profile.summary()))
@@ -413,7 +502,8 @@ class Trainer:
                           seconds=time.time() - totals.start,
                           extra={"profile": profile.summary(), "partial": not epoch_done,
                                  "precision": self.precision.name,
-                                 "world_size": self.dist.world_size})
+                                 "world_size": self.dist.world_size,
+                                 **({"rnnt_backend": self.rnnt_backend} if self.rnnt_backend else {})})
         if self.on_epoch_end_decode and cfg.decode.every_epoch:
             self.on_epoch_end_decode(state.epoch)
         distributed.barrier(self.dist)
@@ -421,8 +511,14 @@ class Trainer:
         state.batch_in_epoch = 0
 
     # ---- pieces -------------------------------------------------------------
-    def save(self, state: TrainState, train_dl: Any, at_epoch_end: bool, partial: bool = False) -> None:
-        """Rank 0 writes the checkpoint (``epoch-<e>.pt`` at epoch end); all ranks then meet."""
+    def save(self, state: TrainState, train_dl: Any, at_epoch_end: bool, partial: bool = False,
+             totals: Optional["_EpochTotals"] = None) -> None:
+        """Rank 0 writes the checkpoint (``epoch-<e>.pt`` at epoch end); all ranks then meet.
+
+        It holds everything the next step depends on, so a resumed run repeats the
+        uninterrupted one: weights, average, optimizer, schedules, batch counters, the
+        sampler's position, every random generator and the epoch's running loss sums.
+        """
         if self.dist.is_main:
             sampler = train_dl.sampler
             saved = {
@@ -437,8 +533,9 @@ class Trainer:
                 # an epoch cut short by the step budget resumes where it stopped
                 "epoch_done": at_epoch_end and not partial, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "rng_states": rng_states(self.device),
+                "epoch_sums": ({"loss": totals.loss, "frames": totals.frames,
+                                "steps_at_start": totals.steps_at_start} if totals is not None else None),
                 "cell_id": self.cell.cell_id, "config": self.cell.resolved(),
             }
             if at_epoch_end:

@@ -24,9 +24,15 @@ from .scheduled_float import FloatLike
 
 def compact_rel_pos_encoding(seq_len: int, pos_dim: int, length_factor: float = 1.0,
                              device: torch.device | None = None) -> torch.Tensor:
-    """(2 * seq_len - 1, pos_dim) float32 table; row i is offset i - (seq_len - 1)."""
-    offsets = torch.arange(-(seq_len - 1), seq_len, device=device, dtype=torch.float32).unsqueeze(1)
-    freqs = torch.arange(1, pos_dim // 2 + 1, device=device, dtype=torch.float32)
+    """(2 * seq_len - 1, pos_dim) float32 table; row i is offset i - (seq_len - 1).
+
+    Computed in float64 and rounded: a row's values then do not depend on ``seq_len``
+    (float32 vector math differs by an ulp between vector lanes and the scalar tail),
+    so a model's output does not depend on the longest input it has seen (the cached
+    table) and a resumed run repeats an uninterrupted one.
+    """
+    offsets = torch.arange(-(seq_len - 1), seq_len, device=device, dtype=torch.float64).unsqueeze(1)
+    freqs = torch.arange(1, pos_dim // 2 + 1, device=device, dtype=torch.float64)
     compression = pos_dim ** 0.5
     compressed = compression * offsets.sign() * (
         (offsets.abs() + compression).log() - math.log(compression))

@@ -72,7 +72,8 @@ def test_nan_loss_marks_the_cell_diverged_with_its_step_and_the_grid_goes_on(tin
     # two local workers: the cells train at the same time in their own processes
     out = subprocess.run(_harness("run", path, "--workers", "2", "--cells", blowup.cell_id, after.cell_id), env=ENV,
                          capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 1, out.stderr[-2000:]  # a cell diverged
+    assert out.stderr.strip().splitlines()[-1] == f"grid div: 1 done; 1 diverged: {blowup.cell_id} blowup"
     assert f"cell {blowup.cell_id} blowup: diverged" in out.stderr
     store = ResultsStore(grid.spec.store)
     row = store.cell(blowup.cell_id)

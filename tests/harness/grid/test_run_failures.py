@@ -19,7 +19,7 @@ def _grid(write_grid, tmp_path):
 def test_every_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tmp_path, capsys):
     path = _grid(write_grid, tmp_path)
     grid, cells = load_cells(path)
-    assert main(["run", path]) == 0
+    assert main(["run", path]) == 1  # some cells failed
     err = capsys.readouterr().err
     store = ResultsStore(grid.spec.store)
     for c in cells:
@@ -27,10 +27,15 @@ def test_every_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tmp_pat
         assert row["status"] == "failed", row
         assert "FileNotFoundError" in row["error"] and "data.src_dir" in row["error"]
         assert f"cell {c.cell_id} {c.name}: failed" in err
-    assert "0 done, 2 not done this run (failed)" in err
-    # a rerun tries failed cells again (the cause may have been fixed)
-    assert main(["run", path, "--cells", cells[0].cell_id]) == 0
-    assert f"cell {cells[0].cell_id}" in capsys.readouterr().err
+    names = ", ".join(f"{c.cell_id} {c.name}" for c in cells)
+    assert err.strip().splitlines()[-1] == f"grid t: 0 done; 2 failed: {names}"
+    # a rerun leaves failed cells alone unless asked (the cause may have been fixed)
+    assert main(["run", path, "--cells", cells[0].cell_id]) == 1
+    err = capsys.readouterr().err
+    assert f"skip {cells[0].cell_id} base: failed (--retry-failed reruns it)" in err
+    assert f"cell {cells[0].cell_id}" not in err
+    assert main(["run", path, "--cells", cells[0].cell_id, "--retry-failed"]) == 1
+    assert f"cell {cells[0].cell_id} base: failed" in capsys.readouterr().err
 
 
 def test_a_cell_locked_by_another_runner_is_not_touched(write_grid, tmp_path):
