@@ -128,3 +128,43 @@ def gpu_hours(gflops: Optional[float], hours: Optional[float], epochs: Optional[
 
 def fmt(x: Optional[float], spec: str) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def memory_fit(cell: Cell, store: Any, gpu_gib: float) -> tuple[Optional[float], str]:
+    """Estimated peak GPU memory (GiB) of one training step at the cell's ``max_duration``,
+    and a verdict against ``gpu_gib``, from ``harness bench --train --device cuda`` rows.
+
+    The rows of the cell's variant measured on a GPU under the cell's precision (bf16 for
+    ``auto``) give peak memory against audio seconds per batch; among them only those with
+    the longest utterances count (attention memory grows with the square of an utterance's
+    length, so shorter ones would underestimate). Two or more batch sizes: a least-squares
+    line (fixed cost + cost per second of audio); one: proportional scaling, which
+    overestimates when extrapolating upwards. ``(None, why)`` without a usable row.
+    """
+    t = cell.config.train
+    precision = "bf16" if t.precision == "auto" else t.precision
+    how_to = (f"run `harness bench {cell.config.variant} --train --device cuda --precision {precision}` "
+              f"on that GPU to measure it")
+    if cell.config.overrides:
+        return None, "the cell overrides its variant's spec, which the measurements are not of: " + how_to
+    rows = [] if store is None else [
+        r for r in store.rows("train_bench", variant=cell.config.variant, device="cuda", precision=precision)
+        if r.get("peak_mem_mb")]
+    if not rows:
+        return None, "no GPU training measurement: " + how_to
+    longest = max(r["duration_s"] for r in rows)
+    pts = sorted((r["batch"] * r["duration_s"], r["peak_mem_mb"] / 1024) for r in rows
+                 if r["duration_s"] == longest)
+    audio = cell.config.data.max_duration
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if len(set(xs)) >= 2:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x in xs)
+        est = my + slope * (audio - mx)
+        how = f"line through {len(pts)} measurements"
+    else:
+        est = ys[-1] * audio / xs[-1]
+        how = f"scaled from one measurement of {xs[-1]:.0f} s"
+    verdict = "fits" if est <= gpu_gib else "does not fit"
+    return est, (f"{verdict} in {gpu_gib:g} GiB: {est:.1f} GiB estimated for {audio:g} s of audio per batch "
+                 f"({how}, {longest:g} s utterances, {precision})")
