@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
               f"{r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {r.device}")
         if store is not None:
             store.add_train_bench(name, r.device, r.precision, r.batch, r.duration_s,
-                                  objective=r.objective, threads=r.threads, steps=r.steps,
+                                  device_type=r.device_type, objective=r.objective, threads=r.threads, steps=r.steps,
                                   median_s=r.median_s, p25_s=r.p25_s, p75_s=r.p75_s,
                                   peak_mem_mb=r.peak_mem_mb, saved_mb=r.saved_mb,
                                   mem_method=r.mem_method)

@@ -6,7 +6,7 @@ import argparse
 from harness.store.results_store import StoreError
 
 from .common import add_grid_argument, existing_store, load_or_report, user_error
-from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
+from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
     p.add_argument("--no-flops", action="store_true",
                    help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
+    p.add_argument("--gpu-memory", type=float, metavar="GIB",
+                   help="say whether each cell's max_duration fits a GPU of this many GiB (from "
+                        "`harness bench --train --device cuda` measurements in the store)")
 
 
 def _vocab_size(data_dir: str) -> int | None:
@@ -27,6 +30,8 @@ def _vocab_size(data_dir: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gpu_memory is not None and not args.gpu_memory > 0:
+        return user_error(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
     loaded = load_or_report(args)
     if loaded is None:
         return 2
@@ -66,4 +71,7 @@ def run(args: argparse.Namespace) -> int:
           "(500 BPE units)")
     for n in sorted(notes):
         print(f"note: {n}")
+    if args.gpu_memory is not None:
+        for c in cells:
+            print(f"memory {c.cell_id} {c.name}: {memory_fit(c, store, args.gpu_memory)[1]}")
     return 0

@@ -148,7 +148,8 @@ def memory_fit(cell: Cell, store: Any, gpu_gib: float) -> tuple[Optional[float],
     if cell.config.overrides:
         return None, "the cell overrides its variant's spec, which the measurements are not of: " + how_to
     rows = [] if store is None else [
-        r for r in store.rows("train_bench", variant=cell.config.variant, device="cuda", precision=precision)
+        r for r in store.rows("train_bench", variant=cell.config.variant, device_type="cuda",
+                              precision=precision)
         if r.get("peak_mem_mb")]
     if not rows:
         return None, "no GPU training measurement: " + how_to

@@ -103,7 +103,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "train_bench": {
         "variant": "TEXT NOT NULL", "device": "TEXT NOT NULL", "precision": "TEXT NOT NULL",
-        "objective": "TEXT", "threads": "INTEGER", "batch": "INTEGER NOT NULL",
+        "device_type": "TEXT", "objective": "TEXT", "threads": "INTEGER", "batch": "INTEGER NOT NULL",
         "duration_s": "REAL NOT NULL", "steps": "INTEGER", "median_s": "REAL", "p25_s": "REAL",
         "p75_s": "REAL", "peak_mem_mb": "REAL", "saved_mb": "REAL", "mem_method": "TEXT",
         "created_at": "REAL",

@@ -18,7 +18,9 @@ def _cell(write_grid, text=GRID):
 
 
 def _bench(store, batch, duration, peak_gib, precision="bf16", device="cuda"):
-    store.add_train_bench("zipformer-s", device, precision, batch, duration, peak_mem_mb=peak_gib * 1024)
+    name = "NVIDIA H200" if device == "cuda" else "AMD EPYC"
+    store.add_train_bench("zipformer-s", name, precision, batch, duration, device_type=device,
+                          peak_mem_mb=peak_gib * 1024)
 
 
 def test_a_line_through_two_batch_sizes_of_the_longest_utterances(write_grid, tmp_path):
@@ -48,3 +50,16 @@ def test_without_a_gpu_measurement_it_says_how_to_get_one(write_grid, tmp_path):
     assert est is None and "harness bench zipformer-s --train --device cuda --precision bf16" in why
     est, why = memory_fit(_cell(write_grid), None, 16)
     assert est is None and why.startswith("no GPU training measurement")
+
+
+def test_plan_prints_the_verdict_per_cell(write_grid, tmp_path, capsys):
+    from harness.cli import main
+
+    store = ResultsStore(tmp_path / "s.sqlite")
+    _bench(store, 20, 30.0, 12.0)
+    grid = write_grid(GRID)
+    assert main(["plan", str(grid), "--no-flops", "--store", str(store.path), "--gpu-memory", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "fits in 32 GiB: 20.0 GiB estimated for 1000 s of audio per batch" in out
+    assert main(["plan", str(grid), "--no-flops", "--gpu-memory", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --gpu-memory: must be > 0 GiB, got 0"
