@@ -15,11 +15,14 @@ from harness.config import Cell
 from harness.grid.cells import expand
 from harness.grid.errors import GridError
 from harness.grid.loader import Grid, load_grid
+from harness.grid.validate import check_grid
 
 
 def user_error(message: str) -> int:
-    """Print ``error: message`` on stderr; the exit status for a user's mistake (2)."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` on stderr (one such line per line of ``message``); the exit
+    status for a user's mistake (2)."""
+    for line in str(message).splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
     return 2
 
 
@@ -30,13 +33,18 @@ def add_grid_argument(p: argparse.ArgumentParser) -> None:
                    help="only these cells (ids, id prefixes or names)")
 
 
-def load_or_report(args: argparse.Namespace) -> Optional[tuple[Grid, list[Cell]]]:
-    """Load the grid; on a malformed file print its one-line error and return None."""
+def load_or_report(args: argparse.Namespace, check: bool = True,
+                   disk: bool = True) -> Optional[tuple[Grid, list[Cell]]]:
+    """Load the grid; on a malformed file print every problem (one ``error:`` line each) and
+    return None. ``check``: every cell is checked completely (``harness.grid.validate``:
+    decoding methods, data options and the prepared corpus, optimizer and loss options), as
+    ``plan`` and ``run`` do before any training; without it only the schema is. ``disk``:
+    also the source folders and prepared corpora on this machine."""
     try:
         grid = load_grid(args.grid)
-        cells = expand(grid)
+        cells = check_grid(grid, disk) if check else expand(grid)
     except GridError as e:
-        user_error(str(e))
+        user_error("\n".join(e.lines()))
         return None
     wanted = getattr(args, "cells", None)
     if wanted:

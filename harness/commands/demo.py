@@ -69,9 +69,9 @@ def _command(module: str, argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.grid.cells import expand
     from harness.grid.errors import GridError
     from harness.grid.loader import load_grid
+    from harness.grid.validate import check_grid
 
     from .common import store_path, user_error
 
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     grid_file = _grid_path(args.grid)
     try:
         grid = load_grid(grid_file)
-        cells = expand(grid)
+        cells = check_grid(grid)
     except GridError as e:
-        return user_error(str(e))
+        return user_error("\n".join(e.lines()))
     store = str(store_path(args, grid))
     results: dict[str, str] = {}
 

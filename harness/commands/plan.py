@@ -12,6 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
     p.add_argument("--no-flops", action="store_true",
                    help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="check the grid but not this machine's data: source folders and prepared "
+                        "corpora (to plan a LibriSpeech grid where LibriSpeech is not); `run` checks them")
 
 
 def _vocab_size(data_dir: str) -> int | None:
@@ -25,7 +28,7 @@ def _vocab_size(data_dir: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_or_report(args)
+    loaded = load_or_report(args, disk=not args.no_data_check)
     if loaded is None:
         return 2
     grid, cells = loaded

@@ -18,6 +18,16 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
+#: decode.methods when a grid gives none: the method the paper or the authors report for the
+#: objective -- transducer: beam search of size 4, at most one symbol per frame (paper sec. 4,
+#: the authors' modified_beam_search); CTC: greedy ("ctc-decoding"); CTC/AED: attention-decoder
+#: rescoring of the CTC n-best, no n-gram (icefall RESULTS.md). An explicit head list takes the
+#: default of the first of these objectives whose heads it has.
+DEFAULT_DECODE_METHODS: dict[str, list[str]] = {
+    "transducer": ["modified_beam_search"],
+    "ctc_aed": ["attention_rescoring"],
+    "ctc": ["ctc_greedy_search"],
+}
 
 
 class StrictSection(BaseModel):
@@ -98,7 +108,10 @@ class TrainSection(StrictSection):
 class DecodeSection(StrictSection):
     """Decoding after training (and optionally after every epoch)."""
 
-    methods: list[str] = Field(default_factory=lambda: ["greedy_search"], min_length=1)
+    #: decoding methods (``harness.decoding.METHOD_HEADS``); None: the objective's default,
+    #: DEFAULT_DECODE_METHODS (transducer modified_beam_search, ctc ctc_greedy_search,
+    #: ctc_aed attention_rescoring)
+    methods: Optional[list[str]] = Field(None, min_length=1)
     beam: int = Field(4, gt=0)
     #: average the last ``avg`` epochs (authors' --avg); 1: the last epoch only
     avg: int = Field(1, ge=1)
@@ -124,6 +137,13 @@ class CellConfig(StrictSection):
     decode: DecodeSection = Field(default_factory=DecodeSection)
     seed: int = 42
 
+    @property
+    def decode_methods(self) -> list[str]:
+        """``decode.methods``, or the objective's default (DEFAULT_DECODE_METHODS) when unset."""
+        if self.decode.methods is not None:
+            return list(self.decode.methods)
+        return default_decode_methods(self.objective)
+
     @field_validator("objective")
     @classmethod
     def _objective(cls, v: Any) -> Any:
@@ -141,6 +161,15 @@ class CellConfig(StrictSection):
         if v not in names:
             raise ValueError(f"unknown variant {v!r}; allowed: {', '.join(names)}")
         return v
+
+
+def default_decode_methods(objective: str | list[str]) -> list[str]:
+    """The decoding methods a cell with ``objective`` gets when its grid names none."""
+    heads = set(OBJECTIVE_HEADS[objective] if isinstance(objective, str) else objective)
+    for name, methods in DEFAULT_DECODE_METHODS.items():
+        if set(OBJECTIVE_HEADS[name]) <= heads:
+            return list(methods)
+    return list(DEFAULT_DECODE_METHODS["ctc"])  # unreachable: every head list has one of them
 
 
 class BaseSection(CellConfig):

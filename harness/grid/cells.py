@@ -19,7 +19,7 @@ from variants import VariantError, get_spec
 from variants.registry import resolve_objective
 from variants.spec import ModelSpec
 
-from .errors import GridError, from_validation_error
+from .errors import GridError, GridErrors, from_validation_error
 from .loader import Grid, load_grid
 
 #: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
@@ -89,9 +89,9 @@ def _axis_rows(grid: Grid) -> list[list[tuple[str, str, dict[str, Any]]]]:
     return out
 
 
-def _blame(err: ValidationError, changes: list[tuple[str, dict[str, Any]]]) -> str:
-    """Key-path prefix for an error: the row that set the failing key, else the base."""
-    loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
+    """Key-path prefix for an error at ``loc_parts``: the row that set the failing key, else the base."""
+    loc = ".".join(str(p) for p in loc_parts)
     for origin, sets in reversed(changes):
         for key in sets:
             if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
@@ -111,7 +111,7 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
         config = CellConfig.model_validate(data)
     except ValidationError as err:
         raise from_validation_error(str(grid.path), err, CellConfig,
-                                    prefix=_blame(err, changes)) from None
+                                    prefix=lambda loc: _blame(loc, changes)) from None
     origin = changes[-1][0] if changes else "base"
     try:
         get_spec(config.variant, config.overrides)
@@ -123,7 +123,16 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
 
 
 def expand(grid: Grid) -> list[Cell]:
-    """All cells of ``grid`` in a stable order (rows, then axes, then seeds)."""
+    """All cells of ``grid`` in a stable order (rows, then axes, then seeds); every cell
+    that does not resolve is reported at once (:class:`GridErrors`)."""
+    cells, errors = expand_all(grid)
+    if errors:
+        raise GridErrors(errors)
+    return cells
+
+
+def expand_all(grid: Grid) -> tuple[list[Cell], list[GridError]]:
+    """The cells of ``grid`` that resolve, and the errors of those that do not."""
     spec = grid.spec
     base = spec.base.model_dump(mode="json", exclude={"seeds"}, exclude_unset=False)
     rows: list[tuple[str, str, dict[str, Any]]] = []
@@ -131,9 +140,13 @@ def expand(grid: Grid) -> list[Cell]:
         rows.append(("base", "base", {}))
     rows += [(r.name, f"ablations[{i}]", r.set) for i, r in enumerate(spec.ablations)]
     seeds = spec.base.seeds or [None]
-    axes = _axis_rows(grid)
+    try:
+        axes = _axis_rows(grid)
+    except GridError as e:
+        return [], [e]
     axis_names = list(spec.axes)
     cells: list[Cell] = []
+    errors: list[GridError] = []
     seen: dict[str, str] = {}
     for row_name, row_origin, row_set in rows:
         for combo in itertools.product(*axes) if axes else [()]:
@@ -141,7 +154,11 @@ def expand(grid: Grid) -> list[Cell]:
                 changes = [(row_origin, row_set)] + [(o, s) for _, o, s in combo]
                 if spec.base.seeds:
                     changes.append(("base.seeds", {"seed": seed}))
-                config = _resolve(grid, base, changes)
+                try:
+                    config = _resolve(grid, base, changes)
+                except GridError as e:
+                    errors.append(e)
+                    continue
                 labels = {a: lab for a, (lab, _, _) in zip(axis_names, combo)}
                 parts = [] if (row_name == "base" and combo and not spec.ablations) else [row_name]
                 parts += [lab for lab, _, _ in combo]
@@ -151,13 +168,14 @@ def expand(grid: Grid) -> list[Cell]:
                 name = "/".join(parts)
                 cid = cell_id(config, get_spec(config.variant, config.overrides))
                 if cid in seen:
-                    raise GridError(str(grid.path), row_origin,
-                                    f"cells {seen[cid]!r} and {name!r} resolve to the same config; "
-                                    "every row must change something")
+                    errors.append(GridError(str(grid.path), row_origin,
+                                            f"cells {seen[cid]!r} and {name!r} resolve to the same "
+                                            "config; every row must change something"))
+                    continue
                 seen[cid] = name
                 cells.append(Cell(cell_id=cid, grid=grid.name, name=name, config=config,
                                   labels={"row": row_name, **labels}))
-    return cells
+    return cells, errors
 
 
 def load_cells(path: str) -> tuple[Grid, list[Cell]]:

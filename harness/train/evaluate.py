@@ -20,12 +20,13 @@ from .trainer import build_cell_model
 def decoding_methods(cell: Cell, model: Any, log: logging.Logger) -> list[str]:
     """The cell's decode.methods that apply to its heads; an error if none does."""
     avail = list(available_methods(model))
-    chosen = [m for m in cell.config.decode.methods if m in avail]
-    skipped = [m for m in cell.config.decode.methods if m not in avail]
+    asked = cell.config.decode_methods
+    chosen = [m for m in asked if m in avail]
+    skipped = [m for m in asked if m not in avail]
     if skipped:
         log.info("decoding methods %s do not apply to objective %s; skipped", skipped, cell.objective)
     if not chosen:
-        raise ValueError(f"decode.methods {cell.config.decode.methods} has no method for objective "
+        raise ValueError(f"decode.methods {asked} has no method for objective "
                          f"{cell.objective}; available: {', '.join(avail)}")
     return chosen
 
