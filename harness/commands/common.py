@@ -18,12 +18,40 @@ from harness.grid.loader import Grid, load_grid
 from harness.grid.validate import check_grid
 
 
+class UserError(Exception):
+    """A user's mistake found inside a command; ``harness.cli`` prints ``error: <it>`` and exits 2."""
+
+
 def user_error(message: str) -> int:
     """Print ``error: message`` on stderr (one such line per line of ``message``); the exit
     status for a user's mistake (2)."""
     for line in str(message).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
     return 2
+
+
+def _number(kind: type, low: float, inclusive: bool) -> Any:
+    """An argparse ``type`` for numbers above ``low``: a bad value is argparse's one-line error."""
+    word = f">= {low:g}" if inclusive else f"> {low:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} "
+                                             f"{word}, got {text!r}") from None
+        if not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"must be {word}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {word}"
+    return parse
+
+
+#: argparse types: integers >= 1, integers >= 0, numbers > 0
+positive_int = _number(int, 1, True)
+count = _number(int, 0, True)
+positive_float = _number(float, 0, False)
 
 
 def add_grid_argument(p: argparse.ArgumentParser) -> None:
@@ -59,13 +87,25 @@ def store_path(args: argparse.Namespace, grid: Grid) -> Path:
     return Path(args.store) if getattr(args, "store", None) else grid.store_path
 
 
+def open_store(path: str | Path | None) -> Any:
+    """The results store at ``path`` (None: the default); a file that is not one is a
+    :class:`UserError`."""
+    import sqlite3
+
+    from harness.store import ResultsStore, default_store_path
+
+    try:
+        return ResultsStore(path)
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{path or default_store_path()}: not a results store ({e}); allowed: a store "
+                        "written by harness, or a path that does not exist yet") from None
+
+
 def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
     """The grid's results store path and the store opened if it exists (None if not:
     reading commands never create one)."""
-    from harness.store import ResultsStore
-
     path = store_path(args, grid)
-    return path, (ResultsStore(path) if path.exists() else None)
+    return path, (open_store(path) if path.exists() else None)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -91,6 +131,6 @@ def resolve_variants(names: list[str]) -> list[str]:
         matched = list_variants(n)
         if not matched:
             raise UnknownVariantError(
-                f"unknown variant {n!r}; registered variants: {', '.join(list_variants())}")
+                f"unknown variant {n!r}; allowed: {', '.join(list_variants())}")
         out += [m for m in matched if m not in out]
     return out

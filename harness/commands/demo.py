@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import positive_int
+
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_GRID = "experiments/default.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default=DEFAULT_GRID, help="grid to run (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="cells trained at once (default: one per GPU, else one per CPU core)")
     p.add_argument("--store", default=None, help="results store (default: the grid's)")
     p.add_argument("--out", default="reports/demo",

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_grid_argument, existing_store, load_or_report
+from .common import add_grid_argument, existing_store, load_or_report, positive_int
 from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid_argument(p)
-    p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
+    p.add_argument("--gpus", type=positive_int, default=1, help="GPUs per cell, for wall-clock hours")
     p.add_argument("--no-flops", action="store_true",
                    help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
     p.add_argument("--no-data-check", action="store_true",

@@ -93,8 +93,18 @@ def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from harness.store import default_store_path
 
+    import sqlite3
+
+    from .common import UserError
+
     store_path = Path(args.store) if args.store else default_store_path()
-    index, missing = build_report(store_path, Path(args.out))
+    try:
+        index, missing = build_report(store_path, Path(args.out))
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"--store {store_path}: not a results store ({e}); allowed: a store written "
+                        "by harness, or a path that does not exist") from None
+    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+        raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}") from None
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
     print(f"wrote {index}")

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .common import add_grid_argument, load_or_report, store_path, user_error
+from .common import add_grid_argument, load_or_report, open_store, positive_int, store_path, user_error
 
 SKIP = {"done"}
 
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["local", "submitit-local", "slurm", "submitit-debug"],
                    help="local: in this process (or --workers subprocesses, one GPU each); "
                         "submitit-local / slurm: one submitit job per cell")
-    p.add_argument("--workers", type=int, default=1, help="local executor: cells in parallel, one GPU each")
+    p.add_argument("--workers", type=positive_int, default=1, help="local executor: cells in parallel, one GPU each")
     p.add_argument("--array", action="store_true", help="submitit: one job array instead of one job per cell")
     p.add_argument("--slurm", default="{}", metavar="JSON",
                    help='submitit parameters, e.g. \'{"slurm_partition": "gpu", "gpus_per_node": 4}\'')
@@ -33,7 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.store import ResultsStore
     from harness.train import distributed
 
     loaded = load_or_report(args)
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
     if dist.is_main:
-        store = ResultsStore(spath)
+        store = open_store(spath)
         skip = SKIP | ({"diverged"} if not args.retry_diverged else set())
         todo = []
         for c in cells:
