@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
-            parser.error(f"unknown command {argv[0]!r}; allowed: {', '.join(COMMANDS)}")
+            print(f"error: harness: unknown command {argv[0]!r}; allowed: {', '.join(COMMANDS)}; "
+                  "see 'harness --help'", file=sys.stderr)
+            return 2
         parser.print_help()
         return 0
     name = argv[0]
@@ -55,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     sub = Parser(prog=f"harness {name}", description=help_)
     module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    try:
+        args = sub.parse_args(argv[1:])
+    except SystemExit as e:  # --help (0) or a usage error already printed as one line (2)
+        return int(e.code or 0)
     from harness.commands.common import UserError, user_error
 
     try:
