@@ -289,14 +289,15 @@ def corpus_identity(corpus: str, src_dir: str | os.PathLike | None = None, *,
     opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
     if corpus == "synthetic":
         if src_dir is not None:
-            raise DataError("the synthetic corpus is generated; it takes no --src directory")
+            raise DataError("the synthetic corpus is generated; it takes no source directory "
+                            "(--src, data.src_dir)")
         from .synthetic.tiers import DEFAULT_TIER, get_tier
 
         get_tier(tier or DEFAULT_TIER, hours=hours, voices=voices)
         opts.update(tier=tier or DEFAULT_TIER, hours=hours, voices=voices, seed=seed)
         return opts
     if src_dir is None:
-        raise DataError(f"corpus {corpus!r} needs --src, the directory of its local copy")
+        raise DataError(f"corpus {corpus!r} needs --src (data.src_dir), the directory of its local copy")
     if tier is not None or hours is not None or voices is not None:
         raise DataError("--tier, --hours and --voices apply to the synthetic corpus only")
     if corpus == "librispeech":

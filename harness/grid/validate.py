@@ -178,8 +178,11 @@ def data_options_allowed() -> list[str]:
 
 
 def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
+    """The data section's problems: ``options`` against prepare_corpus's signature, the tiers
+    and which corpus takes which option; with ``disk``, the source folder and the prepared
+    corpus in ``dir`` too."""
     from harness.data.errors import DataError
-    from harness.data.prepare import Checks, check_recorded_changes, prepared_mismatch, recorded_options
+    from harness.data.prepare import corpus_identity
     from harness.data.synthetic.tiers import TIERS
 
     opts = dict(d.options)
@@ -203,42 +206,62 @@ def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
     if "tier" in opts and opts["tier"] not in TIERS:
         out.append(("data.options.tier", f"unknown synthetic tier {opts['tier']!r}; allowed: "
                                          f"{', '.join(TIERS)}"))
-    if not disk:
-        return out
-    if recorded_options(d.dir) is None and d.corpus != "synthetic" and not (d.src_dir and Path(d.src_dir).is_dir()):
+    if not out:
+        try:  # the values (hours, voices, train_set ...) as prepare_corpus will see them
+            corpus_identity(d.corpus, d.src_dir if d.corpus == "synthetic" else (d.src_dir or "."), **opts)
+        except (DataError, ValueError) as e:
+            out.append(("data.src_dir" if "source directory" in str(e) else "data.options", str(e)))
+    if disk:
+        out += _source_problems(d)
+    if disk and not out:
+        out += _prepared_problems(d)
+    return out
+
+
+def _source_problems(d: DataSection) -> list[Problem]:
+    """A corpus still to be prepared needs its source folder (LibriSpeech: with its parts)."""
+    from harness.data.errors import DataError
+    from harness.data.prepare import recorded_options
+
+    if d.corpus == "synthetic" or recorded_options(d.dir) is not None:
+        return []
+    if not (d.src_dir and Path(d.src_dir).is_dir()):
         what = f"no such directory {d.src_dir!r}" if d.src_dir else f"required for corpus {d.corpus!r}"
-        out.append(("data.src_dir", f"{what}, and data.dir {d.dir!r} holds no prepared corpus; "
-                                    f"allowed: the folder of a local copy of {d.corpus}"))
-    elif recorded_options(d.dir) is None and d.corpus == "librispeech" and not out:
+        return [("data.src_dir", f"{what}, and data.dir {d.dir!r} holds no prepared corpus; "
+                                 f"allowed: the folder of a local copy of {d.corpus}")]
+    if d.corpus == "librispeech":
         from harness.data.librispeech import select_parts
 
         try:
-            select_parts(Path(d.src_dir), opts.get("train_set", "auto"))
+            select_parts(Path(d.src_dir), d.options.get("train_set", "auto"))
         except (DataError, ValueError) as e:
-            out.append(("data.src_dir", str(e)))
-    if out:
-        return out
-    try:
-        diff = prepared_mismatch(d.dir, d.corpus, d.src_dir, opts)
-    except (DataError, ValueError) as e:
-        return [("data.src_dir" if "src" in str(e) else "data.options", str(e))]
+            return [("data.src_dir", str(e))]
+    return []
+
+
+def _prepared_problems(d: DataSection) -> list[Problem]:
+    """A prepared ``dir``: prepared with the cell's options, its recorded changes pass the
+    cell's checks, and ``test_sets`` name its splits."""
+    from harness.data.errors import DataError
+    from harness.data.prepare import (Checks, PreparedCorpus, check_recorded_changes, prepared_mismatch,
+                                      recorded_options)
+
     if recorded_options(d.dir) is None:
-        return out
+        return []
+    diff = prepared_mismatch(d.dir, d.corpus, d.src_dir, d.options)
     if diff:
         was = ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
         now = ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items())
-        out.append(("data.options" if "corpus" not in diff else "data.corpus",
-                    f"data.dir {d.dir} was prepared with {was}, this cell asks for {now}; allowed: the "
-                    f"recorded options, another data.dir, or delete {d.dir} to prepare it again"))
-        return out
+        return [("data.options" if "corpus" not in diff else "data.corpus",
+                 f"data.dir {d.dir} was prepared with {was}, this cell asks for {now}; allowed: the "
+                 f"recorded options, another data.dir, or delete {d.dir} to prepare it again")]
+    out: list[Problem] = []
     try:
-        check_recorded_changes(Path(d.dir), Checks(d.corpus, oov_chars=opts.get("oov_chars", "report"),
-                                                   allow_dropped=opts.get("allow_dropped", False)))
+        check_recorded_changes(Path(d.dir), Checks(d.corpus, oov_chars=d.options.get("oov_chars", "report"),
+                                                   allow_dropped=d.options.get("allow_dropped", False)))
     except DataError as e:
         out.append(("data.options", str(e)))
     if d.test_sets is not None and (Path(d.dir) / "prepared.json").is_file():
-        from harness.data.prepare import PreparedCorpus
-
         splits = PreparedCorpus.load(d.dir).splits
         unknown = [t for t in d.test_sets if t not in splits]
         if unknown:
