@@ -118,8 +118,8 @@ def decode_problems(cell: Cell) -> list[Problem]:
             out.append(("decode.methods", f"unknown decoding method {m!r}; allowed: "
                                           f"{', '.join(METHOD_HEADS)}"))
     methods = cell.config.decode_methods
-    if not _usable(cell) and not out:
-        fits = [m for m, need in METHOD_HEADS.items() if set(need) <= set(heads)]
+    fits = [m for m, need in METHOD_HEADS.items() if set(need) <= set(heads)]
+    if not _usable(cell) and not out and fits:  # no fits: the objective itself is the error
         out.append(("decode.methods", f"cell {cell.name!r} (objective {cell.objective}) has no decoding "
                                       f"method for its heads: {', '.join(methods)} "
                                       f"{'needs' if len(methods) == 1 else 'need'} "
@@ -212,14 +212,15 @@ def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
         except (DataError, ValueError) as e:
             out.append(("data.src_dir" if "source directory" in str(e) else "data.options", str(e)))
     if disk:
-        out += _source_problems(d)
+        out += _source_problems(d, parts=not out)
     if disk and not out:
         out += _prepared_problems(d)
     return out
 
 
-def _source_problems(d: DataSection) -> list[Problem]:
-    """A corpus still to be prepared needs its source folder (LibriSpeech: with its parts)."""
+def _source_problems(d: DataSection, parts: bool) -> list[Problem]:
+    """A corpus still to be prepared needs its source folder (LibriSpeech, with ``parts``:
+    the parts its train_set needs)."""
     from harness.data.errors import DataError
     from harness.data.prepare import recorded_options
 
@@ -229,7 +230,7 @@ def _source_problems(d: DataSection) -> list[Problem]:
         what = f"no such directory {d.src_dir!r}" if d.src_dir else f"required for corpus {d.corpus!r}"
         return [("data.src_dir", f"{what}, and data.dir {d.dir!r} holds no prepared corpus; "
                                  f"allowed: the folder of a local copy of {d.corpus}")]
-    if d.corpus == "librispeech":
+    if d.corpus == "librispeech" and parts:
         from harness.data.librispeech import select_parts
 
         try:
