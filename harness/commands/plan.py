@@ -62,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"assumption: {ASSUMPTION}")
     print("note: params use the prepared corpus's vocabulary when it is prepared, else the spec's "
           "(500 BPE units)")
+    from harness.grid.validate import usable_methods
+
+    decoding: dict[str, int] = {}
+    for c in cells:
+        key = " + ".join(usable_methods(c))
+        decoding[key] = decoding.get(key, 0) + 1
+    print("decoding: " + "; ".join(f"{m} ({n} cell(s))" for m, n in decoding.items()))
     for n in sorted(notes):
         print(f"note: {n}")
     return 0

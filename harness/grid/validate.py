@@ -119,7 +119,7 @@ def decode_problems(cell: Cell) -> list[Problem]:
                                           f"{', '.join(METHOD_HEADS)}"))
     methods = cell.config.decode_methods
     fits = [m for m, need in METHOD_HEADS.items() if set(need) <= set(heads)]
-    if not _usable(cell) and not out and fits:  # no fits: the objective itself is the error
+    if not usable_methods(cell) and not out and fits:  # no fits: the objective itself is the error
         out.append(("decode.methods", f"cell {cell.name!r} (objective {cell.objective}) has no decoding "
                                       f"method for its heads: {', '.join(methods)} "
                                       f"{'needs' if len(methods) == 1 else 'need'} "
@@ -128,7 +128,7 @@ def decode_problems(cell: Cell) -> list[Problem]:
     return out
 
 
-def _usable(cell: Cell) -> list[str]:
+def usable_methods(cell: Cell) -> list[str]:
     """The cell's decoding methods that apply to its heads."""
     from harness.decoding.decode import METHOD_HEADS
 
@@ -148,7 +148,7 @@ def unused_methods(grid: Grid, cells: list[Cell]) -> list[GridError]:
     for m, users in listed.items():
         if m not in METHOD_HEADS or any(set(METHOD_HEADS[m]) <= set(_heads(c)) for c in users):
             continue
-        if any(not _usable(c) for c in users):
+        if any(not usable_methods(c) for c in users):
             continue  # reported as a cell with no method
         objectives = sorted({c.objective for c in users})
         out.append(GridError(str(grid.path), _blame(("decode", "methods"), cell_changes(grid, users[0]))

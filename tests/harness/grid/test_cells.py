@@ -73,6 +73,7 @@ def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys, tm
     assert "data.src_dir" in capsys.readouterr().err
     assert main(["plan", path, "--no-flops", "--gpus", "4", "--no-data-check"]) == 0
     out = capsys.readouterr().out
+    assert "decoding: ctc_greedy_search (2 cell(s))" in out  # the CTC default, as the authors decode
     lines = out.splitlines()
     base = next(ln for ln in lines if " base " in ln)
     m = next(ln for ln in lines if " small-m " in ln)
