@@ -24,8 +24,9 @@ test: install
 bench: install
 	$(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-autosave
 
+# refreshes the committed reports/profile.{md,csv} (the command alone writes runs/profile/)
 profile: install
-	$(PYTHON) -m harness.cli profile
+	$(PYTHON) -m harness.cli profile --out reports
 
 report: install
 	$(PYTHON) -m harness.cli report

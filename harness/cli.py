@@ -18,9 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("harness.commands.plan", "print a grid's cells, their size and cost, train nothing"),
     "run": ("harness.commands.run", "train, decode and record every cell of a grid"),
     "status": ("harness.commands.status", "each cell's state and progress"),
+    "decode": ("harness.commands.decode", "decode saved checkpoints again (epochs, avg, methods, beam)"),
     "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
     "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
     "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),
+    "import-icefall": ("harness.commands.import_icefall", "an authors' (icefall) checkpoint -> a harness checkpoint"),
+    "export-icefall": ("harness.commands.export_icefall", "a harness model -> the authors' checkpoint layout"),
+    "export": ("harness.commands.export", "encoder and greedy-decoding heads as TorchScript or ONNX"),
 }
 
 

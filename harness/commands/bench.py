@@ -4,18 +4,33 @@ results store's ``bench`` table with the device name and thread count.
 
 Defaults: on CUDA the paper's batch of 30 utterances of 30 s; on CPU a batch of
 2 utterances of 10 s so that a run finishes in minutes (both are options).
+
+``--train``: training steps instead (forward + backward + optimizer step, the
+variant's objective and optimizer, ``--precision`` float32 or bf16 autocast),
+with step time, peak memory and the bytes saved for backward, into the store's
+``train_bench`` table. Defaults: batch 20 x 30 s on CUDA, 2 x 5 s on CPU.
+
+``--saved-bytes``: no timing; the bytes one training forward saves for backward
+per second of audio, float32 and bf16 (CPU, bf16 under CUDA's autocast policy,
+see :mod:`harness.profile.saved_bytes`), printed only. Default batch 2 x 10 s: the bf16 count
+includes autocast's low-precision weight copies, a per-step constant that
+short inputs would spread over too few seconds.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from harness.profile.bench import run_isolated
+from harness.profile.bench import PRECISIONS, run_isolated
+from harness.profile.train_bench import OBJECTIVES
 
 from .common import count, open_store, parse_overrides, positive_float, positive_int, resolve_variants, user_error
 
 PAPER_BATCH, PAPER_DURATION_S = 30, 30.0
 CPU_BATCH, CPU_DURATION_S = 2, 10.0
+TRAIN_GPU_BATCH, TRAIN_GPU_DURATION_S = 20, 30.0
+TRAIN_CPU_BATCH, TRAIN_CPU_DURATION_S = 2, 5.0
+SAVED_BYTES_BATCH, SAVED_BYTES_DURATION_S = 2, 10.0
 DEFAULT_VARIANTS = ("zipformer-s", "zipformer-m", "zipformer-l",
                     "conformer-s", "conformer-m", "conformer-l")
 
@@ -39,6 +54,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a switch of every variant (repeatable)")
     p.add_argument("--timeout", type=positive_float, default=None, help="seconds allowed per variant")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--train", action="store_true",
+                      help="time training steps (forward + backward + optimizer) instead of inference")
+    mode.add_argument("--saved-bytes", action="store_true",
+                      help="print bytes saved for backward per second of audio (float32, bf16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="--train: float32 or bf16 autocast (default: %(default)s)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="transducer",
+                   help="--train: the training objective (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +71,16 @@ def run(args: argparse.Namespace) -> int:
     from variants.registry import VariantError
 
     cuda = args.device == "cuda"
-    batch = args.batch if args.batch is not None else (PAPER_BATCH if cuda else CPU_BATCH)
-    duration = args.duration if args.duration is not None else (PAPER_DURATION_S if cuda
-                                                                else CPU_DURATION_S)
+    if args.train:
+        default_batch, default_duration = ((TRAIN_GPU_BATCH, TRAIN_GPU_DURATION_S) if cuda
+                                           else (TRAIN_CPU_BATCH, TRAIN_CPU_DURATION_S))
+    elif args.saved_bytes:
+        default_batch, default_duration = SAVED_BYTES_BATCH, SAVED_BYTES_DURATION_S
+    else:
+        default_batch, default_duration = ((PAPER_BATCH, PAPER_DURATION_S) if cuda
+                                           else (CPU_BATCH, CPU_DURATION_S))
+    batch = args.batch if args.batch is not None else default_batch
+    duration = args.duration if args.duration is not None else default_duration
     threads = args.threads if args.threads is not None else ((os.cpu_count() or 1) if cuda else 1)
     try:
         names = resolve_variants(args.variants or list(DEFAULT_VARIANTS))
@@ -62,24 +93,23 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             return user_error("--device cuda asked for, but torch sees no CUDA device; "
                               "use --device cpu")
+    if args.saved_bytes:
+        return _saved_bytes(names, batch, duration, overrides)
     store = None
     if not args.no_store:
         store = open_store(args.store)
+    if args.train:
+        return _train(args, names, batch, duration, threads, overrides, store)
     print(f"batch {batch} x {duration:g} s, {args.warmup} warm-up + {args.runs} timed runs, "
           f"device {args.device}, {threads} thread(s), one fresh process per variant")
     header = f"{'variant':<36} {'median s':>9} {'p25 s':>8} {'p75 s':>8} {'peak MB':>9}  device"
     print(header + "\n" + "-" * len(header))
     failed, method = 0, None
     for name in names:
-        try:
-            r = run_isolated(name, batch, duration, args.runs, args.warmup, args.device, threads,
-                             overrides, timeout_s=args.timeout)
-        except (RuntimeError, ValueError, OSError) as err:
-            print(f"{name:<36} FAILED: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        except Exception as err:  # subprocess.TimeoutExpired and friends
-            print(f"{name:<36} FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+        r = _isolated(name, lambda: run_isolated(name, batch, duration, args.runs, args.warmup,
+                                                 args.device, threads, overrides,
+                                                 timeout_s=args.timeout))
+        if r is None:
             failed += 1
             continue
         method = r.mem_method
@@ -91,4 +121,67 @@ def run(args: argparse.Namespace) -> int:
                             peak_mem_mb=r.peak_mem_mb, mem_method=r.mem_method)
     if method:
         print(f"peak memory: {method}")
+    return 1 if failed else 0
+
+
+def _isolated(name: str, call) -> object | None:
+    """``call()``, or None after printing why it failed."""
+    try:
+        return call()
+    except (RuntimeError, ValueError, OSError) as err:
+        print(f"{name:<36} FAILED: {err}", file=sys.stderr)
+    except Exception as err:  # subprocess.TimeoutExpired and friends
+        print(f"{name:<36} FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+    return None
+
+
+def _train(args: argparse.Namespace, names: list[str], batch: int, duration: float, threads: int,
+           overrides: dict, store) -> int:
+    print(f"training steps: batch {batch} x {duration:g} s, {args.precision}, {args.objective}, "
+          f"{args.warmup} warm-up + {args.runs} timed steps, device {args.device}, "
+          f"{threads} thread(s), one fresh process per variant")
+    header = (f"{'variant':<36} {'median s':>9} {'p25 s':>8} {'p75 s':>8} {'peak MB':>9} "
+              f"{'saved MB':>9}  device")
+    print(header + "\n" + "-" * len(header))
+    failed, method = 0, None
+    for name in names:
+        r = _isolated(name, lambda: run_isolated(
+            name, batch, duration, args.runs, args.warmup, args.device, threads, overrides,
+            timeout_s=args.timeout, kind="train", precision=args.precision, objective=args.objective))
+        if r is None:
+            failed += 1
+            continue
+        method = r.mem_method
+        print(f"{name:<36} {r.median_s:>9.3f} {r.p25_s:>8.3f} {r.p75_s:>8.3f} "
+              f"{r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {r.device}")
+        if store is not None:
+            store.add_train_bench(name, r.device, r.precision, r.batch, r.duration_s,
+                                  objective=r.objective, threads=r.threads, steps=r.steps,
+                                  median_s=r.median_s, p25_s=r.p25_s, p75_s=r.p75_s,
+                                  peak_mem_mb=r.peak_mem_mb, saved_mb=r.saved_mb,
+                                  mem_method=r.mem_method)
+    if method:
+        print(f"peak memory: {method}")
+    return 1 if failed else 0
+
+
+def _saved_bytes(names: list[str], batch: int, duration: float, overrides: dict) -> int:
+    from harness.profile.saved_bytes import measure_saved_bytes
+
+    print(f"bytes saved for backward by one training forward (Conv-Embed + encoder), batch "
+          f"{batch} x {duration:g} s, CPU; bf16 under CUDA's autocast policy")
+    header = f"{'variant':<36} {'precision':>9} {'MB':>9} {'MB per s of audio':>18}  largest"
+    print(header + "\n" + "-" * len(header))
+    failed = 0
+    for name in names:
+        for precision in PRECISIONS:
+            r = _isolated(name, lambda: measure_saved_bytes(name, precision, batch, duration,
+                                                            overrides=overrides, top=1))
+            if r is None:
+                failed += 1
+                continue
+            big = r.largest[0] if r.largest else None
+            print(f"{name:<36} {precision:>9} {r.saved_bytes / 2**20:>9.1f} "
+                  f"{r.mb_per_audio_second:>18.2f}  "
+                  + (f"{big.dtype} {big.shape} {big.nbytes / 2**20:.1f} MB" if big else ""))
     return 1 if failed else 0

@@ -22,12 +22,18 @@ class UserError(Exception):
     """A user's mistake found inside a command; ``harness.cli`` prints ``error: <it>`` and exits 2."""
 
 
-def user_error(message: str) -> int:
+def user_error(message: str, status: int = 2) -> int:
     """Print ``error: message`` on stderr (one such line per line of ``message``); the exit
-    status for a user's mistake (2)."""
+    status for a user's mistake (2), or ``status`` for a failure that is not the user's (1)."""
     for line in str(message).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
-    return 2
+    return status
+
+
+def file_error(path: object, error: object, status: int = 2) -> int:
+    """:func:`user_error` for a problem with the file ``path``: the message names it once."""
+    msg = str(error)
+    return user_error(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
 
 
 def _number(kind: type, low: float, inclusive: bool) -> Any:
@@ -56,21 +62,35 @@ positive_float = _number(float, 0, False)
 
 def add_grid_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("grid", help="grid file, e.g. experiments/default.yaml")
+    add_grid_options(p)
+
+
+def add_grid_options(p: argparse.ArgumentParser) -> None:
+    """``--store``, ``--cells`` and ``--set`` of the commands that read a grid."""
     p.add_argument("--store", help="results store (default: the grid's, else runs/results.sqlite)")
     p.add_argument("--cells", nargs="*", metavar="ID_OR_NAME",
                    help="only these cells (ids, id prefixes or names)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", dest="overrides",
+                   help="change a key of every cell, e.g. train.max_steps=40 or "
+                        "overrides.norm=layer_norm (repeatable; validated like the grid file; "
+                        "give the same --set to status/decode to find those cells)")
 
 
 def load_or_report(args: argparse.Namespace, check: bool = True,
                    disk: bool = True) -> Optional[tuple[Grid, list[Cell]]]:
-    """Load the grid; on a malformed file print every problem (one ``error:`` line each) and
-    return None. ``check``: every cell is checked completely (``harness.grid.validate``:
-    decoding methods, data options and the prepared corpus, optimizer and loss options), as
-    ``plan`` and ``run`` do before any training; without it only the schema is. ``disk``:
-    also the source folders and prepared corpora on this machine."""
+    """Load the grid (with any ``--set``); on a mistake print every problem (one ``error:``
+    line each) and return None. ``check``: every cell is checked completely
+    (``harness.grid.validate``: decoding methods, data options and the prepared corpus,
+    optimizer and loss options), as ``plan`` and ``run`` do before any training; without it
+    only the schema is. ``disk``: also the source folders and prepared corpora here."""
+    try:
+        overrides = parse_overrides(getattr(args, "overrides", None))
+    except ValueError as e:
+        user_error(f"{args.grid}: {e}")
+        return None
     try:
         grid = load_grid(args.grid)
-        cells = check_grid(grid, disk) if check else expand(grid)
+        cells = check_grid(grid, disk, overrides) if check else expand(grid, overrides)
     except GridError as e:
         user_error("\n".join(e.lines()))
         return None
@@ -113,9 +133,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {key.strip()}: value is not valid YAML: "
+                             f"{getattr(e, 'problem', None) or e}") from None
     return out
 
 

@@ -2,7 +2,8 @@
 GFLOPs for one 30 s input, the paper's values and the differences beside.
 
 Prints a table (or JSON with ``--json``), writes ``profile.md`` / ``profile.csv``
-under ``--out`` and the rows into the results store's ``profile`` table.
+under ``--out`` (default ``runs/profile``; with ``--json`` only when ``--out``
+is given) and the rows into the results store's ``profile`` table.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from harness.profile.summary import (DEFAULT_OBJECTIVES, flat_table, parts_table
 
 from .common import open_store, parse_overrides, positive_int, resolve_variants, user_error
 
+DEFAULT_OUT = "runs/profile"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("variants", nargs="*", metavar="VARIANT",
@@ -29,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
                    help="comma-separated objectives (default: %(default)s)")
     p.add_argument("--no-flops", action="store_true", help="count params only (fast)")
-    p.add_argument("--out", default="reports", help="folder for profile.md/csv (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help=f"folder for profile.md/csv (default: {DEFAULT_OUT}; with --json none is "
+                        "written unless --out is given)")
     p.add_argument("--store", default=None, help="results store (default: $HARNESS_STORE or "
                                                  "runs/results.sqlite)")
     p.add_argument("--no-store", action="store_true", help="do not write the results store")
@@ -61,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
                                 progress=progress)
     except (VariantError, ValueError) as err:
         return user_error(str(err))
-    out = Path(args.out)
     summary, parts = profile_table(rows), parts_table(rows)
+    out = Path(args.out) if args.out else (None if args.json else Path(DEFAULT_OUT))
     try:
-        atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
-                          + parts.to_markdown("##"))
-        atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
+        if out is not None:
+            atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
+                              + parts.to_markdown("##"))
+            atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
     except (FileExistsError, NotADirectoryError, PermissionError) as e:
         return user_error(f"--out {args.out}: cannot write {e.filename}: {e.strerror}")
     if not args.no_store:

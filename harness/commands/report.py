@@ -1,41 +1,69 @@
-"""`harness report [--store PATH] [--out reports/]`: regenerate the paper's
+"""`harness report [GRID ...] [--store PATH ...] [--out runs/report]`: regenerate the paper's
 tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) from whatever runs the
-results store holds, the paper's values beside ours, and an index page
-``index.md`` linking them all. An empty or absent store gives a report of the
-paper's values and our profile, saying what is missing."""
+results stores hold, the paper's values beside ours, and an index page
+``index.md`` linking them all. Grids select their stores and their cells; with
+neither grids nor stores, every store the ``experiments/`` grids name is read.
+An empty or absent store gives a report of the paper's values and our profile,
+saying what is missing."""
 from __future__ import annotations
 
 import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Optional, Sequence
 
 from harness.report.data import StoreSnapshot
 
+DEFAULT_OUT = "runs/report"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None,
-                   help="results store (default: $HARNESS_STORE or runs/results.sqlite)")
-    p.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+    p.add_argument("grids", nargs="*", metavar="GRID",
+                   help="grid files: their stores, only their cells (default: every store the "
+                        "experiments/ grids name)")
+    p.add_argument("--store", nargs="+", default=None, metavar="PATH",
+                   help="results store(s) to read, every cell in them")
+    p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
 
 
-def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
-    """Write every table and figure; return the index path and what is missing."""
+def experiment_stores(root: Path = Path("experiments")) -> list[Path]:
+    """The stores the grids under ``root`` name (the default store for grids that name none)."""
+    from harness.grid.errors import GridError
+    from harness.grid.loader import load_grid
+
+    out: list[Path] = []
+    for f in sorted(root.glob("*.yaml")):
+        try:
+            path = load_grid(f).store_path
+        except GridError:
+            continue
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def build_report(stores: Path | Sequence[Path], out: Path,
+                 cell_ids: Optional[set[str]] = None) -> tuple[Path, list[str]]:
+    """Write every table and figure from ``stores`` (only ``cell_ids``' cells if given); return
+    the index path and what is missing."""
     from harness.report import figures, tables
     from harness.report.index import ReportPage
 
-    snap = StoreSnapshot.read(store_path)
+    paths = [Path(stores)] if isinstance(stores, (str, Path)) else [Path(p) for p in stores]
+    snap = StoreSnapshot.read_many(paths, cell_ids)
     cells, profile = snap.cells(), snap.profile()
     bench = snap.tables["bench"]
     counts = Counter(c.status for c in cells)
-    store_line = (f"`{store_path}` ({len(cells)} cells"
+    names = ", ".join(f"`{p}`" for p in paths)
+    store_line = (f"{names} ({len(cells)} cells"
                   + (": " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "")
                   + f"; {len(snap.tables['wers'])} WER rows, {len(snap.tables['profile'])} profile rows, "
-                    f"{len(bench)} benchmark rows)") if snap.exists else f"`{store_path}` (no such store)"
+                    f"{len(bench)} benchmark rows)") if snap.exists else f"{names} (no such store)"
     page = ReportPage(out, store_line)
     if not snap.exists:
-        page.missing.append(f"No results store at {store_path}: run `harness run GRID` (training), "
-                            "`harness profile` and `harness bench` to fill one.")
+        page.missing.append(f"No results store at {', '.join(map(str, paths))}: run `harness run GRID` "
+                            "(training), `harness profile` and `harness bench` to fill one.")
     if not cells:
         page.missing.append("No grid cells: every WER below is the paper's only (run `harness run GRID`).")
     elif not snap.tables["wers"]:
@@ -80,6 +108,11 @@ def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
         page.add_table(rt, rt.write(out, "figure3-ratios"))
         for paths, caption in figures.figure3(bench, cells, out):
             page.add_figure(paths, caption)
+    train_bench = snap.tables.get("train_bench", [])
+    if train_bench:
+        page.add_text("## Training benchmark")
+        tt = tables.train_bench_table(train_bench)
+        page.add_table(tt, tt.write(out, "train-bench"))
 
     page.add_text("## Optimizer and activations (Figures A.2, A.3)")
     page.add_figure(*figures.figure_a2(cells, snap.tables["wers"], snap.tables["epochs"], out))
@@ -91,18 +124,31 @@ def build_report(store_path: Path, out: Path) -> tuple[Path, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.grid.cells import load_cells
+    from harness.grid.errors import GridError
     from harness.store import default_store_path
 
     import sqlite3
 
-    from .common import UserError
+    from .common import UserError, user_error
 
-    store_path = Path(args.store) if args.store else default_store_path()
+    stores = [Path(p) for p in args.store or []]
+    cell_ids: Optional[set[str]] = None
+    for g in args.grids:
+        try:
+            grid, cells = load_cells(g)
+        except GridError as e:
+            return user_error(str(e))
+        cell_ids = (cell_ids or set()) | {c.cell_id for c in cells}
+        if not args.store and grid.store_path not in stores:
+            stores.append(grid.store_path)
+    if not stores:
+        stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
     try:
-        index, missing = build_report(store_path, Path(args.out))
+        index, missing = build_report(stores, Path(args.out), cell_ids)
     except sqlite3.DatabaseError as e:
-        raise UserError(f"--store {store_path}: not a results store ({e}); allowed: a store written "
-                        "by harness, or a path that does not exist") from None
+        raise UserError(f"--store {' '.join(map(str, stores))}: not a results store ({e}); allowed: "
+                        "a store written by harness, or a path that does not exist") from None
     except (FileExistsError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}") from None
     for m in missing:

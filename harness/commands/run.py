@@ -54,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
     if dist.is_main:
+        from harness.grid.cells import adopt_legacy_cells
+
         store = open_store(spath)
+        for note in adopt_legacy_cells(cells, store, run_root):
+            print(note, file=sys.stderr)
         skip = SKIP | ({"diverged"} if not args.retry_diverged else set())
         todo = []
         for c in cells:

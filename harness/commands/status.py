@@ -1,4 +1,5 @@
-"""`harness status GRID`: each cell's state, progress, losses, WERs; ``--profile`` adds the step profile."""
+"""`harness status GRID`: each cell's state, progress and ETA, disk use, losses, WERs;
+``--profile`` adds the step profile."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from .common import add_grid_argument, existing_store, load_or_report
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid_argument(p)
+    p.add_argument("--run-root", help="run directories (default: the grid's, else runs/<grid name>)")
     p.add_argument("--profile", action="store_true",
                    help="where each cell's training step time went (runner overhead)")
 
@@ -29,7 +31,20 @@ def _locked(run_dir: str | None) -> bool:
         return False
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.decoding import DecodeSettings
+    from harness.train.checkpoint import disk_use
+    from harness.train.progress import eta_now, format_seconds, read_progress
     from harness.train.step_profile import format_profile
 
     loaded = load_or_report(args, check=False)  # a grid's state is shown even if its data moved
@@ -38,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     grid, cells = loaded
     spath, store = existing_store(args, grid)
     print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
-    print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10}  WER")
+    print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10} "
+          f"{'ETA':>7} {'disk':>8}  WER")
+    run_root = Path(args.run_root) if getattr(args, "run_root", None) else grid.run_root
     for c in cells:
         row = store.cell(c.cell_id) if store else None
         epochs = sorted(store.rows("epochs", cell_id=c.cell_id), key=lambda r: r["epoch"]) if store else []
@@ -50,10 +67,18 @@ def run(args: argparse.Namespace) -> int:
         epoch = row["epoch"] if row and row["epoch"] is not None else 0.0
         vloss = f"{epochs[-1]['valid_loss']:.4f}" if epochs and epochs[-1]["valid_loss"] is not None else "-"
         last = max((w["epoch"] for w in wers), default=None)
+        keys = {DecodeSettings.from_config(c.config).key(m) for m in c.config.decode_methods}
+        shown = [w for w in wers if w["epoch"] == last]
+        shown = [w for w in shown if w["decode_key"] in keys] or shown  # the grid's decode first
         wer_txt = ", ".join(f"{w['test_set']}/{w['method']} {w['wer']:.2f}%"
-                            for w in sorted(wers, key=lambda w: (w["test_set"], w["method"]))
-                            if w["epoch"] == last) or "-"
-        print(f"{c.cell_id:<12}  {c.name[:26]:<26} {status:<11} {step:>7} {epoch:>6.2f} {vloss:>10}  {wer_txt}")
+                            for w in sorted(shown, key=lambda w: (w["test_set"], w["method"]))) or "-"
+        if len(wers) > len(shown):
+            wer_txt += f" (+{len(wers) - len(shown)} other decodes)"
+        run_dir = Path(row["run_dir"]) if row and row.get("run_dir") else run_root / c.cell_id
+        eta = format_seconds(eta_now(read_progress(run_dir))) if status == "running" else "-"
+        disk = _size(disk_use(run_dir))
+        print(f"{c.cell_id:<12}  {c.name[:26]:<26} {status:<11} {step:>7} {epoch:>6.2f} {vloss:>10} "
+              f"{eta:>7} {disk:>8}  {wer_txt}")
         if row and row.get("error"):
             print(f"{'':14}{row['error'][:300]}")
         if args.profile:

@@ -96,8 +96,11 @@ class TrainSection(StrictSection):
     device: DeviceName = "auto"
     #: write checkpoint-<step>.pt every N steps (epoch-<e>.pt is written at each epoch end)
     save_every_n: int = Field(4000, gt=0)
-    #: step checkpoints kept (the newest k)
-    keep_last_k: int = Field(30, ge=1)
+    #: step checkpoints kept (the newest); epoch checkpoints are all kept (decode's --avg needs them)
+    keep_last_k: int = Field(3, ge=1)
+    #: checkpoints (the newest, step or epoch) that keep the optimizer state a resume needs;
+    #: older ones keep the weights and running average only (about half the size)
+    keep_optimizer_k: int = Field(2, ge=1)
     #: update the running average of the weights every N steps (authors: 200)
     average_period: int = Field(200, gt=0)
     #: log and record progress every N steps

@@ -18,6 +18,8 @@ METHOD_HEADS: dict[str, tuple[str, ...]] = {
     "ctc_prefix_beam_search": ("ctc",),
     "attention_rescoring": ("ctc", "attention"),
 }
+#: methods whose result depends on ``beam``
+BEAM_METHODS = ("modified_beam_search", "ctc_prefix_beam_search")
 
 
 def available_methods(model: nn.Module) -> list[str]:

@@ -1,8 +1,11 @@
 """Expand a grid into cells: base and ablation rows x axes x seeds.
 
 Each cell's config is fully resolved (every default filled in) and gets a
-stable id: a hash of that config and of the model spec it resolves to, so a
-cell is retrained only when something that changes its result changes.
+stable id: a hash of what changes its trained weights (the config less its
+decoding settings, and the model spec it resolves to), so a cell is retrained
+only when its training changes. Decoding settings (``decode.*``,
+``data.test_sets``) make a separate decode key (:mod:`harness.config.decode_key`):
+changing them decodes the saved checkpoints again.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,8 +28,12 @@ from .loader import Grid, load_grid
 
 #: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
 FREE_DICTS = ("overrides", "loss", "optimizer.options", "optimizer.schedule_options", "data.options")
-#: keys that do not change a cell's result, left out of its id
-NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes"}, "data": {"num_workers"}}
+#: keys that do not change a cell's trained weights, left out of its id (the ``decode``
+#: section and ``data.test_sets`` are decoding settings: they make the decode key)
+NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes", "keep_last_k",
+                          "keep_optimizer_k"},
+                "data": {"num_workers", "test_sets"}}
+NOT_TRAINING_SECTIONS = ("decode",)
 #: spec fields that are labels, not model structure
 _SPEC_LABELS = {"description", "paper_params_m", "paper_gflops"}
 
@@ -52,7 +60,10 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def cell_id(config: CellConfig, spec: ModelSpec) -> str:
-    """12 hex digits of SHA-256 over the cell config and the model spec it resolves to.
+    """12 hex digits of SHA-256 over the cell's training config and the model spec it resolves to.
+
+    The decoding settings are left out (see :data:`NON_SEMANTIC`), so changing
+    ``decode.avg`` or a beam keeps the id and decodes the saved checkpoints again.
 
     Values left at their schema defaults are left out of the hash, so adding a
     field with a default (the schema growing) keeps every existing id; any value
@@ -60,9 +71,36 @@ def cell_id(config: CellConfig, spec: ModelSpec) -> str:
     The store keeps the fully resolved config and the code version beside the id.
     """
     cfg = config.model_dump(mode="json", exclude_defaults=True)
+    for section in NOT_TRAINING_SECTIONS:
+        cfg.pop(section, None)
     for section, keys in NON_SEMANTIC.items():
         for k in keys:
             cfg.get(section, {}).pop(k, None)
+    return _hash(cfg, spec)
+
+
+def legacy_cell_id(config: CellConfig, spec: ModelSpec) -> str:
+    """The id the same cell had before decoding settings left the id (they were hashed too,
+    and ``train.keep_last_k`` defaulted to 30): finds runs trained under that id."""
+    cfg = config.model_dump(mode="json", exclude_defaults=True)
+    decode = cfg.get("decode", {})
+    if decode.get("methods") == ["greedy_search"]:  # the default decode.methods then
+        decode.pop("methods")
+        if not decode:
+            cfg.pop("decode")
+    for section, keys in (("train", ("log_interval", "oom_check", "max_minutes", "keep_optimizer_k")),
+                          ("data", ("num_workers",))):
+        for k in keys:
+            cfg.get(section, {}).pop(k, None)
+    train = cfg.get("train", {})
+    if train.get("keep_last_k", 30) == 30:
+        train.pop("keep_last_k", None)
+    elif "keep_last_k" not in train:  # at today's default, which was not the default then
+        train["keep_last_k"] = config.train.keep_last_k
+    return _hash(cfg, spec)
+
+
+def _hash(cfg: dict[str, Any], spec: ModelSpec) -> str:
     model = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
              if k not in _SPEC_LABELS}
     blob = json.dumps({"config": cfg, "model": model}, sort_keys=True, separators=(",", ":"))
@@ -89,13 +127,22 @@ def _axis_rows(grid: Grid) -> list[list[tuple[str, str, dict[str, Any]]]]:
     return out
 
 
+#: the origin of the command line's ``--set KEY=VALUE`` changes (applied after every row)
+COMMAND_LINE = "--set"
+
+
+def _set_prefix(origin: str) -> str:
+    return "--set " if origin == COMMAND_LINE else f"{origin}.set."
+
+
 def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
-    """Key-path prefix for an error at ``loc_parts``: the row that set the failing key, else the base."""
+    """Key-path prefix for an error at ``loc_parts``: the row (or ``--set``) that set the
+    failing key, else the base."""
     loc = ".".join(str(p) for p in loc_parts)
     for origin, sets in reversed(changes):
         for key in sets:
             if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
-                return f"{origin}.set: "
+                return "--set " if origin == COMMAND_LINE else f"{origin}.set: "
     return "base."
 
 
@@ -106,7 +153,7 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
             try:
                 set_path(data, key, value)
             except KeyError as e:
-                raise GridError(str(grid.path), f"{origin}.set.{key}", f"cannot set: {e.args[0]}") from None
+                raise GridError(str(grid.path), f"{_set_prefix(origin)}{key}", f"cannot set: {e.args[0]}") from None
     try:
         config = CellConfig.model_validate(data)
     except ValidationError as err:
@@ -122,16 +169,20 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
     return config
 
 
-def expand(grid: Grid) -> list[Cell]:
+def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
     """All cells of ``grid`` in a stable order (rows, then axes, then seeds); every cell
-    that does not resolve is reported at once (:class:`GridErrors`)."""
-    cells, errors = expand_all(grid)
+    that does not resolve is reported at once (:class:`GridErrors`).
+
+    ``overrides`` (the command line's ``--set key.path=value``) change every
+    cell after its row and axes, validated like the file's own keys.
+    """
+    cells, errors = expand_all(grid, overrides)
     if errors:
         raise GridErrors(errors)
     return cells
 
 
-def expand_all(grid: Grid) -> tuple[list[Cell], list[GridError]]:
+def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[list[Cell], list[GridError]]:
     """The cells of ``grid`` that resolve, and the errors of those that do not."""
     spec = grid.spec
     base = spec.base.model_dump(mode="json", exclude={"seeds"}, exclude_unset=False)
@@ -154,6 +205,8 @@ def expand_all(grid: Grid) -> tuple[list[Cell], list[GridError]]:
                 changes = [(row_origin, row_set)] + [(o, s) for _, o, s in combo]
                 if spec.base.seeds:
                     changes.append(("base.seeds", {"seed": seed}))
+                if overrides:
+                    changes.append((COMMAND_LINE, overrides))
                 try:
                     config = _resolve(grid, base, changes)
                 except GridError as e:
@@ -178,7 +231,26 @@ def expand_all(grid: Grid) -> tuple[list[Cell], list[GridError]]:
     return cells, errors
 
 
-def load_cells(path: str) -> tuple[Grid, list[Cell]]:
+def load_cells(path: str, overrides: dict[str, Any] | None = None) -> tuple[Grid, list[Cell]]:
     """Load and expand a grid file in one call."""
     grid = load_grid(path)
-    return grid, expand(grid)
+    return grid, expand(grid, overrides)
+
+
+def adopt_legacy_cells(cells: list[Cell], store: Any, run_root: Path) -> list[str]:
+    """Cells trained under their legacy id (:func:`legacy_cell_id`) take their new id: the
+    store's rows and the run directory move, so nothing is retrained. Returns what moved."""
+    moved = []
+    for c in cells:
+        if store.cell(c.cell_id) is not None:
+            continue
+        old = legacy_cell_id(c.config, c.model_spec())
+        if old == c.cell_id or store.cell(old) is None:
+            continue
+        old_dir, new_dir = Path(run_root) / old, Path(run_root) / c.cell_id
+        if old_dir.is_dir() and not new_dir.exists():
+            old_dir.rename(new_dir)
+        store.rename_cell(old, c.cell_id, run_dir=str(new_dir))
+        moved.append(f"cell {c.name}: id {old} -> {c.cell_id} (decoding settings are no longer part "
+                     "of the id; its runs and results moved)")
+    return moved

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 from harness.config import Cell, DataSection
 from variants.registry import resolve_objective
 
-from .cells import _blame, expand_all
+from .cells import COMMAND_LINE, _blame, expand_all
 from .errors import GridError, GridErrors, from_validation_error
 from .loader import Grid
 
@@ -46,25 +46,27 @@ CORPUS_ONLY_OPTIONS = {"tier": "synthetic", "hours": "synthetic", "voices": "syn
 Problem = tuple[str, str]  # (key path inside the cell config, message)
 
 
-def check_grid(grid: Grid, disk: bool = True) -> list[Cell]:
+def check_grid(grid: Grid, disk: bool = True, overrides: dict[str, Any] | None = None) -> list[Cell]:
     """The grid's cells, every one checked; every problem of the grid at once as
     :class:`GridErrors` (one line each: file, key path, message and what is allowed).
     ``disk=False`` leaves out what depends on this machine's files (source folders,
-    prepared corpora), e.g. to plan a LibriSpeech grid where LibriSpeech is not."""
-    cells, errors = expand_all(grid)
-    errors += validate_cells(grid, cells, disk)
+    prepared corpora), e.g. to plan a LibriSpeech grid where LibriSpeech is not. ``overrides``:
+    the command line's ``--set`` changes, applied to every cell after its row."""
+    cells, errors = expand_all(grid, overrides)
+    errors += validate_cells(grid, cells, disk, overrides)
     if errors:
         raise GridErrors(errors)
     return cells
 
 
-def validate_cells(grid: Grid, cells: list[Cell], disk: bool = True) -> list[GridError]:
+def validate_cells(grid: Grid, cells: list[Cell], disk: bool = True,
+                   overrides: dict[str, Any] | None = None) -> list[GridError]:
     """The problems of ``cells`` (already resolved against the schema)."""
     file = str(grid.path)
     errors: list[GridError] = []
     data_seen: dict[str, list[Problem]] = {}
     for cell in cells:
-        changes = cell_changes(grid, cell)
+        changes = cell_changes(grid, cell) + ([(COMMAND_LINE, overrides)] if overrides else [])
 
         def where(key: str) -> str:
             return _blame(tuple(key.split(".")), changes) + key

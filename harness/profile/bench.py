@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 FEATURE_RATE_HZ = 100  # fbank frames per second
+#: arithmetic of the training benchmarks: float32, or bfloat16 autocast
+PRECISIONS = ("float32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,37 @@ def _maxrss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB on Linux
 
 
+class PeakMemory:
+    """Peak memory of what runs after :meth:`start`: CUDA's allocator peak, or on
+    CPU the process's peak RSS above the RSS at :meth:`start`."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def start(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            return
+        self.base_kb = _status_kb("VmRSS")
+        self.reset = _reset_peak_rss() and self.base_kb is not None
+        if not self.reset:
+            self.base_kb = _maxrss_kb()
+
+    def read(self, cuda_holds: str, span: str) -> tuple[float, str]:
+        """(peak MB, how it was measured); ``cuda_holds``/``span`` describe what it covers."""
+        if self.device == "cuda":
+            import torch
+
+            return (torch.cuda.max_memory_allocated() / 2**20,
+                    f"torch.cuda.max_memory_allocated ({cuda_holds})")
+        if self.reset:
+            return ((_status_kb("VmHWM") - self.base_kb) / 1024,
+                    f"peak RSS over {span} (VmHWM, reset after build) minus RSS after build")
+        return (_maxrss_kb() - self.base_kb) / 1024, "ru_maxrss minus ru_maxrss after build"
+
+
 def quartiles(times: list[float]) -> tuple[float, float, float]:
     """(25th percentile, median, 75th percentile) of ``times``."""
     if not times:
@@ -143,19 +176,17 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
         if device == "cuda":
             torch.cuda.synchronize()
 
+    memory = PeakMemory(device)
     with torch.inference_mode():
         if device != "cuda":
             # CPU baseline before the first forward: the allocator keeps what a forward
             # freed, so a baseline taken after warm-up would hide the activations' peak
-            base_kb = _status_kb("VmRSS")
-            reset = _reset_peak_rss() and base_kb is not None
-            if not reset:
-                base_kb = _maxrss_kb()
+            memory.start()
         for _ in range(warmup):
             model(x, x_lens)
         sync()
         if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            memory.start()
         times = []
         for _ in range(runs):
             sync()
@@ -163,15 +194,7 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
             model(x, x_lens)
             sync()
             times.append(time.perf_counter() - t0)
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        method = "torch.cuda.max_memory_allocated (weights + input + activations)"
-    elif reset:
-        peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-        method = "peak RSS over warm-up and runs (VmHWM, reset after build) minus RSS after build"
-    else:
-        peak_mb = (_maxrss_kb() - base_kb) / 1024
-        method = "ru_maxrss minus ru_maxrss after build"
+    peak_mb, method = memory.read("weights + input + activations", "warm-up and runs")
     p25, med, p75 = quartiles(times)
     return BenchResult(variant=variant, device=device_name(device), device_type=device,
                        threads=threads, batch=batch, duration_s=float(duration_s), runs=runs,
@@ -181,27 +204,49 @@ def measure(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
 
 def run_isolated(variant: str, batch: int, duration_s: float, runs: int, warmup: int,
                  device: str = "cpu", threads: int = 1,
-                 overrides: Mapping[str, Any] | None = None, timeout_s: float | None = None) -> BenchResult:
-    """:func:`measure` in a fresh Python process; its result comes back as JSON."""
+                 overrides: Mapping[str, Any] | None = None, timeout_s: float | None = None,
+                 kind: str = "inference", **train_options: Any):
+    """:func:`measure` (``kind="inference"``) or :func:`.train_bench.measure_train`
+    (``kind="train"``, ``runs`` timed steps, ``train_options`` passed on) in a
+    fresh Python process; its result comes back as JSON."""
     check_args(batch, duration_s, runs, warmup, device, threads)
-    request = dict(variant=variant, batch=batch, duration_s=duration_s, runs=runs, warmup=warmup,
-                   device=device, threads=threads, overrides=dict(overrides or {}))
+    if kind not in KINDS:
+        raise ValueError(f"unknown benchmark kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if kind == "inference" and train_options:
+        raise ValueError(f"inference benchmarks take no {', '.join(sorted(train_options))}")
+    request = dict(variant=variant, batch=batch, duration_s=duration_s, warmup=warmup,
+                   device=device, threads=threads, overrides=dict(overrides or {}),
+                   **{"runs" if kind == "inference" else "steps": runs}, **train_options)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "harness.profile.bench", json.dumps(request)],
+    proc = subprocess.run([sys.executable, "-m", "harness.profile.bench", json.dumps(request), kind],
                           capture_output=True, text=True, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark of {variant} failed (exit {proc.returncode}):\n"
                            f"{proc.stderr.strip()[-2000:]}")
     last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    return BenchResult(**json.loads(last))
+    return _result_type(kind)(**json.loads(last))
+
+
+KINDS = ("inference", "train")
+
+
+def _result_type(kind: str):
+    if kind == "train":
+        from .train_bench import TrainBenchResult
+        return TrainBenchResult
+    return BenchResult
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m harness.profile.bench '<json request>'", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] not in KINDS):
+        print("usage: python -m harness.profile.bench '<json request>' [inference|train]", file=sys.stderr)
         return 2
     request = json.loads(argv[0])
-    print(json.dumps(asdict(measure(**request))))
+    if len(argv) == 2 and argv[1] == "train":
+        from .train_bench import measure_train
+        print(json.dumps(asdict(measure_train(**request))))
+    else:
+        print(json.dumps(asdict(measure(**request))))
     return 0
 
 

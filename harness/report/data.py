@@ -60,6 +60,8 @@ class CellRun:
     params: int | None
     gflops: float | None
     epoch: float | None
+    #: optimizer steps trained
+    step: int | None = None
     #: normalised test set -> (WER %, method, epoch) at the cell's last decoded epoch
     wers: dict[str, tuple[float, str, int]] = field(default_factory=dict)
 
@@ -107,8 +109,29 @@ class CellRun:
         return "no WER" if self.status == "done" else self.status
 
 
-def select_wers(rows: list[dict[str, Any]], objective: str) -> dict[str, tuple[float, str, int]]:
-    """Per test set: the WER at the last decoded epoch, by the preferred method."""
+def configured_keys(config: dict[str, Any]) -> set[str]:
+    """The decode keys of the cell's own ``decode`` section (empty if it cannot be read)."""
+    from harness.decoding import DecodeSettings
+
+    d = config.get("decode") if isinstance(config.get("decode"), dict) else {}
+    try:
+        methods = tuple(d.get("methods") or ("greedy_search",))
+        s = DecodeSettings(methods=methods, beam=int(d.get("beam", 4)), avg=int(d.get("avg", 1)),
+                           use_averaged_model=bool(d.get("use_averaged_model", True)))
+    except (TypeError, ValueError):
+        return set()
+    return {s.key(m) for m in methods}
+
+
+def prefer_decode(rows: list[dict[str, Any]], keys: set[str]) -> dict[str, Any]:
+    """Of several decodes of one method and epoch: the grid's own settings, else the newest."""
+    return max(rows, key=lambda r: (r.get("decode_key") in keys, r.get("created_at") or 0.0))
+
+
+def select_wers(rows: list[dict[str, Any]], objective: str,
+                keys: set[str] = frozenset()) -> dict[str, tuple[float, str, int]]:
+    """Per test set: the WER at the last decoded epoch, by the preferred method (and, of
+    several decodes, the one with the cell's own decode settings: ``keys``)."""
     by_set: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("wer") is not None:
@@ -117,7 +140,11 @@ def select_wers(rows: list[dict[str, Any]], objective: str) -> dict[str, tuple[f
     out = {}
     for ts, rs in by_set.items():
         last = max(int(r["epoch"]) for r in rs)
-        at_last = {r["method"]: r for r in rs if int(r["epoch"]) == last}
+        per_method: dict[str, list[dict[str, Any]]] = {}
+        for r in rs:
+            if int(r["epoch"]) == last:
+                per_method.setdefault(r["method"], []).append(r)
+        at_last = {m: prefer_decode(v, keys) for m, v in per_method.items()}
         order = [m for m in pref if m in at_last] + sorted(m for m in at_last if m not in pref)
         chosen = at_last[order[0]]
         out[ts] = (float(chosen["wer"]), str(chosen["method"]), last)
@@ -141,8 +168,8 @@ def load_cells(cell_rows: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) 
             cell_id=c["cell_id"], name=c.get("name") or c["cell_id"], grid=c.get("grid") or "",
             variant=c.get("variant") or config.get("variant") or "?", objective=str(objective),
             status=c.get("status") or "pending", error=c.get("error"), config=config,
-            params=c.get("params"), gflops=c.get("gflops"), epoch=c.get("epoch"),
-            wers=select_wers(wers.get(c["cell_id"], []), str(objective))))
+            params=c.get("params"), gflops=c.get("gflops"), epoch=c.get("epoch"), step=c.get("step"),
+            wers=select_wers(wers.get(c["cell_id"], []), str(objective), configured_keys(config))))
     return cells
 
 
@@ -163,6 +190,28 @@ class StoreSnapshot:
             return cls(path, False, {t: [] for t in SCHEMA})
         store = ResultsStore(path)
         return cls(path, True, {t: store.rows(t) for t in SCHEMA})
+
+    @classmethod
+    def read_many(cls, paths: list[Path], cell_ids: set[str] | None = None) -> "StoreSnapshot":
+        """Several stores' rows together (a cell in two stores counts once, the first's);
+        ``cell_ids``: only those cells and their epoch and WER rows."""
+        from harness.store.results_store import PRIMARY_KEYS, SCHEMA
+
+        snaps = [cls.read(p) for p in paths]
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for t in SCHEMA:
+            seen: set[tuple] = set()
+            rows = []
+            for snap in snaps:
+                for r in snap.tables[t]:
+                    key = tuple(r[k] for k in PRIMARY_KEYS[t])
+                    if key in seen or (cell_ids is not None and "cell_id" in r
+                                       and r["cell_id"] not in cell_ids):
+                        continue
+                    seen.add(key)
+                    rows.append(r)
+            tables[t] = rows
+        return cls(paths[0] if len(paths) == 1 else Path(), any(s.exists for s in snaps), tables)
 
     def cells(self) -> list[CellRun]:
         return load_cells(self.tables["cells"], self.tables["wers"])

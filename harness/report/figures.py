@@ -18,12 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .data import METHOD_PREFERENCE, CellRun, norm_set, paper_values  # noqa: E402
+from .data import METHOD_PREFERENCE, CellRun, configured_keys, norm_set, paper_values, prefer_decode  # noqa: E402,E501
 from harness.atomic import atomic_write_bytes  # noqa: E402
 from .tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
 
 OURS, PAPER = "tab:blue", "tab:gray"
-OPT_COLORS = {"scaled_adam": "tab:blue", "adam": "tab:orange"}
 OPT_LABELS = {"scaled_adam": "ScaledAdam", "adam": "Adam"}
 #: Eden's epoch term needs batches per epoch: LibriSpeech 960 h x 3 speed
 #: perturbations, 1000 s per GPU x 4 GPUs per batch (Zipformer-M, Table 7)
@@ -145,14 +144,17 @@ def _figure3_ratios(rows, setup, out_dir, stem):
 
 # ---- Figure A.2 ----
 
-def wer_by_epoch(wer_rows: list[Mapping[str, Any]], objective: str) -> dict[int, float]:
-    """Epoch -> average of test-clean and test-other WER (preferred method), where both exist."""
+def wer_by_epoch(wer_rows: list[Mapping[str, Any]], objective: str,
+                 keys: set[str] = frozenset()) -> dict[int, float]:
+    """Epoch -> average of test-clean and test-other WER (preferred method; of several decodes,
+    the cell's own settings ``keys``), where both exist."""
     pref = METHOD_PREFERENCE.get(objective, ())
-    per: dict[int, dict[str, dict[str, float]]] = {}
+    per: dict[int, dict[str, dict[str, list[Mapping[str, Any]]]]] = {}
     for r in wer_rows:
         if r.get("wer") is None:
             continue
-        per.setdefault(int(r["epoch"]), {}).setdefault(norm_set(r["test_set"]), {})[r["method"]] = float(r["wer"])
+        per.setdefault(int(r["epoch"]), {}).setdefault(norm_set(r["test_set"]), {}).setdefault(
+            r["method"], []).append(r)
     out = {}
     for epoch, sets in per.items():
         vals = []
@@ -160,10 +162,41 @@ def wer_by_epoch(wer_rows: list[Mapping[str, Any]], objective: str) -> dict[int,
             methods = sets.get(s, {})
             order = [m for m in pref if m in methods] + sorted(m for m in methods if m not in pref)
             if order:
-                vals.append(methods[order[0]])
+                vals.append(float(prefer_decode(methods[order[0]], keys)["wer"]))
         if len(vals) == 2:
             out[epoch] = sum(vals) / 2
     return dict(sorted(out.items()))
+
+
+def cell_colors(cells: list[CellRun]) -> dict[str, Any]:
+    """One colour per cell (tab10, then tab20), in the cells' order."""
+    cmap = plt.get_cmap("tab10" if len(cells) <= 10 else "tab20")
+    return {c.cell_id: cmap(i % cmap.N) for i, c in enumerate(cells)}
+
+
+def cell_schedule(c: CellRun, epoch_rows: list[Mapping[str, Any]]) -> tuple[str, list[tuple[int, float]]]:
+    """The learning rate the cell trained with, per optimizer step: (description, curve).
+
+    Its optimizer section's schedule, base lr and options (the defaults of its optimizer where
+    it names none); Eden's epoch from the cell's own steps per epoch."""
+    from variants.optim import DEFAULT_LR, default_scheduler_for, schedule_curve
+
+    opt = c.config.get("optimizer") if isinstance(c.config.get("optimizer"), dict) else {}
+    name = c.optimizer if c.optimizer in DEFAULT_LR else "scaled_adam"
+    sched = opt.get("schedule") or default_scheduler_for(name)
+    lr = opt.get("lr") or DEFAULT_LR[name]
+    kw = dict(opt.get("schedule_options") or {})
+    steps_by_epoch = sorted((int(r["epoch"]), int(r["step"])) for r in epoch_rows
+                            if r.get("step") is not None)
+    last = int(c.step or (steps_by_epoch[-1][1] if steps_by_epoch else 0)) or 100_000
+    steps = sorted({max(1, round(last * i / 200)) for i in range(201)})
+    if sched == "noam":
+        curve = schedule_curve("noam", steps, base=lr, **kw)
+    else:
+        per_epoch = steps_by_epoch[0][1] if steps_by_epoch and steps_by_epoch[0][1] > 0 else \
+            LIBRISPEECH_BATCHES_PER_EPOCH
+        curve = schedule_curve("eden", steps, base_lr=lr, batches_per_epoch=per_epoch, **kw)
+    return f"{sched.capitalize()}, base {lr:g}", curve
 
 
 def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
@@ -174,49 +207,68 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     by_cell: dict[str, list[Mapping[str, Any]]] = {}
     for r in wer_rows:
         by_cell.setdefault(r["cell_id"], []).append(r)
+    epochs_by_cell: dict[str, list[Mapping[str, Any]]] = {}
+    for r in epoch_rows:
+        epochs_by_cell.setdefault(r["cell_id"], []).append(r)
+    colors = cell_colors(cells)
+    style = {"adam": "--"}  # line style by optimizer, colour by cell
+
+    def label(c: CellRun) -> str:
+        return (f"{c.grid}/{c.name}" if c.grid else c.name) + f" ({OPT_LABELS.get(c.optimizer, c.optimizer)})" \
+            + (f" [{c.status}]" if c.status != "done" else "")
+
     curves = []
     for c in cells:
         if c.corpus not in LIBRISPEECH_CORPORA:
             continue
-        pts = wer_by_epoch(by_cell.get(c.cell_id, []), c.objective)
+        pts = wer_by_epoch(by_cell.get(c.cell_id, []), c.objective, configured_keys(c.config))
         if pts:
             curves.append((c, pts))
     left_what = "average WER"
     if curves:
         for c, pts in curves:
-            opt = c.optimizer
-            ax.plot(list(pts), list(pts.values()), marker="o", ms=3, color=OPT_COLORS.get(opt),
-                    label=f"{OPT_LABELS.get(opt, opt)}: {c.name}" + (f" [{c.status}]" if c.status != "done" else ""))
+            ax.plot(list(pts), list(pts.values()), marker="o", ms=3, color=colors[c.cell_id],
+                    ls=style.get(c.optimizer, "-"), label=label(c))
         ax.set_ylabel("average WER, test-clean & test-other (%)")
     else:
-        loss: dict[str, list[tuple[int, float]]] = {}
-        for r in epoch_rows:
-            if r.get("valid_loss") is not None:
-                loss.setdefault(r["cell_id"], []).append((int(r["epoch"]), float(r["valid_loss"])))
         named = {c.cell_id: c for c in cells}
-        for cid, pts in loss.items():
+        drawn = 0
+        for cid, rows in epochs_by_cell.items():
             c = named.get(cid)
-            if c is None:
+            pts = sorted((int(r["epoch"]), float(r["valid_loss"])) for r in rows if r.get("valid_loss") is not None)
+            if c is None or not pts:
                 continue
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
-                    color=OPT_COLORS.get(c.optimizer), label=f"{OPT_LABELS.get(c.optimizer, c.optimizer)}: {c.name}")
+            drawn += 1
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=colors[cid],
+                    ls=style.get(c.optimizer, "-"), label=label(c))
         ax.set_ylabel("validation loss (no per-epoch WER in the store)")
-        left_what = "validation loss" if loss else "nothing (no runs in the store)"
-        if not loss:
+        left_what = "validation loss" if drawn else "nothing (no runs in the store)"
+        if not drawn:
             ax.text(0.5, 0.5, "no runs in the store", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    steps = list(range(0, 100001, 250))
-    eden = schedule_curve("eden", steps, batches_per_epoch=LIBRISPEECH_BATCHES_PER_EPOCH)
-    noam = schedule_curve("noam", [max(s, 1) for s in steps])
-    ax_lr.plot([s for s, _ in eden], [v for _, v in eden], color=OPT_COLORS["scaled_adam"],
-               label="Eden (ScaledAdam), base 0.045")
-    ax_lr.plot([s for s, _ in noam], [v for _, v in noam], color=OPT_COLORS["adam"],
-               label="Noam (Adam), base 7.5, warm-up 10k")
+    shown = [c for c in cells if c.cell_id in epochs_by_cell or c.step]
+    if shown:
+        for c in shown:
+            what, curve = cell_schedule(c, epochs_by_cell.get(c.cell_id, []))
+            ax_lr.plot([s for s, _ in curve], [v for _, v in curve], color=colors[c.cell_id],
+                       ls=style.get(c.optimizer, "-"), label=f"{c.name}: {what}")
+        right_what = ("each cell's own schedule (its optimizer section, base lr and options; Eden's "
+                      "epoch from the cell's steps per epoch) up to the step it trained to")
+    else:
+        steps = list(range(0, 100001, 250))
+        eden = schedule_curve("eden", steps, batches_per_epoch=LIBRISPEECH_BATCHES_PER_EPOCH)
+        noam = schedule_curve("noam", [max(s, 1) for s in steps])
+        ax_lr.plot([s for s, _ in eden], [v for _, v in eden], color=PAPER,
+                   label="paper: Eden (ScaledAdam), base 0.045")
+        ax_lr.plot([s for s, _ in noam], [v for _, v in noam], color=PAPER, ls="--",
+                   label="paper: Noam (Adam), base 7.5, warm-up 10k")
+        right_what = (f"no runs, so the paper's Eden and Noam schedules (Eden's epoch from "
+                      f"{LIBRISPEECH_BATCHES_PER_EPOCH} batches per epoch: LibriSpeech 960 h x 3 speed "
+                      "perturbations at 1000 s x 4 GPUs per batch)")
     ax_lr.set_yscale("log")
     ax_lr.set_xlabel("optimizer step")
     ax_lr.set_ylabel("learning rate (log scale)")
@@ -224,10 +276,8 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     ax_lr.legend(fontsize=7)
     fig.suptitle("Figure A.2: ScaledAdam vs Adam — convergence (left) and learning-rate schedules (right)",
                  fontsize=10)
-    caption = (f"Figure A.2: left, {left_what} per epoch of our runs coloured by optimizer; right, the Eden "
-               f"and Noam schedules from variants.optim.schedule_curve (Eden's epoch from "
-               f"{LIBRISPEECH_BATCHES_PER_EPOCH} batches per epoch: LibriSpeech 960 h x 3 speed "
-               "perturbations at 1000 s x 4 GPUs per batch).")
+    caption = (f"Figure A.2: left, {left_what} per epoch of our runs, one colour per cell (dashed: "
+               f"Adam); right, {right_what}, from variants.optim.schedule_curve.")
     return save(fig, out_dir, "figureA2-optimizers"), caption
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .data import CellRun, norm_set, paper_values
+from .data import CellRun, configured_keys, norm_set, paper_values, prefer_decode
 from harness.tables import Table, fmt_pct, is_missing, pct_diff
 
 LIBRISPEECH_CORPORA = ("librispeech", "synthetic", None)
@@ -128,7 +128,8 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
 
 def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]]) -> Table:
     """Every cell's measured WER/CER per test set at its last decoded epoch, with each
-    decoding method side by side (whatever corpus and test sets the cell used)."""
+    decoding method side by side (whatever corpus and test sets the cell used); one row per
+    averaging a cell was decoded with (``harness decode --avg`` sweeps)."""
     rows_by_cell: dict[str, list[Mapping[str, Any]]] = {}
     for r in wer_rows:
         if r.get("wer") is not None:
@@ -136,7 +137,7 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]]) -> Table
     methods = sorted({r["method"] for rs in rows_by_cell.values() for r in rs})
     t = Table(title="Measured runs: WER/CER (%) per test set and decoding method",
               columns=["grid/cell", "variant", "objective", "optimizer", "corpus", "status",
-                       "params (M)", "epoch", "test set", "unit"] + methods,
+                       "params (M)", "epoch", "decode", "test set", "unit"] + methods,
               digits={"params (M)": 2, "epoch": 0})
     for c in sorted(cells, key=lambda c: (c.grid or "", c.name)):
         head = [f"{c.grid}/{c.name}" if c.grid else c.name, c.variant, c.objective, c.optimizer,
@@ -144,20 +145,29 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]]) -> Table
         rs = rows_by_cell.get(c.cell_id, [])
         if not rs:
             why = c.wer_cell("-")
-            t.add(head + [c.epoch, "—", "—"] + [why] * len(methods))
+            t.add(head + [c.epoch, "—", "—", "—"] + [why] * len(methods))
             continue
         last = max(int(r["epoch"]) for r in rs)
-        by_set: dict[str, dict[str, Mapping[str, Any]]] = {}
+        keys = configured_keys(c.config)
+        groups: dict[tuple[str, str], dict[str, list[Mapping[str, Any]]]] = {}
         for r in rs:
             if int(r["epoch"]) == last:
-                by_set.setdefault(str(r["test_set"]), {})[str(r["method"])] = r
-        for test_set, by_method in sorted(by_set.items()):
-            unit = next(iter(by_method.values())).get("unit") or "word"
-            t.add(head + [last, test_set, "CER" if unit == "char" else "WER"]
-                  + [float(by_method[m]["wer"]) if m in by_method else "—" for m in methods])
-    t.notes = ["One row per cell and test set, at the cell's last decoded epoch; '—': that method "
-               "was not run for the cell. Paper values for these corpora do not exist when the "
-               "corpus is the built-in synthetic one (see the tables below for the paper's)."]
+                averaging = str(r.get("decode_key") or "").split("-beam")[0]
+                groups.setdefault((str(r["test_set"]), averaging), {}).setdefault(
+                    str(r["method"]), []).append(r)
+        for (test_set, averaging), by_method in sorted(groups.items()):
+            chosen = {m: prefer_decode(v, keys) for m, v in by_method.items()}
+            unit = next(iter(chosen.values())).get("unit") or "word"
+            beams = sorted({str(r.get("decode_key")).split("-beam")[1] for r in chosen.values()
+                            if "-beam" in str(r.get("decode_key"))})
+            decode = (averaging or "—") + (f", beam {'/'.join(beams)}" if beams else "")
+            t.add(head + [last, decode, test_set, "CER" if unit == "char" else "WER"]
+                  + [float(chosen[m]["wer"]) if m in chosen else "—" for m in methods])
+    t.notes = ["One row per cell, test set and averaging, at the cell's last decoded epoch "
+               "(decode: avgN = the last N epochs averaged, -averaged-model = with the running "
+               "average); '—': that method was not run for the cell. Paper values for these "
+               "corpora do not exist when the corpus is the built-in synthetic one (see the "
+               "tables below for the paper's)."]
     return t
 
 
@@ -221,6 +231,29 @@ def bench_table(bench: list[Mapping[str, Any]]) -> Table:
                r.get("mem_method") or "—"])
     t.notes = ["Paper: batch 30 x 30 s on one V100, inference mode; time is the median of the timed "
                "runs after warm-up (CUDA synchronised), p25-p75 its spread."]
+    return t
+
+
+def train_bench_table(rows: list[Mapping[str, Any]]) -> Table:
+    """``harness bench --train`` rows: training step time, peak memory, bytes saved for backward."""
+    t = Table(title="Training step time and peak memory (forward + backward + optimizer step)",
+              columns=["variant", "device", "precision", "objective", "threads", "batch",
+                       "duration (s)", "steps", "median step (s)", "p25 (s)", "p75 (s)",
+                       "peak memory (MB)", "saved for backward (MB)", "MB saved per s of audio",
+                       "memory measured as"],
+              digits={"median step (s)": 3, "p25 (s)": 3, "p75 (s)": 3, "peak memory (MB)": 1,
+                      "saved for backward (MB)": 1, "MB saved per s of audio": 2, "duration (s)": 1})
+    key = lambda r: (r["device"], r["precision"], int(r["batch"]), float(r["duration_s"]), r["variant"])
+    for r in sorted(rows, key=key):
+        audio = r["batch"] * r["duration_s"]
+        saved = r.get("saved_mb")
+        t.add([r["variant"], r["device"], r["precision"], r.get("objective"), r.get("threads"),
+               r["batch"], r["duration_s"], r.get("steps"), r.get("median_s"), r.get("p25_s"),
+               r.get("p75_s"), r.get("peak_mem_mb"), saved,
+               saved / audio if saved is not None and audio else None, r.get("mem_method") or "—"])
+    t.notes = ["Measured by `harness bench --train`: the variant's objective and optimizer, schedules "
+               "past warm-up, random features and transcripts; saved MB is what one forward keeps for "
+               "the backward pass (parameters excluded)."]
     return t
 
 

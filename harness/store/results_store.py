@@ -6,10 +6,14 @@ Tables (columns are fixed here; every writer goes through :class:`ResultsStore`)
                (pending, running, done, failed, diverged), error text, progress,
                params, FLOPs, run directory.
 - ``epochs``   per-epoch train/valid losses of a cell.
-- ``wers``     WER/CER per cell, test set, decoding method and epoch, with
-               insertions, deletions, substitutions and reference length.
+- ``wers``     WER/CER per cell, test set, decoding method, epoch and decode key
+               (the averaging and beam, ``harness.decoding.settings``), with
+               insertions, deletions, substitutions, reference length and which
+               weights were decoded (``averaged``).
 - ``profile``  params and encoder GFLOPs per variant and objective.
 - ``bench``    encoder inference time and peak memory per variant and device.
+- ``train_bench`` training step time, peak memory and bytes saved for backward
+               per variant, device, precision and batch.
 """
 from __future__ import annotations
 
@@ -38,9 +42,9 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "wers": {
         "cell_id": "TEXT NOT NULL", "test_set": "TEXT NOT NULL", "method": "TEXT NOT NULL",
-        "epoch": "INTEGER NOT NULL", "unit": "TEXT", "wer": "REAL", "errors": "INTEGER",
-        "ins": "INTEGER", "del": "INTEGER", "sub": "INTEGER", "ref_words": "INTEGER",
-        "created_at": "REAL",
+        "epoch": "INTEGER NOT NULL", "decode_key": "TEXT NOT NULL", "unit": "TEXT", "wer": "REAL",
+        "errors": "INTEGER", "ins": "INTEGER", "del": "INTEGER", "sub": "INTEGER",
+        "ref_words": "INTEGER", "averaged": "TEXT", "created_at": "REAL",
     },
     "profile": {
         "variant": "TEXT NOT NULL", "objective": "TEXT NOT NULL", "params": "INTEGER",
@@ -54,18 +58,51 @@ SCHEMA: dict[str, dict[str, str]] = {
         "median_s": "REAL", "p25_s": "REAL", "p75_s": "REAL", "peak_mem_mb": "REAL",
         "mem_method": "TEXT", "created_at": "REAL",
     },
+    "train_bench": {
+        "variant": "TEXT NOT NULL", "device": "TEXT NOT NULL", "precision": "TEXT NOT NULL",
+        "objective": "TEXT", "threads": "INTEGER", "batch": "INTEGER NOT NULL",
+        "duration_s": "REAL NOT NULL", "steps": "INTEGER", "median_s": "REAL", "p25_s": "REAL",
+        "p75_s": "REAL", "peak_mem_mb": "REAL", "saved_mb": "REAL", "mem_method": "TEXT",
+        "created_at": "REAL",
+    },
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "cells": ("cell_id",),
     "epochs": ("cell_id", "epoch"),
-    "wers": ("cell_id", "test_set", "method", "epoch"),
+    "wers": ("cell_id", "test_set", "method", "epoch", "decode_key"),
     "profile": ("variant", "objective"),
     "bench": ("variant", "device", "batch", "duration_s"),
+    "train_bench": ("variant", "device", "precision", "batch", "duration_s"),
 }
 
 
 def default_store_path() -> Path:
     return Path(os.environ.get("HARNESS_STORE", "runs/results.sqlite"))
+
+
+def _migrate(con: sqlite3.Connection, table: str, col_sql: str, pk: str) -> None:
+    """Bring a table written by an older version up to :data:`SCHEMA`.
+
+    A missing plain column is added (NULL in old rows); a missing key column
+    (``wers.decode_key``) means a new primary key, so the table is copied into
+    the new layout with that column '' in old rows.
+    """
+    have = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+    missing = [c for c in SCHEMA[table] if c not in have]
+    if not missing:
+        return
+    if any(c in PRIMARY_KEYS[table] for c in missing):
+        old = f"{table}_before_migration"
+        con.execute(f"ALTER TABLE {table} RENAME TO {old}")
+        con.execute(f"CREATE TABLE {table} ({col_sql}, PRIMARY KEY ({pk}))")
+        keys = [c for c in missing if c in PRIMARY_KEYS[table]]
+        cols = ", ".join(f'"{c}"' for c in have + keys)
+        vals = ", ".join([f'"{c}"' for c in have] + ["''"] * len(keys))
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {vals} FROM {old}")
+        con.execute(f"DROP TABLE {old}")
+        return
+    for c in missing:
+        con.execute(f'ALTER TABLE {table} ADD COLUMN "{c}" {SCHEMA[table][c].replace(" NOT NULL", "")}')
 
 
 class ResultsStore:
@@ -84,6 +121,7 @@ class ResultsStore:
                 col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
                 pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
+                _migrate(con, table, col_sql, pk)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -155,12 +193,23 @@ class ResultsStore:
         r = self.rows("cells", cell_id=cell_id)
         return r[0] if r else None
 
+    def rename_cell(self, old: str, new: str, **fields: Any) -> None:
+        """Give cell ``old`` (and its epoch and WER rows) the id ``new``, in one transaction."""
+        with self._connect() as con:
+            for table in ("cells", "epochs", "wers"):
+                con.execute(f"UPDATE {table} SET cell_id=? WHERE cell_id=?", (new, old))
+        if fields:
+            self.set_cell(new, **fields)
+
     def add_epoch(self, cell_id: str, epoch: int, **fields: Any) -> None:
         self.upsert("epochs", {"cell_id": cell_id, "epoch": epoch, **fields})
 
-    def add_wer(self, cell_id: str, test_set: str, method: str, epoch: int, **fields: Any) -> None:
+    def add_wer(self, cell_id: str, test_set: str, method: str, epoch: int, decode_key: str = "",
+                **fields: Any) -> None:
+        """One decode's result; a decode with the same key again replaces it."""
         self.upsert("wers", {"cell_id": cell_id, "test_set": test_set, "method": method,
-                             "epoch": epoch, "created_at": time.time(), **fields})
+                             "epoch": epoch, "decode_key": decode_key, "created_at": time.time(),
+                             **fields})
 
     def add_profile(self, variant: str, objective: str, **fields: Any) -> None:
         self.upsert("profile", {"variant": variant, "objective": objective,
@@ -169,3 +218,9 @@ class ResultsStore:
     def add_bench(self, variant: str, device: str, batch: int, duration_s: float, **fields: Any) -> None:
         self.upsert("bench", {"variant": variant, "device": device, "batch": batch,
                               "duration_s": duration_s, "created_at": time.time(), **fields})
+
+    def add_train_bench(self, variant: str, device: str, precision: str, batch: int,
+                        duration_s: float, **fields: Any) -> None:
+        self.upsert("train_bench", {"variant": variant, "device": device, "precision": precision,
+                                    "batch": batch, "duration_s": duration_s,
+                                    "created_at": time.time(), **fields})

@@ -18,6 +18,7 @@ from typing import Optional
 import yaml
 
 from harness.config import Cell
+from harness.decoding import DecodeSettings
 from harness.store import ResultsStore
 
 from . import distributed
@@ -41,8 +42,9 @@ def code_version() -> str:
         return "unknown"
 
 
-def cell_logger(run_dir: Path, cell: Cell, rank: int) -> logging.Logger:
-    log = logging.getLogger(f"harness.cell.{cell.cell_id}.{rank}")
+def cell_logger(run_dir: Path, cell: Cell, rank: int, stem: str = "train") -> logging.Logger:
+    """The cell's log: ``<run dir>/log/<stem>-rank<rank>.log``, and stderr on rank 0."""
+    log = logging.getLogger(f"harness.cell.{cell.cell_id}.{stem}.{rank}")
     log.setLevel(logging.INFO)
     log.propagate = False
     for h in list(log.handlers):
@@ -50,7 +52,7 @@ def cell_logger(run_dir: Path, cell: Cell, rank: int) -> logging.Logger:
         h.close()
     fmt = logging.Formatter(f"%(asctime)s [{cell.name} {cell.cell_id} r{rank}] %(levelname)s %(message)s")
     (run_dir / "log").mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(run_dir / "log" / f"train-rank{rank}.log")
+    fh = logging.FileHandler(run_dir / "log" / f"{stem}-rank{rank}.log")
     fh.setFormatter(fmt)
     log.addHandler(fh)
     if rank == 0:
@@ -151,8 +153,9 @@ def _train_and_decode(cell: Cell, run_dir: Path, store, dist: DistInfo, log: log
     final = last_epoch(trainer.ckpt_dir)
     if final is None:
         raise RuntimeError(f"training wrote no epoch checkpoint in {trainer.ckpt_dir}")
+    keys = {DecodeSettings.from_config(cell.config).key(m) for m in cell.config.decode_methods}
     already = store is not None and any(
-        r["epoch"] == final for r in store.rows("wers", cell_id=cell.cell_id))
+        r["epoch"] == final and r["decode_key"] in keys for r in store.rows("wers", cell_id=cell.cell_id))
     if not (cell.config.decode.every_epoch and already):
         decode_after(final)
     if store is not None:

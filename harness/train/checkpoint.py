@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, found again after a crash.
 
 ``checkpoint-<step>.pt`` every N steps (the newest K kept) and
-``epoch-<e>.pt`` at each epoch end, as in the authors' recipe. A file is
+``epoch-<e>.pt`` at each epoch end, as in the authors' recipe; only the
+newest few keep the optimizer state (:func:`retain`). A file is
 written to a temporary name, flushed to disk and renamed, so a process killed
 mid-write never leaves a truncated checkpoint under a real name; a file that
 still fails to load is skipped when resuming.
@@ -62,7 +63,8 @@ def latest_valid(ckpt_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
             state = load(p)
         except Exception:  # truncated or corrupt: try the next newest
             continue
-        if isinstance(state, dict) and "model" in state and "step" in state:
+        if isinstance(state, dict) and "model" in state and "step" in state \
+                and state.get("optimizer") is not None:  # retain() stripped older ones
             return p, state
     return None
 
@@ -73,3 +75,38 @@ def prune_step_checkpoints(ckpt_dir: Path, keep_last_k: int) -> None:
     steps = sorted((int(m.group(1)), p) for p in d.iterdir() if (m := _STEP.match(p.name)))
     for _, p in steps[:-keep_last_k] if keep_last_k > 0 else steps:
         p.unlink(missing_ok=True)
+
+
+def _strip_optimizer(path: Path) -> None:
+    """Rewrite ``path`` without its optimizer state, keeping its modification time (the
+    newest-first order resuming relies on)."""
+    st = path.stat()
+    state = load(path)
+    if state.get("optimizer") is None:
+        return
+    state["optimizer"] = None
+    atomic_save(state, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def retain(ckpt_dir: Path, keep_last_k: int, keep_optimizer_k: int) -> None:
+    """Bound a run's disk use: the newest ``keep_last_k`` step checkpoints stay (every epoch
+    checkpoint stays); only the newest ``keep_optimizer_k`` checkpoints keep the optimizer state,
+    which resuming needs and decoding does not."""
+    d = Path(ckpt_dir)
+    prune_step_checkpoints(d, keep_last_k)
+    found = [p for p in d.iterdir() if _STEP.match(p.name) or _EPOCH.match(p.name)]
+    found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for p in found[keep_optimizer_k:]:
+        try:
+            _strip_optimizer(p)
+        except Exception:  # unreadable: resuming skips it anyway
+            continue
+
+
+def disk_use(path: Path) -> int:
+    """Bytes of every file under ``path`` (0 if it does not exist)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p.stat().st_size if p.is_file() else 0
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

@@ -10,7 +10,7 @@ import fcntl
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Sequence
 
 from harness.config import DataSection
 from harness.data import PreparedCorpus, Tokenizer, prepare_corpus
@@ -83,12 +83,30 @@ def load_cell_data(cfg: DataSection) -> CellData:
     if cfg.max_train_cuts:
         train = train.subset(first=cfg.max_train_cuts)
     valid = load_manifest(splits[prepared.valid_split])
-    names = list(prepared.test_splits)
-    if cfg.test_sets is not None:
-        unknown = [n for n in cfg.test_sets if n not in splits]
-        if unknown:
-            raise KeyError(f"data.test_sets: unknown split(s) {unknown}; this corpus has {sorted(splits)}")
-        names = list(cfg.test_sets)
-    tests = {n: load_manifest(splits[n]) for n in names}
     return CellData(prepared=prepared, tokenizer=tokenizer, train_cuts=train, valid_cuts=valid,
-                    test_cuts=tests, unit=getattr(prepared, "unit", "word"))
+                    test_cuts=test_splits(prepared, cfg.test_sets), unit=getattr(prepared, "unit", "word"))
+
+
+def test_splits(prepared: Any, names: Optional[Sequence[str]]) -> dict[str, Any]:
+    """Test split name -> its cuts (``names`` None: every test split of the corpus)."""
+    from lhotse import load_manifest
+
+    splits = prepared.splits
+    if names is None:
+        names = list(prepared.test_splits)
+    unknown = [n for n in names if n not in splits]
+    if unknown:
+        raise KeyError(f"test sets: unknown split(s) {unknown}; this corpus has {sorted(splits)}")
+    return {n: load_manifest(splits[n]) for n in names}
+
+
+def load_test_data(data_dir: str | Path, names: Optional[Sequence[str]] = None) -> CellData:
+    """A prepared corpus's tokenizer and test splits only (decoding a checkpoint outside a grid)."""
+    try:
+        prepared = PreparedCorpus.load(Path(data_dir))
+    except Exception as e:
+        raise FileNotFoundError(f"{data_dir} holds no prepared corpus ({e}); prepare it with "
+                                "`harness data`") from None
+    return CellData(prepared=prepared, tokenizer=Tokenizer(prepared.bpe_model), train_cuts=None,
+                    valid_cuts=None, test_cuts=test_splits(prepared, names),
+                    unit=getattr(prepared, "unit", "word"))

@@ -1,70 +1,228 @@
-"""Decode a trained cell's test sets and record WER per test set and method."""
+"""Decode saved checkpoints: WER per test set and method, recorded under a decode key.
+
+A decode never trains: it loads a cell's epoch checkpoints (averaged as the
+settings say), decodes the test sets with each method, and writes
+
+- the results store's ``wers`` rows (cell, test set, method, epoch, decode key),
+- ``recogs-<set>-<method>.txt``, ``errs-<set>-<method>.txt`` and
+  ``wer-summary-<set>.txt`` under ``<run dir>/decode/epoch-<E>-<averaging>/``,
+- ``decode/<set>/<method>/<key>/WER`` (or CER) to the cell's TensorBoard,
+- a log line naming the epochs that were averaged.
+"""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch import nn
 
 from harness.config import Cell
-from harness.data import batch_lengths, batch_texts, make_dataloader
-from harness.decoding import available_methods, decode, error_rate
+from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
+from harness.decoding import DecodeSettings, ErrorStats, available_methods, decode, error_rate
+from harness.decoding.result_files import write_errs, write_recogs, write_wer_summary
 
 from .checkpoint import epoch_checkpoints
 from .data_setup import CellData
-from .model_average import averaged_weights
+from .model_average import average_epochs
 from .trainer import build_cell_model
 
 
-def decoding_methods(cell: Cell, model: Any, log: logging.Logger) -> list[str]:
-    """The cell's decode.methods that apply to its heads; an error if none does."""
+@dataclass(frozen=True)
+class DecodeResult:
+    """One row of a decode: what was decoded and its error rate."""
+
+    test_set: str
+    method: str
+    epoch: Optional[int]
+    decode_key: str
+    averaged: str
+    stats: ErrorStats
+
+
+def applicable_methods(methods: tuple[str, ...], model: nn.Module, objective: str,
+                       log: logging.Logger) -> list[str]:
+    """The methods that apply to the model's heads; an error if none does."""
     avail = list(available_methods(model))
-    asked = cell.config.decode_methods
-    chosen = [m for m in asked if m in avail]
-    skipped = [m for m in asked if m not in avail]
-    if skipped:
-        log.info("decoding methods %s do not apply to objective %s; skipped", skipped, cell.objective)
+    chosen = [m for m in methods if m in avail]
+    skipped = [m for m in methods if m not in avail]
     if not chosen:
-        raise ValueError(f"decode.methods {asked} has no method for objective "
-                         f"{cell.objective}; available: {', '.join(avail)}")
+        raise ValueError(f"decode.methods {list(methods)} has no method for objective {objective}; "
+                         f"available: {', '.join(avail)}")
+    if skipped:
+        log.info("decoding methods %s do not apply to objective %s; skipped", skipped, objective)
     return chosen
 
 
 @torch.no_grad()
-def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device: torch.device,
-                 store: Any, log: logging.Logger) -> dict[tuple[str, str], float]:
-    """Decode every test set with every method after ``epoch``; returns {(test set, method): WER}."""
-    dcfg = cell.config.decode
-    model = build_cell_model(cell, data.tokenizer)
-    model.load_state_dict(averaged_weights(ckpt_dir, epoch, dcfg.avg, dcfg.use_averaged_model))
+def decode_model(model: nn.Module, data: CellData, settings: DecodeSettings, methods: list[str],
+                 device: torch.device, out_dir: Path, header: str) -> dict[tuple[str, str], ErrorStats]:
+    """Decode ``data``'s test sets with ``methods``; write the result files into ``out_dir``."""
     model.to(device).eval()
-    methods = decoding_methods(cell, model, log)
-    out: dict[tuple[str, str], float] = {}
-    for test_name, cuts in data.test_cuts.items():
-        refs: dict[str, list[str]] = {m: [] for m in methods}
+    out: dict[tuple[str, str], ErrorStats] = {}
+    tests = data.test_cuts
+    if settings.test_sets is not None:
+        unknown = [n for n in settings.test_sets if n not in tests]
+        if unknown:
+            raise KeyError(f"test sets: unknown {unknown}; have {sorted(tests)}")
+        tests = {n: tests[n] for n in settings.test_sets}
+    for test_name, cuts in tests.items():
+        ids: list[str] = []
+        refs: list[str] = []
         hyps: dict[str, list[str]] = {m: [] for m in methods}
-        dl = make_dataloader(cuts, max_duration=dcfg.batch_duration, train=False)
-        for batch in dl:
+        for batch in make_dataloader(cuts, max_duration=settings.batch_duration, train=False):
             feats = batch["inputs"].to(device)
             feat_lens = batch_lengths(batch).to(device)
-            texts = batch_texts(batch)
+            ids += batch_cut_ids(batch)
+            refs += list(batch_texts(batch))
             for m in methods:  # in fp32, as the authors decode
-                ids = decode(model, feats, feat_lens, m, beam=dcfg.beam)
-                hyps[m] += [data.tokenizer.decode(h) for h in ids]
-                refs[m] += list(texts)
+                hyps[m] += [data.tokenizer.decode(h)
+                            for h in decode(model, feats, feat_lens, m, beam=settings.beam)]
         for m in methods:
-            st = error_rate(refs[m], hyps[m], data.unit)
-            out[(test_name, m)] = float(st.wer)
-            if store is not None:
-                store.add_wer(cell.cell_id, test_name, m, epoch, unit=data.unit, wer=float(st.wer),
-                              errors=int(st.errors), ins=int(st.ins), sub=int(st.subs),
-                              ref_words=int(st.ref_words), **{"del": int(st.dels)})
-            log.info("epoch %d %s %s: %s %.2f%% (%d errors / %d)", epoch, test_name, m,
-                     "CER" if data.unit == "char" else "WER", st.wer, st.errors, st.ref_words)
+            out[(test_name, m)] = error_rate(refs, hyps[m], data.unit)
+            write_recogs(out_dir / f"recogs-{test_name}-{m}.txt", ids, refs, hyps[m])
+            write_errs(out_dir / f"errs-{test_name}-{m}.txt", ids, refs, hyps[m], data.unit)
+        write_wer_summary(out_dir / f"wer-summary-{test_name}.txt",
+                          {m: out[(test_name, m)] for m in methods}, header)
     return out
+
+
+def decode_dir(run_dir: Path, epoch: int, settings: DecodeSettings) -> Path:
+    """Where the result files of one decode of a cell go."""
+    return Path(run_dir) / "decode" / f"epoch-{epoch}-{settings.averaging_key()}"
+
+
+def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device: torch.device,
+                 store: Any, log: logging.Logger,
+                 settings: Optional[DecodeSettings] = None) -> list[DecodeResult]:
+    """Decode a cell's checkpoints after ``epoch`` (the cell's decode settings unless given)."""
+    settings = settings or DecodeSettings.from_config(cell.config)
+    run_dir = Path(ckpt_dir).parent
+    model = build_cell_model(cell, data.tokenizer)
+    methods = applicable_methods(settings.methods, model, cell.objective, log)
+    avg = average_epochs(ckpt_dir, epoch, settings.avg, settings.use_averaged_model)
+    model.load_state_dict(avg.weights)
+    log.info("decoding epoch %d with avg %d: weights of %s", epoch, settings.avg, avg.note)
+    out_dir = decode_dir(run_dir, epoch, settings)
+    stats = decode_model(model, data, settings, methods, device, out_dir,
+                         f"cell {cell.name} ({cell.cell_id}), epoch {epoch}, avg {settings.avg}: {avg.note}")
+    results = [DecodeResult(t, m, epoch, settings.key(m), avg.note, st) for (t, m), st in stats.items()]
+    for r in results:
+        log.info("epoch %d %s %s %s: %s %.2f%% (%d errors / %d)", epoch, r.test_set, r.method,
+                 r.decode_key, "CER" if data.unit == "char" else "WER", r.stats.wer, r.stats.errors,
+                 r.stats.ref_words)
+    if store is not None:
+        record(store, cell.cell_id, results)
+    write_tensorboard(run_dir / "tensorboard", results, avg.step, data.unit)
+    log.info("decode files in %s", out_dir)
+    return results
+
+
+def record(store: Any, cell_id: str, results: list[DecodeResult]) -> None:
+    """One ``wers`` row per result (epoch 0 for a checkpoint that records none)."""
+    for r in results:
+        st = r.stats
+        store.add_wer(cell_id, r.test_set, r.method, r.epoch or 0, decode_key=r.decode_key, unit=st.unit,
+                      wer=float(st.wer), errors=int(st.errors), ins=int(st.ins), sub=int(st.subs),
+                      ref_words=int(st.ref_words), averaged=r.averaged, **{"del": int(st.dels)})
+
+
+def write_tensorboard(log_dir: Path, results: list[DecodeResult], step: int, unit: str) -> None:
+    """``decode/<set>/<method>/<key>/WER`` (CER for character units) at the checkpoint's step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    name = "CER" if unit == "char" else "WER"
+    with SummaryWriter(log_dir=str(log_dir)) as tb:
+        for r in results:
+            tb.add_scalar(f"decode/{r.test_set}/{r.method}/{r.decode_key}/{name}", r.stats.wer, step)
 
 
 def last_epoch(ckpt_dir: Path) -> Optional[int]:
     e = epoch_checkpoints(ckpt_dir)
     return max(e) if e else None
+
+
+class CheckpointError(ValueError):
+    """A file given to ``harness decode --checkpoint`` that cannot be decoded as asked."""
+
+
+def load_checkpoints(paths: list[Path]) -> list[dict[str, Any]]:
+    """The trainer's checkpoint format: a dict with the model's ``model`` state dict (and
+    optionally ``config`` with variant/objective/overrides, ``model_avg``, ``epoch``, ``step``)."""
+    from .checkpoint import load
+
+    states = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise CheckpointError(f"{p}: no such checkpoint")
+        try:
+            state = load(Path(p))
+        except Exception as e:
+            raise CheckpointError(f"{p}: not a torch checkpoint ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+            raise CheckpointError(f"{p}: not in the trainer's checkpoint format (a dict whose 'model' "
+                                  "is the model's state dict)")
+        states.append(state)
+    return states
+
+
+def checkpoint_model_args(state: dict[str, Any], variant: Optional[str],
+                          objective: Optional[str]) -> tuple[str, Any, dict[str, Any]]:
+    """(variant, objective, overrides): the command line's, else what the checkpoint records."""
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    variant = variant or config.get("variant") or state.get("variant")
+    if not variant:
+        raise CheckpointError("the checkpoint does not name its variant: give --variant NAME")
+    objective = objective or config.get("objective") or state.get("objective") or "transducer"
+    overrides = dict(config.get("overrides") or state.get("overrides") or {})
+    return str(variant), objective, overrides
+
+
+@torch.no_grad()
+def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettings, device: torch.device,
+                       out_dir: Path, log: logging.Logger, variant: Optional[str] = None,
+                       objective: Optional[str] = None) -> list[DecodeResult]:
+    """Decode checkpoint file(s) outside any grid: one file's weights (its running average with
+    ``settings.use_averaged_model``), or several files averaged plainly."""
+    from .model_average import average_plain
+
+    states = load_checkpoints(paths)
+    variant, objective, overrides = checkpoint_model_args(states[-1], variant, objective)
+    names = ", ".join(Path(p).name for p in paths)
+    if settings.use_averaged_model:
+        if len(states) > 1 or states[0].get("model_avg") is None:
+            raise CheckpointError("--use-averaged-model needs one checkpoint that holds the running "
+                                  "average ('model_avg'); several checkpoints are averaged plainly")
+        model_keys = states[0]["model"]
+        weights = {k: v.to(model_keys[k].dtype) for k, v in states[0]["model_avg"].items() if k in model_keys}
+        note = f"{names} (running average since the start of training)"
+    else:
+        weights = average_plain([s["model"] for s in states])
+        note = names + (" (plain average)" if len(states) > 1 else " (its own weights)")
+    from .trainer import build_asr_model
+
+    vocab = overrides.pop("heads.vocab_size", None)
+    if vocab is not None and int(vocab) != int(data.tokenizer.vocab_size):
+        raise CheckpointError(f"the checkpoint's vocabulary has {vocab} units but the corpus's tokenizer "
+                              f"has {data.tokenizer.vocab_size}: decode with the corpus (BPE model) it "
+                              "was trained with")
+    blank = overrides.pop("heads.blank_id", None)
+    if blank is not None and int(blank) != int(data.tokenizer.blank_id):
+        raise CheckpointError(f"the checkpoint's blank id is {blank} but the corpus's tokenizer's is "
+                              f"{data.tokenizer.blank_id}")
+    try:
+        model = build_asr_model(variant, objective, overrides, data.tokenizer)
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"the checkpoint does not fit {variant} ({objective}) with this corpus's "
+                              f"vocabulary of {data.tokenizer.vocab_size}: {first[:300]}") from None
+    log.info("decoding %s: weights of %s", variant, note)
+    settings = settings.with_(avg=len(states))
+    methods = applicable_methods(settings.methods, model, str(objective), log)
+    stats = decode_model(model, data, settings, methods, device, out_dir, f"{variant}: {note}")
+    epoch = states[-1].get("epoch")
+    return [DecodeResult(t, m, int(epoch) if epoch is not None else None, settings.key(m), note, st)
+            for (t, m), st in stats.items()]

@@ -12,6 +12,7 @@ are averaged plainly.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -83,8 +84,24 @@ def average_plain(states: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.T
     return out
 
 
+@dataclass(frozen=True)
+class Averaged:
+    """Weights to decode with, and which checkpoints went into them."""
+
+    weights: dict[str, torch.Tensor]
+    #: e.g. "epochs 2-3 (running average of steps 40-80)" or "epochs 2, 3 (plain average)"
+    note: str
+    #: the optimizer step of the newest checkpoint averaged
+    step: int
+
+
 def averaged_weights(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: bool) -> dict[str, torch.Tensor]:
-    """The weights to decode with after ``epoch``: averaged over the last ``avg`` epochs.
+    """The weights to decode with after ``epoch``: averaged over the last ``avg`` epochs."""
+    return average_epochs(ckpt_dir, epoch, avg, use_averaged_model).weights
+
+
+def average_epochs(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: bool) -> Averaged:
+    """The weights after ``epoch`` averaged over the last ``avg`` epochs, and what was averaged.
 
     Falls back to what exists: with fewer than ``avg`` earlier epochs the
     average starts at the beginning of training.
@@ -93,13 +110,21 @@ def averaged_weights(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: b
     if epoch not in epochs:
         raise FileNotFoundError(f"no checkpoint for epoch {epoch} in {ckpt_dir}; have {sorted(epochs)}")
     end = checkpoint.load(epochs[epoch])
+    step = int(end["step"])
     period = int(end.get("average_period") or 1)
-    if use_averaged_model and end.get("model_avg") is not None and _rounded(int(end["step"]), period) > 0:
+    if use_averaged_model and end.get("model_avg") is not None and _rounded(step, period) > 0:
         start_epoch = epoch - avg
         start = checkpoint.load(epochs[start_epoch]) if start_epoch in epochs else None
         weights = average_between(start, end)
         model_keys = end["model"]
-        return {k: weights[k].to(model_keys[k].dtype) if torch.is_floating_point(model_keys[k])
-                else weights[k] for k in model_keys}
+        first = start_epoch + 1 if start is not None else 1
+        from_step = _rounded(int(start["step"]), period) if start is not None else 0
+        span = f"epoch {epoch}" if first == epoch else f"epochs {first}-{epoch}"
+        note = (f"{span} (running average of steps {from_step}-{_rounded(step, period)}"
+                + (f"; only {epoch - first + 1} epoch(s) exist" if epoch - first + 1 < avg else "") + ")")
+        return Averaged({k: weights[k].to(model_keys[k].dtype) if torch.is_floating_point(model_keys[k])
+                         else weights[k] for k in model_keys}, note, step)
     chosen = [e for e in range(epoch - avg + 1, epoch + 1) if e in epochs]
-    return average_plain([checkpoint.load(epochs[e])["model"] for e in chosen])
+    note = ("epoch " if len(chosen) == 1 else "epochs ") + ", ".join(map(str, chosen)) + (
+        " (plain average)" if len(chosen) > 1 else " (its own weights)")
+    return Averaged(average_plain([checkpoint.load(epochs[e])["model"] for e in chosen]), note, step)

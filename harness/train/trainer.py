@@ -33,6 +33,7 @@ from .data_setup import CellData
 from .distributed import DistInfo
 from .model_average import new_average, update_average
 from .precision import LossScaler, Precision, select_device, select_precision
+from .progress import TrainProgress, budget_steps
 from .step_profile import StepProfile, format_profile
 
 
@@ -129,12 +130,15 @@ class LossModule(nn.Module):
 
 def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
     """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    overrides = dict(cell.config.overrides)
+    return build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides, tokenizer)
+
+
+def build_asr_model(variant: str, objective: Any, overrides: dict[str, Any], tokenizer: Any) -> nn.Module:
+    """A variant's AsrModel for ``objective`` with its vocabulary taken from the tokenizer."""
+    overrides = dict(overrides)
     overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
     overrides["heads.blank_id"] = int(tokenizer.blank_id)
-    objective = cell.config.objective
-    return build_model(cell.config.variant, objective if isinstance(objective, str) else tuple(objective),
-                       **overrides)
+    return build_model(variant, objective if isinstance(objective, str) else tuple(objective), **overrides)
 
 
 def build_loss_config(cell: Cell) -> Any:
@@ -197,11 +201,15 @@ class Trainer:
                                    / (self.cfg.data.max_duration * self.dist.world_size)),
                      started=time.time())
         budget_epochs = t.epochs if t.epochs is not None else 10**9
+        self.progress = TrainProgress(self.run_dir, budget_steps(t.max_steps, t.epochs, loop.per_epoch,
+                                                                 t.accum_grad),
+                                      state.step, enabled=self.dist.is_main)
         try:
             while (state.epoch <= budget_epochs and not (t.max_steps and state.step >= t.max_steps)
                    and not loop.stopped):
                 self.train_epoch(state, loop)
         finally:
+            self.progress.close()
             if loop.tb is not None:
                 loop.tb.close()
         return TrainResult(step=state.step, epoch=state.epoch - 1, stopped_early=loop.stopped,
@@ -354,6 +362,8 @@ class Trainer:
         if math.isfinite(value):
             totals.loss += value
             totals.frames += frames
+        if boundary:
+            self.progress.update(state.step, totals.loss / max(totals.frames, 1.0))
         profile.end_step()
         if state.step and boundary and state.step % t.log_interval == 0:
             self.log_progress(state, loop, totals)
@@ -363,16 +373,17 @@ class Trainer:
         scaler, step = state.scaler, state.step
         lr = _lr(state.scheduler)
         avg_loss = totals.loss / max(totals.frames, 1.0)
-        self.log.info("epoch %d step %d: loss %.4f, lr %.3g%s", state.epoch, step, avg_loss, lr,
-                      f", grad scale {scaler.value:.3g}" if scaler.enabled else "")
+        self.log.info("epoch %d %s: loss %.4f, lr %.3g%s", state.epoch, self.progress.describe(), avg_loss,
+                      lr, f", grad scale {scaler.value:.3g}" if scaler.enabled else "")
         if loop.tb is not None:
             loop.tb.add_scalar("train/loss", avg_loss, step)
             loop.tb.add_scalar("train/lr", lr, step)
             if scaler.enabled:
                 loop.tb.add_scalar("train/grad_scale", scaler.value, step)
+        epoch = state.epoch - 1 + min(state.batch_in_epoch / loop.per_epoch, 0.999)
+        self.progress.write(epoch)
         if self.on_progress:
-            self.on_progress(step=step, epoch=state.epoch - 1 + min(
-                state.batch_in_epoch / loop.per_epoch, 0.999))
+            self.on_progress(step=step, epoch=epoch)
 
     def end_epoch(self, state: TrainState, loop: "_Loop", totals: "_EpochTotals") -> None:
         """The end of an epoch (or of the step budget inside it): validate, checkpoint, report."""
@@ -434,7 +445,8 @@ class Trainer:
                 checkpoint.atomic_save(saved, checkpoint.epoch_path(self.ckpt_dir, state.epoch))
             else:
                 checkpoint.atomic_save(saved, checkpoint.step_path(self.ckpt_dir, state.step))
-                checkpoint.prune_step_checkpoints(self.ckpt_dir, self.cfg.train.keep_last_k)
+            t = self.cfg.train
+            checkpoint.retain(self.ckpt_dir, t.keep_last_k, t.keep_optimizer_k)
         distributed.barrier(self.dist)
 
     @torch.no_grad()

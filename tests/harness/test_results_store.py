@@ -32,3 +32,18 @@ def test_bad_status_and_columns_rejected(tmp_path):
 def test_empty_frame_has_columns(tmp_path):
     df = ResultsStore(tmp_path / "r.sqlite").frame("profile")
     assert df.empty and "gflops" in df.columns
+
+
+def test_old_wers_table_is_migrated_to_decode_keys(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:  # the layout before decode keys
+        con.execute('CREATE TABLE wers (cell_id TEXT NOT NULL, test_set TEXT NOT NULL, method TEXT NOT NULL, '
+                    'epoch INTEGER NOT NULL, unit TEXT, wer REAL, errors INTEGER, ins INTEGER, "del" INTEGER, '
+                    'sub INTEGER, ref_words INTEGER, created_at REAL, '
+                    'PRIMARY KEY (cell_id, test_set, method, epoch))')
+        con.execute("INSERT INTO wers (cell_id, test_set, method, epoch, wer) VALUES ('c', 't', 'm', 3, 9.5)")
+    store = ResultsStore(path)
+    (old,) = store.rows("wers")
+    assert old["decode_key"] == "" and old["wer"] == 9.5 and old["averaged"] is None
+    store.add_wer("c", "t", "m", 3, decode_key="avg2", wer=8.0)
+    assert sorted((r["decode_key"], r["wer"]) for r in store.rows("wers")) == [("", 9.5), ("avg2", 8.0)]

@@ -23,19 +23,56 @@ from .whitener import make_whitener
 
 
 class _PenalizeAbsValuesGt(torch.autograd.Function):
-    """Identity; backward adds the gradient of penalty * relu(|x| - limit)."""
+    """Identity; backward adds the gradient of penalty * relu(|x| - limit).
+
+    Keeps only sign(x) where |x| > limit (one byte per element, 0 elsewhere).
+    """
 
     @staticmethod
     def forward(ctx, x, limit, penalty):  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.limit, ctx.penalty = limit, penalty
+        ctx.save_for_backward((x.sign() * (x.abs() > limit)).to(torch.int8))
+        ctx.penalty = penalty
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        over = (x.abs() > ctx.limit).to(grad.dtype)
-        return grad + ctx.penalty * x.sign().to(grad.dtype) * over, None, None
+        (sign_over,) = ctx.saved_tensors
+        return grad + ctx.penalty * sign_over.to(grad.dtype), None, None
+
+
+class _AttentionSoftmax(torch.autograd.Function):
+    """softmax in float32, its output kept (and returned) once, in the compute dtype.
+
+    Under CUDA autocast a plain softmax returns float32 weights, which autograd
+    keeps, and each matmul that reads them keeps a second, low-precision copy.
+    Here the output is rounded to autocast's dtype once (the value those matmuls
+    would use) and that copy alone is kept; the backward pass computes in
+    float32. Without autocast it equals ``x.softmax(dim)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim):  # type: ignore[override]
+        t = x.device.type
+        dtype = torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else x.dtype
+        with torch.autocast(t, enabled=False):
+            y = x.float().softmax(dim=dim).to(dtype)
+        ctx.save_for_backward(y)
+        ctx.dim, ctx.x_dtype = dim, x.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):
+            g = torch._softmax_backward_data(grad.float(), y.float(), ctx.dim, torch.float32)
+        return g.to(ctx.x_dtype), None
+
+
+def attention_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``x.softmax(dim)``, keeping one compute-dtype copy for backward when a gradient is needed."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _AttentionSoftmax.apply(x, dim)
+    return x.softmax(dim=dim)
 
 
 def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
@@ -111,4 +148,4 @@ class MultiHeadAttentionWeights(nn.Module):
                                  f"{tuple(key_padding_mask.shape)}")
             # -1000 (not -inf): exp underflows to exactly 0 without NaNs
             scores = scores.masked_fill(key_padding_mask.unsqueeze(1), -1000.0)
-        return scores.softmax(dim=-1)
+        return attention_softmax(scores, dim=-1)

@@ -7,6 +7,10 @@ with a learnable channel-wise bias ``b`` and a learnable scalar ``gamma``
 [log_scale_min, log_scale_max] during training through its gradient (see
 ``param_limit``; the forward pass never clamps, so train and eval agree), and
 ``b`` starts near zero.
+
+Training memory: plain autograd keeps three input-sized tensors (``x - b``,
+``x`` and ``x / RMS``, in float32 under CUDA autocast); :class:`_BiasNormFunction`
+keeps ``x`` and the per-frame RMS and computes the gradients from them.
 """
 from __future__ import annotations
 
@@ -14,6 +18,41 @@ import torch
 from torch import nn
 
 from .param_limit import limit_param_value
+
+
+def _rms(x: torch.Tensor, bias: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    return torch.mean((x - bias) ** 2, dim=channel_dim, keepdim=True).clamp_min(1e-20).sqrt()
+
+
+class _BiasNormFunction(torch.autograd.Function):
+    """y = x / rms * exp(log_scale), rms = sqrt(max(mean_c (x - b)^2, 1e-20)); keeps x and rms."""
+
+    @staticmethod
+    def forward(ctx, x, bias, log_scale, channel_dim):  # type: ignore[override]
+        rms = _rms(x, bias, channel_dim)          # the plain module's ops, same values
+        ctx.save_for_backward(x, bias, log_scale, rms)
+        ctx.channel_dim = channel_dim
+        return x / rms * log_scale.exp()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, bias, log_scale, rms = ctx.saved_tensors
+        c = ctx.channel_dim
+        with torch.autocast(x.device.type, enabled=False):
+            wide = torch.promote_types(x.dtype, torch.float32)
+            xf, g, rms = x.to(wide), grad.to(wide), rms.to(wide)
+            scale = log_scale.to(wide).exp()
+            gx = (g * xf).sum(dim=c, keepdim=True)               # sum_c g x
+            # d rms / d x_c = (x_c - b_c) / (C rms), zero where the clamp is active
+            coef = gx * scale / rms ** 3 / x.shape[c]
+            coef = torch.where(rms > 1e-10, coef, torch.zeros_like(coef))
+            centred_coef = (xf - bias.to(wide)) * coef
+            grad_x = g * (scale / rms) - centred_coef
+            reduce = [d for d in range(x.ndim) if d != c % x.ndim]
+            grad_bias = centred_coef.sum(dim=reduce).reshape(bias.shape)
+            grad_log_scale = (gx * (scale / rms)).sum().reshape(log_scale.shape)
+        return (grad_x.to(x.dtype), grad_bias.to(bias.dtype),
+                grad_log_scale.to(log_scale.dtype), None)
 
 
 class BiasNorm(nn.Module):
@@ -39,8 +78,10 @@ class BiasNorm(nn.Module):
         log_scale = self.log_scale
         if self.training:
             log_scale = limit_param_value(log_scale, self.log_scale_min, self.log_scale_max)
-        rms = torch.mean((x - bias) ** 2, dim=self.channel_dim, keepdim=True).clamp_min(1e-20).sqrt()
-        return x / rms * log_scale.exp()
+        if torch.is_grad_enabled() and (x.requires_grad or log_scale.requires_grad
+                                        or bias.requires_grad):
+            return _BiasNormFunction.apply(x, bias, log_scale, self.channel_dim)
+        return x / _rms(x, bias, self.channel_dim) * log_scale.exp()
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, channel_dim={self.channel_dim}"

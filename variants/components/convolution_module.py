@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .activation import create_activation
+from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import whitening_limit_schedule
 from .balancer import make_balancer
 from .scaled_linear import scaled_linear
@@ -50,4 +51,4 @@ class ConvolutionModule(nn.Module):
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         x = self.balancer2(self.depthwise_conv(x.transpose(1, 2)))  # (B, D, T)
         x = self.whiten(x.transpose(1, 2))
-        return self.out_proj(self.activation(x))
+        return activation_dropout_linear(x, self.activation, self.out_proj)

@@ -15,9 +15,14 @@ class TimeSharedDropout(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mask(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        """The scaled (B, 1, C) mask (in ``dtype``, default x's) for ``x``; None for the identity."""
         p = float(self.p)
         if not self.training or p == 0.0:
-            return x
+            return None
         keep = torch.rand(x.shape[0], 1, x.shape[-1], device=x.device) > p
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
+        return keep.to(dtype or x.dtype) * (1.0 / (1.0 - p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask(x)
+        return x if mask is None else x * mask

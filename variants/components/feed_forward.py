@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .activation import create_activation
+from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import whitening_limit_schedule
 from .balancer import make_balancer
 from .dropout import TimeSharedDropout
@@ -34,5 +35,8 @@ class FeedForward(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation(self.hidden_balancer(self.in_proj(x)))
-        return self.out_whiten(self.out_proj(self.dropout(x)))
+        x = self.hidden_balancer(self.in_proj(x))
+        # activation -> dropout -> out_proj keeps only x for backward (float32 mask)
+        y = activation_dropout_linear(x, self.activation, self.out_proj,
+                                      self.dropout.mask(x, torch.float32))
+        return self.out_whiten(y)

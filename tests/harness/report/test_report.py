@@ -122,3 +122,71 @@ def test_runs_table_shows_every_method_side_by_side(tmp_path):
     # a run measured only on the synthetic test sets is not shown as "no WER" in Table 2
     t2 = open(out / "table2-librispeech.csv").read()
     assert "default/zipformer" not in t2
+
+
+def test_figure_a2_colours_by_cell_and_plots_each_cells_own_schedule(tmp_path):
+    from harness.report.data import load_cells
+    from harness.report.figures import cell_colors, cell_schedule, figure_a2
+
+    cells = load_cells([
+        {"cell_id": f"c{i}", "name": f"row{i}", "grid": "g", "status": "done", "step": 40,
+         "config": {"optimizer": {"lr": lr, "schedule_options": {"warmup_batches": 5}},
+                    "data": {"corpus": "synthetic"}, "variant": "zipformer-tiny"}}
+        for i, lr in enumerate((0.1, 0.05, 0.02))] + [
+        {"cell_id": "a", "name": "adam", "grid": "g", "status": "done", "step": 40,
+         "config": {"optimizer": {"name": "adam", "lr": 0.75, "schedule_options": {"warmup": 10}},
+                    "data": {"corpus": "synthetic"}}}], [])
+    epochs = [{"cell_id": c.cell_id, "epoch": e, "step": 10 * e, "valid_loss": 1.0 / e} for c in cells
+              for e in (1, 2, 3, 4)]
+    assert len(set(cell_colors(cells).values())) == 4  # three ScaledAdam ablations, three colours
+    what, curve = cell_schedule(cells[1], epochs[4:8])
+    assert what == "Eden, base 0.05" and curve[-1][0] == 40
+    from variants.optim import eden_lr, noam_lr
+
+    assert curve[-1][1] == pytest.approx(eden_lr(40, 4, base_lr=0.05, warmup_batches=5))
+    what, curve = cell_schedule(cells[3], epochs[12:])
+    assert what == "Noam, base 0.75" and curve[-1][1] == pytest.approx(noam_lr(40, base=0.75, warmup=10))
+    paths, caption = figure_a2(cells, [], epochs, tmp_path)
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert "one colour per cell" in caption and "each cell's own schedule" in caption
+
+
+def test_report_reads_the_stores_the_grids_name_and_writes_under_runs(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+    from harness.grid.cells import load_cells
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    grid_text = ("name: {n}\nstore: {s}\nbase:\n  variant: zipformer-tiny\n  objective: ctc\n"
+                 "  data: {{corpus: synthetic, dir: d, max_duration: 8}}\n  train: {{epochs: {e}}}\n")
+    for n, e in (("one", 1), ("two", 2)):
+        (tmp_path / "experiments" / f"{n}.yaml").write_text(grid_text.format(n=n, s=f"st/{n}.sqlite", e=e))
+        _, (cell,) = load_cells(str(tmp_path / "experiments" / f"{n}.yaml"))
+        store = ResultsStore(tmp_path / "st" / f"{n}.sqlite")
+        store.set_cell(cell.cell_id, grid=n, name=f"cell-{n}", variant="zipformer-tiny", objective="ctc",
+                       status="done", config=cell.resolved())
+        store.add_wer(cell.cell_id, "test", "ctc_greedy_search", e, decode_key="avg1-averaged-model",
+                      wer=10.0 * e, unit="word")
+        store.set_cell("other", grid="x", name="not-in-the-grid", status="done", config={})
+    assert main(["report"]) == 0
+    capsys.readouterr()
+    index = (tmp_path / "runs" / "report" / "index.md").read_text()
+    assert "st/one.sqlite" in index and "st/two.sqlite" in index
+    runs = (tmp_path / "runs" / "report" / "runs.csv").read_text()
+    assert "one/cell-one" in runs and "two/cell-two" in runs and "20.0" in runs
+    # a grid: its store, only its cells
+    assert main(["report", "experiments/two.yaml", "--out", "sel"]) == 0
+    runs = (tmp_path / "sel" / "runs.csv").read_text()
+    assert "two/cell-two" in runs and "cell-one" not in runs and "not-in-the-grid" not in runs
+    assert not (tmp_path / "reports").exists()
+
+
+def test_profile_json_writes_no_tracked_report(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "zipformer-tiny", "--json", "--no-flops", "--no-store", "--jobs", "1"]) == 0
+    assert capsys.readouterr().out.lstrip().startswith("[")
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
+    assert main(["profile", "zipformer-tiny", "--no-flops", "--no-store", "--jobs", "1"]) == 0
+    assert (tmp_path / "runs" / "profile" / "profile.md").exists() and not (tmp_path / "reports").exists()

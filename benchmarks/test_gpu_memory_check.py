@@ -1,0 +1,31 @@
+"""The issue-11 GPU memory check runs (on CPU here, tiny input; ours only, as the
+authors' code is never part of the project) and reports saved bytes and time."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def load():
+    path = Path(__file__).with_name("gpu_memory_check.py")
+    spec = importlib.util.spec_from_file_location("gpu_memory_check", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_memory_check_on_cpu(capsys):
+    summary = load().main(["--device", "cpu", "--variants", "zipformer-s", "--batch", "1",
+                           "--duration", "1", "--steps", "1"])
+    (row,) = summary["results"]
+    assert row["impl"] == "ours" and row["saved_gb"] > 0 and row["fwd_bwd_s_median"] > 0
+    assert "SUMMARY" in capsys.readouterr().out
+
+
+def test_missing_authors_folder_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load().main(["--device", "cpu", "--authors", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "zipformer.py: missing; allowed:" in capsys.readouterr().err

@@ -1,0 +1,37 @@
+"""``harness export-icefall``: a harness model -> the authors' (icefall) checkpoint layout.
+
+Writes ``{"model": state_dict}`` under their parameter names (what their
+``export.py`` writes as ``pretrained.pt``), loadable by their ``AsrModel`` with
+``strict=True``, and prints the ``train.py`` flags that build their model.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="CELL_OR_CKPT",
+                   help="a cell's run directory (last epoch, averaged as it decodes) or a harness checkpoint")
+    p.add_argument("--out", required=True, help="file to write, e.g. exp/pretrained.pt")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness.train.checkpoint import atomic_save
+    from variants.interop.icefall import IcefallCheckpointError, export_icefall_state_dict, icefall_flags
+
+    from .common import file_error
+    from .model_source import SourceError, load_model
+
+    try:
+        model = load_model(args.source)
+        sd = export_icefall_state_dict(model)
+    except (SourceError, IcefallCheckpointError) as e:
+        return file_error(args.source, e)
+    atomic_save({"model": sd}, Path(args.out))
+    n = sum(v.numel() for v in sd.values() if torch.is_floating_point(v))
+    print(f"wrote {args.out}: {len(sd)} tensors, {n / 1e6:.2f} M parameters, the authors' names")
+    print("their model: train.py/pretrained.py flags " + " ".join(icefall_flags(model)))
+    return 0

@@ -1,0 +1,134 @@
+"""Training step time and peak memory (forward + backward + optimizer step).
+
+The training-side counterpart of :mod:`.bench`: one variant, a batch of
+``batch`` utterances of ``duration_s`` seconds (random fbank, random
+transcripts at ``tokens_per_s``), the variant's own objective and optimizer
+(ScaledAdam for Zipformer), training schedules past warm-up (``batch_count``).
+Each measurement runs in a fresh process (:func:`.bench.run_isolated` with
+``kind="train"``):
+
+- time: ``warmup`` untimed steps, then ``steps`` timed ones (CUDA synchronised);
+- GPU memory: ``torch.cuda.max_memory_allocated`` over warm-up and timed steps,
+  reset after the model and input are on the GPU: activations, gradients and
+  optimizer state on top of the weights and input;
+- CPU memory: peak RSS over the steps minus RSS after building the model and
+  input (as in :mod:`.bench`);
+- saved MB: bytes the first step's forward saved for backward
+  (:func:`.saved_bytes.count_saved_bytes`, parameters excluded).
+
+``precision`` "bf16" runs the forward under ``torch.autocast`` in bfloat16 on
+the measuring device (on CPU with CPU autocast's own policy).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .bench import FEATURE_RATE_HZ, PRECISIONS, PeakMemory, check_args, device_name, quartiles
+
+OBJECTIVES = ("transducer", "ctc", "attention")
+
+
+@dataclass(frozen=True)
+class TrainBenchResult:
+    variant: str
+    device: str
+    device_type: str
+    threads: int
+    precision: str
+    objective: str
+    batch: int
+    duration_s: float
+    steps: int
+    warmup: int
+    median_s: float
+    p25_s: float
+    p75_s: float
+    peak_mem_mb: float
+    saved_mb: float
+    mem_method: str
+    times_s: list[float] = field(default_factory=list)
+
+
+def check_train_args(precision: str, objective: str, tokens_per_s: float) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    if tokens_per_s <= 0:
+        raise ValueError(f"tokens per second must be > 0, got {tokens_per_s}")
+
+
+def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmup: int,
+                  device: str = "cpu", threads: int = 1, precision: str = "float32",
+                  objective: str = "transducer", tokens_per_s: float = 4.0,
+                  batch_count: float = 30000.0,
+                  overrides: Mapping[str, Any] | None = None) -> TrainBenchResult:
+    """Time training steps of ``variant`` in this process (use ``run_isolated(kind="train")``)."""
+    import torch
+
+    from harness.losses import compute_loss
+    from variants import build_model
+
+    from .saved_bytes import count_saved_bytes
+    from variants.optim import build_optimizer
+
+    check_args(batch, duration_s, steps, warmup, device, threads)
+    check_train_args(precision, objective, tokens_per_s)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    random.seed(0)
+    model = build_model(variant, objective=objective, **dict(overrides or {})).to(device).train()
+    model.set_batch_count(batch_count)
+    optimizer = build_optimizer(model.spec.optimizer, model)
+    frames = int(round(duration_s * FEATURE_RATE_HZ))
+    feats = torch.randn(batch, frames, model.spec.encoder.num_features, device=device)
+    feat_lens = torch.full((batch,), frames, dtype=torch.int64, device=device)
+    n_tok = max(1, int(duration_s * tokens_per_s))
+    g = torch.Generator().manual_seed(0)
+    vocab = model.spec.heads.vocab_size
+    tokens = [torch.randint(3, vocab, (n_tok,), generator=g).tolist() for _ in range(batch)]
+    bf16 = precision == "bf16"
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    saved_bytes = [0]
+
+    def step(i: int, count_saved: bool = False) -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            if count_saved:
+                (loss, _), saved = count_saved_bytes(
+                    lambda: compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i),
+                    exclude=model.parameters())
+                saved_bytes[0] = sum(s.nbytes for s in saved)
+            else:
+                loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    memory = PeakMemory(device)
+    memory.start()
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        step(i, count_saved=(i == 0))
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    peak_mb, method = memory.read(
+        "weights, input, activations, gradients, optimizer state over the steps", "the steps")
+    p25, med, p75 = quartiles(times)
+    return TrainBenchResult(variant=variant, device=device_name(device), device_type=device,
+                            threads=threads, precision=precision, objective=objective, batch=batch,
+                            duration_s=float(duration_s), steps=steps, warmup=warmup, median_s=med,
+                            p25_s=p25, p75_s=p75, peak_mem_mb=max(peak_mb, 0.0),
+                            saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times)
+

@@ -1,0 +1,74 @@
+"""Activation -> time-shared dropout -> Linear, keeping only the activation's input.
+
+The tail of the feed-forward module (SwooshL, dropout, Linear) and of the
+convolution module (SwooshR, Linear). Plain autograd keeps two hidden-sized
+tensors for it: what the activation needs (``x - offset``, float32 under CUDA
+autocast) and the Linear's input. This function keeps ``x`` alone (which the
+hidden Balancer, when active, keeps anyway) and the (B, 1, C) dropout mask, and
+recomputes the activation in the backward pass, as the authors'
+``ActivationDropoutAndLinear`` does. The forward values are those of
+``linear(dropout(activation(x)))``: the activation in float32, the Linear in
+autocast's dtype when autocast is on.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    t = x.device.type
+    return torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else x.dtype
+
+
+class _ActivationDropoutLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, fn, fn_and_deriv, mask):  # type: ignore[override]
+        dtype = _compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):
+            y = fn(x.float())
+            if mask is not None:
+                y = y * mask
+            out = F.linear(y.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
+        ctx.save_for_backward(x, weight, mask)
+        ctx.fn_and_deriv, ctx.dtype, ctx.has_bias = fn_and_deriv, dtype, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight, mask = ctx.saved_tensors
+        dtype = ctx.dtype
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        with torch.autocast(x.device.type, enabled=False):
+            y, d = ctx.fn_and_deriv(x.float())
+            g = grad.to(dtype)
+            g2 = g.reshape(-1, g.shape[-1])
+            if need_w:
+                y = y if mask is None else y * mask
+                grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
+            if need_b and ctx.has_bias:
+                grad_b = g2.sum(dim=0).to(weight.dtype)
+            if need_x:
+                d = d if mask is None else d * mask
+                grad_x = ((g @ weight.to(dtype)).float() * d).to(x.dtype)
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def activation_dropout_linear(x: torch.Tensor, activation: torch.nn.Module, linear: torch.nn.Linear,
+                              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``linear(activation(x) * mask)``; memory-lean when a gradient is needed.
+
+    ``activation`` is one of :mod:`.swoosh`'s modules (it has ``fn`` and
+    ``fn_and_deriv``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
+    or None.
+    """
+    if not (torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)):
+        y = activation(x)
+        return linear(y if mask is None else y * mask)
+    return _ActivationDropoutLinear.apply(x, linear.weight, linear.bias, activation.fn,
+                                          activation.fn_and_deriv, mask)
