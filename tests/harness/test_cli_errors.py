@@ -89,6 +89,12 @@ CASES = {
     "data write-librispeech without --out": (["data", "write-librispeech"],
                                              "error: harness data write-librispeech: the following arguments "
                                              "are required: --out"),
+    "decode: zero beam": (["decode", "TMP/g.yaml", "--beam", "0"],
+                          "error: harness decode: argument --beam: must be >= 1, got '0'"),
+    "decode: zero avg": (["decode", "TMP/g.yaml", "--avg", "0"],
+                         "error: harness decode: argument --avg: must be >= 1, got '0'"),
+    "decode: grid with a bad --set": (["decode", "TMP/g.yaml", "--set", "decode.methods=[viterbi]"],
+                                      "error: TMP/g.yaml: --set decode.methods: unknown decoding method"),
     "demo: missing grid": (["demo", "--grid", "TMP/nope.yaml"], "error: TMP/nope.yaml: (top level): no such grid file"),
     "demo: zero workers": (["demo", "--workers", "0"], "error: harness demo: argument --workers: must be >= 1"),
 }
