@@ -28,8 +28,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the harness's error style: one line ``error: ...`` and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="harness",
         description="Ablation and benchmarking harness for speech-recognition encoders "
                     "(Zipformer, Conformer).")
@@ -44,17 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
-            parser.error(f"unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}")
+            print(f"error: harness: unknown command {argv[0]!r}; allowed: {', '.join(COMMANDS)}; "
+                  "see 'harness --help'", file=sys.stderr)
+            return 2
         parser.print_help()
         return 0
     name = argv[0]
     module_name, help_ = COMMANDS[name]
     module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"harness {name}", description=help_)
+    sub = Parser(prog=f"harness {name}", description=help_)
     module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    try:
+        args = sub.parse_args(argv[1:])
+    except SystemExit as e:  # --help (0) or a usage error already printed as one line (2)
+        return int(e.code or 0)
+    from harness.commands.common import UserError, user_error
+
     try:
         return int(module.run(args) or 0)
+    except UserError as e:
+        return user_error(str(e))
     except BrokenPipeError:
         # the reader went away (``harness variants | head``): end quietly; point stdout at
         # /dev/null so the interpreter's final flush does not raise again

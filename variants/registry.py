@@ -103,7 +103,7 @@ def list_variants(pattern: str = "*", *, include_tiny: bool = True) -> list[str]
 def _entry(name: str) -> Entry:
     if name not in _REGISTRY:
         raise UnknownVariantError(
-            f"unknown variant {name!r}; registered variants: {', '.join(_REGISTRY)}")
+            f"unknown variant {name!r}; allowed: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 

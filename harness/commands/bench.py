@@ -24,7 +24,7 @@ import sys
 from harness.profile.bench import PRECISIONS, run_isolated
 from harness.profile.train_bench import OBJECTIVES
 
-from .common import parse_overrides, resolve_variants, user_error
+from .common import count, open_store, parse_overrides, positive_float, positive_int, resolve_variants, user_error
 
 PAPER_BATCH, PAPER_DURATION_S = 30, 30.0
 CPU_BATCH, CPU_DURATION_S = 2, 10.0
@@ -39,21 +39,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("variants", nargs="*", metavar="VARIANT",
                    help="variants or patterns (default: Zipformer-S/M/L and Conformer-S/M/L)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--batch", type=positive_int, default=None,
                    help=f"utterances per batch (default: {PAPER_BATCH} on cuda, {CPU_BATCH} on cpu)")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--duration", type=positive_float, default=None,
                    help=f"seconds per utterance (default: {PAPER_DURATION_S:g} on cuda, "
                         f"{CPU_DURATION_S:g} on cpu)")
-    p.add_argument("--runs", type=int, default=5, help="timed runs (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--runs", type=positive_int, default=5, help="timed runs (default: %(default)s)")
+    p.add_argument("--warmup", type=count, default=2, help="untimed warm-up runs (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="intra-op threads (default: all cores on cuda, 1 on cpu)")
     p.add_argument("--store", default=None, help="results store (default: $HARNESS_STORE or "
                                                  "runs/results.sqlite)")
     p.add_argument("--no-store", action="store_true", help="print only")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a switch of every variant (repeatable)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per variant")
+    p.add_argument("--timeout", type=positive_float, default=None, help="seconds allowed per variant")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--train", action="store_true",
                       help="time training steps (forward + backward + optimizer) instead of inference")
@@ -97,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return _saved_bytes(names, batch, duration, overrides)
     store = None
     if not args.no_store:
-        from harness.store import ResultsStore
-
-        store = ResultsStore(args.store)
+        store = open_store(args.store)
     if args.train:
         return _train(args, names, batch, duration, threads, overrides, store)
     print(f"batch {batch} x {duration:g} s, {args.warmup} warm-up + {args.runs} timed runs, "

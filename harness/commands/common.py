@@ -15,12 +15,18 @@ from harness.config import Cell
 from harness.grid.cells import expand
 from harness.grid.errors import GridError
 from harness.grid.loader import Grid, load_grid
+from harness.grid.validate import check_grid
+
+
+class UserError(Exception):
+    """A user's mistake found inside a command; ``harness.cli`` prints ``error: <it>`` and exits 2."""
 
 
 def user_error(message: str, status: int = 2) -> int:
-    """Print ``error: message`` on stderr; the exit status for a user's mistake (2),
-    or ``status`` for a failure that is not the user's (1)."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` on stderr (one such line per line of ``message``); the exit
+    status for a user's mistake (2), or ``status`` for a failure that is not the user's (1)."""
+    for line in str(message).splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
     return status
 
 
@@ -28,6 +34,30 @@ def file_error(path: object, error: object, status: int = 2) -> int:
     """:func:`user_error` for a problem with the file ``path``: the message names it once."""
     msg = str(error)
     return user_error(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
+
+
+def _number(kind: type, low: float, inclusive: bool) -> Any:
+    """An argparse ``type`` for numbers above ``low``: a bad value is argparse's one-line error."""
+    word = f">= {low:g}" if inclusive else f"> {low:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} "
+                                             f"{word}, got {text!r}") from None
+        if not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"must be {word}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {word}"
+    return parse
+
+
+#: argparse types: integers >= 1, integers >= 0, numbers > 0
+positive_int = _number(int, 1, True)
+count = _number(int, 0, True)
+positive_float = _number(float, 0, False)
 
 
 def add_grid_argument(p: argparse.ArgumentParser) -> None:
@@ -46,8 +76,13 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
                         "give the same --set to status/decode to find those cells)")
 
 
-def load_or_report(args: argparse.Namespace) -> Optional[tuple[Grid, list[Cell]]]:
-    """Load the grid (with any ``--set``); on a mistake print its one-line error and return None."""
+def load_or_report(args: argparse.Namespace, check: bool = True,
+                   disk: bool = True) -> Optional[tuple[Grid, list[Cell]]]:
+    """Load the grid (with any ``--set``); on a mistake print every problem (one ``error:``
+    line each) and return None. ``check``: every cell is checked completely
+    (``harness.grid.validate``: decoding methods, data options and the prepared corpus,
+    optimizer and loss options), as ``plan`` and ``run`` do before any training; without it
+    only the schema is. ``disk``: also the source folders and prepared corpora here."""
     try:
         overrides = parse_overrides(getattr(args, "overrides", None))
     except ValueError as e:
@@ -55,9 +90,9 @@ def load_or_report(args: argparse.Namespace) -> Optional[tuple[Grid, list[Cell]]
         return None
     try:
         grid = load_grid(args.grid)
-        cells = expand(grid, overrides)
+        cells = check_grid(grid, disk, overrides) if check else expand(grid, overrides)
     except GridError as e:
-        user_error(str(e))
+        user_error("\n".join(e.lines()))
         return None
     wanted = getattr(args, "cells", None)
     if wanted:
@@ -70,6 +105,23 @@ def load_or_report(args: argparse.Namespace) -> Optional[tuple[Grid, list[Cell]]
 
 def store_path(args: argparse.Namespace, grid: Grid) -> Path:
     return Path(args.store) if getattr(args, "store", None) else grid.store_path
+
+
+def open_store(path: str | Path | None) -> Any:
+    """The results store at ``path`` (None: the default); a file that is not one is a
+    :class:`UserError`."""
+    import sqlite3
+
+    from harness.store import ResultsStore, default_store_path
+    from harness.store.results_store import StoreError
+
+    try:
+        return ResultsStore(path)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{path or default_store_path()}: not a results store ({e}); allowed: a store "
+                        "written by harness, or a path that does not exist yet") from None
 
 
 def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
@@ -120,6 +172,6 @@ def resolve_variants(names: list[str]) -> list[str]:
         matched = list_variants(n)
         if not matched:
             raise UnknownVariantError(
-                f"unknown variant {n!r}; registered variants: {', '.join(list_variants())}")
+                f"unknown variant {n!r}; allowed: {', '.join(list_variants())}")
         out += [m for m in matched if m not in out]
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import user_error
+from .common import positive_float, positive_int, user_error
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -19,11 +19,11 @@ def _synthetic_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--tier", choices=list(TIERS), default=None,
                    help=f"synthetic corpus tier (default {DEFAULT_TIER})")
-    p.add_argument("--hours", type=float, default=None, help="synthetic training hours (tier's default)")
-    p.add_argument("--voices", type=int, default=None,
+    p.add_argument("--hours", type=positive_float, default=None, help="synthetic training hours (tier's default)")
+    p.add_argument("--voices", type=positive_int, default=None,
                    help="number of eSpeak voices (accents) for training speakers (tier's default)")
     p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
-    p.add_argument("--num-jobs", type=int, default=None, help="worker processes (default: CPU count, at most 8)")
+    p.add_argument("--num-jobs", type=positive_int, default=None, help="worker processes (default: CPU count, at most 8)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="output directory (default data/CORPUS, where the default grid looks)")
     prep.add_argument("--src", default=None, help="local copy of LibriSpeech / Aishell-1")
     _synthetic_args(prep)
-    prep.add_argument("--vocab-size", type=int, default=500, help="BPE units (default 500, as in the paper)")
+    prep.add_argument("--vocab-size", type=positive_int, default=500, help="BPE units (default 500, as in the paper)")
     prep.add_argument("--no-speed-perturb", action="store_true",
                       help="skip the 0.9/1.1 speed-perturbed training copies")
     prep.add_argument("--train-set", choices=["auto", "100", "960"], default="auto",

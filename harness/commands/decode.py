@@ -20,22 +20,25 @@ from pathlib import Path
 
 from harness.tables import Table
 
-from .common import add_grid_options, load_or_report, store_path, user_error
+from harness.decoding.decode import METHOD_HEADS
+
+from .common import add_grid_options, load_or_report, open_store, positive_int, store_path, user_error
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("grid", nargs="?", help="grid file whose cells to decode (or give --checkpoint)")
     add_grid_options(p)
     p.add_argument("--run-root", help="run directories (default: the grid's, else runs/<grid name>)")
-    p.add_argument("--epoch", type=int, nargs="+", metavar="E",
+    p.add_argument("--epoch", type=positive_int, nargs="+", metavar="E",
                    help="epoch checkpoint(s) to decode (default: the last)")
-    p.add_argument("--avg", type=int, nargs="+", metavar="N",
+    p.add_argument("--avg", type=positive_int, nargs="+", metavar="N",
                    help="average the last N epochs; several values sweep (default: decode.avg)")
     p.add_argument("--use-averaged-model", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the running-average model (default: decode.use_averaged_model; "
                         "with --checkpoint: off)")
-    p.add_argument("--methods", nargs="+", metavar="METHOD", help="decoding methods (default: decode.methods)")
-    p.add_argument("--beam", type=int, help="beam of the beam searches (default: decode.beam)")
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
+                   help=f"decoding methods, of {', '.join(METHOD_HEADS)} (default: decode.methods)")
+    p.add_argument("--beam", type=positive_int, help="beam of the beam searches (default: decode.beam)")
     p.add_argument("--test-sets", nargs="+", metavar="SET", help="test splits (default: data.test_sets, else all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint", nargs="+", metavar="PATH",
@@ -92,7 +95,6 @@ def _settings(base, args):
 def _run_grid(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
     from harness.grid.cells import adopt_legacy_cells
-    from harness.store import ResultsStore
     from harness.train.cell_runner import cell_logger
     from harness.train.checkpoint import epoch_checkpoints
     from harness.train.data_setup import load_test_data
@@ -105,7 +107,7 @@ def _run_grid(args: argparse.Namespace) -> int:
     grid, cells = loaded
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     spath = store_path(args, grid)
-    store = ResultsStore(spath)
+    store = open_store(spath)
     for note in adopt_legacy_cells(cells, store, run_root):
         print(note, file=sys.stderr)
     device = select_device(args.device, 0)

@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import positive_int
+
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_GRID = "experiments/default.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default=DEFAULT_GRID, help="grid to run (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="cells trained at once (default: one per GPU, else one per CPU core)")
     p.add_argument("--store", default=None, help="results store (default: the grid's)")
     p.add_argument("--out", default="reports/demo",
@@ -69,9 +71,9 @@ def _command(module: str, argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.grid.cells import expand
     from harness.grid.errors import GridError
     from harness.grid.loader import load_grid
+    from harness.grid.validate import check_grid
 
     from .common import store_path, user_error
 
@@ -79,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     grid_file = _grid_path(args.grid)
     try:
         grid = load_grid(grid_file)
-        cells = expand(grid)
+        cells = check_grid(grid)
     except GridError as e:
-        return user_error(str(e))
+        return user_error("\n".join(e.lines()))
     store = str(store_path(args, grid))
     results: dict[str, str] = {}
 

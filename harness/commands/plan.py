@@ -5,15 +5,18 @@ import argparse
 
 from harness.store.results_store import StoreError
 
-from .common import add_grid_argument, existing_store, load_or_report, user_error
+from .common import add_grid_argument, existing_store, load_or_report, positive_int, user_error
 from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid_argument(p)
-    p.add_argument("--gpus", type=int, default=1, help="GPUs per cell, for wall-clock hours")
+    p.add_argument("--gpus", type=positive_int, default=1, help="GPUs per cell, for wall-clock hours")
     p.add_argument("--no-flops", action="store_true",
                    help="do not measure encoder FLOPs (fast; uses the store or the paper's figure)")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="check the grid but not this machine's data: source folders and prepared "
+                        "corpora (to plan a LibriSpeech grid where LibriSpeech is not); `run` checks them")
     p.add_argument("--gpu-memory", type=float, metavar="GIB",
                    help="say whether each cell's max_duration fits a GPU of this many GiB (from "
                         "`harness bench --train --device cuda` measurements in the store)")
@@ -32,7 +35,7 @@ def _vocab_size(data_dir: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     if args.gpu_memory is not None and not args.gpu_memory > 0:
         return user_error(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
-    loaded = load_or_report(args)
+    loaded = load_or_report(args, disk=not args.no_data_check)
     if loaded is None:
         return 2
     grid, cells = loaded
@@ -69,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"assumption: {ASSUMPTION}")
     print("note: params use the prepared corpus's vocabulary when it is prepared, else the spec's "
           "(500 BPE units)")
+    from harness.grid.validate import usable_methods
+
+    decoding: dict[str, int] = {}
+    for c in cells:
+        key = " + ".join(usable_methods(c))
+        decoding[key] = decoding.get(key, 0) + 1
+    print("decoding: " + "; ".join(f"{m} ({n} cell(s))" for m, n in decoding.items()))
     for n in sorted(notes):
         print(f"note: {n}")
     if args.gpu_memory is not None:

@@ -20,7 +20,7 @@ from harness.profile.flops import PAPER_FRAMES
 from harness.profile.summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
                       profile_variants, store_rows)
 
-from .common import parse_overrides, resolve_variants, user_error
+from .common import open_store, parse_overrides, positive_int, resolve_variants, user_error
 
 DEFAULT_OUT = "runs/profile"
 
@@ -38,13 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="results store (default: $HARNESS_STORE or "
                                                  "runs/results.sqlite)")
     p.add_argument("--no-store", action="store_true", help="do not write the results store")
-    p.add_argument("--frames", type=int, default=PAPER_FRAMES,
+    p.add_argument("--frames", type=positive_int, default=PAPER_FRAMES,
                    help="input frames at 100 Hz (default: %(default)s = 30 s, the paper's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a switch of every variant profiled (repeatable)")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="variants profiled at once, each in its own process (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="intra-op threads per job (default: cores / jobs)")
 
 
@@ -68,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
         return user_error(str(err))
     summary, parts = profile_table(rows), parts_table(rows)
     out = Path(args.out) if args.out else (None if args.json else Path(DEFAULT_OUT))
-    if out is not None:
-        atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
-                          + parts.to_markdown("##"))
-        atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
+    try:
+        if out is not None:
+            atomic_write_text(out / "profile.md", "# Profile\n\n" + summary.to_markdown("##") + "\n"
+                              + parts.to_markdown("##"))
+            atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
+    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+        return user_error(f"--out {args.out}: cannot write {e.filename}: {e.strerror}")
     if not args.no_store:
-        from harness.store import ResultsStore
-
-        store_rows(ResultsStore(args.store), rows)
+        store_rows(open_store(args.store), rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

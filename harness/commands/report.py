@@ -128,8 +128,12 @@ def build_report(stores: Path | Sequence[Path], out: Path,
 def run(args: argparse.Namespace) -> int:
     from harness.grid.cells import load_cells
     from harness.grid.errors import GridError
+    import sqlite3
+
     from harness.store import default_store_path
     from harness.store.results_store import StoreError
+
+    from .common import UserError
 
     stores = [Path(p) for p in args.store or []]
     cell_ids: Optional[set[str]] = None
@@ -147,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         index, missing = build_report(stores, Path(args.out), cell_ids)
     except StoreError as e:
         return user_error(str(e))
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"--store {' '.join(map(str, stores))}: not a results store ({e}); allowed: "
+                        "a store written by harness, or a path that does not exist") from None
+    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+        raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}") from None
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
     print(f"wrote {index}")

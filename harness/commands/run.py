@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_grid_argument, load_or_report, store_path, user_error
+from .common import add_grid_argument, load_or_report, positive_int, store_path, user_error
 
 #: exit status when some cell failed, diverged or was interrupted
 SOME_FAILED = 1
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["local", "submitit-local", "slurm", "submitit-debug"],
                    help="local: in this process (or --workers subprocesses, one GPU each); "
                         "submitit-local / slurm: one submitit job per cell")
-    p.add_argument("--workers", type=int, default=1, help="local executor: cells in parallel, one GPU each")
+    p.add_argument("--workers", type=positive_int, default=1, help="local executor: cells in parallel, one GPU each")
     p.add_argument("--array", action="store_true", help="submitit: one job array instead of one job per cell")
     p.add_argument("--slurm", default="{}", metavar="JSON",
                    help='submitit parameters, e.g. \'{"slurm_partition": "gpu", "gpus_per_node": 4}\'')

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.train.progress import eta_now, format_seconds, read_progress
     from harness.train.step_profile import format_profile
 
-    loaded = load_or_report(args)
+    loaded = load_or_report(args, check=False)  # a grid's state is shown even if its data moved
     if loaded is None:
         return 2
     grid, cells = loaded
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         epoch = row["epoch"] if row and row["epoch"] is not None else 0.0
         vloss = f"{epochs[-1]['valid_loss']:.4f}" if epochs and epochs[-1]["valid_loss"] is not None else "-"
         last = max((w["epoch"] for w in wers), default=None)
-        keys = {DecodeSettings.from_config(c.config).key(m) for m in c.config.decode.methods}
+        keys = {DecodeSettings.from_config(c.config).key(m) for m in c.config.decode_methods}
         shown = [w for w in wers if w["epoch"] == last]
         shown = [w for w in shown if w["decode_key"] in keys] or shown  # the grid's decode first
         wer_txt = ", ".join(f"{w['test_set']}/{w['method']} {w['wer']:.2f}%"

@@ -1,4 +1,7 @@
-"""`harness variants [PATTERN]` and `harness variants --describe NAME`."""
+"""`harness variants [PATTERN]` and `harness variants --describe NAME`.
+
+An unknown NAME, or a PATTERN that matches no variant, is an error (``error: ...``,
+exit 2) listing the registered variants."""
 from __future__ import annotations
 
 import argparse
@@ -12,10 +15,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from variants.registry import VariantError
+
+    from .common import user_error
+
     if args.describe:
-        print(describe_variant(args.describe))
+        try:
+            text = describe_variant(args.describe)
+        except VariantError as e:
+            return user_error(f"--describe: {e}")
+        print(text)
         return 0
     names = list_variants(args.pattern)
+    if not names:
+        return user_error(f"no variant matches {args.pattern!r}; allowed: {', '.join(list_variants())}")
     width = max((len(n) for n in names), default=0)
     for n in names:
         print(f"{n:<{width}}  {get_spec(n).description}")

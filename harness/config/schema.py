@@ -18,6 +18,16 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
+#: decode.methods when a grid gives none: the method the paper or the authors report for the
+#: objective -- transducer: beam search of size 4, at most one symbol per frame (paper sec. 4,
+#: the authors' modified_beam_search); CTC: greedy ("ctc-decoding"); CTC/AED: attention-decoder
+#: rescoring of the CTC n-best, no n-gram (icefall RESULTS.md). An explicit head list takes the
+#: default of the first of these objectives whose heads it has.
+DEFAULT_DECODE_METHODS: dict[str, list[str]] = {
+    "transducer": ["modified_beam_search"],
+    "ctc_aed": ["attention_rescoring"],
+    "ctc": ["ctc_greedy_search"],
+}
 
 
 class StrictSection(BaseModel):
@@ -33,9 +43,12 @@ class OptimizerSection(StrictSection):
     name: Optional[Literal["scaled_adam", "adam"]] = None
     #: base learning rate (paper: 0.045 for ScaledAdam, 7.5 for Adam with Noam)
     lr: Optional[float] = Field(None, gt=0)
+    #: keyword arguments of the optimizer (ScaledAdam / torch.optim.Adam), e.g. betas, lr_scales
     options: dict[str, Any] = Field(default_factory=dict)
     #: None: the schedule that goes with the optimizer (Eden / Noam)
     schedule: Optional[Literal["eden", "noam"]] = None
+    #: keyword arguments of the schedule (Eden: lr_batches, lr_epochs, warmup_batches,
+    #: warmup_start; Noam: d_model, warmup)
     schedule_options: dict[str, Any] = Field(default_factory=dict)
     #: seconds of audio per optimizer step (max duration x GPUs) the schedule's step
     #: constants were tuned for; the LR schedule's batch counter is scaled by
@@ -46,6 +59,7 @@ class OptimizerSection(StrictSection):
 class DataSection(StrictSection):
     """Which corpus, where it is prepared, and how batches are formed."""
 
+    #: synthetic (built in), librispeech or aishell
     corpus: Corpus
     #: directory of the prepared corpus (manifests, BPE model); created if missing
     dir: str
@@ -57,7 +71,9 @@ class DataSection(StrictSection):
     max_duration: float = Field(gt=0)
     #: reference batch duration x world size for the model's schedules (authors: 600)
     ref_duration: float = Field(600.0, gt=0)
+    #: SpecAugment on the training batches (paper: on)
     spec_augment: bool = True
+    #: data-loader worker processes (0: in the training process)
     num_workers: int = Field(0, ge=0)
     #: names of test splits to decode (None: every test split the corpus has)
     test_sets: Optional[list[str]] = None
@@ -68,11 +84,15 @@ class DataSection(StrictSection):
 class TrainSection(StrictSection):
     """Training budget and loop settings."""
 
+    #: training epochs (paper: 50 on LibriSpeech)
     epochs: Optional[int] = Field(None, gt=0)
     #: stop after this many optimizer steps (the budget may be epochs, steps or both)
     max_steps: Optional[int] = Field(None, gt=0)
+    #: batches whose gradients are summed per optimizer step
     accum_grad: int = Field(1, ge=1)
+    #: auto: bf16 where the GPU has it, else fp16 with loss scaling on CUDA, fp32 on CPU
     precision: Precision = "auto"
+    #: auto: CUDA if available, else CPU
     device: DeviceName = "auto"
     #: write checkpoint-<step>.pt every N steps (epoch-<e>.pt is written at each epoch end)
     save_every_n: int = Field(4000, gt=0)
@@ -83,6 +103,7 @@ class TrainSection(StrictSection):
     keep_optimizer_k: int = Field(2, ge=1)
     #: update the running average of the weights every N steps (authors: 200)
     average_period: int = Field(200, gt=0)
+    #: log and record progress every N steps
     log_interval: int = Field(50, gt=0)
     #: try the largest batches once before training so an OOM comes at start
     oom_check: bool = True
@@ -102,7 +123,9 @@ class TrainSection(StrictSection):
 class DecodeSection(StrictSection):
     """Decoding after training (and optionally after every epoch)."""
 
-    methods: list[str] = Field(default_factory=lambda: ["greedy_search"], min_length=1)
+    #: decoding methods (``harness.decoding.METHOD_HEADS``); None: the objective's default,
+    #: DEFAULT_DECODE_METHODS
+    methods: Optional[list[str]] = Field(None, min_length=1)
     beam: int = Field(4, gt=0)
     #: average the last ``avg`` epochs (authors' --avg); 1: the last epoch only
     avg: int = Field(1, ge=1)
@@ -116,7 +139,9 @@ class DecodeSection(StrictSection):
 class CellConfig(StrictSection):
     """Everything one cell of a grid needs; a grid's ``base`` is one of these."""
 
+    #: a registered variant (``harness variants`` lists them)
     variant: str
+    #: switches of ``variants.apply_overrides`` (e.g. ``norm``, ``heads.context_size``)
     overrides: dict[str, Any] = Field(default_factory=dict)
     #: a named objective or an explicit list of heads (transducer, ctc, attention)
     objective: Any = "transducer"
@@ -126,7 +151,15 @@ class CellConfig(StrictSection):
     data: DataSection
     train: TrainSection
     decode: DecodeSection = Field(default_factory=DecodeSection)
+    #: seeds Python, NumPy and torch before the cell's model is built
     seed: int = 42
+
+    @property
+    def decode_methods(self) -> list[str]:
+        """``decode.methods``, or the objective's default (DEFAULT_DECODE_METHODS) when unset."""
+        if self.decode.methods is not None:
+            return list(self.decode.methods)
+        return default_decode_methods(self.objective)
 
     @field_validator("objective")
     @classmethod
@@ -145,6 +178,15 @@ class CellConfig(StrictSection):
         if v not in names:
             raise ValueError(f"unknown variant {v!r}; allowed: {', '.join(names)}")
         return v
+
+
+def default_decode_methods(objective: str | list[str]) -> list[str]:
+    """The decoding methods a cell with ``objective`` gets when its grid names none."""
+    heads = set(OBJECTIVE_HEADS[objective] if isinstance(objective, str) else objective)
+    for name, methods in DEFAULT_DECODE_METHODS.items():
+        if set(OBJECTIVE_HEADS[name]) <= heads:
+            return list(methods)
+    return list(DEFAULT_DECODE_METHODS["ctc"])  # unreachable: every head list has one of them
 
 
 class BaseSection(CellConfig):

@@ -266,14 +266,74 @@ def _combine(out: Path, name: str, parts: list[str]) -> Path:
 def _check_options(out: Path, opts: dict) -> None:
     """Refuse to mix outputs of different options in one folder."""
     path = out / OPTIONS_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
+    before = recorded_options(out)
+    if before is not None:
         if before != opts:
-            diff = {k: (before.get(k), opts.get(k)) for k in set(before) | set(opts) if before.get(k) != opts.get(k)}
+            diff = options_mismatch(before, opts)
             raise DataError(f"{out} was prepared with other options {diff} (before, now); "
                             "use another --out or delete the folder")
     else:
         write_json(path, opts)
+
+
+def corpus_identity(corpus: str, src_dir: str | os.PathLike | None = None, *,
+                    tier: str | None = None, hours: float | None = None, voices: int | None = None,
+                    seed: int = 0, vocab_size: int = DEFAULT_VOCAB_SIZE, speed_perturb: bool = True,
+                    train_set: str = "auto", oov_chars: str = "report", **_: Any) -> dict[str, Any]:
+    """The options that make a prepared corpus what it is (recorded in ``options.json``),
+    checked without touching the disk; what :func:`prepare_corpus` refuses, this refuses."""
+    if corpus not in CORPORA:
+        raise UnknownCorpusError(f"unknown corpus {corpus!r}; allowed: {', '.join(CORPORA)}")
+    if oov_chars not in OOV_POLICIES:
+        raise DataError(f"oov_chars={oov_chars!r}; allowed: {', '.join(OOV_POLICIES)}")
+    opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
+    if corpus == "synthetic":
+        if src_dir is not None:
+            raise DataError("the synthetic corpus is generated; it takes no source directory "
+                            "(--src, data.src_dir)")
+        from .synthetic.tiers import DEFAULT_TIER, get_tier
+
+        get_tier(tier or DEFAULT_TIER, hours=hours, voices=voices)
+        opts.update(tier=tier or DEFAULT_TIER, hours=hours, voices=voices, seed=seed)
+        return opts
+    if src_dir is None:
+        raise DataError(f"corpus {corpus!r} needs --src (data.src_dir), the directory of its local copy")
+    if tier is not None or hours is not None or voices is not None:
+        raise DataError("--tier, --hours and --voices apply to the synthetic corpus only")
+    if corpus == "librispeech":
+        from .librispeech import TRAIN_SETS
+
+        if train_set != "auto" and train_set not in TRAIN_SETS:
+            raise DataError(f"train_set={train_set!r}; allowed: auto, {', '.join(TRAIN_SETS)}")
+    opts.update(src=str(Path(src_dir).resolve()), train_set=train_set if corpus == "librispeech" else None)
+    return opts
+
+
+def recorded_options(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The identity options a folder was prepared with (None: not prepared yet)."""
+    path = Path(out) / OPTIONS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def options_mismatch(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{option: (recorded, asked)} for every option that differs."""
+    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)}
+
+
+def prepared_mismatch(out: str | os.PathLike, corpus: str, src_dir: str | os.PathLike | None,
+                      options: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{option: (recorded, asked)} where the corpus prepared in ``out`` differs from what
+    ``corpus``, ``src_dir`` and ``options`` (prepare_corpus's keywords) ask for; {} when
+    they agree or ``out`` is not prepared. Without ``src_dir`` the recorded source is taken."""
+    recorded = recorded_options(out)
+    if recorded is None:
+        return {}
+    asked = corpus_identity(corpus, src_dir, **options)
+    if src_dir is None:
+        asked.pop("src", None)
+        recorded.pop("src", None)
+    return options_mismatch(recorded, asked)
 
 
 def check_recorded_changes(out: Path, checks: Checks) -> list[dict]:
@@ -308,35 +368,16 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     changed utterance is listed in ``out_dir/changes.jsonl``.
     """
     require_lhotse()
-    if corpus not in CORPORA:
-        raise UnknownCorpusError(f"unknown corpus {corpus!r}; allowed: {', '.join(CORPORA)}")
-    if oov_chars not in OOV_POLICIES:
-        raise DataError(f"oov_chars={oov_chars!r}; allowed: {', '.join(OOV_POLICIES)}")
     checks = Checks(corpus, oov_chars=oov_chars, allow_dropped=allow_dropped)
+    opts = corpus_identity(corpus, src_dir, tier=tier, hours=hours, voices=voices, seed=seed,
+                           vocab_size=vocab_size, speed_perturb=speed_perturb, train_set=train_set,
+                           oov_chars=oov_chars)
     out = Path(out_dir).resolve()
+    src = Path(opts["src"]) if opts.get("src") else None
     num_jobs = num_jobs or default_num_jobs()
-    opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
-    if corpus == "synthetic":
-        if src_dir is not None:
-            raise DataError("the synthetic corpus is generated; it takes no --src directory")
-        from .synthetic.tiers import DEFAULT_TIER
-
-        opts.update(tier=tier or DEFAULT_TIER, hours=hours, voices=voices, seed=seed)
-    else:
-        if src_dir is None:
-            raise DataError(f"corpus {corpus!r} needs --src, the directory of its local copy")
-        if tier is not None or hours is not None or voices is not None:
-            raise DataError("--tier, --hours and --voices apply to the synthetic corpus only")
-        src = Path(src_dir).resolve()
-        opts.update(src=str(src), train_set=train_set if corpus == "librispeech" else None)
-    if corpus != "synthetic" and not Path(src_dir).is_dir():
+    if corpus != "synthetic" and not src.is_dir():
         raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
-    # validate cheaply before anything is written
-    if corpus == "synthetic":
-        from .synthetic.tiers import get_tier
-
-        get_tier(opts["tier"], hours=hours, voices=voices)
-    elif corpus == "librispeech":
+    if corpus == "librispeech":  # validate cheaply before anything is written
         from .librispeech import select_parts
 
         select_parts(src, train_set)

@@ -39,7 +39,7 @@ class DecodeSettings:
     def from_config(cls, config: CellConfig) -> "DecodeSettings":
         d = config.decode
         sets = config.data.test_sets
-        return cls(methods=tuple(d.methods), beam=d.beam, avg=d.avg,
+        return cls(methods=tuple(config.decode_methods), beam=d.beam, avg=d.avg,
                    use_averaged_model=d.use_averaged_model,
                    test_sets=tuple(sets) if sets is not None else None,
                    batch_duration=d.batch_duration)

@@ -5,7 +5,9 @@
     >>> [(c.cell_id, c.name, c.variant) for c in cells]
 
 Modules: ``loader`` (YAML -> Grid, validated by ``harness.config.schema``),
-``cells`` (rows x axes x seeds, stable ids), ``cost`` (params, GFLOPs, GPU-hours),
+``cells`` (rows x axes x seeds, stable ids), ``validate`` (every cell checked against the
+code that uses its keys before training: ``check_grid``), ``defaults`` (the defaults table of
+experiments/README.md), ``cost`` (params, GFLOPs, GPU-hours),
 ``executors`` (local, submitit). The ``plan`` / ``run`` / ``status`` commands are in
 ``harness/commands/``.
 """

@@ -23,7 +23,7 @@ from variants import VariantError, get_spec
 from variants.registry import resolve_objective
 from variants.spec import ModelSpec
 
-from .errors import GridError, from_validation_error
+from .errors import GridError, GridErrors, from_validation_error
 from .loader import Grid, load_grid
 
 #: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
@@ -83,6 +83,11 @@ def legacy_cell_id(config: CellConfig, spec: ModelSpec) -> str:
     """The id the same cell had before decoding settings left the id (they were hashed too,
     and ``train.keep_last_k`` defaulted to 30): finds runs trained under that id."""
     cfg = config.model_dump(mode="json", exclude_defaults=True)
+    decode = cfg.get("decode", {})
+    if decode.get("methods") == ["greedy_search"]:  # the default decode.methods then
+        decode.pop("methods")
+        if not decode:
+            cfg.pop("decode")
     for section, keys in (("train", ("log_interval", "oom_check", "max_minutes", "keep_optimizer_k")),
                           ("data", ("num_workers",))):
         for k in keys:
@@ -130,9 +135,10 @@ def _set_prefix(origin: str) -> str:
     return "--set " if origin == COMMAND_LINE else f"{origin}.set."
 
 
-def _blame(err: ValidationError, changes: list[tuple[str, dict[str, Any]]]) -> str:
-    """Key-path prefix for an error: the row (or ``--set``) that set the failing key, else the base."""
-    loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
+    """Key-path prefix for an error at ``loc_parts``: the row (or ``--set``) that set the
+    failing key, else the base."""
+    loc = ".".join(str(p) for p in loc_parts)
     for origin, sets in reversed(changes):
         for key in sets:
             if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
@@ -152,7 +158,7 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
         config = CellConfig.model_validate(data)
     except ValidationError as err:
         raise from_validation_error(str(grid.path), err, CellConfig,
-                                    prefix=_blame(err, changes)) from None
+                                    prefix=lambda loc: _blame(loc, changes)) from None
     origin = changes[-1][0] if changes else "base"
     try:
         get_spec(config.variant, config.overrides)
@@ -164,11 +170,20 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
 
 
 def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
-    """All cells of ``grid`` in a stable order (rows, then axes, then seeds).
+    """All cells of ``grid`` in a stable order (rows, then axes, then seeds); every cell
+    that does not resolve is reported at once (:class:`GridErrors`).
 
     ``overrides`` (the command line's ``--set key.path=value``) change every
     cell after its row and axes, validated like the file's own keys.
     """
+    cells, errors = expand_all(grid, overrides)
+    if errors:
+        raise GridErrors(errors)
+    return cells
+
+
+def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[list[Cell], list[GridError]]:
+    """The cells of ``grid`` that resolve, and the errors of those that do not."""
     spec = grid.spec
     base = spec.base.model_dump(mode="json", exclude={"seeds"}, exclude_unset=False)
     rows: list[tuple[str, str, dict[str, Any]]] = []
@@ -176,9 +191,13 @@ def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
         rows.append(("base", "base", {}))
     rows += [(r.name, f"ablations[{i}]", r.set) for i, r in enumerate(spec.ablations)]
     seeds = spec.base.seeds or [None]
-    axes = _axis_rows(grid)
+    try:
+        axes = _axis_rows(grid)
+    except GridError as e:
+        return [], [e]
     axis_names = list(spec.axes)
     cells: list[Cell] = []
+    errors: list[GridError] = []
     seen: dict[str, str] = {}
     for row_name, row_origin, row_set in rows:
         for combo in itertools.product(*axes) if axes else [()]:
@@ -188,7 +207,11 @@ def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
                     changes.append(("base.seeds", {"seed": seed}))
                 if overrides:
                     changes.append((COMMAND_LINE, overrides))
-                config = _resolve(grid, base, changes)
+                try:
+                    config = _resolve(grid, base, changes)
+                except GridError as e:
+                    errors.append(e)
+                    continue
                 labels = {a: lab for a, (lab, _, _) in zip(axis_names, combo)}
                 parts = [] if (row_name == "base" and combo and not spec.ablations) else [row_name]
                 parts += [lab for lab, _, _ in combo]
@@ -198,13 +221,14 @@ def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
                 name = "/".join(parts)
                 cid = cell_id(config, get_spec(config.variant, config.overrides))
                 if cid in seen:
-                    raise GridError(str(grid.path), row_origin,
-                                    f"cells {seen[cid]!r} and {name!r} resolve to the same config; "
-                                    "every row must change something")
+                    errors.append(GridError(str(grid.path), row_origin,
+                                            f"cells {seen[cid]!r} and {name!r} resolve to the same "
+                                            "config; every row must change something"))
+                    continue
                 seen[cid] = name
                 cells.append(Cell(cell_id=cid, grid=grid.name, name=name, config=config,
                                   labels={"row": row_name, **labels}))
-    return cells
+    return cells, errors
 
 
 def load_cells(path: str, overrides: dict[str, Any] | None = None) -> tuple[Grid, list[Cell]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -13,6 +13,27 @@ class GridError(ValueError):
     def __init__(self, file: str, key_path: str, message: str):
         self.file, self.key_path, self.message = str(file), key_path, message
         super().__init__(f"{self.file}: {key_path or '(top level)'}: {message}")
+
+    def lines(self) -> list[str]:
+        """One line per problem (``error: `` is the caller's prefix)."""
+        return [str(self)]
+
+
+class GridErrors(GridError):
+    """Every problem found in a grid file at once (repeats folded); one line each."""
+
+    def __init__(self, errors: list[GridError]):
+        unique: dict[str, None] = {}
+        for e in errors:
+            for line in e.lines():
+                unique.setdefault(line, None)
+        self.errors = list(unique)
+        first = errors[0]
+        ValueError.__init__(self, "\n".join(unique))
+        self.file, self.key_path, self.message = first.file, first.key_path, first.message
+
+    def lines(self) -> list[str]:
+        return list(self.errors)
 
 
 def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -54,10 +75,14 @@ def format_loc(loc: tuple[Any, ...], prefix: str = "") -> str:
 
 
 def from_validation_error(file: str, err: ValidationError, root: type[BaseModel],
-                          prefix: str = "") -> GridError:
-    """The first error of ``err`` as a :class:`GridError` naming the key path and what is allowed."""
-    errors = err.errors()
-    e = errors[0]
+                          prefix: str | Callable[[tuple[Any, ...]], str] = "") -> GridErrors:
+    """Every error of ``err``, each a :class:`GridError` naming the key path and what is
+    allowed; ``prefix`` is put before each key path (a function of the error's location)."""
+    return GridErrors([_one_error(file, e, root, prefix(tuple(e["loc"])) if callable(prefix) else prefix)
+                       for e in err.errors()])
+
+
+def _one_error(file: str, e: Any, root: type[BaseModel], prefix: str) -> GridError:
     loc = tuple(e["loc"])
     path = format_loc(loc, prefix)
     kind = e["type"]
@@ -71,6 +96,4 @@ def from_validation_error(file: str, err: ValidationError, root: type[BaseModel]
         msg = str(e.get("ctx", {}).get("error", e["msg"]))
     else:
         msg = f"{e['msg']} (got {e.get('input')!r})"
-    if len(errors) > 1:
-        msg += f" [and {len(errors) - 1} more problem(s) after this one is fixed]"
     return GridError(file, path, msg)

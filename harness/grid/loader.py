@@ -31,13 +31,20 @@ class Grid:
 
 
 def load_grid(path: str | Path) -> Grid:
-    """Parse and validate ``path``; every problem is a :class:`GridError` (one line)."""
+    """Parse and validate ``path``; problems are a :class:`GridError` (one line each)."""
     path = Path(path)
     file = str(path)
     if not path.is_file():
         raise GridError(file, "", "no such grid file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GridError(file, "", f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                        f"{e.start}); a grid file is YAML text") from None
+    except OSError as e:
+        raise GridError(file, "", f"cannot read the grid file: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

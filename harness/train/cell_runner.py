@@ -239,7 +239,7 @@ def _train_and_decode(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], di
     final = last_epoch(trainer.ckpt_dir)
     if final is None:
         raise RuntimeError(f"training wrote no epoch checkpoint in {trainer.ckpt_dir}")
-    keys = {DecodeSettings.from_config(cell.config).key(m) for m in cell.config.decode.methods}
+    keys = {DecodeSettings.from_config(cell.config).key(m) for m in cell.config.decode_methods}
     already = store is not None and any(
         r["epoch"] == final and r["decode_key"] in keys for r in store.rows("wers", cell_id=cell.cell_id))
     if not (cell.config.decode.every_epoch and already):

@@ -35,18 +35,37 @@ def dir_lock(path: Path) -> Iterator[None]:
 
 
 def ensure_prepared(cfg: DataSection) -> Any:
-    """Load the prepared corpus in ``cfg.dir``, preparing it first if it is missing."""
+    """Load the prepared corpus in ``cfg.dir``, preparing it first if it is missing.
+
+    A folder prepared with other options than the cell's (``tier: tiny`` where the cell
+    says ``easy``) is an error, never silently used; its recorded changes are checked
+    against the cell's ``oov_chars`` / ``allow_dropped`` as ``prepare_corpus`` does."""
     out = Path(cfg.dir)
     with dir_lock(out):
         try:
-            return PreparedCorpus.load(out)
+            prepared = PreparedCorpus.load(out)
         except Exception:
-            pass
+            prepared = None
+        if prepared is not None:
+            _check_prepared(cfg, out)
+            return prepared
         if cfg.corpus != "synthetic" and not (cfg.src_dir and Path(cfg.src_dir).exists()):
             raise FileNotFoundError(
                 f"data.dir {out} holds no prepared {cfg.corpus} corpus and data.src_dir "
                 f"({cfg.src_dir!r}) does not exist: point data.src_dir at the raw corpus")
         return prepare_corpus(cfg.corpus, out, src_dir=cfg.src_dir, **cfg.options)
+
+
+def _check_prepared(cfg: DataSection, out: Path) -> None:
+    from harness.data.errors import DataError
+    from harness.data.prepare import Checks, check_recorded_changes, prepared_mismatch
+
+    diff = prepared_mismatch(out, cfg.corpus, cfg.src_dir, cfg.options)
+    if diff:
+        raise DataError(f"data.dir {out} was prepared with other options than the cell's "
+                        f"{diff} (recorded, asked); use another data.dir or delete it to prepare again")
+    check_recorded_changes(out, Checks(cfg.corpus, oov_chars=cfg.options.get("oov_chars", "report"),
+                                       allow_dropped=cfg.options.get("allow_dropped", False)))
 
 
 def load_cell_data(cfg: DataSection) -> CellData:

@@ -152,6 +152,4 @@ def test_export_bad_input(tmp_path, capsys):
     assert one_line_error(capsys) == "error: --frames: must be >= 1, got 0"
     assert main(["export", str(src), "--format", "torchscript", "--out", str(tmp_path / "o"), "--frames", "5"]) == 2
     assert "frames=5 is below Conv-Embed's minimum of 7" in one_line_error(capsys)
-    with pytest.raises(SystemExit) as e:
-        main(["export", str(src), "--format", "tflite", "--out", str(tmp_path / "o")])
-    assert e.value.code == 2
+    assert main(["export", str(src), "--format", "tflite", "--out", str(tmp_path / "o")]) == 2

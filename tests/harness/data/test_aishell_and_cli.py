@@ -82,7 +82,7 @@ def test_cli_prepare_and_load(tmp_path, capsys):
     (["--corpus", "librispeech"], "needs --src"),
     (["--corpus", "librispeech", "--src", "/nonexistent/LibriSpeech"], "does not exist"),
     (["--corpus", "aishell", "--src", ".", "--tier", "easy"], "synthetic only"),
-    (["--corpus", "synthetic", "--hours", "-2"], "hours=-2"),
+    (["--corpus", "synthetic", "--hours", "-2"], "error: harness data prepare: argument --hours: must be > 0"),
 ])
 def test_cli_errors_are_named(tmp_path, capsys, argv, message):
     rc = main(["data", "prepare", "--out", str(tmp_path / "o"), "--quiet", *argv])

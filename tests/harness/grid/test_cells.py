@@ -69,8 +69,11 @@ def test_plan_prints_cells_params_and_the_cost_assumption(write_grid, capsys, tm
         "  overrides: {num_encoder_layers: [1, 1, 1, 1, 1, 1]}\n", "")
     text = text.replace("corpus: synthetic, dir: DATA", "corpus: librispeech, dir: DATA")
     path = write_grid(text + "ablations:\n  - {name: small-m, set: {variant: zipformer-m}}\n")
-    assert main(["plan", path, "--no-flops", "--gpus", "4"]) == 0
+    assert main(["plan", path, "--no-flops", "--gpus", "4"]) == 2  # no LibriSpeech here
+    assert "data.src_dir" in capsys.readouterr().err
+    assert main(["plan", path, "--no-flops", "--gpus", "4", "--no-data-check"]) == 0
     out = capsys.readouterr().out
+    assert "decoding: ctc_greedy_search (2 cell(s))" in out  # the CTC default, as the authors decode
     lines = out.splitlines()
     base = next(ln for ln in lines if " base " in ln)
     m = next(ln for ln in lines if " small-m " in ln)

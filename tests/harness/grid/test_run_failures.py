@@ -19,13 +19,20 @@ def _grid(write_grid, tmp_path):
 def test_every_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tmp_path, capsys):
     path = _grid(write_grid, tmp_path)
     grid, cells = load_cells(path)
-    assert main(["run", path]) == 1  # some cells failed
+    # a source folder that does not exist is refused before any cell starts
+    assert main(["run", path]) == 2
+    assert "base.data.src_dir: no such directory" in capsys.readouterr().err
+    assert not grid.store_path.exists()
+    # one whose parts hold no utterances passes the checks and fails when the corpus is prepared
+    for part in ("train-clean-100", "dev-clean", "test-clean", "test-other"):
+        (tmp_path / "nowhere" / part).mkdir(parents=True)
+    assert main(["run", path]) == 1  # the cell failed
     err = capsys.readouterr().err
     store = ResultsStore(grid.spec.store)
     for c in cells:
         row = store.cell(c.cell_id)
         assert row["status"] == "failed", row
-        assert "FileNotFoundError" in row["error"] and "data.src_dir" in row["error"]
+        assert "EmptySplitError" in row["error"] and "no transcribed utterances" in row["error"]
         assert f"cell {c.cell_id} {c.name}: failed" in err
     names = ", ".join(f"{c.cell_id} {c.name}" for c in cells)
     assert err.strip().splitlines()[-1] == f"grid t: 0 done; 2 failed: {names}"
