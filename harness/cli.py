@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except UserError as e:
         return user_error(str(e))
+    except KeyboardInterrupt:  # Ctrl-C outside a runner's own handling (data prepare, plan, ...)
+        print(f"harness {name}: interrupted (SIGINT)", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (``harness variants | head``): end quietly; point stdout at
         # /dev/null so the interpreter's final flush does not raise again

@@ -49,8 +49,10 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _stage(name: str, fn: Callable[[], int], results: dict[str, str]) -> None:
+def _stage(name: str, fn: Callable[[], int], results: dict[str, str]) -> int:
+    """Run one stage; its exit status (1 when it raised), recorded in ``results``."""
     t0 = time.time()
+    rc = 1
     print(f"\n=== {name} ===", flush=True)
     try:
         rc = fn()
@@ -60,6 +62,7 @@ def _stage(name: str, fn: Callable[[], int], results: dict[str, str]) -> None:
     except Exception as e:  # report and go on: the later stages still have something to show
         results[name] = f"failed: {type(e).__name__}: {e}"
     print(f"=== {name}: {results[name]} ({time.time() - t0:.0f} s) ===", flush=True)
+    return rc
 
 
 def _command(module: str, argv: list[str]) -> int:
@@ -101,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
     _stage("data", prepare, results)
     workers = args.workers or default_workers()
-    _stage("run", lambda: _command("harness.commands.run",
-                                   [str(grid_file), "--store", store, "--workers", str(workers)]), results)
+    rc = _stage("run", lambda: _command("harness.commands.run",
+                                        [str(grid_file), "--store", store, "--workers", str(workers)]), results)
+    if rc in (130, 143):  # stopped by SIGINT/SIGTERM: the later stages would only report a half-run grid
+        print(f"demo stopped: the run stage was interrupted (exit {rc}); rerun `harness demo` to resume")
+        return rc
     variants = sorted({c.variant for c in cells})
     if "profile" not in args.skip:
         # the grid's variants only: all 18 registered variants took ~8 CPU-min here, the two of
