@@ -94,9 +94,13 @@ def profile_variants(variants: list[str], objectives: Iterable[str] = DEFAULT_OB
     them better than one variant's threads, since much of a profiled forward
     pass is single-threaded Python (the profilers' hooks).
     """
+    import functools
     import multiprocessing
     import os
+    import signal
     from concurrent.futures import ProcessPoolExecutor
+
+    from harness.processes import die_with_parent
 
     objectives = check_objectives(objectives)
     if jobs < 1:
@@ -112,7 +116,9 @@ def profile_variants(variants: list[str], objectives: Iterable[str] = DEFAULT_OB
                 progress(variant, cpu_s)
         return rows
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # spawned workers die with this process (prctl looked up in the child: not picklable)
+    tie = functools.partial(die_with_parent, signal.SIGKILL, os.getpid())
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=tie) as pool:
         for variant, (r, cpu_s) in zip(variants, pool.map(_profile_job, work)):
             rows += r
             if progress:
