@@ -108,28 +108,24 @@ def store_path(args: argparse.Namespace, grid: Grid) -> Path:
 
 
 def open_store(path: str | Path | None) -> Any:
-    """The results store at ``path`` (None: the default); a file that is not one is a
-    :class:`UserError`."""
-    import sqlite3
-
-    from harness.store import ResultsStore, default_store_path
+    """The results store at ``path`` (None: the default); a file that is not one (or is
+    empty, locked, read-only) is a :class:`UserError` naming it (the store's own
+    :class:`StoreError` message)."""
+    from harness.store import ResultsStore
     from harness.store.results_store import StoreError
 
     try:
         return ResultsStore(path)
     except StoreError as e:
         raise UserError(str(e)) from None
-    except sqlite3.DatabaseError as e:
-        raise UserError(f"{path or default_store_path()}: not a results store ({e}); allowed: a store "
-                        "written by harness, or a path that does not exist yet") from None
 
 
 def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
     """The grid's results store path and the store opened read-only (None if there is none
     and no cell has run yet: reading commands never create or change a store).
 
-    Raises :class:`harness.store.results_store.StoreError` (one line naming the file) if the
-    store is empty, corrupt or locked, or missing although cells of the grid have run.
+    Raises :class:`UserError` (one line naming the file) if the store is empty, corrupt or
+    locked, or missing although cells of the grid have run.
     """
     from harness.store import ResultsStore
     from harness.store.results_store import StoreError
@@ -139,10 +135,13 @@ def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
         ran = [p for p in (Path(grid.run_root).iterdir() if Path(grid.run_root).is_dir() else [])
                if (p / "config.yaml").exists()]
         if ran:
-            raise StoreError(f"{path}: no results store, although {len(ran)} cell(s) of this grid ran in "
-                             f"{grid.run_root}; it was moved or deleted: restore it, or pass --store")
+            raise UserError(f"{path}: no results store, although {len(ran)} cell(s) of this grid ran in "
+                            f"{grid.run_root}; it was moved or deleted: restore it, or pass --store")
         return path, None
-    return path, ResultsStore(path, readonly=True)
+    try:
+        return path, ResultsStore(path, readonly=True)
+    except StoreError as e:
+        raise UserError(str(e)) from None
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from harness.store.results_store import StoreError
+from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
 from .common import add_grid_argument, existing_store, load_or_report, positive_int, user_error
-from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     grid, cells = loaded
-    try:
-        _, store = existing_store(args, grid)
-    except StoreError as e:
-        return user_error(str(e))
+    _, store = existing_store(args, grid)
     print(f"grid {grid.name} ({grid.path}): {len(cells)} cell(s)"
           + (f" - {grid.spec.description}" if grid.spec.description else ""))
     header = f"{'cell':<12}  {'name':<28} {'variant':<34} {'objective':<10} {'params(M)':>9} " \

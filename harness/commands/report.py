@@ -128,8 +128,6 @@ def build_report(stores: Path | Sequence[Path], out: Path,
 def run(args: argparse.Namespace) -> int:
     from harness.grid.cells import load_cells
     from harness.grid.errors import GridError
-    import sqlite3
-
     from harness.store import default_store_path
     from harness.store.results_store import StoreError
 
@@ -149,11 +147,8 @@ def run(args: argparse.Namespace) -> int:
         stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
     try:
         index, missing = build_report(stores, Path(args.out), cell_ids)
-    except StoreError as e:
+    except StoreError as e:  # every store fault (not SQLite, empty, locked, ...) as one line
         return user_error(str(e))
-    except sqlite3.DatabaseError as e:
-        raise UserError(f"--store {' '.join(map(str, stores))}: not a results store ({e}); allowed: "
-                        "a store written by harness, or a path that does not exist") from None
     except (FileExistsError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}") from None
     for m in missing:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.store.results_store import StoreError
-
-from .common import add_grid_argument, existing_store, load_or_report, user_error
+from .common import add_grid_argument, existing_store, load_or_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     grid, cells = loaded
-    try:
-        spath, store = existing_store(args, grid)
-    except StoreError as e:
-        return user_error(str(e))
+    spath, store = existing_store(args, grid)
     print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
     print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10} "
           f"{'ETA':>7} {'disk':>8}  WER")

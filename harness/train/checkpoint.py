@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from harness.atomic import atomic_path
+from variants.optim import tensor_bytes
 
 _STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
@@ -43,17 +44,6 @@ class NoSpaceError(OSError):
 #: headroom over the tensors' bytes (pickled structure, optimizer scalars, the config)
 SPACE_MARGIN = 1.05
 SPACE_EXTRA = 1 << 20
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of every tensor in a (nested) checkpoint dict."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
 
 
 def free_bytes(folder: Path) -> int:

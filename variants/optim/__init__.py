@@ -35,7 +35,7 @@ __all__ = [
     "OPTIMIZERS", "SCHEDULERS", "DEFAULT_LR", "build_optimizer", "build_scheduler",
     "default_scheduler_for", "schedule_curve", "ScaledAdam", "Eden", "Noam",
     "BatchEpochSchedule", "MedianGradClipping", "ClippingEvent", "eden_lr", "eden_factor",
-    "noam_lr", "noam_factor", "named_parameter_groups", "optimizer_state_bytes",
+    "noam_lr", "noam_factor", "named_parameter_groups", "optimizer_state_bytes", "tensor_bytes",
 ]
 
 OPTIMIZERS: tuple[str, ...] = ("scaled_adam", "adam")
@@ -141,16 +141,17 @@ def schedule_curve(name: str, steps: Iterable[int], **kw: Any) -> list[tuple[int
     return [(int(s), eden_lr(s, math.floor(s / per_epoch), **kw)) for s in steps]
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a (nested) dict, list or tuple: optimizer state, a checkpoint."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Total bytes of the tensors held in ``optimizer.state`` (nested dicts included)."""
-
-    def size(value: Any) -> int:
-        if isinstance(value, torch.Tensor):
-            return value.numel() * value.element_size()
-        if isinstance(value, dict):
-            return sum(size(v) for v in value.values())
-        if isinstance(value, (list, tuple)):
-            return sum(size(v) for v in value)
-        return 0
-
-    return sum(size(v) for v in optimizer.state.values())
+    return sum(tensor_bytes(v) for v in optimizer.state.values())
