@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="average with the running-average model (default: decode.use_averaged_model; "
                         "with --checkpoint: off)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help=f"decoding methods, of {', '.join(METHOD_HEADS)} (default: decode.methods)")
+                   help=f"decoding methods, of {', '.join(METHOD_HEADS)} (default: decode.methods; with "
+                        "--checkpoint: the default methods of the checkpoint's objective)")
     p.add_argument("--beam", type=positive_int, help="beam of the beam searches (default: decode.beam)")
     p.add_argument("--test-sets", nargs="+", metavar="SET", help="test splits (default: data.test_sets, else all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -84,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(base, args):
-    from harness.decoding import DecodeSettings
-
-    base = base or DecodeSettings(methods=("greedy_search",))
     return base.with_(methods=tuple(args.methods) if args.methods else None, beam=args.beam,
                       use_averaged_model=args.use_averaged_model,
                       test_sets=tuple(args.test_sets) if args.test_sets else None)
@@ -165,7 +163,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         return user_error("decode --checkpoint: give --data DIR (the prepared corpus to decode)")
     paths = [Path(p) for p in args.checkpoint]
     try:
-        settings = _settings(DecodeSettings(methods=("greedy_search",), use_averaged_model=False), args)
+        # no methods: the checkpoint objective's default ones (known once the checkpoint is read)
+        settings = _settings(DecodeSettings(methods=(), use_averaged_model=False), args)
         data = load_test_data(args.data, settings.test_sets)
     except (ValueError, KeyError, FileNotFoundError) as e:
         return user_error(f"decode --checkpoint: {e.args[0] if e.args else e}")

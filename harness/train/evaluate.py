@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from harness.config import Cell
+from harness.config.schema import default_decode_methods
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
 from harness.decoding import DecodeSettings, ErrorStats, available_methods, decode, error_rate
 from harness.decoding.result_files import write_errs, write_recogs, write_wer_summary
@@ -185,7 +186,9 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
                        out_dir: Path, log: logging.Logger, variant: Optional[str] = None,
                        objective: Optional[str] = None) -> list[DecodeResult]:
     """Decode checkpoint file(s) outside any grid: one file's weights (its running average with
-    ``settings.use_averaged_model``), or several files averaged plainly."""
+    ``settings.use_averaged_model``), or several files averaged plainly. Empty
+    ``settings.methods``: the default methods of the checkpoint's objective, as a grid cell
+    without a ``decode.methods`` gets."""
     from .model_average import average_plain
 
     states = load_checkpoints(paths)
@@ -221,7 +224,9 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
                               f"vocabulary of {data.tokenizer.vocab_size}: {first[:300]}") from None
     log.info("decoding %s: weights of %s", variant, note)
     settings = settings.with_(avg=len(states))
-    methods = applicable_methods(settings.methods, model, str(objective), log)
+    wanted = settings.methods or tuple(default_decode_methods(
+        objective if isinstance(objective, str) else list(objective)))
+    methods = applicable_methods(wanted, model, str(objective), log)
     stats = decode_model(model, data, settings, methods, device, out_dir, f"{variant}: {note}")
     epoch = states[-1].get("epoch")
     return [DecodeResult(t, m, int(epoch) if epoch is not None else None, settings.key(m), note, st)

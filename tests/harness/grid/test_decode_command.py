@@ -94,6 +94,11 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
     assert main(["decode", "--checkpoint", str(tmp_path / "imported.pt"), "--data", cell.config.data.dir,
                  "--methods", "ctc_greedy_search", "--test-sets", "test"]) == 0
     assert (tmp_path / "decode-imported" / "wer-summary-test.txt").exists()
+    # without --methods: the objective's default (CTC: ctc_greedy_search), as a grid cell gets
+    assert main(["decode", "--checkpoint", str(tmp_path / "imported.pt"), "--data", cell.config.data.dir,
+                 "--test-sets", "test", "--out", str(tmp_path / "default-methods")]) == 0
+    assert sorted(p.name for p in (tmp_path / "default-methods").glob("recogs-*")) == [
+        "recogs-test-ctc_greedy_search.txt"]
 
 
 def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
