@@ -11,21 +11,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: what the neutral helper modules may never import
+NEUTRAL_FORBIDDEN = ["harness.config", "harness.data", "harness.losses", "harness.decoding",
+                     "harness.train", "harness.grid", "harness.commands", "harness.profile",
+                     "harness.report", "harness.store"]
+
 #: package -> packages it may never import (any import of them or their submodules)
 FORBIDDEN = {
     "variants": ["harness"],
-    "harness.atomic": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
-                       "harness.train", "harness.grid", "harness.commands", "harness.profile",
-                       "harness.report", "harness.store"],
-    "harness.locks": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
-                      "harness.train", "harness.grid", "harness.commands", "harness.profile",
-                      "harness.report", "harness.store"],
-    "harness.processes": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
-                          "harness.train", "harness.grid", "harness.commands", "harness.profile",
-                          "harness.report", "harness.store"],
-    "harness.tables": ["harness.config", "harness.data", "harness.losses", "harness.decoding",
-                       "harness.train", "harness.grid", "harness.commands", "harness.profile",
-                       "harness.report", "harness.store"],
+    # the neutral helpers import no other harness package
+    **{helper: NEUTRAL_FORBIDDEN for helper in ("harness.atomic", "harness.locks", "harness.processes",
+                                                "harness.tables")},
     "harness.config": ["harness.data", "harness.losses", "harness.decoding", "harness.train",
                        "harness.grid", "harness.commands", "harness.profile", "harness.report"],
     "harness.data": ["harness.losses", "harness.decoding", "harness.train", "harness.grid",
