@@ -1,0 +1,46 @@
+"""``train.compile``: the encoder's forward and backward through ``torch.compile``.
+
+What is compiled: the encoder stacks (``model.encoder``), in place
+(``nn.Module.compile``: parameter names, checkpoints and the running average
+are unchanged), with dynamic shapes so that batches of another size or length
+reuse the compiled code instead of compiling again. Conv-Embed, the heads and
+the losses stay eager (Conv-Embed checks its lengths' values, which a compiled
+graph cannot branch on without recompiling). Balancer, Whitener and dropout
+draw Python random numbers each step: they stay outside the compiled graphs
+(graph breaks), so their schedules act exactly as in eager mode.
+
+The arithmetic is the eager one up to float rounding (inductor fuses
+element-wise chains and may reorder sums); tests/harness/test_train_compile.py
+compares a compiled training step with the eager one on the CPU backend.
+"""
+from __future__ import annotations
+
+import time
+
+from torch import nn
+
+#: torch.compile's settings for the encoder
+COMPILE_OPTIONS = {"dynamic": True}
+
+
+def compile_encoder(model: nn.Module) -> None:
+    """Compile ``model.encoder`` in place (the first forward then compiles)."""
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ValueError("train.compile: the model has no encoder module to compile")
+    encoder.compile(**COMPILE_OPTIONS)
+
+
+class CompileTimer:
+    """The first step's extra time (compilation) against the median of later steps."""
+
+    def __init__(self) -> None:
+        self.first_s: float | None = None
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.first_s is None:
+            self.first_s = time.perf_counter() - self._t0
