@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .activation import create_activation
 from .balancer import make_balancer
 from .convnext import ConvNeXt
@@ -125,6 +126,9 @@ class ConvEmbed(nn.Module):
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
             y = self.conv[0](y)
+            if fast_paths.enabled() and y.device.type == "cpu":
+                # channels-last from here on: the next convolutions and ConvNeXt run faster
+                y = y.contiguous(memory_format=torch.channels_last)
             y = _ScaleGrad.apply(y, 0.2)
             y = self.conv[1:](y)
         else:

@@ -39,7 +39,7 @@ class ConvNeXt(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast_paths.enabled() and x.device.type == "cpu":
+        if fast_paths.enabled() and x.device.type == "cpu" and not torch.compiler.is_exporting():
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
             # and the point-wise ones become plain matrix products (see _pointwise)
             y = self.depthwise_conv(x.contiguous(memory_format=torch.channels_last))
