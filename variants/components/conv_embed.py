@@ -60,6 +60,9 @@ def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) ->
     pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[time_dim] = t
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        # keeps the channels-last layout (out-of-place masked_fill returns it contiguous)
+        return x.clone().masked_fill_(pad.view(shape), 0.0)
     return x.masked_fill(pad.view(shape), 0.0)
 
 
