@@ -6,8 +6,14 @@ are unchanged), with dynamic shapes so that batches of another size or length
 reuse the compiled code instead of compiling again. Conv-Embed, the heads and
 the losses stay eager (Conv-Embed checks its lengths' values, which a compiled
 graph cannot branch on without recompiling). Balancer, Whitener and dropout
-draw Python random numbers each step: they stay outside the compiled graphs
-(graph breaks), so their schedules act exactly as in eager mode.
+draw Python random numbers each step: Dynamo breaks the graph there, so their
+schedules act exactly as in eager mode.
+
+Known limit (measured on CPU): Dynamo guards on those random draws and on
+the schedule values (ScheduledFloat) it reads, so training steps recompile as
+they change, until each frame's cache limit sends it back to eager; that and
+the compile time (~100 s of CPU for the demo's Zipformer) are why
+``train.compile`` is off by default.
 
 The arithmetic is the eager one up to float rounding (inductor fuses
 element-wise chains and may reorder sums); tests/harness/test_train_compile.py
