@@ -21,8 +21,6 @@ compares a compiled training step with the eager one on the CPU backend.
 """
 from __future__ import annotations
 
-import time
-
 from torch import nn
 
 #: torch.compile's settings for the encoder
@@ -36,17 +34,3 @@ def compile_encoder(model: nn.Module) -> None:
         raise ValueError("train.compile: the model has no encoder module to compile")
     encoder.compile(**COMPILE_OPTIONS)
 
-
-class CompileTimer:
-    """The first step's extra time (compilation) against the median of later steps."""
-
-    def __init__(self) -> None:
-        self.first_s: float | None = None
-        self._t0 = 0.0
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def stop(self) -> None:
-        if self.first_s is None:
-            self.first_s = time.perf_counter() - self._t0
