@@ -444,3 +444,33 @@ def seeds_needed(v: Verdict, level: float = 0.95) -> Optional[int]:
     return stats.seeds_to_resolve(v.delta, v.delta_seed_sd or 0.0, v.within_half_width, v.n_seeds,
                                   level=level)
 
+
+
+def verdicts_table(grid_name: str, verdicts: list[Verdict]) -> Any:
+    """The report's table of :func:`grid_verdicts`: our verdict beside the paper's difference."""
+    from harness.tables import Table
+
+    base = next((v.baseline for v in verdicts if v.baseline), "")
+    t = Table(title=f"Verdicts, grid {grid_name}: each row vs the baseline row {base} (95% CIs)",
+              columns=["row", "seeds", "test set", "method", "WER/CER % [95% CI]", "std over seeds",
+                       f"diff vs {base} [95% CI]", "P(better)", "MAPSSWE p", "verdict",
+                       "resolvable (±)", "paper diff", "paper comparison"],
+              digits={"std over seeds": 2, "P(better)": 2, "MAPSSWE p": 3, "resolvable (±)": 2})
+    for v in verdicts:
+        t.add([v.row, v.n_seeds, v.test_set, v.method, v.wer_text(), v.wer_std, v.delta_text(),
+               v.p_improvement, v.mapsswe_p, v.verdict or v.note or "—", v.resolvable,
+               "—" if v.paper_delta is None else f"{v.paper_delta:+.2f}", v.paper or "—"])
+    t.notes = [
+        "WER/CER: the mean over the row's seeds, with a 95% bootstrap confidence interval (speaker "
+        "blocks of utterances resampled, and seeds when the row has several); diff: row - baseline in "
+        "points, paired on the same utterances and equal seeds (negative: the row is better); "
+        "P(better): the share of resamples in which the row's error rate is lower.",
+        "verdict: where the paper reports the same comparison (its difference in 'paper diff'), "
+        "holds / reversed when the CI excludes 0 with the paper's sign / the opposite sign; elsewhere "
+        "better / worse; not resolved when the CI spans 0. resolvable: the CI's half-width, the "
+        "smallest difference this budget could resolve.",
+    ]
+    if any(v.note == RE_DECODE or (v.note or "").endswith(RE_DECODE) for v in verdicts):
+        t.notes.append(f"Decodes recorded before per-utterance results were stored have point "
+                       f"estimates only: {RE_DECODE}.")
+    return t

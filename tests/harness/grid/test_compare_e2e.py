@@ -80,7 +80,7 @@ def test_two_rows_two_seeds_run_compare_report(tiny_grid, tmp_path):
     assert "Verdicts" in page and "layernorm" in page
     for ts in ("test", "test_held_out"):
         for ext in ("png", "pdf"):
-            f = tmp_path / "report" / f"forest-{grid.name}-{ts}.{ext}"
+            f = tmp_path / "report" / f"forest-{grid.name}-{ts.replace('_', '-')}.{ext}"
             assert f.stat().st_size > 1000, f
 
 
