@@ -92,7 +92,8 @@ def _resampled_wers(columns: np.ndarray, block_len: np.ndarray, resamples: int,
 
 
 def _percentile(values: np.ndarray, point: float, level: float) -> Interval:
-    lo, hi = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])
+    quantile = np.quantile if np.isfinite(values).all() else np.nanquantile  # nan: a resample of empty references
+    lo, hi = quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return Interval(float(point), float(lo), float(hi))
 
 
@@ -138,8 +139,9 @@ def _pairs(n_row: int, n_base: int, seeds_row, seeds_base) -> tuple[np.ndarray, 
             raise ValueError(f"{name}: expected {n} labels (one per seed), got {len(labels)}")
         if len(set(labels)) != n:
             raise ValueError(f"{name}: seed labels must be distinct, got {labels}")
-    where_base = {label: i for i, label in enumerate(labels_base)}
-    common = [(i, where_base[label]) for i, label in enumerate(labels_row) if label in where_base]
+    where_row = {label: i for i, label in enumerate(labels_row)}
+    # in the baseline's order, so that reordering the row's seeds changes nothing
+    common = [(where_row[label], j) for j, label in enumerate(labels_base) if label in where_row]
     return (np.array([i for i, _ in common], dtype=np.intp),
             np.array([j for _, j in common], dtype=np.intp))
 
