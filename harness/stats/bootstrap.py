@@ -131,9 +131,15 @@ def summarize(errors, ref_len, groups=None, *, resamples: int = 10_000, seed: in
 
 
 def _pairs(n_row: int, n_base: int, seeds_row, seeds_base) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices of the seeds both rows share, by label (by position without labels)."""
-    labels_row = list(range(n_row)) if seeds_row is None else list(seeds_row)
-    labels_base = list(range(n_base)) if seeds_base is None else list(seeds_base)
+    """Column indices of the seeds both rows share, by label; without labels by position
+    when both rows have as many seeds, else none."""
+    if (seeds_row is None) != (seeds_base is None):
+        raise ValueError("seeds_row and seeds_base: give the seed labels of both rows or of neither")
+    if seeds_row is None:
+        if n_row != n_base:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        seeds_row, seeds_base = range(n_row), range(n_base)
+    labels_row, labels_base = list(seeds_row), list(seeds_base)
     for name, labels, n in (("seeds_row", labels_row, n_row), ("seeds_base", labels_base, n_base)):
         if len(labels) != n:
             raise ValueError(f"{name}: expected {n} labels (one per seed), got {len(labels)}")
@@ -152,9 +158,10 @@ def compare(errors_row, errors_base, ref_len, groups=None, *, seeds_row: Sequenc
     """The paired difference row - baseline of corpus WER (%), on the same utterances.
 
     Every resample draws the speaker blocks once for both rows. Seeds with the same
-    label (``seeds_row``/``seeds_base``; by position when both are None) are paired and
-    drawn together; only the paired seeds enter the difference. With no label in
-    common each row's seeds are drawn independently and ``n_pairs`` is 0.
+    label (``seeds_row``/``seeds_base``, one label per row of the errors) are paired and
+    drawn together; only the paired seeds enter the difference. Without labels the
+    seeds pair by position when both rows have as many. With no pair each row's seeds
+    (all of them) are drawn independently and ``n_pairs`` is 0.
     """
     _check_options(resamples, level)
     er, eb = _errors_2d(errors_row, "errors_row"), _errors_2d(errors_base, "errors_base")

@@ -107,6 +107,12 @@ def test_pairing_equal_seeds_narrows_the_paired_interval_when_seeds_share_noise(
     assert some.n_pairs == 2
     two = compare(row[1:], base[:2], ref_len, spk, seeds_row=[2, 3], seeds_base=[2, 3], resamples=500)
     assert some.delta == pytest.approx(two.delta)
+    # without labels: by position when the counts agree, else independent over all seeds
+    assert compare(row, base, ref_len, spk, resamples=500) == compare(
+        row, base, ref_len, spk, seeds_row=[1, 2, 3], seeds_base=[1, 2, 3], resamples=500)
+    unlabelled = compare(row[:1], base, ref_len, spk, resamples=500)
+    assert unlabelled.n_pairs == 0
+    assert unlabelled.delta == pytest.approx(100 * (row[0].sum() - base.sum() / 3) / ref_len.sum())
     # pairing is by label, not position
     shuffled = compare(row[[2, 0, 1]], base, ref_len, spk, seeds_row=[3, 1, 2], seeds_base=[1, 2, 3],
                        resamples=500)
@@ -162,8 +168,10 @@ def test_memory_stays_bounded_for_10000_resamples_of_5000_utterances_by_3_seeds(
     (lambda: summarize(np.ones(3), [1, 1, 1], resamples=0), "resamples"),
     (lambda: summarize(np.ones(3), [1, 1, 1], level=1.0), "level"),
     (lambda: compare(np.ones(3), np.ones(4), [1, 1, 1]), "different numbers of utterances"),
-    (lambda: compare(np.ones((2, 3)), np.ones(3), [1, 1, 1], seeds_row=[1]), "seeds_row"),
-    (lambda: compare(np.ones((2, 3)), np.ones(3), [1, 1, 1], seeds_row=[1, 1]), "distinct"),
+    (lambda: compare(np.ones((2, 3)), np.ones(3), [1, 1, 1], seeds_row=[1], seeds_base=[1]), "seeds_row"),
+    (lambda: compare(np.ones((2, 3)), np.ones((2, 3)), [1, 1, 1], seeds_row=[1, 1], seeds_base=[1, 2]),
+     "distinct"),
+    (lambda: compare(np.ones(3), np.ones(3), [1, 1, 1], seeds_row=[1]), "both rows or of neither"),
 ])
 def test_bad_input_is_a_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
