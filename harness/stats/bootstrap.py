@@ -11,7 +11,7 @@ percentiles of the resampled statistic.
 
 Vectorised: a chunk of resamples becomes a matrix of block counts (resample x
 block) and every WER of the chunk is one matrix product with the per-block error
-and length sums. Chunks keep memory to a few tens of MB whatever the test set.
+and length sums. Chunks keep memory to a few MB whatever the test set and the number of resamples.
 """
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ import numpy as np
 from .intervals import Comparison, Interval, RowSummary
 from .mapsswe import mapsswe_p
 
-#: elements of one chunk's (resamples x blocks) matrices; ~20 bytes each in all
-CHUNK_ELEMENTS = 1 << 20
+#: elements of one chunk's (resamples x blocks) matrices, ~20 bytes each in all: a few MB,
+#: cache-friendly (measured on 5,000 blocks: 2**18 takes 0.85x the CPU time of 2**20, 0.6x of 2**21)
+CHUNK_ELEMENTS = 1 << 18
 
 
 def _errors_2d(errors, name: str) -> np.ndarray:

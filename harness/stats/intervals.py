@@ -20,6 +20,11 @@ class Interval:
         """Half the interval's width: the smallest difference this interval resolves."""
         return (self.hi - self.lo) / 2
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(lo, hi)``."""
+        return (self.lo, self.hi)
+
     def excludes_zero(self) -> bool:
         return self.lo > 0 or self.hi < 0
 

@@ -27,6 +27,7 @@ def test_verdict_of_an_interval(lo, hi, paper, expected):
 
 def test_half_width_is_the_smallest_resolvable_difference():
     assert Interval(1.0, 0.5, 1.7).half_width == pytest.approx(0.6)
+    assert Interval(1.0, 0.5, 1.7).bounds == (0.5, 1.7)
 
 
 def test_mapsswe_against_hand_computed_cases():
