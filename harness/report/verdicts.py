@@ -396,13 +396,10 @@ def compare_rows(rows: list[GridRow], baseline: str, snapshot: Any, *,
                     v.n_pairs = int(c.n_pairs)
                     v.verdict = stats.verdict(c, v.paper_delta)
                     v.resolvable = float(c.ci.half_width)
-                    v.within_half_width = v.resolvable
-                    pair = [(i, bseeds.index(sd)) for i, sd in enumerate(seeds) if sd in bseeds]
-                    if len(pair) > 1:  # the utterance-level part alone: one seed pair
-                        i, j = pair[0]
-                        one = stats.compare(errors[i], berrors[j], info["ref_len"], _groups(info["speakers"]),
-                                            resamples=max(1000, resamples // 5), seed=seed, level=level)
-                        v.within_half_width = float(one.ci.half_width)
+                    if c.within_ci is not None:
+                        v.within_half_width = float(c.within_ci.half_width)
+                    if c.n_pairs > 1:
+                        v.delta_seed_sd = float(c.seed_sd)
             out.append(v)
     return out
 
