@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", nargs="+", default=None, metavar="PATH",
                    help="results store(s) to read, every cell in them")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--compare", nargs="+", default=None, metavar="GRID",
+                   help="grids whose rows get verdicts with confidence intervals and forest plots "
+                        "(default: the GRID arguments, else the experiments/ grids the store's cells "
+                        "belong to)")
 
 
 def experiment_stores(root: Path = Path("experiments")) -> list[Path]:
@@ -196,6 +200,13 @@ def run(args: argparse.Namespace) -> int:
         cell_ids = (cell_ids or set()) | {c.cell_id for c in cells}
         if not args.store and grid.store_path not in stores:
             stores.append(grid.store_path)
+    if args.compare:
+        grids = []
+        for g in args.compare:
+            try:
+                grids.append(load_cells(g))
+            except GridError as e:
+                return user_error(str(e))
     if not stores:
         stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
     try:

@@ -25,7 +25,15 @@ def _seeded(path: str, seeds: str = "[1, 2]") -> str:
     return path
 
 
-def test_two_rows_two_seeds_run_compare_report(tiny_grid, tmp_path):
+def _in_process(capsys, *args: str) -> tuple[int, str, str]:
+    from harness.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_two_rows_two_seeds_run_compare_report(tiny_grid, tmp_path, capsys):
     path = _seeded(tiny_grid(name="cmp", rows="  - {name: layernorm, set: {overrides.norm: layer_norm}}\n",
                              train="epochs: 1, max_steps: 2, save_every_n: 1, average_period: 1"))
     grid, cells = load_cells(path)
@@ -47,9 +55,9 @@ def test_two_rows_two_seeds_run_compare_report(tiny_grid, tmp_path):
             assert int(u["ref_len"].sum()) == w["ref_words"] and int(u["errors"].sum()) == w["errors"]
             assert (int(u["sub"].sum()), int(u["del"].sum()), int(u["ins"].sum())) == (w["sub"], w["del"], w["ins"])
 
-    cmp = _harness("compare", path, "--json", "--resamples", "500", "--seed", "3")
-    assert cmp.returncode == 0, cmp.stderr
-    lines = [json.loads(line) for line in cmp.stdout.splitlines()]
+    rc, cmp, err = _in_process(capsys, "compare", path, "--json", "--resamples", "500", "--seed", "3")
+    assert rc == 0, err
+    lines = [json.loads(line) for line in cmp.splitlines()]
     assert {(v["row"], v["test_set"]) for v in lines} == {(r, t) for r in ("base", "layernorm")
                                                            for t in ("test", "test_held_out")}
     for v in lines:
@@ -69,13 +77,18 @@ def test_two_rows_two_seeds_run_compare_report(tiny_grid, tmp_path):
                         for w in store.rows("wers", cell_id=c.cell_id, test_set=v["test_set"])]
             assert abs(v["wer"] - sum(w["wer"] for w in wer_rows) / 2) < 1e-6
     # deterministic for a given --seed
-    again = _harness("compare", path, "--json", "--resamples", "500", "--seed", "3")
-    assert again.stdout == cmp.stdout
-    text = _harness("compare", path, "--resamples", "500")
-    assert text.returncode == 0 and "layernorm" in text.stdout and "[95% CI]" in text.stdout
+    assert _in_process(capsys, "compare", path, "--json", "--resamples", "500", "--seed", "3")[1] == cmp
+    rc, text, _ = _in_process(capsys, "compare", path, "--resamples", "500")
+    assert rc == 0 and "layernorm" in text and "[95% CI]" in text
 
-    rep = _harness("report", path, "--out", str(tmp_path / "report"))
-    assert rep.returncode == 0, rep.stderr
+    # plan counts the seeds and says how many would resolve each observed difference
+    rc, plan, err = _in_process(capsys, "plan", path, "--no-flops")
+    assert rc == 0, err
+    assert "seeds: 2 per row (1, 2)" in plan
+    assert sum(line.startswith("resolve layernorm vs base, ") for line in plan.splitlines()) == 2
+
+    rc, _, err = _in_process(capsys, "report", path, "--out", str(tmp_path / "report"))
+    assert rc == 0, err
     page = (tmp_path / "report" / "index.md").read_text()
     assert "Verdicts" in page and "layernorm" in page
     for ts in ("test", "test_held_out"):
@@ -90,3 +103,22 @@ def test_compare_on_a_grid_never_run_is_one_error_line(tiny_grid):
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
     assert "run `harness run" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_demo_prints_the_verdicts_and_its_report_shows_them(monkeypatch, tmp_path, capsys):
+    import types
+
+    import harness.train.data_setup as data_setup
+    from harness.cli import main
+    from harness.commands import demo
+
+    monkeypatch.setattr(data_setup, "ensure_prepared", lambda d: types.SimpleNamespace(
+        out_dir=d.dir, splits={"train": "x"}))
+    called = []
+    monkeypatch.setattr(demo, "_command", lambda module, argv: called.append((module, argv)) or 0)
+    store = str(tmp_path / "s.sqlite")
+    assert main(["demo", "--store", store, "--out", str(tmp_path / "rep"), "--skip", "profile", "bench"]) == 0
+    grid = str(demo._grid_path(demo.DEFAULT_GRID))
+    assert ("harness.commands.compare", [grid, "--store", store]) in called
+    report = next(argv for module, argv in called if module == "harness.commands.report")
+    assert report[report.index("--compare") + 1] == grid
