@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .data import CellRun, configured_keys, norm_set, paper_values, prefer_decode
+from .data import CellRun, cell_wer_ci, configured_keys, norm_set, paper_values, prefer_decode
 from .verdicts import RE_DECODE
 from harness.tables import Table, fmt_pct, is_missing, pct_diff
 
@@ -86,7 +86,7 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
             row += [paper.get("gflops"), gflops, fmt_pct(pct_diff(gflops, paper.get("gflops")))]
         for s in sets:
             ours = cell.wer_cell(s) if cell is not None else "not run"
-            row += [paper.get(s), ours, wer_diff(ours, paper.get(s))]
+            row += [paper.get(s), cell.wer_text(s) if cell is not None else ours, wer_diff(ours, paper.get(s))]
         row.append(source)
         t.add(row)
 
@@ -115,7 +115,8 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
     t.notes = [
         "runs decoded only on other test sets (e.g. the built-in synthetic corpus's test and "
         "test_held_out) are listed in the measured-runs table (runs.md), not here.",
-        f"ours: {unit} (%) at the run's last decoded epoch, by the decoding method named in the source "
+        f"ours: {unit} (%) at the run's last decoded epoch [its 95% bootstrap CI over speakers, where the "
+        "decode stored per-utterance results], by the decoding method named in the source "
         "column (transducer: modified beam search 4 as in the paper, else greedy; CTC/AED: attention "
         "rescoring); 'failed' / 'diverged' / 'running' / 'pending' / 'no WER' say why a value is missing.",
         f"diff params/GFLOPs: (ours - paper) / paper; diff {unit}: ours - paper in points.",
@@ -125,25 +126,6 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
                        "harness works end to end and rank models only roughly; they are not LibriSpeech "
                        "WERs and are not comparable to the paper's.")
     return t
-
-
-#: bootstrap resamples of the runs table's per-cell intervals (the verdicts use 10,000)
-CELL_CI_RESAMPLES = 2000
-
-
-def cell_wer_ci(utt_row: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    """A 95 % bootstrap CI (speaker blocks) of one decode's WER from its stored utterances."""
-    if utt_row is None:
-        return None
-    from harness import stats
-    from harness.store.results_store import decode_utterances
-
-    u = decode_utterances(utt_row)
-    if not len(u["ids"]) or not int(u["ref_len"].sum()):
-        return None
-    groups = u["speakers"] if any(u["speakers"]) else None
-    s = stats.summarize(u["errors"], u["ref_len"], groups, resamples=CELL_CI_RESAMPLES, seed=0)
-    return float(s.ci.lo), float(s.ci.hi)
 
 
 def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
