@@ -208,7 +208,12 @@ def _section_deltas(section: Mapping[str, Any], row: Mapping[str, Any],
 
 
 def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
-    """The paper's comparison that ``row`` vs ``base`` repeats, if any."""
+    """The paper's comparison that ``row`` vs ``base`` repeats, if any: both cells with one
+    objective, and either a Conformer vs a Zipformer of one paper scale (Table 2's transducer
+    rows), or a Zipformer whose model spec (optimizer included) differs from the baseline's
+    exactly as a Table 5/6 variant differs from Zipformer-M."""
+    if row.objective != base.objective:
+        return None
     try:
         a, b = _cell_fields(base), _cell_fields(row)
     except Exception:  # an unregistered variant: nothing to match
@@ -216,11 +221,13 @@ def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
     kinds = (a.get("encoder.kind"), b.get("encoder.kind"))
     values = paper_values()
     if kinds in (("zipformer", "conformer"), ("conformer", "zipformer")):
-        scale = _scale(base.config.variant if kinds[0] == "zipformer" else row.config.variant)
+        scale = _scale(base.config.variant)
+        if scale is None or scale != _scale(row.config.variant):
+            return None
         section = values["librispeech"]
         rows = {r.get("variant"): r for r in section["rows"] if r.get("objective") == "transducer"}
         z, c = rows.get(f"zipformer-{scale}"), rows.get(f"conformer-{scale}")
-        if scale is None or z is None or c is None:
+        if z is None or c is None:
             return None
         sign = 1.0 if kinds[0] == "zipformer" else -1.0   # conformer - zipformer, as row - base
         label = f"Table 2: Conformer-{scale.upper()} vs Zipformer-{scale.upper()}"
