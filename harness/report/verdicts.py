@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.config import Cell
 
-from .data import configured_keys, norm_set, paper_values, parse_json, prefer_decode
+from .data import configured_keys, norm_set, paper_values, prefer_decode
 
 #: what a decode without per-utterance counts says instead of an interval
 RE_DECODE = "re-decode with `harness decode` for intervals"
@@ -330,7 +330,6 @@ def compare_rows(rows: list[GridRow], baseline: str, snapshot: Any, *,
                  resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> list[Verdict]:
     """A :class:`Verdict` per (row, test set, method) that the store has decodes for."""
     from harness import stats
-
     from harness.store.results_store import PRIMARY_KEYS
 
     wers_by_cell: dict[str, list[dict[str, Any]]] = {}
