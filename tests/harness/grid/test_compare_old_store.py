@@ -2,8 +2,6 @@
 say how to get intervals, never an error; opening it for writing adds the table."""
 import json
 import sqlite3
-import subprocess
-import sys
 
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
@@ -35,28 +33,31 @@ def _old_store(path, cells):
                         "?, ?, 100)", (c.cell_id, wer, int(wer)))
 
 
-def _harness(*args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+def _harness(capsys, *args):
+    from harness.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_old_store_gives_point_estimates_and_the_redecode_message(write_grid, tmp_path):
+def test_old_store_gives_point_estimates_and_the_redecode_message(write_grid, tmp_path, capsys):
     path = write_grid(ROWS.replace("name: t\n", f"name: t\nstore: {tmp_path / 'old.sqlite'}\n"))
     grid, cells = load_cells(path)
     _old_store(tmp_path / "old.sqlite", cells)
 
-    out = _harness("compare", path, "--json")
-    assert out.returncode == 0, out.stderr
-    lines = {v["row"]: v for v in map(json.loads, out.stdout.splitlines())}
+    rc, out, err = _harness(capsys, "compare", path, "--json")
+    assert rc == 0, err
+    lines = {v["row"]: v for v in map(json.loads, out.splitlines())}
     base, ln = lines["base"], lines["layernorm"]
     assert base["n_seeds"] == ln["n_seeds"] == 2 and base["wer"] == 21.0 and ln["wer"] == 25.5
     assert ln["delta"] == 4.5 and ln["delta_ci"] is None and ln["wer_ci"] is None and ln["verdict"] is None
     assert ln["note"] == "re-decode with `harness decode` for intervals"
-    text = _harness("compare", path)
-    assert text.returncode == 0 and "note: re-decode with `harness decode` for intervals" in text.stdout
+    rc, text, _ = _harness(capsys, "compare", path)
+    assert rc == 0 and "note: re-decode with `harness decode` for intervals" in text
 
-    rep = _harness("report", path, "--out", str(tmp_path / "rep"))
-    assert rep.returncode == 0, rep.stderr
+    rc, _, err = _harness(capsys, "report", path, "--out", str(tmp_path / "rep"))
+    assert rc == 0, err
     page = (tmp_path / "rep" / "index.md").read_text()
     assert "re-decode with `harness decode` for intervals" in page and "+4.50" in page
     # read-only commands left the old store as it was; opening it to write adds the table
