@@ -8,7 +8,7 @@ LibriSpeech training set), with messages that say what is allowed.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,7 @@ class CorpusOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: worker processes (default: CPU count, at most 8)
+    #: worker processes (null: CPU count, at most 8)
     num_jobs: Optional[int] = None
     #: BPE units (500 as in the paper; fewer if the transcripts cannot support it)
     vocab_size: int = DEFAULT_VOCAB_SIZE
@@ -34,12 +34,13 @@ class CorpusOptions(BaseModel):
 
 
 class SyntheticOptions(CorpusOptions):
-    #: tiny, easy, standard, hard (None: easy)
+    #: tiny, easy, standard, hard (null: easy)
     tier: Optional[str] = None
-    #: training hours (None: the tier's)
-    hours: Optional[float] = None
-    #: eSpeak voices of the training speakers (None: the tier's)
+    #: training hours (null: the tier's)
+    hours: Optional[Union[int, float]] = None  # an int stays one (as given, in messages and options.json)
+    #: eSpeak voices of the training speakers (null: the tier's)
     voices: Optional[int] = None
+    #: seed of the generated corpus
     seed: int = 0
 
 
@@ -62,7 +63,7 @@ class OwnCorpusOptions(CorpusOptions):
     oov_chars: str = "report"
     #: word: BPE units and WER (as LibriSpeech); char: one unit per character and CER (as Aishell)
     unit: Literal["word", "char"] = "word"
-    #: multi-channel audio: None mixes the channels down (their mean), N keeps channel N
+    #: multi-channel audio: null mixes the channels down (their mean), N keeps channel N
     channel: Optional[int] = Field(None, ge=0)
 
 

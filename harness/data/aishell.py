@@ -61,6 +61,7 @@ class AishellRecipe(Recipe):
 
     name = "aishell"
     test_splits = ("test",)
+    train_hours_known = 150.0 * 3
 
     def identity(self, src: Path, opts) -> dict:
         return {"src": str(src), "train_set": None}

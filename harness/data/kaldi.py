@@ -62,11 +62,8 @@ def _write(path: Path, rows: list[tuple[str, str]]) -> None:
     path.write_text("".join(f"{k} {v}\n" for k, v in rows), encoding="utf-8")
 
 
-def read_data_dir(d: Path, split: str, progress: bool = False):
-    """(RecordingSet, SupervisionSet, drops) of one Kaldi data directory (module docstring)."""
-    from lhotse import Recording, RecordingSet
-    from lhotse.kaldi import load_kaldi_data_dir
-
+def wav_files(d: Path) -> dict[str, Path]:
+    """{recording: audio file} of ``d/wav.scp``; a command or a missing file is an error."""
     wavs: dict[str, Path] = {}
     for n, rec, where in _lines(d / "wav.scp"):
         if where.endswith("|"):
@@ -75,6 +72,15 @@ def read_data_dir(d: Path, split: str, progress: bool = False):
         if not Path(where).is_file():
             raise MissingAudioError(f"{d / 'wav.scp'}:{n}: recording {rec} has no audio file {where}")
         wavs[rec] = Path(where).resolve()
+    return wavs
+
+
+def read_data_dir(d: Path, split: str, progress: bool = False):
+    """(RecordingSet, SupervisionSet, drops) of one Kaldi data directory (module docstring)."""
+    from lhotse import Recording, RecordingSet
+    from lhotse.kaldi import load_kaldi_data_dir
+
+    wavs = wav_files(d)
     texts = {u: t for _, u, t in _lines(d / "text")}
     spk = {u: s for _, u, s in _lines(d / "utt2spk")}
     segments = {u: rest.split() for _, u, rest in _lines(d / "segments")} if (d / "segments").is_file() else None
@@ -128,8 +134,14 @@ class KaldiRecipe(Recipe):
     def is_test(self, split: str) -> bool:
         return split_role(split) == "test"
 
-    def check_source(self, src: Path, opts) -> None:
-        layout_from_names(list(find_dirs(src)), opts.unit, str(src))
+    source_what = "Kaldi data directories, one per split (wav.scp, text, utt2spk, segments)"
+
+    def check_source(self, src: Path, opts, deep: bool = False) -> None:
+        found = find_dirs(src)
+        layout_from_names(list(found), opts.unit, str(src))
+        if deep:
+            for d in found.values():
+                wav_files(d)
 
     def manifests(self, ctx: Context, opts) -> Layout:
         found = find_dirs(ctx.src)

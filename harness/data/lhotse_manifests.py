@@ -97,10 +97,8 @@ def split_manifests(files: dict[str, Path]):
         files["supervisions"]
 
 
-def checked(recordings, supervisions, where: Path, split: str, progress: bool = False):
-    """(recordings, supervisions, drops) after the checks of the module docstring."""
-    from lhotse import RecordingSet, SupervisionSet
-
+def check_paths(recordings, supervisions, where: Path, split: str) -> dict[Path, str]:
+    """{audio file: recording id}; a supervision of no recording, or a missing file, is an error."""
     rec_ids = {r.id for r in recordings}
     lost = next((s for s in supervisions if s.recording_id not in rec_ids), None)
     if lost is not None:
@@ -113,6 +111,14 @@ def checked(recordings, supervisions, where: Path, split: str, progress: bool = 
                 if not Path(s.source).is_file():
                     raise MissingAudioError(f"{where}: recording {rec.id} has no audio file {s.source}")
                 files[Path(s.source)] = rec.id
+    return files
+
+
+def checked(recordings, supervisions, where: Path, split: str, progress: bool = False):
+    """(recordings, supervisions, drops) after the checks of the module docstring."""
+    from lhotse import RecordingSet, SupervisionSet
+
+    files = check_paths(recordings, supervisions, where, split)
     bad = unreadable_audio(files, desc=f"check audio {split}" if progress else None)
     bad_recs = {files[f]: (why, str(f)) for f, why in bad.items()}
     drops: dict[str, tuple[str, str]] = {}
@@ -133,6 +139,7 @@ def checked(recordings, supervisions, where: Path, split: str, progress: bool = 
 
 class LhotseRecipe(Recipe):
     name = "lhotse"
+    src_flag = "--manifests"
     alphabet = WordAlphabet()
     alphabet_name = WordAlphabet.NAME
 
@@ -144,8 +151,15 @@ class LhotseRecipe(Recipe):
 
         return split_role(split) == "test"
 
-    def check_source(self, src: Path, opts) -> None:
-        layout_from_names(list(find_manifests(src)), opts.unit, str(src))
+    source_what = "lhotse manifests, one CutSet or RecordingSet + SupervisionSet per split"
+
+    def check_source(self, src: Path, opts, deep: bool = False) -> None:
+        found = find_manifests(src)
+        layout_from_names(list(found), opts.unit, str(src))
+        if deep:
+            for split, files in found.items():
+                recs, sups, where = split_manifests(files)
+                check_paths(recs, sups, where, split)
 
     def manifests(self, ctx: Context, opts) -> Layout:
         found = find_manifests(ctx.src)

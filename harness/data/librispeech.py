@@ -114,13 +114,14 @@ class LibriSpeechRecipe(Recipe):
     test_splits = TEST_PARTS
     alphabet = LIBRISPEECH_ALPHABET
     alphabet_name = LIBRISPEECH_ALPHABET_NAME
+    train_hours_known = 960.0 * 3
 
     def identity(self, src: Path, opts) -> dict:
         if opts.train_set != "auto" and opts.train_set not in TRAIN_SETS:
             raise DataError(f"train_set={opts.train_set!r}; allowed: auto, {', '.join(TRAIN_SETS)}")
         return {"src": str(src), "train_set": opts.train_set}
 
-    def check_source(self, src: Path, opts) -> None:
+    def check_source(self, src: Path, opts, deep: bool = False) -> None:
         select_parts(src, opts.train_set)
 
     def manifests(self, ctx: Context, opts) -> Layout:

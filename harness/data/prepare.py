@@ -278,7 +278,8 @@ def corpus_identity(corpus: str, src_dir: str | os.PathLike | None = None, **opt
         ident.update(recipe.identity(Path(src_dir) if src_dir is not None else None, opts))
         return ident
     if src_dir is None:
-        raise DataError(f"corpus {corpus!r} needs --src (data.src_dir), the directory of its local copy")
+        raise DataError(f"corpus {corpus!r} needs {recipe.src_flag} (data.src_dir), the folder of "
+                        f"{recipe.source_what}")
     ident.update(recipe.identity(Path(src_dir).resolve(), opts))
     return ident
 

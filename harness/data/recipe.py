@@ -55,6 +55,8 @@ class Recipe:
     name: str = ""
     #: reads a source folder (--src, data.src_dir); False: generated
     takes_src: bool = True
+    #: the ``data prepare`` flag that names the source folder
+    src_flag: str = "--src"
     #: the splits scored as test sets, which may lose no utterance unless allowed
     test_splits: tuple[str, ...] = ()
     #: the transcripts' alphabet (anything supporting ``in``), None: not checked
@@ -73,8 +75,24 @@ class Recipe:
         what it is, validated; ``src`` is resolved (None for a generated corpus)."""
         return {"src": str(src)}
 
-    def check_source(self, src: Path, opts: CorpusOptions) -> None:
-        """Cheap checks of the source folder before anything is written."""
+    @property
+    def source_what(self) -> str:
+        """What the source folder holds (for messages)."""
+        return f"a local copy of {self.name}"
+
+    #: training audio hours per epoch (speed-perturbed copies included), None: unknown
+    train_hours_known: Optional[float] = None
+
+    def train_hours(self, options: dict[str, Any]) -> Optional[tuple[float, str]]:
+        """(training hours per epoch, where the figure comes from) before the corpus is
+        prepared (``plan``'s cost estimate); None where the recipe cannot know."""
+        if self.train_hours_known is None:
+            return None
+        return self.train_hours_known, f"{self.name} size"
+
+    def check_source(self, src: Path, opts: CorpusOptions, deep: bool = False) -> None:
+        """Checks of the source folder before anything is written (``deep``: also those that
+        read every entry, such as whether each audio file exists; ``plan`` runs them)."""
 
     def manifests(self, ctx: Context, opts: CorpusOptions) -> Layout:
         raise NotImplementedError

@@ -25,6 +25,13 @@ class SyntheticRecipe(Recipe):
         get_tier(opts.tier or DEFAULT_TIER, hours=opts.hours, voices=opts.voices)
         return {"tier": opts.tier or DEFAULT_TIER, "hours": opts.hours, "voices": opts.voices, "seed": opts.seed}
 
+    def train_hours(self, options: dict[str, Any]) -> Optional[tuple[float, str]]:
+        from .tiers import get_tier
+
+        hours = options.get("hours") or get_tier(options.get("tier", "easy")).train_hours
+        factor = 3 if options.get("speed_perturb", True) else 1
+        return float(hours) * factor, "synthetic tier size (not prepared yet)"
+
     def manifests(self, ctx: Context, opts) -> Layout:
         from .corpus import SPLITS, build_manifests, corpus_summary, plan_corpus, synthesize, write_transcripts
         from .tiers import DEFAULT_TIER, get_tier
