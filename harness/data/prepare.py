@@ -375,7 +375,7 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     if recipe.takes_src:
         if not src.is_dir():
             raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
-        recipe.check_source(src, opts)  # validate cheaply before anything is written
+        recipe.check_source(src, opts, deep=True)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "manifests", out / "fbank", out / "lang"):
         clean_stale_tmp(folder)
