@@ -209,11 +209,11 @@ def _train_and_decode(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], di
     objective = cell.config.objective
     ctc = "ctc" in resolve_objective(objective if isinstance(objective, str) else tuple(objective))
     if dist.is_main:
-        data = load_cell_data(cell.config.data, ctc=ctc)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
         distributed.barrier(dist)
     else:
         distributed.barrier(dist)
-        data = load_cell_data(cell.config.data, ctc=ctc)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
     store = book.store if book is not None else None
     if book is not None:
         model = build_cell_model(cell, data.tokenizer)

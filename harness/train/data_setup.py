@@ -73,10 +73,11 @@ def _check_prepared(cfg: DataSection, out: Path) -> None:
                                        allow_dropped=cfg.options.get("allow_dropped", False)))
 
 
-def load_cell_data(cfg: DataSection, ctc: bool = False) -> CellData:
+def load_cell_data(cfg: DataSection, ctc: bool = False, logger: Optional[logging.Logger] = None) -> CellData:
     """Prepared corpus, tokenizer and the train/valid/test cut sets of a cell; the training
     and validation cuts too short for their transcript are left out (harness.data.too_short;
-    ``ctc``: the cell has a CTC head, which also needs a frame between repeated tokens)."""
+    ``ctc``: the cell has a CTC head, which also needs a frame between repeated tokens;
+    ``logger``: where the count goes, the cell's log)."""
     from lhotse import load_manifest
 
     prepared = ensure_prepared(cfg)
@@ -85,14 +86,15 @@ def load_cell_data(cfg: DataSection, ctc: bool = False) -> CellData:
     train = load_manifest(splits[prepared.train_split])
     if cfg.max_train_cuts:
         train = train.subset(first=cfg.max_train_cuts)
-    train = without_too_short(train, tokenizer, ctc, "training", prepared.out_dir)
+    train = without_too_short(train, tokenizer, ctc, "training", prepared.out_dir, logger)
     valid = without_too_short(load_manifest(splits[prepared.valid_split]), tokenizer, ctc, "validation",
-                              prepared.out_dir)
+                              prepared.out_dir, logger)
     return CellData(prepared=prepared, tokenizer=tokenizer, train_cuts=train, valid_cuts=valid,
                     test_cuts=test_splits(prepared, cfg.test_sets), unit=getattr(prepared, "unit", "word"))
 
 
-def without_too_short(cuts: Any, tokenizer: Any, ctc: bool, what: str, out: Path) -> Any:
+def without_too_short(cuts: Any, tokenizer: Any, ctc: bool, what: str, out: Path,
+                      logger: Optional[logging.Logger] = None) -> Any:
     """``cuts`` without those too short for their transcript, as the authors' recipe filters
     them; how many is logged (``data prepare`` lists them in ``changes.jsonl``)."""
     from harness.data.too_short import reason, too_short
@@ -102,7 +104,7 @@ def without_too_short(cuts: Any, tokenizer: Any, ctc: bool, what: str, out: Path
         return cuts
     drop = {cid for cid, *_ in short}
     cid, frames, need, _ = short[0]
-    log.warning("left out %d of %d %s utterances too short for their transcript, as the authors' recipe "
+    (logger or log).warning("left out %d of %d %s utterances too short for their transcript, as the authors' recipe "
                 "does (e.g. %s: %s); listed in %s", len(drop), len(cuts), what, cid,
                 reason(frames, need, cuts[cid].duration), Path(out) / "changes.jsonl")
     return cuts.filter(lambda c: c.id not in drop).to_eager()
