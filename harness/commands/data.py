@@ -102,8 +102,11 @@ def _prepare(args: argparse.Namespace) -> int:
         elif value != defaults[dest]:
             flag = "--" + dest.replace("_", "-")
             return user_error(f"{flag} applies to --corpus {', '.join(corpora_taking(name))} only")
-    if args.manifests is not None and args.corpus != "lhotse":
-        return user_error("--manifests applies to --corpus lhotse only (--src gives the others' source)")
+    from harness.data.corpora import get_recipe
+
+    if args.manifests is not None and get_recipe(args.corpus).src_flag != "--manifests":
+        return user_error(f"--manifests applies to --corpus lhotse only ({get_recipe(args.corpus).src_flag} "
+                          f"gives {args.corpus}'s source)")
     out = args.out or f"data/{args.corpus}"
     prepared = prepare_corpus(args.corpus, out, args.manifests or args.src, **options)
     print(f"prepared {prepared.corpus} in {prepared.out_dir}")

@@ -40,7 +40,7 @@ from harness.atomic import atomic_path, clean_stale_tmp, write_json
 from .audio_check import SAMPLE_RATE, resample_recordings, set_channels
 from .bpe import train_bpe
 from .changes import KINDS, change, check_test_drops, load_changes, record_changes, summary_line, warn
-from .corpora import CORPORA, get_recipe  # noqa: F401 - CORPORA re-exported (harness.data.CORPORA)
+from .corpora import get_recipe
 from .errors import CorpusNotFoundError, DataError, EmptySplitError
 from .recipe import Context, Recipe
 from .transcripts import OOV_POLICIES, alphabet_message, outside_alphabet
@@ -334,15 +334,16 @@ def _record_too_short(out: Path, splits: dict[str, Path], parts: list[str], bpe_
 
     tokenizer = Tokenizer(bpe_path)
     for part in parts:
-        cuts = {c.id: c for c in load_manifest_lazy(splits[part])}
-        short = too_short(cuts.values(), tokenizer)
-        entries = [change(part, "filter", cid, "too_short", reason(frames, need, cuts[cid].duration) + f": {text!r}")
-                   for cid, frames, need, text in short]
+        cuts = load_manifest_lazy(splits[part])
+        short = too_short(cuts, tokenizer)
+        entries = [change(part, "filter", cid, "too_short", f"{reason(frames, need, dur)}: {text!r}")
+                   for cid, frames, need, text, dur in short]
         record_changes(out, part, "filter", entries)
         if short:
+            cid, frames, need, _, dur = short[0]
             warn(f"{len(short)} of {len(cuts)} {part} utterances are too short for their transcript "
-                 f"(e.g. {short[0][0]}: {reason(*short[0][1:3], cuts[short[0][0]].duration)}); training "
-                 f"leaves them out, as the authors' recipe does; each is listed in {out / 'changes.jsonl'}")
+                 f"(e.g. {cid}: {reason(frames, need, dur)}); training leaves them out, as the authors' "
+                 f"recipe does; each is listed in {out / 'changes.jsonl'}")
 
 
 def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.PathLike | None = None,

@@ -17,6 +17,7 @@ decoded whole, as the authors decode them.
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterable, Sequence
 
 
@@ -31,16 +32,21 @@ def needed_frames(tokens: Sequence[int], ctc: bool = False) -> int:
     return len(tokens) + repeats
 
 
-def too_short(cuts: Iterable, tokenizer, ctc: bool = False) -> list[tuple[str, int, int, str]]:
-    """(cut id, encoder frames, frames needed, text) of each cut too short for its transcript."""
+def too_short(cuts: Iterable, tokenizer, ctc: bool = False,
+              chunk: int = 1000) -> list[tuple[str, int, int, str, float]]:
+    """(cut id, encoder frames, frames needed, text, duration) of each cut too short for its
+    transcript (``cuts`` read once, lazily, ``chunk`` at a time)."""
     out = []
-    for cut in cuts:
-        text = " ".join(s.text or "" for s in cut.supervisions)
-        frames = encoder_frames(cut.num_frames)
-        need = needed_frames(tokenizer.encode([text])[0], ctc)
-        if frames < need:
-            out.append((cut.id, frames, need, text))
-    return out
+    it = iter(cuts)
+    while True:
+        batch = [(c.id, c.num_frames, c.duration, " ".join(s.text or "" for s in c.supervisions))
+                 for c in islice(it, chunk)]
+        if not batch:
+            return out
+        for (cid, num_frames, duration, text), tokens in zip(batch, tokenizer.encode([b[3] for b in batch])):
+            frames, need = encoder_frames(num_frames), needed_frames(tokens, ctc)
+            if frames < need:
+                out.append((cid, frames, need, text, duration))
 
 
 def reason(frames: int, need: int, duration: float) -> str:

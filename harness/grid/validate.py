@@ -194,7 +194,7 @@ def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
                 out.append((key, f"unknown option {name!r} of corpus {d.corpus!r}; allowed: {', '.join(allowed)}"))
             else:
                 out.append((key, f"{e['msg']} (got {e.get('input')!r})"))
-    if "tier" in opts and d.corpus == "synthetic" and opts["tier"] not in TIERS:
+    if "tier" in opts and opts["tier"] not in TIERS:
         out.append(("data.options.tier", f"unknown synthetic tier {opts['tier']!r}; allowed: "
                                          f"{', '.join(TIERS)}"))
     takes_src = get_recipe(d.corpus).takes_src

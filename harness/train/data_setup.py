@@ -103,10 +103,10 @@ def without_too_short(cuts: Any, tokenizer: Any, ctc: bool, what: str, out: Path
     if not short:
         return cuts
     drop = {cid for cid, *_ in short}
-    cid, frames, need, _ = short[0]
+    cid, frames, need, _, dur = short[0]
     (logger or log).warning("left out %d of %d %s utterances too short for their transcript, as the authors' recipe "
                 "does (e.g. %s: %s); listed in %s", len(drop), len(cuts), what, cid,
-                reason(frames, need, cuts[cid].duration), Path(out) / "changes.jsonl")
+                reason(frames, need, dur), Path(out) / "changes.jsonl")
     return cuts.filter(lambda c: c.id not in drop).to_eager()
 
 
