@@ -22,7 +22,7 @@ from typing import Any
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, Recipe, WordAlphabet, layout_from_names, split_role
+from .recipe import Context, Layout, Recipe, WordAlphabet, check_texts, layout_from_names, split_role
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 
@@ -140,8 +140,9 @@ class KaldiRecipe(Recipe):
         found = find_dirs(src)
         layout_from_names(list(found), opts.unit, str(src))
         if deep:
-            for d in found.values():
+            for split, d in found.items():
                 wav_files(d)
+                check_texts(self, opts, split, {u: t for _, u, t in _lines(d / "text")}, str(d / "text"))
 
     def manifests(self, ctx: Context, opts) -> Layout:
         found = find_dirs(ctx.src)

@@ -21,7 +21,7 @@ from typing import Any
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, Recipe, WordAlphabet, layout_from_names
+from .recipe import Context, Layout, Recipe, WordAlphabet, check_texts, layout_from_names
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz", ".json")
 MANIFEST_KINDS = ("cuts", "recordings", "supervisions")
@@ -160,6 +160,7 @@ class LhotseRecipe(Recipe):
             for split, files in found.items():
                 recs, sups, where = split_manifests(files)
                 check_paths(recs, sups, where, split)
+                check_texts(self, opts, split, {s.id: s.text for s in sups}, str(where))
 
     def manifests(self, ctx: Context, opts) -> Layout:
         found = find_manifests(ctx.src)

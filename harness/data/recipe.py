@@ -111,6 +111,25 @@ class WordAlphabet:
         return isinstance(c, str) and (c in "' " or unicodedata.category(c)[0] in "LMN")
 
 
+def check_texts(recipe: Recipe, opts: CorpusOptions, split: str, texts: dict[str, str], where: str) -> None:
+    """What preparation would refuse in one split's transcripts, found before it starts (``plan``):
+    an empty transcript in a test split (unless ``allow_dropped``), characters outside the
+    alphabet with ``oov_chars: reject``."""
+    from .errors import DataError
+    from .transcripts import alphabet_message, outside_alphabet
+
+    if recipe.alphabet is not None and getattr(opts, "oov_chars", "report") == "reject":
+        found = outside_alphabet(((u, t or "") for u, t in texts.items()), recipe.alphabet)
+        if found:
+            raise DataError(f"{where}: {alphabet_message(recipe.name, split, found, len(texts), recipe.alphabet_name)}; "
+                            f"allowed: {recipe.alphabet_name} (oov_chars: report keeps them)")
+    empty = [u for u, t in texts.items() if not (t or "").strip()]
+    if empty and recipe.is_test(split) and not opts.allow_dropped:
+        raise DataError(f"{where}: {recipe.name} test split {split} would lose {len(empty)} of {len(texts)} "
+                        f"utterances (e.g. {empty[0]}: empty transcript); a test set must keep every "
+                        "utterance: fix them, or allow it with --allow-dropped (data.options.allow_dropped: true)")
+
+
 # --------------------------------------------------------------------------- split names
 
 #: a split's role from its name: the first of these words it contains

@@ -249,7 +249,10 @@ def test_empty_transcripts_and_odd_characters_are_recorded_or_refused(tmp_path, 
     err = _one_error(capsys, argv + ["--oov-chars", "reject"])
     assert "outside letters, digits, marks, apostrophe and space" in err and "U+0007" in err
     err = _one_error(capsys, argv)  # the empty transcript drops a test utterance: refused by default
-    assert "kaldi test split test loses 1 of 3 utterances" in err and "empty transcript" in err
+    assert "kaldi test split test would lose 1 of 3 utterances (e.g." in err and "empty transcript" in err
+    path = grid_text(tmp_path, "kaldi", src, tmp_path / "p2")  # plan finds it before anything is trained
+    err = _one_error(capsys, ["plan", path, "--no-flops"])
+    assert "base.data.src_dir:" in err and "would lose 1 of 3 utterances" in err
     assert main(argv + ["--allow-dropped"]) == 0
     kinds = {(e["split"], e["change"]) for e in _changes(tmp_path / "out")}
     assert {("test", "dropped"), ("test", "outside_alphabet")} <= kinds
