@@ -12,10 +12,13 @@ TOLERANCE = 1e-3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .model_source import add_choice_arguments
+
     from variants.interop.export import FORMATS
 
     p.add_argument("source", metavar="CELL_OR_CKPT",
                    help="a cell's run directory (last epoch, averaged as it decodes) or a harness checkpoint")
+    add_choice_arguments(p)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="directory for the parts and export.json")
     p.add_argument("--frames", type=int, default=1000,
@@ -27,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from variants.interop.export import export_model, onnxruntime_available
 
     from .common import file_error, user_error
-    from .model_source import SourceError, load_model
+    from .model_source import Choice, SourceError, load_model
 
     for name in ("frames", "batch"):
         if getattr(args, name) < 1:
             return user_error(f"--{name}: must be >= 1, got {getattr(args, name)}")
     try:
-        model = load_model(args.source)
+        model = load_model(args.source, Choice.from_args(args))
     except SourceError as e:
         return file_error(args.source, e)
     if args.format == "onnx":
