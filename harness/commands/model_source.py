@@ -156,3 +156,23 @@ def load_source_model(path: str | Path, choice: Choice = Choice()):
                           f"{', '.join(result.missing_keys) or 'none'}; unknown "
                           f"{', '.join(result.unexpected_keys) or 'none'}")
     return model.eval(), source
+
+
+def find_tokenizer(config: dict[str, Any], bpe_model: str | Path | None = None):
+    """The Tokenizer of ``bpe_model``, else of the corpus the config was trained on (``data.dir``)."""
+    from harness.data import PreparedCorpus, Tokenizer
+
+    if bpe_model:
+        path = Path(bpe_model)
+    else:
+        data_dir = (config.get("data") or {}).get("dir")
+        if not data_dir:
+            raise SourceError("the checkpoint does not name its corpus (data.dir): give --bpe-model PATH")
+        try:
+            path = Path(PreparedCorpus.load(data_dir).bpe_model)
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+            raise SourceError(f"the cell's corpus {data_dir}: {e}; give --bpe-model PATH") from None
+    try:
+        return Tokenizer(path)
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
+        raise SourceError(f"--bpe-model {path}: {e}") from None

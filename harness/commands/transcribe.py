@@ -42,38 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print one JSON document: each file's text, duration and time, and the RTFx")
 
 
-def _tokenizer(args: argparse.Namespace, config: dict):
-    from harness.data import PreparedCorpus, Tokenizer
-
-    from .model_source import SourceError
-
-    if args.bpe_model:
-        path = Path(args.bpe_model)
-    else:
-        data_dir = (config.get("data") or {}).get("dir")
-        if not data_dir:
-            raise SourceError("the checkpoint does not name its corpus (data.dir): give --bpe-model PATH")
-        try:
-            path = Path(PreparedCorpus.load(data_dir).bpe_model)
-        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
-            raise SourceError(f"the cell's corpus {data_dir}: {e}; give --bpe-model PATH") from None
-    try:
-        return Tokenizer(path)
-    except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
-        raise SourceError(f"--bpe-model {path}: {e}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from harness.decoding import available_methods
     from harness.train.precision import select_device
     from harness.train.transcribe import Failure, transcribe
 
     from .common import file_error, user_error
-    from .model_source import Choice, SourceError, load_source_model
+    from .model_source import Choice, SourceError, find_tokenizer, load_source_model
 
     try:
         model, source = load_source_model(args.source, Choice.from_args(args))
-        tokenizer = _tokenizer(args, source.config)
+        tokenizer = find_tokenizer(source.config, args.bpe_model)
     except SourceError as e:
         return file_error(args.source, e)
     if tokenizer.vocab_size != model.vocab_size:
