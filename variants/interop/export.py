@@ -252,7 +252,7 @@ def onnxruntime_available() -> bool:
 
 
 def check_exported(part: Part, fmt: str, path: Path, gen: torch.Generator, frames: int,
-                   sizes: Sequence[tuple[int, float]] = CHECK_SIZES) -> dict:
+                   sizes: Sequence[tuple[int, float]] = CHECK_SIZES, max_frames: int | None = None) -> dict:
     """Largest |exported - eager| over fresh inputs of each (batch, frames x factor) in ``sizes``.
 
     Integer outputs (lengths) must be equal: a mismatch counts as ``inf``. Returns
@@ -263,6 +263,7 @@ def check_exported(part: Part, fmt: str, path: Path, gen: torch.Generator, frame
     checked = []
     for batch, factor in sizes:
         t = max(1, int(frames * factor))
+        t = t if max_frames is None else min(t, max_frames)
         xs = part.make_inputs(gen, batch, t)
         checked.append([batch, int(xs[0].shape[1]) if xs[0].ndim == 3 else None])
         with torch.no_grad():
@@ -340,7 +341,7 @@ def export_model(model: nn.Module, fmt: str, out_dir: Path, frames: int = 1000, 
     for part in parts(model, frames):
         path = out_dir / f"{part.name}{SUFFIX[fmt]}"
         export_part(part, fmt, path, gen, frames)
-        check = check_exported(part, fmt, path, gen, frames) if checked else {"max_abs_diff": None, "sizes": []}
+        check = check_exported(part, fmt, path, gen, frames, max_frames=max_frames) if checked else {"max_abs_diff": None, "sizes": []}
         info["parts"][part.name] = {"file": path.name, "inputs": list(part.input_names),
                                     "outputs": list(part.output_names), "dynamic_axes": part.dynamic_axes,
                                     "metadata": part.metadata, "checked_sizes": check["sizes"],
