@@ -240,8 +240,6 @@ def runner(fmt: str, path: Path) -> Callable[..., tuple[torch.Tensor, ...]]:
     return run_onnx
 
 
-_runner = runner
-
 
 def onnxruntime_available() -> bool:
     try:
