@@ -107,6 +107,18 @@ def test_transcribe_features_are_trainings_and_text_is_the_models(trained_cell, 
         results[0].duration + results[1].duration)
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3")
+def test_transcribe_reads_mp3(trained_cell, audio, tmp_path, capsys):
+    x, sr = sf.read(audio["flac16"], dtype="float32")
+    mp3 = tmp_path / "a.mp3"
+    sf.write(mp3, x, 24000, format="MP3")  # the same samples declared at 24 kHz: 2/3 of the duration
+    assert main(["transcribe", str(trained_cell), str(mp3), "--json"]) == 0
+    cap = capsys.readouterr()
+    (f,) = json.loads(cap.out)["files"]
+    assert f["notes"] == ["resampled from 24000 Hz to 16000 Hz"] and f["text"].strip()
+    assert f["duration"] == pytest.approx(len(x) / 24000, abs=0.08)  # the codec pads a little
+
+
 def test_transcribe_json_and_weight_choice(trained_cell, audio, tmp_path, capsys):
     assert main(["transcribe", str(trained_cell), str(audio["flac16"]), str(tmp_path / "x.wav"), "--json",
                  "--method", "ctc_greedy_search", "--epoch", "2", "--avg", "2"]) == 1
