@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("harness.commands.status", "each cell's state and progress"),
     "decode": ("harness.commands.decode", "decode saved checkpoints again (epochs, avg, methods, beam)"),
     "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
+    "compare": ("harness.commands.compare", "each row vs the baseline: WER and difference with 95% CIs, verdicts"),
     "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
     "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),
     "import-icefall": ("harness.commands.import_icefall", "an authors' (icefall) checkpoint -> a harness checkpoint"),

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
               f"{fmt(epochs, '7.1f'):>7} {fmt(hours, '8.1f'):>8} {fmt(gh, '8.2f'):>8}")
     print(f"total: {total:.2f} GPU-hours ({total / max(args.gpus, 1):.2f} h wall-clock with "
           f"{args.gpus} GPU(s) per cell, cells one after another)")
+    seeds = grid.spec.base.seeds or [cells[0].config.seed if cells else 42]
+    print(f"seeds: {len(seeds)} per row ({', '.join(map(str, seeds))}); each seed is a cell above, "
+          "so the total counts every seed")
     print(f"assumption: {ASSUMPTION}")
     print("note: params use the prepared corpus's vocabulary when it is prepared, else the spec's "
           "(500 BPE units)")
@@ -80,4 +83,44 @@ def run(args: argparse.Namespace) -> int:
     if args.gpu_memory is not None:
         for c in cells:
             print(f"memory {c.cell_id} {c.name}: {memory_fit(c, store, args.gpu_memory)[1]}")
+    if store is not None:
+        for line in resolve_lines(grid, cells, store.path):
+            print(line)
     return 0
+
+
+#: resamples for plan's look at the differences measured so far (compare uses 10,000)
+PLAN_RESAMPLES = 2000
+
+
+def resolve_lines(grid, cells, store) -> list[str]:
+    """For each row already compared in the store: how many seeds would resolve the observed
+    difference from the baseline (``harness.stats.seeds_to_resolve``)."""
+    from harness.report.verdicts import NoResults, read_grid_verdicts, seeds_needed
+
+    try:
+        verdicts = read_grid_verdicts(grid, cells, store, resamples=PLAN_RESAMPLES)
+    except NoResults:
+        return []
+    out = []
+    for v in verdicts:
+        if v.delta is None or v.verdict == "baseline":
+            continue
+        head = (f"resolve {v.row} vs {v.baseline}, {v.test_set} {v.method}: observed {v.delta:+.2f} points "
+                f"with {v.n_seeds} seed(s)")
+        if v.delta_ci is None:
+            out.append(f"{head}; no interval ({v.note})")
+        elif v.delta == 0:
+            out.append(f"{head}: no difference observed, nothing to resolve")
+        elif v.verdict != "not resolved":
+            out.append(f"{head}: resolved already ({v.verdict}, ±{v.resolvable:.2f})")
+        else:
+            n = seeds_needed(v)
+            if n is not None:
+                out.append(f"{head}, ±{v.resolvable:.2f}: about {n} seeds per row would resolve it")
+            elif v.within_half_width is not None and v.within_half_width >= abs(v.delta):
+                out.append(f"{head}, ±{v.resolvable:.2f}: no number of seeds resolves it on this test set "
+                           f"(its utterances alone give ±{v.within_half_width:.2f}); a larger test set would")
+            else:
+                out.append(f"{head}, ±{v.resolvable:.2f}: more than 100 seeds per row would be needed")
+    return out

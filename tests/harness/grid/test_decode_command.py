@@ -41,6 +41,10 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
     assert {w["averaged"] for w in avg2} == {"epochs 1-2 (running average of steps 0-" + str(
         store.cell(cell.cell_id)["step"]) + ")"}
     assert "avg2-averaged-model-beam3" in out and "test_held_out" in out
+    # every decode wrote its utterances under its WER row's key, counts adding up to the row's
+    for w in store.rows("wers", cell_id=cell.cell_id):
+        (u,) = store.utterances(**{k: w[k] for k in ("cell_id", "test_set", "method", "epoch", "decode_key")})
+        assert int(u["errors"].sum()) == w["errors"] and int(u["ref_len"].sum()) == w["ref_words"]
     assert "weights of epochs 1-2 (running average" in err  # the log names the averaged epochs
     d = run_dir / "decode" / "epoch-2-avg2-averaged-model"
     for s in ("test", "test_held_out"):
@@ -81,6 +85,8 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
         "errs-test-ctc_greedy_search.txt", "recogs-test-ctc_greedy_search.txt", "wer-summary-test.txt"]
     (row,) = ResultsStore(tmp_path / "ext.sqlite").rows("wers")
     assert row["decode_key"] == "avg1" and row["epoch"] == 2 and row["test_set"] == "test"
+    (utts,) = ResultsStore(tmp_path / "ext.sqlite").utterances()
+    assert utts["n_utts"] > 0 and int(utts["errors"].sum()) == row["errors"] and all(utts["speakers"])
     # the layout `harness import-icefall` writes: weights, no optimizer or running average,
     # variant/objective/overrides (with the vocabulary) under "config"
     import torch
