@@ -22,7 +22,8 @@ from harness.tables import Table
 
 from harness.decoding.decode import METHOD_HEADS
 
-from .common import add_grid_options, load_or_report, open_store, positive_int, store_path, user_error
+from .common import (add_grid_options, load_or_report, open_store, out_path_problem, positive_int, store_path,
+                     user_error)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -168,8 +169,14 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         data = load_test_data(args.data, settings.test_sets)
     except (ValueError, KeyError, FileNotFoundError) as e:
         return user_error(f"decode --checkpoint: {e.args[0] if e.args else e}")
-    name = paths[0].stem if len(paths) == 1 else f"{paths[0].stem}-avg{len(paths)}"
-    out = Path(args.out) if args.out else paths[0].resolve().parent / f"decode-{name}"
+    # named after the last checkpoint, whose epoch the results' epoch column records
+    name = paths[-1].stem if len(paths) == 1 else f"{paths[-1].stem}-avg{len(paths)}"
+    out = Path(args.out) if args.out else paths[-1].resolve().parent / f"decode-{name}"
+    problem = out_path_problem(out, folder=True)
+    if problem:
+        return user_error(f"decode --checkpoint: {problem}" if args.out else
+                          f"decode --checkpoint: {problem.replace('--out ', 'result folder ', 1)}; pass --out")
+    store = open_store(args.store) if args.store else None  # a bad store before the decoding work
     try:
         results = decode_checkpoints(paths, data, settings, select_device(args.device, 0), out, _log(name),
                                      variant=args.variant, objective=args.objective)
@@ -177,10 +184,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         return user_error(f"decode --checkpoint: {e}")
     except ValueError as e:  # an unknown variant or objective, or no method for the heads
         return user_error(f"decode --checkpoint: {e}")
-    if args.store:
-        from harness.store import ResultsStore
-
-        store = ResultsStore(args.store)
+    if store is not None:
         cid = "ckpt-" + hashlib.sha256("\n".join(str(p.resolve()) for p in paths).encode()).hexdigest()[:7]
         store.set_cell(cid, name=name, status="done", run_dir=str(out),
                        variant=args.variant or None)
