@@ -8,6 +8,11 @@ With a grid, every chosen cell's epoch checkpoints are decoded for each
 ``--epoch`` x ``--avg`` given (a sweep in one call; defaults: the last epoch
 and the cell's ``decode`` section); results go into the grid's store under
 their decode key, the files into ``<run dir>/decode/epoch-<E>-avg<N>.../``.
+``--avg N`` needs N epochs up to the decoded one (as the authors' decode.py
+asserts): more is one ``error:`` line before any decoding. A grid's own
+``decode.avg`` (and a running average that cannot cover the epochs) averages
+what exists instead, says so in the log, and is stored under the key of what
+was averaged (``avg9`` for ``avg: 20`` after 9 epochs; ``avg1`` for plain weights).
 ``--checkpoint`` decodes any file in the trainer's checkpoint format (one
 file's weights, or several averaged), e.g. one ``harness import-icefall`` wrote.
 """
@@ -110,8 +115,8 @@ def _run_grid(args: argparse.Namespace) -> int:
     for note in adopt_legacy_cells(cells, store, run_root):
         print(note, file=sys.stderr)
     device = select_device(args.device, 0)
-    rows, skipped = [], []
-    for cell in cells:
+    rows, skipped, chosen = [], [], []
+    for cell in cells:  # every cell's --epoch and --avg checked before any decoding
         run_dir = run_root / cell.cell_id
         epochs = epoch_checkpoints(run_dir / "checkpoints")
         if not epochs:
@@ -123,6 +128,15 @@ def _run_grid(args: argparse.Namespace) -> int:
         if missing:
             return user_error(f"{cell.name} ({cell.cell_id}): --epoch: no checkpoint for epoch(s) "
                               f"{missing}; allowed: {', '.join(map(str, sorted(epochs)))}")
+        # as the authors' decode.py (start = epoch - avg must be >= 0): --avg N needs N epochs up
+        # to the decoded one; a grid's own decode.avg averages what exists and says so instead
+        too_many = [a for a in args.avg or [] if a > min(wanted)]
+        if too_many:
+            return user_error(f"{cell.name} ({cell.cell_id}): --avg {max(too_many)}: epoch {min(wanted)} has "
+                              f"only {min(wanted)} epoch(s) to average; allowed: --avg 1 to {min(wanted)} "
+                              f"(or a later --epoch)")
+        chosen.append((cell, run_dir, wanted))
+    for cell, run_dir, wanted in chosen:
         try:
             settings = _settings(DecodeSettings.from_config(cell.config), args)
             data = load_test_data(cell.config.data.dir, settings.test_sets)
@@ -132,8 +146,6 @@ def _run_grid(args: argparse.Namespace) -> int:
         try:
             for epoch in wanted:
                 for avg in args.avg or [settings.avg]:
-                    if avg < 1:
-                        return user_error(f"--avg: must be >= 1, got {avg}")
                     for r in decode_epoch(cell, data, run_dir / "checkpoints", epoch, device, store, log,
                                           settings=settings.with_(avg=avg)):
                         rows.append((f"{cell.name} {cell.cell_id}", r))

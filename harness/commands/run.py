@@ -93,6 +93,14 @@ def run(args: argparse.Namespace) -> int:
     problem = executor_problem(args.executor)
     if problem:
         return user_error(problem)
+    from harness.grid.validate import averaging_notes, device_errors
+
+    if args.executor != "slurm":  # a Slurm job's machine is not this one
+        errors = device_errors(grid, cells)
+        if errors:
+            return user_error("\n".join(str(e) for e in errors))
+    for note in averaging_notes(cells):
+        print(f"note: {note}", file=sys.stderr)
     dist = distributed.from_env()
     spath = store_path(args, grid)
     hint = legacy_store_hint(args, grid, spath)

@@ -67,8 +67,12 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
     assert main(["run", path]) == 0
     assert f"skip {cell.cell_id}" in capsys.readouterr().err
     assert main(["decode", path, "--epoch", "1", "--no-use-averaged-model"]) == 0
-    assert any(w["decode_key"] == "avg2" and w["epoch"] == 1 and w["averaged"] == "epoch 1 (its own weights)"
+    # the grid's avg 2 after epoch 1: one epoch exists; averaged, named and stored as what it is
+    assert any(w["decode_key"] == "avg1" and w["epoch"] == 1
+               and w["averaged"] == "epoch 1 (its own weights; only 1 epoch(s) exist)"
                for w in store.rows("wers", cell_id=cell.cell_id))
+    assert not any(w["decode_key"] == "avg2" and w["epoch"] == 1 for w in store.rows("wers", cell_id=cell.cell_id))
+    assert "asked for avg2, decoded as avg1" in capsys.readouterr().err
 
     # a checkpoint outside any grid: the trainer's format, variant and objective from the file
     out_dir = tmp_path / "ext"
