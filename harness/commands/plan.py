@@ -33,7 +33,8 @@ def _vocab_size(data_dir: str) -> int | None:
 
 
 def _fine_without_data(args: argparse.Namespace) -> bool:
-    """Whether the grid passes every check but this machine's data (``--no-data-check``)."""
+    """Whether the grid fails only because a corpus is not on this machine (neither its source
+    folder nor a prepared copy), which ``--no-data-check`` plans without."""
     from harness.grid.errors import GridError
     from harness.grid.loader import load_grid
     from harness.grid.validate import check_grid
@@ -41,10 +42,15 @@ def _fine_without_data(args: argparse.Namespace) -> bool:
     from .common import parse_overrides
 
     try:
-        check_grid(load_grid(args.grid), disk=False, overrides=parse_overrides(args.overrides))
+        grid, overrides = load_grid(args.grid), parse_overrides(args.overrides)
+        check_grid(grid, disk=False, overrides=overrides)
     except (GridError, ValueError):
         return False
-    return True
+    try:
+        check_grid(grid, disk=True, overrides=overrides)
+    except GridError as e:  # a corpus that is neither here nor prepared (not one prepared otherwise)
+        return any("data.src_dir: " in line for line in e.lines())
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_or_report(args, disk=not args.no_data_check)
     if loaded is None:
         if not args.no_data_check and _fine_without_data(args):
-            print(f"note: the problems above are this machine's data (source folders, prepared corpora); "
+            print(f"note: the problems above are this machine's data (corpora not here); "
                   f"`harness plan {args.grid} --no-data-check` plans the grid without them "
                   "(`harness run` still needs the data)", file=sys.stderr)
         return 2
