@@ -40,6 +40,7 @@ from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
 from .changes import change, check_test_drops, load_changes, record_changes, summary_line, warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, UnknownCorpusError
 from .transcripts import LIBRISPEECH_ALPHABET, LIBRISPEECH_ALPHABET_NAME, OOV_POLICIES, alphabet_message, outside_alphabet
+from .quiet import lhotse_bars
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
 
 log = logging.getLogger(__name__)
@@ -395,11 +396,13 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
     elif corpus == "librispeech":
         from .librispeech import TEST_PARTS, VALID_PART
 
-        info = _librispeech_manifests(out, src, opts, num_jobs, progress, checks)
+        with lhotse_bars(progress):
+            info = _librispeech_manifests(out, src, opts, num_jobs, progress, checks)
         train_parts, eval_parts = info["train_parts"], info["eval_parts"]
         valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
     else:
-        info = _aishell_manifests(out, src, progress, checks)
+        with lhotse_bars(progress):
+            info = _aishell_manifests(out, src, progress, checks)
         train_parts, valid, tests, unit = ["train"], "dev", ["test"], "char"
         eval_parts = ["dev", "test"]
 
