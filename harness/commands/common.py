@@ -93,13 +93,14 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
                         "give the same --set to status/decode to find those cells)")
 
 
-def load_or_report(args: argparse.Namespace, check: bool = True,
-                   disk: bool = True) -> Optional[tuple[Grid, list[Cell]]]:
+def load_or_report(args: argparse.Namespace, check: bool = True, disk: bool = True,
+                   missing_data_hint: str = "") -> Optional[tuple[Grid, list[Cell]]]:
     """Load the grid (with any ``--set``); on a mistake print every problem (one ``error:``
     line each) and return None. ``check``: every cell is checked completely
     (``harness.grid.validate``: decoding methods, data options and the prepared corpus,
     optimizer and loss options), as ``plan`` and ``run`` do before any training; without it
-    only the schema is. ``disk``: also the source folders and prepared corpora here."""
+    only the schema is. ``disk``: also the source folders and prepared corpora here;
+    ``missing_data_hint`` ends the line of a corpus that is not here (``data.src_dir``)."""
     try:
         overrides = parse_overrides(getattr(args, "overrides", None))
     except ValueError as e:
@@ -109,7 +110,8 @@ def load_or_report(args: argparse.Namespace, check: bool = True,
         grid = load_grid(args.grid)
         cells = check_grid(grid, disk, overrides) if check else expand(grid, overrides)
     except GridError as e:
-        user_error("\n".join(e.lines()))
+        user_error("\n".join(line + missing_data_hint if "data.src_dir: " in line else line
+                             for line in e.lines()))
         return None
     wanted = getattr(args, "cells", None)
     if wanted:

@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch", type=positive_int, nargs="+", metavar="E",
                    help="epoch checkpoint(s) to decode (default: the last)")
     p.add_argument("--avg", type=positive_int, nargs="+", metavar="N",
-                   help="average the last N epochs; several values sweep (default: decode.avg)")
+                   help="average the last N epochs, N at most the epoch decoded (else an error, as the "
+                        "authors' decode.py); several values sweep (default: decode.avg, which averages "
+                        "the epochs that exist and is stored as such)")
     p.add_argument("--use-averaged-model", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the running-average model (default: decode.use_averaged_model; "
                         "with --checkpoint: off)")

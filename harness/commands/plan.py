@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
@@ -32,36 +31,13 @@ def _vocab_size(data_dir: str) -> int | None:
         return None
 
 
-def _fine_without_data(args: argparse.Namespace) -> bool:
-    """Whether the grid fails only because a corpus is not on this machine (neither its source
-    folder nor a prepared copy), which ``--no-data-check`` plans without."""
-    from harness.grid.errors import GridError
-    from harness.grid.loader import load_grid
-    from harness.grid.validate import check_grid
-
-    from .common import parse_overrides
-
-    try:
-        grid, overrides = load_grid(args.grid), parse_overrides(args.overrides)
-        check_grid(grid, disk=False, overrides=overrides)
-    except (GridError, ValueError):
-        return False
-    try:
-        check_grid(grid, disk=True, overrides=overrides)
-    except GridError as e:  # a corpus that is neither here nor prepared (not one prepared otherwise)
-        return any("data.src_dir: " in line for line in e.lines())
-    return False
-
-
 def run(args: argparse.Namespace) -> int:
     if args.gpu_memory is not None and not args.gpu_memory > 0:
         return user_error(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
-    loaded = load_or_report(args, disk=not args.no_data_check)
+    loaded = load_or_report(args, disk=not args.no_data_check,
+                            missing_data_hint=f"; or plan without this machine's data: `harness plan "
+                                              f"{args.grid} --no-data-check` (`harness run` needs it)")
     if loaded is None:
-        if not args.no_data_check and _fine_without_data(args):
-            print(f"note: the problems above are this machine's data (corpora not here); "
-                  f"`harness plan {args.grid} --no-data-check` plans the grid without them "
-                  "(`harness run` still needs the data)", file=sys.stderr)
         return 2
     grid, cells = loaded
     _, store = existing_store(args, grid)

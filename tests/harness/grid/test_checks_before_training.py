@@ -113,14 +113,16 @@ def test_plan_without_the_corpus_points_at_no_data_check(write_grid, tmp_path, c
     text = BASE.replace("corpus: synthetic, dir: DATA", f"corpus: librispeech, dir: DATA, src_dir: {tmp_path}/no-ls")
     path = write_grid(text)
     assert main(["plan", path, "--no-flops"]) == 2
-    lines = _lines(capsys.readouterr().err)
-    assert lines[0].startswith(f"error: {path}: base.data.src_dir: no such directory")
-    assert lines[-1].startswith("note: the problems above are this machine's data (corpora not here)") and \
-        f"`harness plan {path} --no-data-check` plans the grid without them" in lines[-1]
+    (line,) = _lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {path}: base.data.src_dir: no such directory")
+    assert line.endswith(f"; or plan without this machine's data: `harness plan {path} --no-data-check` "
+                         "(`harness run` needs it)"), line
     assert main(["plan", path, "--no-flops", "--no-data-check"]) == 0
     capsys.readouterr()
-    # a mistake in the grid itself: no such hint
+    # a mistake in the grid itself: no such hint; `run` cannot do without the data: no hint
     assert main(["plan", write_grid(text.replace("max_duration: 40", "max_duration: -1")), "--no-flops"]) == 2
+    assert "--no-data-check" not in capsys.readouterr().err
+    assert main(["run", path]) == 2
     assert "--no-data-check" not in capsys.readouterr().err
 
 
