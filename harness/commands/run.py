@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
         errors = device_errors(grid, cells)
         if errors:
             return user_error("\n".join(str(e) for e in errors))
-    for note in averaging_notes(cells):
-        print(f"note: {note}", file=sys.stderr)
     dist = distributed.from_env()
+    for note in averaging_notes(cells) if dist.is_main else []:
+        print(f"note: {note}", file=sys.stderr)
     spath = store_path(args, grid)
     hint = legacy_store_hint(args, grid, spath)
     if hint:
