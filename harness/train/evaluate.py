@@ -113,6 +113,12 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
     methods = applicable_methods(settings.methods, model, cell.objective, log)
     avg = average_epochs(ckpt_dir, epoch, settings.avg, settings.use_averaged_model)
     model.load_state_dict(avg.weights)
+    asked = settings
+    # stored and named after what was averaged (fewer epochs than asked, or plain weights)
+    settings = settings.with_(avg=avg.avg, use_averaged_model=avg.averaged_model)
+    if settings.averaging_key() != asked.averaging_key():
+        log.warning("decode epoch %d: asked for %s, decoded as %s (results stored under it): %s", epoch,
+                    asked.averaging_key(), settings.averaging_key(), avg.note)
     log.info("decoding epoch %d with avg %d: weights of %s", epoch, settings.avg, avg.note)
     out_dir = decode_dir(run_dir, epoch, settings)
     stats = decode_model(model, data, settings, methods, device, out_dir,
