@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from variants import list_variants
 from variants.spec import OBJECTIVE_HEADS
 
+from .corpora import Corpus
+
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = Literal["auto", "cpu", "cuda"]
-Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
 #: decode.methods when a grid gives none: the method the paper or the authors report for the
 #: objective -- transducer: beam search of size 4, at most one symbol per frame (paper sec. 4,
@@ -59,13 +60,13 @@ class OptimizerSection(StrictSection):
 class DataSection(StrictSection):
     """Which corpus, where it is prepared, and how batches are formed."""
 
-    #: synthetic (built in), librispeech or aishell
+    #: synthetic (built in), librispeech, aishell, lhotse (manifests) or kaldi (data dirs)
     corpus: Corpus
     #: directory of the prepared corpus (manifests, BPE model); created if missing
     dir: str
-    #: where the raw corpus lives (not needed for the synthetic corpus)
+    #: where the raw corpus lives: a local copy, lhotse manifests, Kaldi data dirs (not for synthetic)
     src_dir: Optional[str] = None
-    #: options passed to ``harness.data.prepare_corpus`` (e.g. the synthetic tier)
+    #: the corpus's options (``harness.config.corpora``: e.g. the synthetic tier), checked by ``plan``
     options: dict[str, Any] = Field(default_factory=dict)
     #: seconds of audio per batch per GPU (paper Table 7: 1000-1700)
     max_duration: float = Field(gt=0)
@@ -225,6 +226,10 @@ class GridFile(StrictSection):
     ablations: list[Row] = Field(default_factory=list)
     #: whether the base itself is a row (it is, in Table 5)
     include_base: bool = True
+    #: the row every other row is compared with (``harness compare``, the report's verdicts):
+    #: ``base``, or an ablation's name; default: the base row, else (include_base false) the
+    #: first ablation
+    baseline: Optional[str] = None
     #: results store and run directories (defaults: runs/results.sqlite, runs/<grid name>)
     store: Optional[str] = None
     run_root: Optional[str] = None
@@ -243,3 +248,14 @@ class GridFile(StrictSection):
         if not self.include_base and not self.ablations:
             raise ValueError("include_base is false and there are no ablations: the grid is empty")
         return self
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_is_a_row(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is None or "ablations" not in info.data:
+            return v
+        rows = (["base"] if info.data.get("include_base", True) else []) + [
+            r.name for r in info.data["ablations"]]
+        if v not in rows:
+            raise ValueError(f"{v!r} is not a row of this grid; allowed: {', '.join(rows)}")
+        return v

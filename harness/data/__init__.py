@@ -1,4 +1,5 @@
-"""Data: lhotse pipelines for LibriSpeech and Aishell-1, and the built-in synthetic corpus.
+"""Data: corpora as recipes (harness.data.corpora: synthetic, LibriSpeech, Aishell-1, one's own
+lhotse manifests or Kaldi data directories) through one lhotse pipeline.
 
 Public interface (imported lazily, so ``import harness.data`` is cheap)::
 
@@ -6,8 +7,7 @@ Public interface (imported lazily, so ``import harness.data`` is cheap)::
     PreparedCorpus.load(out_dir)
     Tokenizer(bpe_model_path)
     make_dataloader(cuts, max_duration, train, ...) -> DataLoader
-    batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch)
-    DataConfig(**grid["data"]).prepare()
+    batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch), batch_speakers(batch)
 """
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from typing import Any
 _EXPORTS = {
     "prepare_corpus": "harness.data.prepare",
     "PreparedCorpus": "harness.data.prepare",
-    "CORPORA": "harness.data.prepare",
-    "DataConfig": "harness.data.config",
+    "CORPORA": "harness.data.corpora",
+    "get_recipe": "harness.data.corpora",
     "Tokenizer": "harness.data.tokenizer",
     "make_dataloader": "harness.data.loader",
     "batch_lengths": "harness.data.loader",
     "batch_texts": "harness.data.loader",
     "batch_cut_ids": "harness.data.loader",
+    "batch_speakers": "harness.data.loader",
     "DataError": "harness.data.errors",
     "CorpusNotFoundError": "harness.data.errors",
     "MissingAudioError": "harness.data.errors",

@@ -27,6 +27,7 @@ from harness.decoding import DecodeSettings
 from harness.locks import FileLock
 from harness.store import ResultsStore
 from harness.store.results_store import StoreError
+from variants.registry import resolve_objective
 
 from . import distributed
 from .checkpoint import NoSpaceError, UnreadableCheckpointsError
@@ -205,12 +206,14 @@ def _record_or_log(book: Bookkeeping, log: logging.Logger, fields: dict[str, Any
 
 def _train_and_decode(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], dist: DistInfo,
                       log: logging.Logger, options: RunOptions) -> str:
+    objective = cell.config.objective
+    ctc = "ctc" in resolve_objective(objective if isinstance(objective, str) else tuple(objective))
     if dist.is_main:
-        data = load_cell_data(cell.config.data)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
         distributed.barrier(dist)
     else:
         distributed.barrier(dist)
-        data = load_cell_data(cell.config.data)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
     store = book.store if book is not None else None
     if book is not None:
         model = build_cell_model(cell, data.tokenizer)
