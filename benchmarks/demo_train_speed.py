@@ -88,6 +88,11 @@ def demo_batches(n: int, max_duration: float, seed: int, min_s: float = 1.3, max
     return out
 
 
+def row_name(cell) -> str:
+    """The grid row a cell belongs to (its name without the seed)."""
+    return cell.labels.get("row", cell.name)
+
+
 class Row:
     """One demo cell: model + loss + optimizer + schedule, restartable from one saved state."""
 
@@ -156,7 +161,7 @@ def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float) 
     before, after = losses["before"], losses["after"]
     rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(after, before))
     n = steps * rounds
-    return {"row": cell.name, "optimizer": row.opt_name,
+    return {"row": row_name(cell), "seed": cell.config.seed, "optimizer": row.opt_name,
             "params_m": round(sum(p.numel() for p in row.model.parameters()) / 1e6, 3),
             "batch_shapes": [tuple(b[0].shape[:2]) for b in batches[:4]],
             "steps_timed_each": n, "before_steps_per_s": round(n / times["before"], 3),
@@ -251,15 +256,22 @@ def main(argv: list[str] | None = None) -> dict:
     global _clock
     _clock = time.perf_counter if args.wall or args.threads > 1 else time.process_time
     torch.set_num_threads(args.threads)
-    _, cells = load_cells(args.grid)
+    _, all_cells = load_cells(args.grid)
+    # one cell per row (the grid may repeat each row over seeds: same step, other seed)
+    cells, seen = [], set()
+    for c in all_cells:
+        name = row_name(c)
+        if name not in seen:
+            seen.add(name)
+            cells.append(c)
     if args.rows:
         wanted = args.rows.split(",")
-        unknown = sorted(set(wanted) - {c.name for c in cells})
+        unknown = sorted(set(wanted) - {row_name(c) for c in cells})
         if unknown:
-            print(f"error: --rows: {unknown}; allowed: {', '.join(c.name for c in cells)}",
+            print(f"error: --rows: {unknown}; allowed: {', '.join(row_name(c) for c in cells)}",
                   file=sys.stderr)
             raise SystemExit(2)
-        cells = [c for c in cells if c.name in wanted]
+        cells = [c for c in cells if row_name(c) in wanted]
     for kv in args.set:
         key, _, value = kv.partition("=")
         cells = [_with_override(c, key, json.loads(value)) for c in cells]
@@ -267,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
                "clock": "wall" if _clock is time.perf_counter else "process CPU", "rows": []}
     for cell in cells:
         r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count)
-        if args.authors and cell.config.variant.startswith("zipformer") and cell.name == "zipformer":
+        if args.authors and row_name(cell) == "zipformer":
             b, _, s = args.authors_batch.partition("x")
             a = measure_authors(cell, args.authors, int(b), float(s), max(3, args.steps // 2),
                                 args.batch_count * 10)
