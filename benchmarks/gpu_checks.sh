@@ -6,8 +6,14 @@
 #      full loss, the Zipformer-S encoder, and a Zipformer-M bf16 step profile per backend;
 #   3. benchmarks/gpu_memory_check.py: peak training memory, bf16, 20 x 30 s,
 #      Zipformer-S/M/L (and the authors' implementation beside it when AUTHORS_DIR names
-#      a folder of their exported icefall files; never part of this project).
-# Usage: bash benchmarks/gpu_checks.sh [OUT_DIR]   (env: AUTHORS_DIR=/path/to/icefall-files)
+#      a folder of their exported icefall files; never part of this project);
+#   4. the Zipformer-M training step (bf16, 20 x 30 s, transducer, ScaledAdam) eager and
+#      with train.compile (`harness bench --train --compile both`: steps/s, phase shares,
+#      the first step's compile time), each in a fresh process; the issue-24 target is
+#      0.22 s a step (0.438 s eager before it).
+# Usage: bash benchmarks/gpu_checks.sh [OUT_DIR]   (env: AUTHORS_DIR=/path/to/icefall-files,
+#        PARTS="1 2 3 4" the parts to run, default all; part 4 alone takes 2-6 minutes,
+#        most of it compiling)
 # Each part's output goes to OUT_DIR (default runs/gpu-checks) as a log / JSON-lines file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +22,13 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}.
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name(0), torch.__version__)" || exit 2
 status=0
-timeout 180 python3 -m pytest -q -p no:cacheprovider -k "cuda" tests 2>&1 | tee "$out/cuda-tests.log" || status=1
-timeout 240 python3 benchmarks/gpu_rnnt_check.py 2>&1 | tee "$out/rnnt.jsonl" || status=1
+parts=" ${PARTS:-1 2 3 4} "
+run_part() { [[ "$parts" == *" $1 "* ]]; }
+run_part 1 && { timeout 180 python3 -m pytest -q -p no:cacheprovider -k "cuda" tests 2>&1 | tee "$out/cuda-tests.log" || status=1; }
+run_part 2 && { timeout 240 python3 benchmarks/gpu_rnnt_check.py 2>&1 | tee "$out/rnnt.jsonl" || status=1; }
 authors=()
 [ -n "${AUTHORS_DIR:-}" ] && authors=(--authors "$AUTHORS_DIR")
-timeout 240 python3 benchmarks/gpu_memory_check.py "${authors[@]}" 2>&1 | tee "$out/memory.jsonl" || status=1
+run_part 3 && { timeout 240 python3 benchmarks/gpu_memory_check.py "${authors[@]}" 2>&1 | tee "$out/memory.jsonl" || status=1; }
+run_part 4 && { timeout 420 python3 -m harness.cli bench zipformer-m --train --device cuda --precision bf16 \
+    --compile both --runs 10 --warmup 3 --no-store 2>&1 | tee "$out/train-compile.log" || status=1; }
 exit $status

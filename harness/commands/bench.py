@@ -10,6 +10,13 @@ variant's objective and optimizer, ``--precision`` float32 or bf16 autocast),
 with step time, peak memory and the bytes saved for backward, into the store's
 ``train_bench`` table. Defaults: batch 20 x 30 s on CUDA, 2 x 5 s on CPU.
 
+``--train`` also prints steps per second and the median share of a step in
+each phase (forward = Conv-Embed + encoder, loss = heads + losses, backward,
+optimizer). ``--compile on|both``: the encoder through ``torch.compile`` as
+``train.compile`` does (``both``: eager, then compiled, each in its own
+process), with the first step's extra time (compilation); only eager rows go
+into the store (the cost model reads them as the trainer's default).
+
 ``--saved-bytes``: no timing; the bytes one training forward saves for backward
 per second of audio, float32 and bf16 (CPU, bf16 under CUDA's autocast policy,
 see :mod:`harness.profile.saved_bytes`), printed only. Default batch 2 x 10 s: the bf16 count
@@ -63,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--train only: float32 or bf16 autocast (default: float32)")
     p.add_argument("--objective", choices=OBJECTIVES, default=None,
                    help="--train only: the training objective (default: transducer)")
+    p.add_argument("--compile", choices=("off", "on", "both"), default=None,
+                   help="--train only: the encoder through torch.compile as train.compile does; "
+                        "both: eager and compiled (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +82,15 @@ def run(args: argparse.Namespace) -> int:
 
     cuda = args.device == "cuda"
     if not args.train:
-        given = [f"--{k} {getattr(args, k)}" for k in ("precision", "objective") if getattr(args, k) is not None]
+        given = [f"--{k} {getattr(args, k)}" for k in ("precision", "objective", "compile")
+                 if getattr(args, k) is not None]
         if given:  # inference timing and --saved-bytes do not use them: they would be ignored
             return user_error(f"{' and '.join(given)}: {'go' if len(given) > 1 else 'goes'} with --train only "
                               "(inference is timed on the encoder alone in float32; --saved-bytes counts "
                               "float32 and bf16 itself); allowed: add --train, or leave it out")
     args.precision = args.precision or "float32"
     args.objective = args.objective or "transducer"
+    args.compile = args.compile or "off"
     if args.train:
         default_batch, default_duration = ((TRAIN_GPU_BATCH, TRAIN_GPU_DURATION_S) if cuda
                                            else (TRAIN_CPU_BATCH, TRAIN_CPU_DURATION_S))
@@ -148,28 +160,41 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
     print(f"training steps: batch {batch} x {duration:g} s, {args.precision}, {args.objective}, "
           f"{args.warmup} warm-up + {args.runs} timed steps, device {args.device}, "
           f"{threads} thread(s), one fresh process per variant")
-    header = (f"{'variant':<36} {'median s':>9} {'p25 s':>8} {'p75 s':>8} {'peak MB':>9} "
-              f"{'saved MB':>9}  device")
+    header = (f"{'variant':<28} {'mode':<8} {'median s':>9} {'steps/s':>8} {'p25 s':>8} {'p75 s':>8} "
+              f"{'peak MB':>9} {'saved MB':>9}  phases (fwd/loss/bwd/opt)")
     print(header + "\n" + "-" * len(header))
-    failed, method = 0, None
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]
+    failed, method, compiled_rows = 0, None, []
     for name in names:
-        r = _isolated(name, lambda: run_isolated(
-            name, batch, duration, args.runs, args.warmup, args.device, threads, overrides,
-            timeout_s=args.timeout, kind="train", precision=args.precision, objective=args.objective))
-        if r is None:
-            failed += 1
-            continue
-        method = r.mem_method
-        print(f"{name:<36} {r.median_s:>9.3f} {r.p25_s:>8.3f} {r.p75_s:>8.3f} "
-              f"{r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {r.device}")
-        if store is not None:
-            store.add_train_bench(name, r.device, r.precision, r.batch, r.duration_s,
-                                  device_type=r.device_type, objective=r.objective, threads=r.threads, steps=r.steps,
-                                  median_s=r.median_s, p25_s=r.p25_s, p75_s=r.p75_s,
-                                  peak_mem_mb=r.peak_mem_mb, saved_mb=r.saved_mb,
-                                  mem_method=r.mem_method)
+        for compiled in modes:
+            r = _isolated(name, lambda: run_isolated(
+                name, batch, duration, args.runs, args.warmup, args.device, threads, overrides,
+                timeout_s=args.timeout, kind="train", precision=args.precision,
+                objective=args.objective, compile=compiled))
+            if r is None:
+                failed += 1
+                continue
+            method = r.mem_method
+            shares = "/".join(f"{100 * r.phases.get(k, 0.0):.0f}%"
+                              for k in ("forward", "loss", "backward", "optimizer"))
+            mode = "compiled" if compiled else "eager"
+            print(f"{name:<28} {mode:<8} {r.median_s:>9.3f} {r.steps_per_s:>8.2f} {r.p25_s:>8.3f} "
+                  f"{r.p75_s:>8.3f} {r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {shares}"
+                  + (f"  (first step +{r.compile_s:.1f} s compiling)" if r.compile_s is not None else ""))
+            if compiled:
+                compiled_rows.append(name)
+            elif store is not None:
+                store.add_train_bench(name, r.device, r.precision, r.batch, r.duration_s,
+                                      device_type=r.device_type, objective=r.objective,
+                                      threads=r.threads, steps=r.steps, median_s=r.median_s,
+                                      p25_s=r.p25_s, p75_s=r.p75_s, peak_mem_mb=r.peak_mem_mb,
+                                      saved_mb=r.saved_mb, mem_method=r.mem_method,
+                                      steps_per_s=r.steps_per_s, phases=r.phases)
     if method:
-        print(f"peak memory: {method}")
+        print(f"peak memory: {method}; device {args.device}")
+    if compiled_rows and store is not None:
+        print("compiled rows are printed only (the store keeps the eager step, which the "
+              "cost model reads)")
     return 1 if failed else 0
 
 

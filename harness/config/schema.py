@@ -110,6 +110,12 @@ class TrainSection(StrictSection):
     oom_check: bool = True
     #: per-cell wall-clock budget in minutes (None: unlimited); a safety net
     max_minutes: Optional[float] = Field(None, gt=0)
+    #: compile the encoder's forward and backward with torch.compile (dynamic shapes;
+    #: harness.train.compile). Off by default: on one CPU core the demo's Zipformer took
+    #: ~100 s of CPU time to compile its first step (eager: ~0.2 s a step), and training
+    #: recompiles as Balancer/Whitener/attention random draws and schedule values change;
+    #: ``harness bench --train --compile both`` measures what it buys on a machine
+    compile: bool = False
 
     @model_validator(mode="after")
     def _budget(self) -> "TrainSection":

@@ -16,12 +16,21 @@ Each measurement runs in a fresh process (:func:`.bench.run_isolated` with
 - saved MB: bytes the first step's forward saved for backward
   (:func:`.saved_bytes.count_saved_bytes`, parameters excluded).
 
+Phases: the median share of a step in ``forward`` (Conv-Embed + encoder),
+``loss`` (heads and losses), ``backward`` and ``optimizer`` (step and
+zero_grad); each boundary synchronises on CUDA.
+
+``compile``: the encoder through ``torch.compile`` as ``train.compile`` does
+(:mod:`harness.train.compile`); ``compile_s`` is the first warm-up step's time
+less the median step (what compiling cost).
+
 ``precision`` "bf16" runs the forward under ``torch.autocast`` in bfloat16 on
 the measuring device (on CPU with CPU autocast's own policy).
 """
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -29,6 +38,7 @@ from typing import Any, Mapping
 from .bench import FEATURE_RATE_HZ, PRECISIONS, PeakMemory, check_args, device_name, quartiles
 
 OBJECTIVES = ("transducer", "ctc", "attention")
+PHASES = ("forward", "loss", "backward", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,11 @@ class TrainBenchResult:
     saved_mb: float
     mem_method: str
     times_s: list[float] = field(default_factory=list)
+    compiled: bool = False
+    steps_per_s: float = 0.0
+    #: median share of the step per phase (forward, loss, backward, optimizer)
+    phases: dict[str, float] = field(default_factory=dict)
+    compile_s: float | None = None
 
 
 def check_train_args(precision: str, objective: str, tokens_per_s: float) -> None:
@@ -65,7 +80,8 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                   device: str = "cpu", threads: int = 1, precision: str = "float32",
                   objective: str = "transducer", tokens_per_s: float = 4.0,
                   batch_count: float = 30000.0,
-                  overrides: Mapping[str, Any] | None = None) -> TrainBenchResult:
+                  overrides: Mapping[str, Any] | None = None,
+                  compile: bool = False) -> TrainBenchResult:
     """Time training steps of ``variant`` in this process (use ``run_isolated(kind="train")``)."""
     import torch
 
@@ -84,6 +100,9 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     random.seed(0)
     model = build_model(variant, objective=objective, **dict(overrides or {})).to(device).train()
     model.set_batch_count(batch_count)
+    if compile:
+        from harness.train.compile import compile_encoder
+        compile_encoder(model)
     optimizer = build_optimizer(model.spec.optimizer, model)
     frames = int(round(duration_s * FEATURE_RATE_HZ))
     feats = torch.randn(batch, frames, model.spec.encoder.num_features, device=device)
@@ -99,8 +118,22 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
             torch.cuda.synchronize()
 
     saved_bytes = [0]
+    phase = {"forward": 0.0}
+    forward_encoder = model.forward_encoder
 
-    def step(i: int, count_saved: bool = False) -> None:
+    def timed_forward_encoder(*args, **kwargs):
+        sync()
+        t = time.perf_counter()
+        out = forward_encoder(*args, **kwargs)
+        sync()
+        phase["forward"] += time.perf_counter() - t
+        return out
+
+    model.forward_encoder = timed_forward_encoder
+
+    def step(i: int, count_saved: bool = False) -> dict[str, float]:
+        phase["forward"] = 0.0
+        t0 = time.perf_counter()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             if count_saved:
                 (loss, _), saved = count_saved_bytes(
@@ -109,20 +142,31 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                 saved_bytes[0] = sum(s.nbytes for s in saved)
             else:
                 loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
-        optimizer.zero_grad(set_to_none=True)
+        sync()
+        t1 = time.perf_counter()
         loss.backward()
+        sync()
+        t2 = time.perf_counter()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        t3 = time.perf_counter()
+        return {"forward": phase["forward"], "loss": t1 - t0 - phase["forward"],
+                "backward": t2 - t1, "optimizer": t3 - t2}
 
     memory = PeakMemory(device)
     memory.start()
-    times = []
+    times, shares, first = [], [], None
     for i in range(warmup + steps):
         sync()
         t0 = time.perf_counter()
-        step(i, count_saved=(i == 0))
+        parts = step(i, count_saved=(i == 0))
         sync()
+        elapsed = time.perf_counter() - t0
+        first = elapsed if first is None else first
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(elapsed)
+            shares.append({k: v / elapsed for k, v in parts.items()})
     peak_mb, method = memory.read(
         "weights, input, activations, gradients, optimizer state over the steps", "the steps")
     p25, med, p75 = quartiles(times)
@@ -130,5 +174,8 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                             threads=threads, precision=precision, objective=objective, batch=batch,
                             duration_s=float(duration_s), steps=steps, warmup=warmup, median_s=med,
                             p25_s=p25, p75_s=p75, peak_mem_mb=max(peak_mb, 0.0),
-                            saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times)
+                            saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times,
+                            compiled=compile, steps_per_s=1.0 / med if med > 0 else 0.0,
+                            phases={k: statistics.median(s[k] for s in shares) for k in PHASES},
+                            compile_s=(max(first - med, 0.0) if compile and warmup else None))
 

@@ -30,6 +30,7 @@ from variants import build_model
 from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
 from . import checkpoint, counters, distributed, interrupt
+from .compile import compile_encoder
 from .data_setup import CellData
 from .distributed import DistInfo
 from .model_average import new_average, update_average
@@ -258,6 +259,10 @@ class Trainer:
         model_avg = new_average(model) if self.dist.is_main else None
         # on the device before the optimizer exists, so its state lives beside the weights
         model.to(self.device)
+        if cfg.train.compile:
+            compile_encoder(model)
+            self.log.info("train.compile: the encoder is compiled (torch.compile, dynamic shapes) "
+                          "at its first step")
         optimizer, scheduler, opt_name = build_optimization(self.cell, model)
         self.log.info("model %s (%s), %d params, optimizer %s", cfg.variant, self.cell.objective,
                       model.param_counts()["total"], opt_name)

@@ -18,6 +18,7 @@ import random
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .scheduled_float import FloatLike, ScheduledFloat
 
 
@@ -40,6 +41,12 @@ def balancer_loss(x: torch.Tensor, channel_dim: int, min_mean: float, max_mean: 
     dims = [d for d in range(x.ndim) if d != channel_dim]
     uncentered_var = (x ** 2).mean(dim=dims, keepdim=True)
     mean = x.mean(dim=dims, keepdim=True)
+    return _loss_from_moments(mean, uncentered_var, min_mean, max_mean, min_rms, max_rms)
+
+
+def _loss_from_moments(mean: torch.Tensor, uncentered_var: torch.Tensor, min_mean: float,
+                       max_mean: float, min_rms: float, max_rms: float) -> torch.Tensor:
+    """Eq. 9 from the per-channel mean E[x] and uncentered variance E[x^2]."""
     stddev = (uncentered_var - mean * mean).clamp(min=1.0e-20).sqrt()
     rms = uncentered_var.clamp(min=1.0e-20).sqrt()
     m = mean / stddev
@@ -58,6 +65,8 @@ class _BalancerFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (x,) = ctx.saved_tensors
+        if fast_paths.enabled():
+            return _fused_backward(x, grad, ctx.limits, ctx.grad_scale, ctx.channel_dim), None, None, None
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             xf = x.detach().float().requires_grad_(True)
             loss = balancer_loss(xf, ctx.channel_dim, *ctx.limits)
@@ -67,6 +76,36 @@ class _BalancerFunction(torch.autograd.Function):
         g = grad.float()
         extra = g.abs() * loss_grad * (ctx.grad_scale / loss_grad_rms)
         return (g + extra).to(grad.dtype), None, None, None
+
+
+def _fused_backward(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, float, float, float],
+                    grad_scale: float, channel_dim: int) -> torch.Tensor:
+    """The backward above from per-channel moments, in three full-size passes instead of ~20.
+
+    Eq. 9 depends on x only through each channel's mean m and E[x^2] u, so its
+    gradient is affine in x per channel: dL/dx = (dL/dm + 2 x dL/du) / N =: a + b x,
+    and RMS[a + b x]^2 = a^2 + 2 a b m + b^2 u. The extra gradient
+    |g| (a + b x) alpha / RMS is then |g| (a' + b' x) with a', b' per channel.
+    """
+    dims = [d for d in range(x.ndim) if d != channel_dim]
+    xf = x.detach().float()
+    n = xf.numel() // xf.shape[channel_dim]
+    # the per-channel scalars in float64 (a and b x nearly cancel for a channel far from 0)
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+        mean = (xf.sum(dim=dims, keepdim=True).double() / n).requires_grad_(True)
+        u = ((xf * xf).sum(dim=dims, keepdim=True).double() / n).requires_grad_(True)
+        loss = _loss_from_moments(mean, u, *limits)
+        d_mean, d_u = torch.autograd.grad(loss.sum(), (mean, u))
+    with torch.no_grad():
+        a, b = d_mean / n, d_u * (2.0 / n)
+        mean, u = mean.detach(), u.detach()
+        # a + b x = c + b (x - mean), c = a + b mean;  RMS^2 = c^2 + b^2 Var[x]
+        c = a + b * mean
+        rms = (c * c + b * b * (u - mean * mean).clamp(min=0.0)).sqrt().clamp(min=1.0e-20)
+        coef = grad_scale / rms
+        loss_grad = torch.addcmul((c * coef).float(), xf - mean.float(), (b * coef).float())
+        g = grad.float()
+        return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype)
 
 
 class Balancer(nn.Module):

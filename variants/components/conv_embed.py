@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .activation import create_activation
 from .attention_weights import is_tracing
 from .balancer import make_balancer
@@ -60,6 +61,9 @@ def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) ->
     pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[time_dim] = t
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        # keeps the channels-last layout (out-of-place masked_fill returns it contiguous)
+        return x.clone().masked_fill_(pad.view(shape), 0.0)
     return x.masked_fill(pad.view(shape), 0.0)
 
 
@@ -126,6 +130,9 @@ class ConvEmbed(nn.Module):
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
             y = self.conv[0](y)
+            if fast_paths.enabled() and y.device.type == "cpu":
+                # channels-last from here on: the next convolutions and ConvNeXt run faster
+                y = y.contiguous(memory_format=torch.channels_last)
             y = _ScaleGrad.apply(y, 0.2)
             y = self.conv[1:](y)
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .activation import create_activation
 from .balancer import make_balancer
 from .scaled_linear import scaled_conv2d
@@ -38,9 +39,16 @@ class ConvNeXt(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.depthwise_conv(x)
-        y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
-        y = self.pointwise_conv2(y)
+        if fast_paths.enabled() and x.device.type == "cpu" and not torch.compiler.is_exporting():
+            # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
+            # and the point-wise ones become plain matrix products (see _pointwise)
+            y = self.depthwise_conv(x.contiguous(memory_format=torch.channels_last))
+            y = self.activation(self.hidden_balancer(_pointwise(y, self.pointwise_conv1)))
+            y = _pointwise(y, self.pointwise_conv2)
+        else:
+            y = self.depthwise_conv(x)
+            y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
+            y = self.pointwise_conv2(y)
         if self.training:
             rate = float(self.layerdrop_rate)
             if rate != 0.0:
@@ -51,3 +59,14 @@ class ConvNeXt(nn.Module):
             # whitening is over channels, which it expects last
             y = self.out_whiten(y.transpose(1, 3)).transpose(1, 3)
         return y
+
+
+def _pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A 1x1 ``conv`` of ``x`` (B, C, H, W) as one matrix product over the channels.
+
+    For a channels-last ``x`` the permutes are views and the result is channels-last;
+    torch's CPU 1x1 convolution of a contiguous input takes its slow im2col path.
+    """
+    w = conv.weight.reshape(conv.weight.shape[0], -1)
+    y = torch.nn.functional.linear(x.permute(0, 2, 3, 1), w, conv.bias)
+    return y.permute(0, 3, 1, 2)

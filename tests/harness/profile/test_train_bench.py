@@ -15,6 +15,10 @@ def test_training_steps_in_process(precision):
     r = measure_train(TINY, 1, 1.0, steps=2, warmup=1, precision=precision, objective="ctc")
     assert r.precision == precision and r.device_type == "cpu" and len(r.times_s) == 2
     assert r.p25_s <= r.median_s <= r.p75_s and r.peak_mem_mb >= 0 and r.saved_mb > 0
+    # every phase took part of the step, and together they are the step
+    assert set(r.phases) == {"forward", "loss", "backward", "optimizer"}
+    assert all(v > 0 for v in r.phases.values()) and 0.9 < sum(r.phases.values()) <= 1.0 + 1e-6
+    assert r.steps_per_s == pytest.approx(1.0 / r.median_s) and not r.compiled and r.compile_s is None
 
 
 def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
@@ -31,6 +35,8 @@ def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
     (row,) = ResultsStore(store).rows("train_bench")
     assert row["variant"] == TINY and row["precision"] == "float32"
     assert row["median_s"] > 0 and row["saved_mb"] > 0 and row["objective"] == "ctc"
+    assert row["steps_per_s"] > 0 and "backward" in row["phases"]
+    assert "eager" in out and "steps/s" in out
     index, _ = build_report(store, tmp_path / "report")
     md = (tmp_path / "report" / "train-bench.md").read_text()
     assert TINY in md and "Training step time" in md

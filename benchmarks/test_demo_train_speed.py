@@ -1,0 +1,38 @@
+"""The issue-24 demo speed benchmark runs (one short round here) and reports both paths.
+
+The numbers come from ``python3 benchmarks/demo_train_speed.py`` (README: "Training
+speed"); this only checks that it measures what it says: the demo row's real step
+on both code paths from one state, with the same losses within float rounding.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def load():
+    path = Path(__file__).with_name("demo_train_speed.py")
+    spec = importlib.util.spec_from_file_location("demo_train_speed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_demo_speed_benchmark_runs_both_paths(capsys):
+    summary = load().main(["--rows", "zipformer", "--steps", "2", "--rounds", "1", "--warmup", "1"])
+    (row,) = summary["rows"]
+    assert row["row"] == "zipformer" and row["optimizer"] == "scaled_adam"
+    assert row["before_steps_per_s"] > 0 and row["after_steps_per_s"] > 0
+    assert row["loss_max_rel_diff"] < 1e-4
+    # demo-like batches: ~10 s of 1.3-2.7 s utterances
+    assert all(4 <= b <= 8 and 130 <= t <= 270 for b, t in row["batch_shapes"])
+    assert "SUMMARY" in capsys.readouterr().out
+
+
+def test_unknown_row_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load().main(["--rows", "nope"])
+    assert exc.value.code == 2
+    assert "--rows: ['nope']; allowed: zipformer" in capsys.readouterr().err
