@@ -27,6 +27,7 @@ from harness.config import Cell
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
 from harness.losses import LossConfig, compute_loss
 from variants import build_model
+from variants.components.whitener import load_whitener_probs, whitener_probs
 from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
 from . import checkpoint, counters, distributed, interrupt
@@ -287,6 +288,7 @@ class Trainer:
         state.scaler.load_state_dict(saved.get("scaler") or {})
         if state.model_avg is not None and saved.get("model_avg") is not None:
             state.model_avg.load_state_dict(saved["model_avg"])
+        load_whitener_probs(state.model, saved.get("whitener_probs") or {})
         state.step, state.batches = int(saved["step"]), int(saved["batches"])
         if saved.get("epoch_done"):
             state.epoch, state.batch_in_epoch = int(saved["epoch"]) + 1, 0
@@ -534,6 +536,8 @@ class Trainer:
                 "epoch_done": at_epoch_end and not partial, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
                 "rng_states": rng_states(self.device),
+                # state the backward pass changes outside the parameters and buffers
+                "whitener_probs": whitener_probs(state.model),
                 "epoch_sums": ({"loss": totals.loss, "frames": totals.frames,
                                 "steps_at_start": totals.steps_at_start} if totals is not None else None),
                 "cell_id": self.cell.cell_id, "config": self.cell.resolved(),
