@@ -118,14 +118,43 @@ def run(args: argparse.Namespace) -> int:
     except interrupt.Interrupted as e:
         distributed.shutdown(dist)
         if dist.is_main:
-            left = [c for c in cells if c.cell_id not in results]
+            # workers report their cells interrupted; in this process the cell raised instead
+            left = [c for c in cells if results.get(c.cell_id) in (None, "interrupted")]
             print(f"grid {grid.name}: {e.describe()}; {len(left)} cell(s) not finished; "
-                  f"rerun `harness run {args.grid}` to resume", file=sys.stderr)
+                  f"rerun `{resume_command(args)}` to resume", file=sys.stderr)
         return e.exit_status
     distributed.shutdown(dist)
     if not dist.is_main:
         return 0
     return _summary(grid.name, cells, results)
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The `harness run` command line that goes on where this one stopped: the same grid, store,
+    run root, cells, --set and runner options."""
+    import shlex
+
+    words = ["harness", "run", args.grid]
+    if getattr(args, "store", None):
+        words += ["--store", args.store]
+    if args.run_root:
+        words += ["--run-root", args.run_root]
+    if getattr(args, "cells", None):
+        words += ["--cells", *args.cells]
+    for o in getattr(args, "overrides", None) or []:
+        words += ["--set", o]
+    if args.executor != "local":
+        words += ["--executor", args.executor]
+    if args.workers > 1:
+        words += ["--workers", str(args.workers)]
+    if args.array:
+        words.append("--array")
+    if args.slurm.strip() not in ("", "{}"):
+        words += ["--slurm", args.slurm]
+    for flag in ("retry_failed", "retry_diverged", "start_over_if_unreadable"):
+        if getattr(args, flag):
+            words.append("--" + flag.replace("_", "-"))
+    return shlex.join(words)
 
 
 def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) -> list:
