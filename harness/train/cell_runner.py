@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import yaml
 
+from harness.atomic import clean_stale_tmp
 from harness.config import Cell
 from harness.decoding import DecodeSettings
 from harness.locks import FileLock
@@ -261,7 +262,10 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
         return BUSY
     book = None
     try:
-        if dist.is_main:
+        if dist.is_main:  # files a killed run of this cell was writing (checkpoints, progress)
+            for p in clean_stale_tmp(run_dir, recursive=True):
+                print(f"cell {cell.cell_id}: removed {p}, left by a run killed while writing it",
+                      file=sys.stderr)
             book = Bookkeeping(ResultsStore(store_path), cell.cell_id, run_dir)
             book.flush()  # results an earlier run could not write
         # the to-do list was made before this lock was taken: another runner may have finished

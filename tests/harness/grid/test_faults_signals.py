@@ -169,3 +169,52 @@ def test_workers_stop_once_with_a_checkpoint_on_sigterm_and_when_their_runner_is
         lock = FileLock(root / c.cell_id / ".lock")
         assert lock.acquire(wait=False)  # and no lock is left held
         lock.release()
+
+
+WRITER = """
+import sys, time
+from harness.atomic import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half a file")
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(120)
+"""
+
+
+def _writer(target):
+    """A process writing ``target`` the harness's way (temporary name, then rename), stopped halfway."""
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    return p
+
+
+def test_temporary_files_of_writers_killed_mid_write_are_removed_later(tiny_grid, tmp_path):
+    """A SIGKILL while a checkpoint or a synthetic FLAC is written leaves a `.tmp-*` file; the next
+    run of the cell (or synthesis of the corpus) removes it, and leaves a live writer's alone."""
+    from harness.data.synthetic.corpus import SPLITS, synthesize
+    from harness.train.cell_runner import run_cell
+
+    path = tiny_grid(name="tmp")
+    grid, (cell,) = load_cells(path)
+    ckpts = grid.run_root / cell.cell_id / "checkpoints"
+    flac = tmp_path / "audio" / "train" / "19" / "198" / "19-198-0001.flac"
+    killed = [_writer(ckpts / "checkpoint-3.pt"), _writer(flac)]
+    live = _writer(ckpts / "epoch-1.pt")
+    try:
+        for p in killed:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        left = {p.name.split("-", 3)[-1]: p for p in [*ckpts.glob(".tmp-*"), *flac.parent.glob(".tmp-*")]}
+        assert sorted(left) == ["19-198-0001.flac", "checkpoint-3.pt", "epoch-1.pt"]
+        ResultsStore(grid.store_path).set_cell(cell.cell_id, status="done")  # the run only cleans up
+        assert run_cell(cell, grid.store_path, grid.run_root) == "done"
+        assert [p.name.split("-", 3)[-1] for p in ckpts.glob(".tmp-*")] == ["epoch-1.pt"]  # the live one
+        synthesize({s: [] for s in SPLITS}, tmp_path / "audio", {s: s for s in SPLITS})
+        assert not list(flac.parent.glob(".tmp-*"))
+    finally:
+        live.kill()
+        live.wait()
