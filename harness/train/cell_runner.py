@@ -38,7 +38,7 @@ from harness.store import journal
 from harness.store.results_store import StoreError, StoreLockedError, wait_limit_s
 
 from . import distributed
-from .checkpoint import NoSpaceError, UnreadableCheckpointsError
+from .checkpoint import UnreadableCheckpointsError, disk_full_message, is_disk_full
 from .data_setup import load_cell_data
 from .distributed import DistInfo
 from .evaluate import decode_epoch, last_epoch
@@ -221,6 +221,29 @@ def code_version() -> str:
         return "unknown"
 
 
+class _LogFile(logging.FileHandler):
+    """A cell's log file. A write it cannot make (a full disk) is said once on stderr and the
+    file is left alone from then on, instead of logging's traceback for every message."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        print(f"log {self.baseFilename}: not written from here on ({sys.exc_info()[1]})", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # what a full disk did not take
+            pass
+
+
 def cell_logger(run_dir: Path, cell: Cell, rank: int, stem: str = "train") -> logging.Logger:
     """The cell's log: ``<run dir>/log/<stem>-rank<rank>.log``, and stderr on rank 0."""
     log = logging.getLogger(f"harness.cell.{cell.cell_id}.{stem}.{rank}")
@@ -231,7 +254,7 @@ def cell_logger(run_dir: Path, cell: Cell, rank: int, stem: str = "train") -> lo
         h.close()
     fmt = logging.Formatter(f"%(asctime)s [{cell.name} {cell.cell_id} r{rank}] %(levelname)s %(message)s")
     (run_dir / "log").mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(run_dir / "log" / f"{stem}-rank{rank}.log")
+    fh = _LogFile(run_dir / "log" / f"{stem}-rank{rank}.log")
     fh.setFormatter(fmt)
     log.addHandler(fh)
     if rank == 0:
@@ -254,9 +277,15 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
     re-raised as :class:`~harness.train.interrupt.Interrupted`."""
     dist = dist or distributed.from_env()
     run_dir = Path(run_root) / cell.cell_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / ".lock") if dist.is_main else None
-    got = lock.acquire(wait=False) if lock is not None else True
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(run_dir / ".lock") if dist.is_main else None
+        got = lock.acquire(wait=False) if lock is not None else True
+    except OSError as e:  # a full disk (the lock itself holds without its holder's name)
+        if not is_disk_full(e):
+            raise
+        print(f"cell {cell.cell_id}: {disk_full_message(e, run_dir)}", file=sys.stderr)
+        return "interrupted"
     busy = distributed.broadcast_object(not got, dist)
     if busy:
         return BUSY
@@ -278,6 +307,11 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
     except StoreError as e:  # the store broke before the cell started: nothing to record it in
         print(f"cell {cell.cell_id}: {e}", file=sys.stderr)
         return "failed"
+    except OSError as e:  # a full disk before the cell's log exists (its lock, its folder)
+        if not is_disk_full(e):
+            raise
+        print(f"cell {cell.cell_id}: {disk_full_message(e, run_dir)}", file=sys.stderr)
+        return "interrupted"
     finally:
         if book is not None:
             book.close()
@@ -315,7 +349,9 @@ def _run_locked(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], dist: Di
             status, step, msg = "diverged", e.step, f"diverged at step {e.step}: {e}"
         elif isinstance(e, LossScaleCollapsedError):
             status, step, msg = "diverged", None, f"diverged: {e}"
-        elif isinstance(e, (StoreError, NoSpaceError, UnreadableCheckpointsError)):  # one line naming the file
+        elif is_disk_full(e):  # resumable once there is room: one line naming the folder
+            status, step, msg = "interrupted", None, disk_full_message(e, run_dir)
+        elif isinstance(e, (StoreError, UnreadableCheckpointsError)):  # one line naming the file
             status, step, msg = "failed", None, str(e)
         else:
             status, step, msg = "failed", None, _short_error(e)

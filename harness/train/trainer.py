@@ -28,7 +28,7 @@ from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloa
 from harness.losses import LossConfig, compute_loss
 from variants import build_model
 from variants.components.whitener import load_whitener_probs, whitener_probs
-from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
+from variants.optim import build_optimizer, build_scheduler, default_scheduler_for, tensor_bytes
 
 from . import checkpoint, counters, distributed, interrupt
 from .data_setup import CellData
@@ -222,6 +222,8 @@ class Trainer:
         t = self.cfg.train
         state = self.setup()
         self.restore(state)
+        if self.dist.is_main:  # a full disk is said now, not after the steps to the first checkpoint
+            self.check_space(state)
         module = self.wrap(state.model)
         train_dl, valid_dl = self.loaders()
         if t.oom_check and state.step == 0:
@@ -301,6 +303,16 @@ class Trainer:
         state.model.set_batch_count(self.model_batch_count(state.batches))
         self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
                       path.name, state.step, state.epoch, state.batch_in_epoch)
+
+    def check_space(self, state: TrainState) -> None:
+        """Raise :class:`~harness.train.checkpoint.NoSpaceError` (the folder and the bytes) unless
+        the checkpoint folder has room for one checkpoint (optimizer state not made yet: taken as
+        two moments per weight)."""
+        weights = tensor_bytes(state.model.state_dict())
+        average = tensor_bytes(state.model_avg.state_dict()) if state.model_avg is not None else 0
+        moments = tensor_bytes(state.optimizer.state_dict()) or 2 * weights
+        needed = int((weights + average + moments) * checkpoint.SPACE_MARGIN) + checkpoint.SPACE_EXTRA
+        checkpoint.ensure_space(self.ckpt_dir, needed, "a checkpoint")
 
     def start_over(self, unreadable: list[tuple[Path, str]]) -> None:
         """No checkpoint is readable: fail the cell, or (if allowed) set them aside and start at 0."""
