@@ -171,7 +171,7 @@ def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) 
                            run_dir=str(run_root / c.cell_id))
         elif options.leaves_alone(row["status"]):
             why = "" if row["status"] == "done" else (
-                f" (--retry-{row['status']} reruns it)" + (f": {row['error'][:200]}" if row.get("error") else ""))
+                f" (--retry-{row['status']} reruns it)" + (f": {row['error']}" if row.get("error") else ""))
             print(f"skip {c.cell_id} {c.name}: {row['status']}{why}", file=sys.stderr)
             settled[c.cell_id] = row["status"]
             continue

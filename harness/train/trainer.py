@@ -319,8 +319,8 @@ class Trainer:
         names = "; ".join(f"{p.name}: {why}" for p, why in unreadable)
         if not self.start_over_if_unreadable:
             raise checkpoint.UnreadableCheckpointsError(
-                f"no readable checkpoint in {self.ckpt_dir} ({names}); rerun with "
-                f"--start-over-if-unreadable to train this cell from step 0")
+                f"no readable checkpoint in {self.ckpt_dir} ({names}); rerun `harness run` with "
+                f"--retry-failed --start-over-if-unreadable to train this cell from step 0")
         for p, _ in unreadable:
             p.rename(p.with_name(p.name + ".unreadable"))
         self.log.warning("no readable checkpoint (%s): starting over from step 0; the files are "

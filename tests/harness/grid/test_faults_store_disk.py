@@ -172,10 +172,14 @@ def test_unreadable_checkpoints_are_named_and_fail_the_cell_unless_asked(grid_wi
     row = ResultsStore(grid.store_path).cell(cell.cell_id)
     assert row["status"] == "failed" and row["error"].startswith(f"no readable checkpoint in {ckpts} (")
     assert "checkpoint-3.pt: " in row["error"] and "epoch-1.pt: " in row["error"]
-    assert "--start-over-if-unreadable" in row["error"]
+    assert row["error"].endswith("rerun `harness run` with --retry-failed --start-over-if-unreadable "
+                                 "to train this cell from step 0")
     log = (grid.run_root / cell.cell_id / "log" / "train-rank0.log").read_text()
     assert f"skipped checkpoint {ckpts / 'checkpoint-3.pt'}: unreadable (" in log
     capsys.readouterr()
+    # the skip line carries the whole reason, the hint included
+    assert main(["run", path, "--start-over-if-unreadable"]) == 1
+    assert f"skip {cell.cell_id} base: failed (--retry-failed reruns it): {row['error']}\n" in capsys.readouterr().err
     assert main(["run", path, "--retry-failed", "--start-over-if-unreadable"]) == 0
     assert ResultsStore(grid.store_path).cell(cell.cell_id)["status"] == "done"
     assert (ckpts / "checkpoint-3.pt.unreadable").exists() and (ckpts / "epoch-1.pt").stat().st_size > 0
