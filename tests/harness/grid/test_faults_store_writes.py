@@ -150,3 +150,27 @@ def test_a_store_locked_by_another_process_does_not_hold_training_up(cell_and_st
     assert log.count("locked by another process for over 1 s; the cell's writes wait in a queue") == 1
     assert ResultsStore(store, readonly=True).cell(cell.cell_id)["status"] == "done"
     assert _epochs(store, cell.cell_id) == [1, 2]
+
+
+def test_two_real_runners_on_one_grid_train_each_cell_once_and_lose_no_row(tiny_grid):
+    """Two `harness run` processes started together on one grid (one store): each cell is
+    trained by one of them, the other reports it busy or done, and every row reaches the store."""
+    from faultkit import harness
+
+    path = tiny_grid(name="two", rows="  - {name: other, set: {overrides.norm: layer_norm}}\n")
+    grid, cells = load_cells(path)
+    procs = [harness("run", path) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    for err in errs:
+        assert "Traceback" not in err, err[-3000:]
+    store = ResultsStore(grid.store_path, readonly=True)
+    for c in cells:
+        assert store.cell(c.cell_id)["status"] == "done"
+        assert _epochs(grid.store_path, c.cell_id) == [1]
+        assert store.rows("wers", cell_id=c.cell_id)
+        log = (grid.run_root / c.cell_id / "log" / "train-rank0.log").read_text()
+        assert log.count("model zipformer-tiny (ctc)") == 1  # trained once, by one runner
+    finals = sorted(e.strip().splitlines()[-1].split(": ", 1)[1] for e in errs)
+    assert finals in (["1 done; 1 busy in another runner", "1 done; 1 busy in another runner"],
+                      ["1 done; 1 busy in another runner", "2 done"], ["2 done", "2 done"]), finals
