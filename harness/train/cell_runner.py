@@ -168,11 +168,13 @@ class Bookkeeping:
             if item is None:
                 return
             op, args = item
-            if op == "__flush__":
-                self._write(None)
-                args["done"].set()
-            else:
-                self._write((op, args))
+            try:
+                self._write(None if op == "__flush__" else (op, args))
+            except Exception as e:  # a bug, not a store fault: said, and the writer goes on
+                self._say(f"cell {self.cell_id}: store write {op} failed: {type(e).__name__}: {e}")
+            finally:
+                if op == "__flush__":
+                    args["done"].set()
 
     def _write(self, item: Optional[tuple[str, dict]]) -> None:
         """The journal, then ``item`` (None: only the journal), into the store; what the store
