@@ -25,7 +25,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-icefall": ("harness.commands.import_icefall", "an authors' (icefall) checkpoint -> a harness checkpoint"),
     "export-icefall": ("harness.commands.export_icefall", "a harness model -> the authors' checkpoint layout"),
     "export": ("harness.commands.export", "encoder and greedy-decoding heads as TorchScript or ONNX"),
+    "average": ("harness.commands.average", "one checkpoint averaged over a cell's last epochs"),
+    "transcribe": ("harness.commands.transcribe", "audio files -> text with a trained cell or checkpoint"),
 }
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``), else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("zipformer-harness")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("version"):
+                        return line.split("=", 1)[1].strip().strip('"')
+        except OSError:
+            pass
+        return "unknown"
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness",
         description="Ablation and benchmarking harness for speech-recognition encoders "
                     "(Zipformer, Conformer).")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
@@ -49,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv and argv[0] == "--version":
+        import platform
+
+        import torch
+
+        print(f"harness {version()} (torch {torch.__version__}, python {platform.python_version()})")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: harness: unknown command {argv[0]!r}; allowed: {', '.join(COMMANDS)}; "

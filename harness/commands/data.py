@@ -1,9 +1,13 @@
 """``harness data``: prepare corpora, or write the synthetic corpus as a LibriSpeech copy.
 
-    harness data prepare --corpus synthetic|librispeech|aishell [--out DIR] [--src DIR]
-                         [--tier T] [--hours H] [--voices N] [--seed N] [--num-jobs N]
-                         [--vocab-size N] [--no-speed-perturb] [--train-set auto|100|960]
-                         [--oov-chars report|reject] [--allow-dropped]
+    harness data prepare --corpus synthetic|librispeech|aishell|lhotse|kaldi [--out DIR]
+                         [--src DIR | --manifests DIR] [--tier T] [--hours H] [--voices N]
+                         [--seed N] [--num-jobs N] [--vocab-size N] [--no-speed-perturb]
+                         [--train-set auto|100|960] [--oov-chars report|reject]
+                         [--unit word|char] [--channel N] [--allow-dropped]
+
+Each corpus's options are its model in harness.config.corpora; an option given to a
+corpus that does not take it is an error.
     harness data write-librispeech --out DIR [--tier T] [--hours H] [--voices N] [--seed N]
 """
 from __future__ import annotations
@@ -29,10 +33,16 @@ def _synthetic_args(p: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     prep = sub.add_parser("prepare", help="manifests, fbank (lilcom), speed perturbation, BPE")
-    prep.add_argument("--corpus", required=True, choices=["synthetic", "librispeech", "aishell"])
+    from harness.config.corpora import CORPUS_NAMES
+
+    prep.add_argument("--corpus", required=True, choices=list(CORPUS_NAMES))
     prep.add_argument("--out", default=None,
                       help="output directory (default data/CORPUS, where the default grid looks)")
-    prep.add_argument("--src", default=None, help="local copy of LibriSpeech / Aishell-1")
+    prep.add_argument("--src", default=None, help="local copy of LibriSpeech / Aishell-1; for kaldi: "
+                                                  "a folder of Kaldi data directories, one per split")
+    prep.add_argument("--manifests", default=None,
+                      help="lhotse: a folder of lhotse manifests, a CutSet or a RecordingSet + "
+                           "SupervisionSet per split (names decide train/dev/test)")
     _synthetic_args(prep)
     prep.add_argument("--vocab-size", type=positive_int, default=500, help="BPE units (default 500, as in the paper)")
     prep.add_argument("--no-speed-perturb", action="store_true",
@@ -40,8 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument("--train-set", choices=["auto", "100", "960"], default="auto",
                       help="LibriSpeech training hours (auto: 960 when all parts are present)")
     prep.add_argument("--oov-chars", choices=["report", "reject"], default="report",
-                      help="LibriSpeech transcript characters outside A-Z, apostrophe and space: "
+                      help="transcript characters outside the alphabet (LibriSpeech: A-Z, apostrophe, "
+                           "space; lhotse/kaldi: letters, digits, marks, apostrophe, space): "
                            "report them in a warning (default) or refuse the corpus")
+    prep.add_argument("--unit", choices=["word", "char"], default="word",
+                      help="lhotse/kaldi: word (BPE units, WER; default) or char (characters, CER, "
+                           "for Chinese-like text)")
+    prep.add_argument("--channel", type=int, default=None,
+                      help="lhotse/kaldi: keep this channel of multi-channel audio "
+                           "(default: mix the channels down)")
     prep.add_argument("--allow-dropped", action="store_true",
                       help="let a test split lose utterances whose audio cannot be read "
                            "(default: an error); every dropped or changed utterance is listed in OUT/changes.jsonl")
@@ -64,31 +81,47 @@ def run(args: argparse.Namespace) -> int:
         return user_error(str(e))
 
 
+#: command-line dest -> corpus option (harness.config.corpora)
+_OPTION_FLAGS = {"tier": "tier", "hours": "hours", "voices": "voices", "seed": "seed", "num_jobs": "num_jobs",
+                 "vocab_size": "vocab_size", "train_set": "train_set", "oov_chars": "oov_chars",
+                 "unit": "unit", "channel": "channel", "allow_dropped": "allow_dropped"}
+
+
 def _prepare(args: argparse.Namespace) -> int:
+    from harness.config.corpora import CORPUS_OPTIONS, corpora_taking
     from harness.data.changes import load_changes, summary_line
     from harness.data.prepare import prepare_corpus
 
-    options = dict(seed=args.seed, num_jobs=args.num_jobs, vocab_size=args.vocab_size,
-                   speed_perturb=not args.no_speed_perturb, allow_dropped=args.allow_dropped,
-                   progress=not args.quiet)
-    if args.corpus == "synthetic":
-        options.update(tier=args.tier, hours=args.hours, voices=args.voices)
-    elif args.corpus == "librispeech":
-        options.update(train_set=args.train_set, oov_chars=args.oov_chars)
-    if args.corpus != "librispeech" and args.oov_chars != "report":
-        return user_error("--oov-chars applies to --corpus librispeech only")
-    if args.corpus != "synthetic" and (args.tier or args.hours or args.voices):
-        return user_error("--tier/--hours/--voices apply to --corpus synthetic only")
-    if args.corpus != "synthetic":
-        options.pop("seed")
+    defaults = build_parser_defaults()
+    takes = CORPUS_OPTIONS[args.corpus].model_fields
+    options: dict = {"speed_perturb": not args.no_speed_perturb, "progress": not args.quiet}
+    for dest, name in _OPTION_FLAGS.items():
+        value = getattr(args, dest)
+        if name in takes:
+            options[name] = value
+        elif value != defaults[dest]:
+            flag = "--" + dest.replace("_", "-")
+            return user_error(f"{flag} applies to --corpus {', '.join(corpora_taking(name))} only")
+    from harness.data.corpora import get_recipe
+
+    if args.manifests is not None and get_recipe(args.corpus).src_flag != "--manifests":
+        return user_error(f"--manifests applies to --corpus lhotse only ({get_recipe(args.corpus).src_flag} "
+                          f"gives {args.corpus}'s source)")
     out = args.out or f"data/{args.corpus}"
-    prepared = prepare_corpus(args.corpus, out, args.src, **options)
+    prepared = prepare_corpus(args.corpus, out, args.manifests or args.src, **options)
     print(f"prepared {prepared.corpus} in {prepared.out_dir}")
     for name, path in prepared.splits.items():
         print(f"  {name:16s} {path}")
     print(f"  bpe model        {prepared.bpe_model} ({prepared.vocab_size} units, {prepared.unit} error rate)")
     print(f"  {summary_line(load_changes(prepared.out_dir), prepared.out_dir)}")
     return 0
+
+
+def build_parser_defaults() -> dict:
+    """The defaults of ``data prepare``'s options (to tell a given option from an untouched one)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return vars(parser.parse_args(["prepare", "--corpus", "synthetic"]))
 
 
 def _write_librispeech(args: argparse.Namespace) -> int:

@@ -11,8 +11,11 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .model_source import add_choice_arguments
+
     p.add_argument("source", metavar="CELL_OR_CKPT",
                    help="a cell's run directory (last epoch, averaged as it decodes) or a harness checkpoint")
+    add_choice_arguments(p)
     p.add_argument("--out", required=True, help="file to write, e.g. exp/pretrained.pt")
 
 
@@ -23,10 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from variants.interop.icefall import IcefallCheckpointError, export_icefall_state_dict, icefall_flags
 
     from .common import file_error
-    from .model_source import SourceError, load_model
+    from .model_source import Choice, SourceError, load_model
 
     try:
-        model = load_model(args.source)
+        model = load_model(args.source, Choice.from_args(args))
         sd = export_icefall_state_dict(model)
     except (SourceError, IcefallCheckpointError) as e:
         return file_error(args.source, e)

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from variants import list_variants
 from variants.spec import OBJECTIVE_HEADS
 
+from .corpora import Corpus
+
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DeviceName = Literal["auto", "cpu", "cuda"]
-Corpus = Literal["synthetic", "librispeech", "aishell"]
 HEAD_NAMES = ("transducer", "ctc", "attention")
 #: decode.methods when a grid gives none: the method the paper or the authors report for the
 #: objective -- transducer: beam search of size 4, at most one symbol per frame (paper sec. 4,
@@ -59,13 +60,13 @@ class OptimizerSection(StrictSection):
 class DataSection(StrictSection):
     """Which corpus, where it is prepared, and how batches are formed."""
 
-    #: synthetic (built in), librispeech or aishell
+    #: synthetic (built in), librispeech, aishell, lhotse (manifests) or kaldi (data dirs)
     corpus: Corpus
     #: directory of the prepared corpus (manifests, BPE model); created if missing
     dir: str
-    #: where the raw corpus lives (not needed for the synthetic corpus)
+    #: where the raw corpus lives: a local copy, lhotse manifests, Kaldi data dirs (not for synthetic)
     src_dir: Optional[str] = None
-    #: options passed to ``harness.data.prepare_corpus`` (e.g. the synthetic tier)
+    #: the corpus's options (``harness.config.corpora``: e.g. the synthetic tier), checked by ``plan``
     options: dict[str, Any] = Field(default_factory=dict)
     #: seconds of audio per batch per GPU (paper Table 7: 1000-1700)
     max_duration: float = Field(gt=0)

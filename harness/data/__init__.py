@@ -1,4 +1,5 @@
-"""Data: lhotse pipelines for LibriSpeech and Aishell-1, and the built-in synthetic corpus.
+"""Data: corpora as recipes (harness.data.corpora: synthetic, LibriSpeech, Aishell-1, one's own
+lhotse manifests or Kaldi data directories) through one lhotse pipeline.
 
 Public interface (imported lazily, so ``import harness.data`` is cheap)::
 
@@ -7,7 +8,6 @@ Public interface (imported lazily, so ``import harness.data`` is cheap)::
     Tokenizer(bpe_model_path)
     make_dataloader(cuts, max_duration, train, ...) -> DataLoader
     batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch)
-    DataConfig(**grid["data"]).prepare()
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 _EXPORTS = {
     "prepare_corpus": "harness.data.prepare",
     "PreparedCorpus": "harness.data.prepare",
-    "CORPORA": "harness.data.prepare",
-    "DataConfig": "harness.data.config",
+    "CORPORA": "harness.data.corpora",
+    "get_recipe": "harness.data.corpora",
     "Tokenizer": "harness.data.tokenizer",
     "make_dataloader": "harness.data.loader",
     "batch_lengths": "harness.data.loader",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .audio_check import point_back, symlink_mirror, unreadable_audio
 from .errors import CorpusNotFoundError, EmptySplitError
+from .recipe import Context, Layout, Recipe
 
 PARTS = ("train", "dev", "test")
 TRANSCRIPT = Path("data_aishell/transcript/aishell_transcript_v0.8.txt")
@@ -51,3 +52,26 @@ def aishell_manifests(src: Path, progress: bool = False) -> dict[str, tuple]:
         if len(sups) == 0:
             raise EmptySplitError(f"Aishell-1 split {part} has no transcribed utterances")
     return out
+
+
+# --------------------------------------------------------------------------- recipe
+
+class AishellRecipe(Recipe):
+    """Aishell-1: train, dev (validates) and test (scored), character units (CER)."""
+
+    name = "aishell"
+    test_splits = ("test",)
+    train_hours_known = 150.0 * 3
+
+    def identity(self, src: Path, opts) -> dict:
+        return {"src": str(src), "train_set": None}
+
+    def manifests(self, ctx: Context, opts) -> Layout:
+        if not all(ctx.have(p) for p in PARTS):
+            for part, (recs, sups, drops) in aishell_manifests(ctx.src, ctx.progress).items():
+                ctx.save(part, recs, sups, drops)
+        return Layout(train_parts=["train"], eval_parts=["dev", "test"], valid="dev", tests=["test"],
+                      unit="char", info={"corpus": "aishell", "source": str(ctx.src), "parts": list(PARTS)})
+
+
+RECIPE = AishellRecipe()

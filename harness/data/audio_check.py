@@ -63,6 +63,42 @@ def resample_recordings(recordings, label: str, rate: int = SAMPLE_RATE):
     return RecordingSet.from_recordings(out), changed
 
 
+def set_channels(recordings, supervisions, channel: int | None, label: str):
+    """(supervisions, [(supervision, change kind, why, source)]): the supervisions of
+    multi-channel recordings set to all their channels (``channel`` None: the features mix
+    them down, their mean) or to ``channel``; one note (a warning line) per call.
+
+    Without this lhotse would read channel 0 alone, silently."""
+    from lhotse import SupervisionSet
+    from lhotse.utils import fastcopy
+
+    from .errors import DataError
+
+    recs = {r.id: r for r in recordings}
+    out, changed = [], []
+    for sup in supervisions:
+        rec = recs.get(sup.recording_id)
+        if rec is not None and rec.num_channels > 1:
+            ids = list(rec.channel_ids)
+            src = str(rec.sources[0].source)
+            if channel is None:
+                sup = fastcopy(sup, channel=ids)
+                changed.append((sup, "mixed_down", f"{len(ids)} channels mixed down (their mean)", src))
+            elif channel in ids:
+                sup = fastcopy(sup, channel=channel)
+                changed.append((sup, "channel_picked", f"channel {channel} of {len(ids)}", src))
+            else:
+                raise DataError(f"{label}: recording {rec.id} ({src}) has channels {ids}, and the option "
+                                f"channel={channel} names none of them; allowed: one of {ids}, or none "
+                                "(mix them down)")
+        out.append(sup)
+    if changed:
+        what = "mixed down" if channel is None else f"reduced to channel {channel}"
+        warn(f"{label}: {len(changed)} of {len(out)} utterances have multi-channel audio, {what} "
+             f"(e.g. {changed[0][3]})")
+    return SupervisionSet.from_segments(out), changed
+
+
 def symlink_mirror(src: Path, dst: Path, skip: set[Path],
                    rewrite: Callable[[Path, str], str] | None = None) -> None:
     """Mirror ``src`` into ``dst`` with symlinks, leaving out ``skip``.

@@ -8,7 +8,10 @@
 ``change`` is ``dropped`` (the utterance is not in the split), ``resampled``
 (its audio is read at 16 kHz through lhotse's resampling) or
 ``outside_alphabet`` (its transcript, kept, holds characters outside the
-corpus alphabet). Preparation is incremental, so each (split, stage) replaces
+corpus alphabet), ``too_short`` (fewer encoder frames than its transcript needs:
+training leaves it out, harness.data.too_short), ``mixed_down`` (its audio has
+several channels, mixed down to their mean) or ``channel_picked`` (one channel
+of several kept, the ``channel`` option). Preparation is incremental, so each (split, stage) replaces
 its own entries and the file always describes the folder as it is. The
 policies (``allow_dropped``, ``oov_chars``) are checked against this file on
 every ``prepare_corpus`` call, also when the corpus was prepared before.
@@ -28,7 +31,7 @@ from .errors import DataError
 log = logging.getLogger(__name__)
 
 CHANGES_FILE = "changes.jsonl"
-KINDS = ("dropped", "resampled", "outside_alphabet")
+KINDS = ("dropped", "resampled", "outside_alphabet", "too_short", "mixed_down", "channel_picked")
 
 
 def warn(msg: str) -> None:
@@ -67,7 +70,10 @@ def summary_line(changes: list[dict], out: Path) -> str:
         return "no utterance dropped or changed"
     parts = []
     for kind, what in (("dropped", "dropped"), ("resampled", "resampled to 16 kHz"),
-                       ("outside_alphabet", "with characters outside the alphabet (kept)")):
+                       ("outside_alphabet", "with characters outside the alphabet (kept)"),
+                       ("too_short", "too short for their transcript (left out of training)"),
+                       ("mixed_down", "mixed down to one channel"),
+                       ("channel_picked", "reduced to the chosen channel")):
         per_split = Counter(e["split"] for e in changes if e["change"] == kind)
         if per_split:
             where = ", ".join(f"{s} {n}" for s, n in per_split.items())

@@ -43,11 +43,31 @@ def fbank_extractor():
 
 
 def cuts_from_manifests(recordings, supervisions):
-    """One cut per supervision, eager (lhotse's ``trim_to_supervisions`` is lazy)."""
+    """One cut per supervision, eager (lhotse's ``trim_to_supervisions`` is lazy); a
+    supervision over several channels (harness.data.audio_check.set_channels) gives a
+    cut of their mean."""
     from lhotse import CutSet
 
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-    return cuts.trim_to_supervisions(keep_overlapping=False).to_eager()
+    cuts = cuts.trim_to_supervisions(keep_overlapping=False).to_eager()
+    if any(isinstance(c.channel, list) and len(c.channel) > 1 for c in cuts):
+        cuts = CutSet.from_cuts(mixed_down(c) if isinstance(c.channel, list) and len(c.channel) > 1 else c
+                                for c in cuts)
+    return cuts
+
+
+def mixed_down(cut):
+    """A multi-channel cut as the mean of its channels (a MixedCut of its mono cuts, each at
+    1/N volume; the supervisions kept once)."""
+    from lhotse.cut import MixedCut, MixTrack
+    from lhotse.utils import fastcopy
+
+    monos = cut.to_mono()
+    n = len(monos)
+    tracks = [MixTrack(cut=fastcopy(m.perturb_volume(1.0 / n, affix_id=False),
+                                    supervisions=m.supervisions if i == 0 else []))
+              for i, m in enumerate(monos)]
+    return MixedCut(id=cut.id, tracks=tracks)
 
 
 def speed_perturb(cuts, factors: Sequence[float] = SPEED_FACTORS):

@@ -14,7 +14,8 @@ from pathlib import Path
 from .audio_check import point_back, symlink_mirror, unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .transcripts import parse_transcript_line
+from .recipe import Context, Layout, Recipe
+from .transcripts import LIBRISPEECH_ALPHABET, LIBRISPEECH_ALPHABET_NAME, parse_transcript_line
 
 TRAIN_SETS = {"100": ("train-clean-100",),
               "960": ("train-clean-100", "train-clean-360", "train-other-500")}
@@ -101,3 +102,39 @@ def librispeech_manifests(src: Path, part: str, num_jobs: int = 1, progress: boo
         symlink_mirror(part_dir, mirror / part, unreadable, rewrite=drop_lines)
         m = prepare_librispeech(mirror, dataset_parts=[part], output_dir=None, num_jobs=num_jobs)[part]
         return point_back(m["recordings"], mirror, src.resolve()), m["supervisions"], drops
+
+
+# --------------------------------------------------------------------------- recipe
+
+class LibriSpeechRecipe(Recipe):
+    """LibriSpeech: 100 h or 960 h of training parts, dev-clean validates, test-clean and
+    test-other are scored; word units (BPE); transcripts checked against its alphabet."""
+
+    name = "librispeech"
+    test_splits = TEST_PARTS
+    alphabet = LIBRISPEECH_ALPHABET
+    alphabet_name = LIBRISPEECH_ALPHABET_NAME
+    train_hours_known = 960.0 * 3
+
+    def identity(self, src: Path, opts) -> dict:
+        if opts.train_set != "auto" and opts.train_set not in TRAIN_SETS:
+            raise DataError(f"train_set={opts.train_set!r}; allowed: auto, {', '.join(TRAIN_SETS)}")
+        return {"src": str(src), "train_set": opts.train_set}
+
+    def check_source(self, src: Path, opts, deep: bool = False) -> None:
+        select_parts(src, opts.train_set)
+
+    def manifests(self, ctx: Context, opts) -> Layout:
+        train_parts, eval_parts = select_parts(ctx.src, opts.train_set)
+        for part in train_parts + eval_parts:
+            if not ctx.have(part):
+                recs, sups, drops = librispeech_manifests(ctx.src, part, num_jobs=ctx.num_jobs,
+                                                          progress=ctx.progress)
+                ctx.save(part, recs, sups, drops)
+        info = {"corpus": "librispeech", "source": str(ctx.src), "train_parts": list(train_parts),
+                "eval_parts": list(eval_parts)}
+        return Layout(train_parts=list(train_parts), eval_parts=list(eval_parts), valid=VALID_PART,
+                      tests=list(TEST_PARTS), unit="word", info=info, combined="train-960")
+
+
+RECIPE = LibriSpeechRecipe()

@@ -31,25 +31,27 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from pydantic import ValidationError
 
 from harness.atomic import atomic_path, clean_stale_tmp, write_json
 
-from .audio_check import SAMPLE_RATE, resample_recordings
-from .bpe import DEFAULT_VOCAB_SIZE, train_bpe
-from .changes import change, check_test_drops, load_changes, record_changes, summary_line, warn
-from .errors import CorpusNotFoundError, DataError, EmptySplitError, UnknownCorpusError
-from .transcripts import LIBRISPEECH_ALPHABET, LIBRISPEECH_ALPHABET_NAME, OOV_POLICIES, alphabet_message, outside_alphabet
+from .audio_check import SAMPLE_RATE, resample_recordings, set_channels
+from .bpe import train_bpe
+from .changes import KINDS, change, check_test_drops, load_changes, record_changes, summary_line, warn
+from .corpora import get_recipe
+from .errors import CorpusNotFoundError, DataError, EmptySplitError
+from .recipe import Context, Recipe
+from .transcripts import OOV_POLICIES, alphabet_message, outside_alphabet
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
 
 log = logging.getLogger(__name__)
 
-CORPORA = ("synthetic", "librispeech", "aishell")
 PREPARED_FILE = "prepared.json"
 OPTIONS_FILE = "options.json"
-#: the splits scored as test sets, which may lose no utterance unless allowed
-TEST_SPLITS = {"synthetic": ("test", "test_held_out"), "librispeech": ("test-clean", "test-other"),
-               "aishell": ("test",)}
+#: the change kinds counted in ``prepared.info["changes"]`` always (others when they occur)
+COUNTED_CHANGES = ("dropped", "resampled", "outside_alphabet")
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,20 @@ class Checks:
     corpus: str
     oov_chars: str = "report"
     allow_dropped: bool = False
+    #: multi-channel audio: None mixes the channels down, N keeps channel N
+    channel: Optional[int] = None
 
     @property
-    def alphabet(self) -> frozenset[str] | None:
-        """The transcripts' alphabet (LibriSpeech's; the others are not checked)."""
-        return LIBRISPEECH_ALPHABET if self.corpus == "librispeech" else None
+    def recipe(self) -> Recipe:
+        return get_recipe(self.corpus)
+
+    @property
+    def alphabet(self) -> Any:
+        """The transcripts' alphabet (None: not checked)."""
+        return self.recipe.alphabet
 
     def is_test(self, split: str) -> bool:
-        return split in TEST_SPLITS[self.corpus]
+        return self.recipe.is_test(split)
 
 
 @dataclass
@@ -137,22 +145,28 @@ def _manifest_paths(out: Path, split: str) -> tuple[Path, Path]:
 
 def _save_manifests(out: Path, split: str, recordings, supervisions, checks: Checks,
                     drops: dict[str, tuple[str, str]] | None = None) -> None:
-    """Resample, check the transcripts, record the changes, then write the split's manifests."""
+    """Resample, settle the channels, check the transcripts, record the changes, then write
+    the split's manifests."""
     if len(supervisions) == 0:
         raise EmptySplitError(f"split {split!r} has no utterances")
     drops = drops or {}
-    recordings, resampled = resample_recordings(recordings, f"{checks.corpus} {split}")
+    label = f"{checks.corpus} {split}"
+    supervisions, channels = set_channels(recordings, supervisions, checks.channel, label)
+    recordings, resampled = resample_recordings(recordings, label)
     entries = [change(split, "manifests", uid, "dropped", why, src) for uid, (why, src) in drops.items()]
     entries += [change(split, "manifests", rec.id, "resampled", f"{rate} Hz -> {SAMPLE_RATE} Hz",
                        str(rec.sources[0].source)) for rec, rate in resampled]
-    found = outside_alphabet(((s.id, s.text) for s in supervisions), checks.alphabet) if checks.alphabet else {}
+    entries += [change(split, "manifests", sup.id, kind, why, src) for sup, kind, why, src in channels]
+    alphabet = checks.alphabet
+    found = outside_alphabet(((s.id, s.text) for s in supervisions), alphabet) if alphabet is not None else {}
     entries += [change(split, "manifests", uid, "outside_alphabet", f"{bad!r} in {text!r}")
                 for uid, (text, bad) in found.items()]
     changes = record_changes(out, split, "manifests", entries)
     if found:
-        msg = alphabet_message(checks.corpus, split, found, len(supervisions))
+        name = checks.recipe.alphabet_name
+        msg = alphabet_message(checks.corpus, split, found, len(supervisions), name)
         if checks.oov_chars == "reject":
-            raise DataError(f"{msg}; allowed: {LIBRISPEECH_ALPHABET_NAME} (--oov-chars report keeps "
+            raise DataError(f"{msg}; allowed: {name} (--oov-chars report keeps "
                             f"them); each is listed in {out / 'changes.jsonl'}")
         warn(f"{msg}; kept (--oov-chars reject refuses them)")
     if checks.is_test(split) and not checks.allow_dropped:
@@ -166,52 +180,6 @@ def _save_manifests(out: Path, split: str, recordings, supervisions, checks: Che
 
 def _have_manifests(out: Path, split: str) -> bool:
     return all(p.is_file() for p in _manifest_paths(out, split))
-
-
-def _synthetic_manifests(out: Path, opts: dict, num_jobs: int, progress: bool, checks: Checks) -> dict[str, Any]:
-    from .synthetic.corpus import SPLITS, build_manifests, corpus_summary, plan_corpus, synthesize, write_transcripts
-    from .synthetic.tiers import get_tier
-
-    tier = get_tier(opts["tier"], hours=opts.get("hours"), voices=opts.get("voices"))
-    seed = opts["seed"]
-    plan, speakers = plan_corpus(tier, seed)
-    parts = {s: s for s in SPLITS}
-    root = out / "audio"
-    summary_path = out / "corpus.json"
-    if all(_have_manifests(out, s) for s in SPLITS) and summary_path.is_file():
-        return json.loads(summary_path.read_text())
-    total = sum(len(v) for v in plan.values())
-    with _bar(total, "synthesize (eSpeak NG)", progress) as bar:
-        lengths = synthesize(plan, root, parts, num_jobs=num_jobs, progress=bar.update)
-    write_transcripts(plan, root, parts)
-    for split in SPLITS:
-        recs, sups = build_manifests(plan[split], root, split, lengths)
-        _save_manifests(out, split, recs, sups, checks)
-    summary = corpus_summary(tier, seed, plan, speakers, lengths)
-    write_json(summary_path, summary)
-    return summary
-
-
-def _librispeech_manifests(out: Path, src: Path, opts: dict, num_jobs: int, progress: bool,
-                           checks: Checks) -> dict[str, Any]:
-    from .librispeech import librispeech_manifests, select_parts
-
-    train_parts, eval_parts = select_parts(src, opts.get("train_set", "auto"))
-    for part in train_parts + eval_parts:
-        if not _have_manifests(out, part):
-            recs, sups, drops = librispeech_manifests(src, part, num_jobs=num_jobs, progress=progress)
-            _save_manifests(out, part, recs, sups, checks, drops)
-    return {"corpus": "librispeech", "source": str(src), "train_parts": list(train_parts),
-            "eval_parts": list(eval_parts)}
-
-
-def _aishell_manifests(out: Path, src: Path, progress: bool, checks: Checks) -> dict[str, Any]:
-    from .aishell import PARTS, aishell_manifests
-
-    if not all(_have_manifests(out, p) for p in PARTS):
-        for part, (recs, sups, drops) in aishell_manifests(src, progress).items():
-            _save_manifests(out, part, recs, sups, checks, drops)
-    return {"corpus": "aishell", "source": str(src), "parts": list(PARTS)}
 
 
 # --------------------------------------------------------------------------- features
@@ -276,37 +244,44 @@ def _check_options(out: Path, opts: dict) -> None:
         write_json(path, opts)
 
 
-def corpus_identity(corpus: str, src_dir: str | os.PathLike | None = None, *,
-                    tier: str | None = None, hours: float | None = None, voices: int | None = None,
-                    seed: int = 0, vocab_size: int = DEFAULT_VOCAB_SIZE, speed_perturb: bool = True,
-                    train_set: str = "auto", oov_chars: str = "report", **_: Any) -> dict[str, Any]:
+def corpus_options(corpus: str, options: dict[str, Any]) -> Any:
+    """``options`` as ``corpus``'s options model (harness.config.corpora) validates them; an
+    unknown or mistyped option is a DataError naming what is allowed."""
+    recipe = get_recipe(corpus)
+    try:
+        return recipe.options.model_validate(options)
+    except ValidationError as err:
+        from harness.config.corpora import corpora_taking, corpus_option_names
+
+        e = err.errors()[0]
+        key = ".".join(map(str, e["loc"]))
+        if e["type"] == "extra_forbidden":
+            others = corpora_taking(key)
+            if others:
+                raise DataError(f"{key} applies to corpus {', '.join(others)} only, not {corpus}; "
+                                f"allowed: {', '.join(corpus_option_names(corpus))}") from None
+            raise DataError(f"unknown option {key!r} of corpus {corpus}; allowed: "
+                            f"{', '.join(corpus_option_names(corpus))}") from None
+        raise DataError(f"{key}: {e['msg']} (got {e.get('input')!r})") from None
+
+
+def corpus_identity(corpus: str, src_dir: str | os.PathLike | None = None, **options: Any) -> dict[str, Any]:
     """The options that make a prepared corpus what it is (recorded in ``options.json``),
-    checked without touching the disk; what :func:`prepare_corpus` refuses, this refuses."""
-    if corpus not in CORPORA:
-        raise UnknownCorpusError(f"unknown corpus {corpus!r}; allowed: {', '.join(CORPORA)}")
-    if oov_chars not in OOV_POLICIES:
-        raise DataError(f"oov_chars={oov_chars!r}; allowed: {', '.join(OOV_POLICIES)}")
-    opts: dict[str, Any] = {"corpus": corpus, "vocab_size": vocab_size, "speed_perturb": speed_perturb}
-    if corpus == "synthetic":
-        if src_dir is not None:
-            raise DataError("the synthetic corpus is generated; it takes no source directory "
-                            "(--src, data.src_dir)")
-        from .synthetic.tiers import DEFAULT_TIER, get_tier
-
-        get_tier(tier or DEFAULT_TIER, hours=hours, voices=voices)
-        opts.update(tier=tier or DEFAULT_TIER, hours=hours, voices=voices, seed=seed)
-        return opts
+    checked without touching the disk; what :func:`prepare_corpus` refuses, this refuses.
+    ``options``: the corpus's options (``progress`` and the checks are accepted, not recorded)."""
+    recipe = get_recipe(corpus)
+    opts = corpus_options(corpus, options)
+    if getattr(opts, "oov_chars", "report") not in OOV_POLICIES:
+        raise DataError(f"oov_chars={opts.oov_chars!r}; allowed: {', '.join(OOV_POLICIES)}")
+    ident: dict[str, Any] = {"corpus": corpus, "vocab_size": opts.vocab_size, "speed_perturb": opts.speed_perturb}
+    if not recipe.takes_src:
+        ident.update(recipe.identity(Path(src_dir) if src_dir is not None else None, opts))
+        return ident
     if src_dir is None:
-        raise DataError(f"corpus {corpus!r} needs --src (data.src_dir), the directory of its local copy")
-    if tier is not None or hours is not None or voices is not None:
-        raise DataError("--tier, --hours and --voices apply to the synthetic corpus only")
-    if corpus == "librispeech":
-        from .librispeech import TRAIN_SETS
-
-        if train_set != "auto" and train_set not in TRAIN_SETS:
-            raise DataError(f"train_set={train_set!r}; allowed: auto, {', '.join(TRAIN_SETS)}")
-    opts.update(src=str(Path(src_dir).resolve()), train_set=train_set if corpus == "librispeech" else None)
-    return opts
+        raise DataError(f"corpus {corpus!r} needs {recipe.src_flag} (data.src_dir), the folder of "
+                        f"{recipe.source_what}")
+    ident.update(recipe.identity(Path(src_dir).resolve(), opts))
+    return ident
 
 
 def recorded_options(out: str | os.PathLike) -> dict[str, Any] | None:
@@ -339,83 +314,97 @@ def prepared_mismatch(out: str | os.PathLike, corpus: str, src_dir: str | os.Pat
 def check_recorded_changes(out: Path, checks: Checks) -> list[dict]:
     """The policies applied to ``changes.jsonl`` (also for a folder prepared before)."""
     changes = load_changes(out)
-    check_test_drops(changes, checks.corpus, TEST_SPLITS[checks.corpus], {}, checks.allow_dropped, out)
+    recipe = checks.recipe
+    tests = recipe.test_splits or sorted({e["split"] for e in changes if recipe.is_test(e["split"])})
+    check_test_drops(changes, checks.corpus, tests, {}, checks.allow_dropped, out)
     flagged = [e for e in changes if e["change"] == "outside_alphabet"]
     if flagged and checks.oov_chars == "reject":
         raise DataError(f"{out} was prepared with {len(flagged)} transcripts holding characters outside "
-                        f"{LIBRISPEECH_ALPHABET_NAME} (e.g. {flagged[0]['id']}: {flagged[0]['reason']}); "
+                        f"{recipe.alphabet_name} (e.g. {flagged[0]['id']}: {flagged[0]['reason']}); "
                         f"allowed with oov_chars=reject: none; each is listed in {out / 'changes.jsonl'}")
     return changes
 
 
-def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.PathLike | None = None,
-                   *, tier: str | None = None, hours: float | None = None, voices: int | None = None,
-                   seed: int = 0, num_jobs: int | None = None, vocab_size: int = DEFAULT_VOCAB_SIZE,
-                   speed_perturb: bool = True, train_set: str = "auto",
-                   oov_chars: str = "report", allow_dropped: bool = False,
-                   progress: bool = True) -> PreparedCorpus:
-    """Prepare ``corpus`` ("synthetic", "librispeech" or "aishell") into ``out_dir``.
+def _record_too_short(out: Path, splits: dict[str, Path], parts: list[str], bpe_path: Path) -> None:
+    """List the training and validation cuts too short for their transcript (harness.data.too_short)."""
+    from lhotse import load_manifest_lazy
 
-    ``src_dir`` is the local copy of a real corpus (not used for "synthetic").
-    Synthetic options: ``tier`` (tiny, easy (default), standard, hard),
-    ``hours`` (training hours), ``voices`` (number of training voices),
-    ``seed``. LibriSpeech: ``train_set`` ("100", "960" or "auto": 960 h when
-    all three training parts are present), ``oov_chars`` ("report": warn
-    about transcript characters outside LibriSpeech's alphabet, "reject":
-    refuse them). ``vocab_size``: BPE units (500 as in the paper; fewer if the
-    transcripts cannot support it). ``allow_dropped``: let a test split lose
-    utterances whose audio cannot be read (else an error). Every dropped or
-    changed utterance is listed in ``out_dir/changes.jsonl``.
+    from .tokenizer import Tokenizer
+    from .too_short import reason, too_short
+
+    tokenizer = Tokenizer(bpe_path)
+    for part in parts:
+        cuts = load_manifest_lazy(splits[part])
+        short = too_short(cuts, tokenizer)
+        entries = [change(part, "filter", cid, "too_short", f"{reason(frames, need, dur)}: {text!r}")
+                   for cid, frames, need, text, dur in short]
+        record_changes(out, part, "filter", entries)
+        if short:
+            cid, frames, need, _, dur = short[0]
+            warn(f"{len(short)} of {len(cuts)} {part} utterances are too short for their transcript "
+                 f"(e.g. {cid}: {reason(frames, need, dur)}); training leaves them out, as the authors' "
+                 f"recipe does; each is listed in {out / 'changes.jsonl'}")
+
+
+def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.PathLike | None = None,
+                   **options: Any) -> PreparedCorpus:
+    """Prepare ``corpus`` (a name of :data:`harness.data.corpora.RECIPES`) into ``out_dir``.
+
+    ``src_dir`` is the corpus's source: a local copy of LibriSpeech or Aishell-1, a folder
+    of lhotse manifests, a folder of Kaldi data directories (not used for "synthetic").
+    ``options``: the corpus's options model in :mod:`harness.config.corpora`. Every corpus:
+    ``vocab_size`` (BPE units, 500 as in the paper; fewer if the transcripts cannot support
+    it), ``speed_perturb``, ``num_jobs``, ``allow_dropped`` (let a test split lose utterances
+    whose audio cannot be read; else an error), ``progress``. Synthetic: ``tier`` (tiny,
+    easy (default), standard, hard), ``hours``, ``voices``, ``seed``. LibriSpeech:
+    ``train_set`` ("100", "960" or "auto": 960 h when all three training parts are
+    present), ``oov_chars`` ("report": warn about transcript characters outside the
+    alphabet, "reject": refuse them). lhotse and kaldi: ``oov_chars``, ``unit`` ("word":
+    BPE, "char": characters), ``channel`` (None: multi-channel audio mixed down). Every
+    dropped or changed utterance is listed in ``out_dir/changes.jsonl``.
     """
     require_lhotse()
-    checks = Checks(corpus, oov_chars=oov_chars, allow_dropped=allow_dropped)
-    opts = corpus_identity(corpus, src_dir, tier=tier, hours=hours, voices=voices, seed=seed,
-                           vocab_size=vocab_size, speed_perturb=speed_perturb, train_set=train_set,
-                           oov_chars=oov_chars)
+    recipe = get_recipe(corpus)
+    opts = corpus_options(corpus, options)
+    ident = corpus_identity(corpus, src_dir, **options)
+    checks = Checks(corpus, oov_chars=getattr(opts, "oov_chars", "report"), allow_dropped=opts.allow_dropped,
+                    channel=getattr(opts, "channel", None))
     out = Path(out_dir).resolve()
-    src = Path(opts["src"]) if opts.get("src") else None
-    num_jobs = num_jobs or default_num_jobs()
-    if corpus != "synthetic" and not src.is_dir():
-        raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
-    if corpus == "librispeech":  # validate cheaply before anything is written
-        from .librispeech import select_parts
-
-        select_parts(src, train_set)
+    src = Path(ident["src"]) if ident.get("src") else None
+    num_jobs = opts.num_jobs or default_num_jobs()
+    progress = opts.progress
+    if recipe.takes_src:
+        if not src.is_dir():
+            raise CorpusNotFoundError(f"{corpus} directory {src_dir} does not exist")
+        recipe.check_source(src, opts, deep=True)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "manifests", out / "fbank", out / "lang"):
         clean_stale_tmp(folder)
-    _check_options(out, opts)
+    _check_options(out, ident)
     started = time.time()
 
     # 1. manifests
-    if corpus == "synthetic":
-        info = _synthetic_manifests(out, opts, num_jobs, progress, checks)
-        train_parts, valid, tests, unit = ["train"], "dev", ["test", "test_held_out"], "word"
-        eval_parts = ["dev", "test", "test_held_out"]
-    elif corpus == "librispeech":
-        from .librispeech import TEST_PARTS, VALID_PART
-
-        info = _librispeech_manifests(out, src, opts, num_jobs, progress, checks)
-        train_parts, eval_parts = info["train_parts"], info["eval_parts"]
-        valid, tests, unit = VALID_PART, list(TEST_PARTS), "word"
-    else:
-        info = _aishell_manifests(out, src, progress, checks)
-        train_parts, valid, tests, unit = ["train"], "dev", ["test"], "char"
-        eval_parts = ["dev", "test"]
+    ctx = Context(out=out, src=src, num_jobs=num_jobs, progress=progress,
+                  save=lambda split, recs, sups, drops=None: _save_manifests(out, split, recs, sups, checks, drops),
+                  have=lambda split: _have_manifests(out, split),
+                  bar=lambda total, desc, unit="utt": _bar(total, desc, progress, unit=unit))
+    layout = recipe.manifests(ctx, opts)
+    train_parts, eval_parts, unit = layout.train_parts, layout.eval_parts, layout.unit
 
     # 2. features (training parts speed-perturbed)
     splits: dict[str, Path] = {}
     for part in train_parts:
-        splits[part] = _features(out, part, speed_perturb, num_jobs, progress, checks)
+        splits[part] = _features(out, part, opts.speed_perturb, num_jobs, progress, checks)
     for part in eval_parts:
         splits[part] = _features(out, part, False, num_jobs, progress, checks)
-    changes = check_recorded_changes(out, checks)
+    check_recorded_changes(out, checks)
     train_split = train_parts[0]
     if len(train_parts) > 1:
-        train_split = "train-960"
+        train_split = layout.combined
         splits[train_split] = _combine(out, train_split, train_parts)
 
     # 3. BPE on the (unperturbed) training transcripts
+    vocab_size = opts.vocab_size
     bpe_path = out / "lang" / f"bpe_{vocab_size}.model" if unit == "word" else out / "lang" / "char.model"
     if not bpe_path.is_file():
         from lhotse import load_manifest_lazy
@@ -428,16 +417,20 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
 
     actual_vocab = Tokenizer(bpe_path).vocab_size
 
-    info = dict(info, options=opts, vocab_size=actual_vocab,
-                changes={k: sum(e["change"] == k for e in changes)
-                         for k in ("dropped", "resampled", "outside_alphabet")},
-                speed_perturb_factors=[0.9, 1.1] if speed_perturb else [],
+    # 4. utterances too short for their transcript (training leaves them out)
+    if not (out / PREPARED_FILE).is_file():
+        _record_too_short(out, splits, train_parts + [layout.valid], bpe_path)
+    changes = load_changes(out)
+
+    counts = {k: sum(e["change"] == k for e in changes) for k in KINDS}
+    info = dict(layout.info, options=ident, vocab_size=actual_vocab,
+                changes={k: n for k, n in counts.items() if k in COUNTED_CHANGES or n},
+                speed_perturb_factors=[0.9, 1.1] if opts.speed_perturb else [],
                 fbank={"num_mel_bins": 80, "frame_length_s": 0.025, "frame_shift_s": 0.01,
                        "storage": "lilcom_chunky"})
-    if corpus == "synthetic":
-        write_json(out / "corpus.json", info)
+    recipe.finish(out, info)
     prepared = PreparedCorpus(corpus=corpus, out_dir=out, splits=splits, train_split=train_split,
-                              valid_split=valid, test_splits=tests, bpe_model=bpe_path,
+                              valid_split=layout.valid, test_splits=list(layout.tests), bpe_model=bpe_path,
                               vocab_size=actual_vocab, unit=unit, info=info)
     prepared.save()
     log.info("prepared %s in %s (%.1f s); %s", corpus, out, time.time() - started, summary_line(changes, out))

@@ -17,7 +17,6 @@ from typing import Any, Optional
 from harness.config import Cell
 
 #: training audio hours per epoch of the corpora the harness knows (speed perturbation x3)
-CORPUS_TRAIN_HOURS = {"librispeech": 960.0 * 3, "aishell": 150.0 * 3}
 #: effective FLOP/s per GPU, from Table 7 (see the module docstring)
 CALIBRATED_FLOPS_PER_GPU = 3 * 62.9e9 / 30 * 2880 * 3600 / (69 * 60 * 4)
 ASSUMPTION = ("GPU-hours = 3 x encoder FLOPs per audio second x training hours x epochs / "
@@ -104,18 +103,14 @@ def train_hours(cell: Cell) -> tuple[Optional[float], str]:
             return secs / 3600, f"prepared corpus in {d.dir}"
     except Exception:
         pass
-    if d.corpus == "synthetic":
-        try:
-            from harness.data.synthetic.tiers import get_tier
+    from harness.data.corpora import get_recipe
 
-            opts = d.options
-            hours = opts.get("hours") or get_tier(opts.get("tier", "easy")).train_hours
-            factor = 3 if opts.get("speed_perturb", True) else 1
-            return float(hours) * factor, "synthetic tier size (not prepared yet)"
-        except Exception:
-            pass
-    if d.corpus in CORPUS_TRAIN_HOURS:
-        return CORPUS_TRAIN_HOURS[d.corpus], f"{d.corpus} size"
+    try:
+        known = get_recipe(d.corpus).train_hours(d.options)
+    except Exception:
+        known = None
+    if known is not None:
+        return known
     return None, f"n/a: {d.corpus} is not prepared in {d.dir}"
 
 

@@ -2,8 +2,8 @@
 
 Every key of a cell config with its default and its meaning comes from
 ``harness/config/schema.py`` (the field's default and the ``#:`` comment above
-it); ``data.options`` rows come from :func:`harness.data.prepare_corpus`'s
-signature; the decoding methods per objective from ``DEFAULT_DECODE_METHODS``.
+it); ``data.options`` rows from the corpora's options models
+(``harness/config/corpora.py``, their ``#:`` comments); the decoding methods per objective from ``DEFAULT_DECODE_METHODS``.
 ``tests/harness/grid/test_defaults_doc.py`` checks the README holds this table;
 rewrite it with ``python -m harness.grid.defaults --write experiments/README.md``.
 """
@@ -75,20 +75,26 @@ def rows() -> list[tuple[str, str, str]]:
 
 
 def data_option_rows() -> list[tuple[str, str, str]]:
-    """``data.options.*``: the keywords of ``harness.data.prepare_corpus``."""
-    from harness.data.prepare import prepare_corpus
-    from harness.data.synthetic.tiers import DEFAULT_TIER, TIERS
-
-    from .validate import _DATA_SECTION_ARGS, CORPUS_ONLY_OPTIONS
+    """``data.options.*``: every corpus's options (``harness.config.corpora``)."""
+    from harness.config.corpora import CORPUS_NAMES, CORPUS_OPTIONS, all_option_names, corpora_taking
 
     out = []
-    for name, p in inspect.signature(prepare_corpus).parameters.items():
-        if name in _DATA_SECTION_ARGS:
-            continue
-        what = f"{CORPUS_ONLY_OPTIONS[name]} only" if name in CORPUS_ONLY_OPTIONS else "every corpus"
-        if name == "tier":
-            what += f"; {', '.join(TIERS)}; null: {DEFAULT_TIER}"
-        out.append((f"data.options.{name}", _yaml(p.default), f"prepare_corpus keyword ({what})"))
+    for name in all_option_names():
+        takers = corpora_taking(name)
+        model = CORPUS_OPTIONS[takers[0]]
+        comment = next((c for t in takers if (c := field_comments_all(CORPUS_OPTIONS[t]).get(name))), "")
+        what = "every corpus" if len(takers) == len(CORPUS_NAMES) else f"{', '.join(takers)} only"
+        out.append((f"data.options.{name}", _default(model.model_fields[name]), f"{comment} ({what})"
+                    if comment else what))
+    return out
+
+
+def field_comments_all(model: type[BaseModel]) -> dict[str, str]:
+    """:func:`field_comments` of ``model`` and its bases."""
+    out: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls is not BaseModel:
+            out.update(field_comments(cls))
     return out
 
 

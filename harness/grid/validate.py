@@ -6,9 +6,11 @@ checks what only the code that uses a key knows, against that code itself:
 - ``decode.methods``: known to ``harness.decoding`` and applicable to the
   cell's heads (a method for the other rows of an objective axis is fine; a
   cell left with none, or a method that no cell can use, is an error);
-- ``data``: ``options`` against :func:`harness.data.prepare_corpus`'s signature,
-  the synthetic tier list and which corpus takes which option; ``src_dir``
-  exists when the corpus still has to be prepared; a prepared ``dir`` was
+- ``data``: ``options`` against the corpus's options model
+  (``harness.config.corpora``), the synthetic tier list and which corpus takes
+  which option; ``src_dir`` exists and passes the recipe's source checks (a
+  LibriSpeech copy's parts, one's own manifests or Kaldi directories: split
+  names, audio files) when the corpus still has to be prepared; a prepared ``dir`` was
   prepared with the cell's options (``tier: tiny`` -> ``easy`` with the same
   ``dir`` is an error naming both) and passes the cell's checks
   (``oov_chars``, ``allow_dropped``); ``test_sets`` name splits it has;
@@ -21,14 +23,11 @@ checks what only the code that uses a key knows, against that code itself:
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import ValidationError
 
 from harness.config import Cell, DataSection
 from variants.registry import resolve_objective
@@ -36,12 +35,6 @@ from variants.registry import resolve_objective
 from .cells import COMMAND_LINE, _blame, expand_all
 from .errors import GridError, GridErrors, from_validation_error
 from .loader import Grid
-
-#: prepare_corpus's arguments that a grid's data section gives under other names
-_DATA_SECTION_ARGS = ("corpus", "out_dir", "src_dir")
-#: data.options that only one corpus takes (the others would ignore them silently)
-CORPUS_ONLY_OPTIONS = {"tier": "synthetic", "hours": "synthetic", "voices": "synthetic",
-                       "seed": "synthetic", "train_set": "librispeech", "oov_chars": "librispeech"}
 
 Problem = tuple[str, str]  # (key path inside the cell config, message)
 
@@ -163,54 +156,51 @@ def unused_methods(grid: Grid, cells: list[Cell]) -> list[GridError]:
 
 # --------------------------------------------------------------------------- data
 
-@functools.lru_cache(maxsize=1)
-def _options_model() -> Any:
-    """A pydantic model of prepare_corpus's keyword arguments (types and defaults from
-    its signature; unknown keys are errors)."""
-    from harness.data.prepare import prepare_corpus
+def data_options_allowed(corpus: str) -> list[str]:
+    """The options ``corpus`` takes (its own first)."""
+    from harness.config.corpora import corpus_option_names
 
-    hints = typing.get_type_hints(prepare_corpus)
-    fields = {name: (hints[name], p.default) for name, p in inspect.signature(prepare_corpus).parameters.items()
-              if name not in _DATA_SECTION_ARGS}
-    return create_model("DataOptions", __config__=ConfigDict(extra="forbid", strict=False), **fields)
+    return corpus_option_names(corpus)
 
 
-def data_options_allowed() -> list[str]:
-    return list(_options_model().model_fields)
+def _quoted(names: list[str]) -> str:
+    q = [repr(n) for n in names]
+    return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " or " + q[-1]
 
 
 def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
-    """The data section's problems: ``options`` against prepare_corpus's signature, the tiers
+    """The data section's problems: ``options`` against the corpus's options model, the tiers
     and which corpus takes which option; with ``disk``, the source folder and the prepared
     corpus in ``dir`` too."""
+    from harness.config.corpora import CORPUS_OPTIONS, corpora_taking
+    from harness.data.corpora import get_recipe
     from harness.data.errors import DataError
     from harness.data.prepare import corpus_identity
     from harness.data.synthetic.tiers import TIERS
 
     opts = dict(d.options)
+    allowed = data_options_allowed(d.corpus)
     out: list[Problem] = []
     try:
-        _options_model().model_validate(opts)
+        CORPUS_OPTIONS[d.corpus].model_validate(opts)
     except ValidationError as err:
         for e in err.errors():
             key = "data.options." + ".".join(map(str, e["loc"]))
-            if e["type"] == "extra_forbidden":
-                out.append((key, f"unknown option {e['loc'][-1]!r} of harness.data.prepare_corpus; "
-                                 f"allowed: {', '.join(data_options_allowed())}"))
+            name = e["loc"][-1]
+            if e["type"] == "extra_forbidden" and corpora_taking(str(name)):
+                out.append((key, f"applies to corpus {_quoted(corpora_taking(str(name)))} only, this cell's "
+                                 f"corpus is {d.corpus!r}; allowed here: {', '.join(allowed)}"))
+            elif e["type"] == "extra_forbidden":
+                out.append((key, f"unknown option {name!r} of corpus {d.corpus!r}; allowed: {', '.join(allowed)}"))
             else:
                 out.append((key, f"{e['msg']} (got {e.get('input')!r})"))
-    for k, only in CORPUS_ONLY_OPTIONS.items():
-        if k in opts and d.corpus != only:
-            out.append((f"data.options.{k}", f"applies to corpus {only!r} only, this cell's corpus is "
-                                             f"{d.corpus!r}; allowed here: "
-                                             + ", ".join(o for o in data_options_allowed()
-                                                         if CORPUS_ONLY_OPTIONS.get(o, d.corpus) == d.corpus)))
     if "tier" in opts and opts["tier"] not in TIERS:
         out.append(("data.options.tier", f"unknown synthetic tier {opts['tier']!r}; allowed: "
                                          f"{', '.join(TIERS)}"))
+    takes_src = get_recipe(d.corpus).takes_src
     if not out:
         try:  # the values (hours, voices, train_set ...) as prepare_corpus will see them
-            corpus_identity(d.corpus, d.src_dir if d.corpus == "synthetic" else (d.src_dir or "."), **opts)
+            corpus_identity(d.corpus, (d.src_dir or ".") if takes_src else d.src_dir, **opts)
         except (DataError, ValueError) as e:
             out.append(("data.src_dir" if "source directory" in str(e) else "data.options", str(e)))
     if disk:
@@ -221,22 +211,23 @@ def data_problems(d: DataSection, disk: bool = True) -> list[Problem]:
 
 
 def _source_problems(d: DataSection, parts: bool) -> list[Problem]:
-    """A corpus still to be prepared needs its source folder (LibriSpeech, with ``parts``:
-    the parts its train_set needs)."""
+    """A corpus still to be prepared needs its source folder (with ``parts``: what its recipe
+    checks before preparing, e.g. the LibriSpeech parts its train_set needs, one's own
+    manifests or Kaldi directories and their audio files)."""
+    from harness.data.corpora import get_recipe
     from harness.data.errors import DataError
-    from harness.data.prepare import recorded_options
+    from harness.data.prepare import corpus_options, recorded_options
 
-    if d.corpus == "synthetic" or recorded_options(d.dir) is not None:
+    recipe = get_recipe(d.corpus)
+    if not recipe.takes_src or recorded_options(d.dir) is not None:
         return []
     if not (d.src_dir and Path(d.src_dir).is_dir()):
         what = f"no such directory {d.src_dir!r}" if d.src_dir else f"required for corpus {d.corpus!r}"
         return [("data.src_dir", f"{what}, and data.dir {d.dir!r} holds no prepared corpus; "
-                                 f"allowed: the folder of a local copy of {d.corpus}")]
-    if d.corpus == "librispeech" and parts:
-        from harness.data.librispeech import select_parts
-
+                                 f"allowed: the folder of {recipe.source_what}")]
+    if parts:
         try:
-            select_parts(Path(d.src_dir), d.options.get("train_set", "auto"))
+            recipe.check_source(Path(d.src_dir).resolve(), corpus_options(d.corpus, d.options), deep=True)
         except (DataError, ValueError) as e:
             return [("data.src_dir", str(e))]
     return []

@@ -36,6 +36,7 @@ from harness.locks import FileLock
 from harness.store import ResultsStore
 from harness.store import journal
 from harness.store.results_store import StoreError, StoreLockedError, wait_limit_s
+from variants.registry import resolve_objective
 
 from . import distributed
 from .checkpoint import UnreadableCheckpointsError, disk_full_message, is_disk_full
@@ -372,12 +373,14 @@ def _run_locked(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], dist: Di
 
 def _train_and_decode(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], dist: DistInfo,
                       log: logging.Logger, options: RunOptions) -> str:
+    objective = cell.config.objective
+    ctc = "ctc" in resolve_objective(objective if isinstance(objective, str) else tuple(objective))
     if dist.is_main:
-        data = load_cell_data(cell.config.data)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
         distributed.barrier(dist)
     else:
         distributed.barrier(dist)
-        data = load_cell_data(cell.config.data)
+        data = load_cell_data(cell.config.data, ctc=ctc, logger=log)
     if book is not None:
         model = build_cell_model(cell, data.tokenizer)
         book.progress(params=int(model.param_counts()["total"]))

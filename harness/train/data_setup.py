@@ -6,6 +6,7 @@ the same manifests and tokenizer.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any, Iterator, Optional, Sequence
 from harness.config import DataSection
 from harness.data import PreparedCorpus, Tokenizer, prepare_corpus
 from harness.locks import FileLock
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +52,9 @@ def ensure_prepared(cfg: DataSection) -> Any:
         if prepared is not None:
             _check_prepared(cfg, out)
             return prepared
-        if cfg.corpus != "synthetic" and not (cfg.src_dir and Path(cfg.src_dir).exists()):
+        from harness.data.corpora import get_recipe
+
+        if get_recipe(cfg.corpus).takes_src and not (cfg.src_dir and Path(cfg.src_dir).exists()):
             raise FileNotFoundError(
                 f"data.dir {out} holds no prepared {cfg.corpus} corpus and data.src_dir "
                 f"({cfg.src_dir!r}) does not exist: point data.src_dir at the raw corpus")
@@ -68,10 +73,12 @@ def _check_prepared(cfg: DataSection, out: Path) -> None:
                                        allow_dropped=cfg.options.get("allow_dropped", False)))
 
 
-def load_cell_data(cfg: DataSection) -> CellData:
-    """Prepared corpus, tokenizer and the train/valid/test cut sets of a cell."""
+def load_cell_data(cfg: DataSection, ctc: bool = False, logger: Optional[logging.Logger] = None) -> CellData:
+    """Prepared corpus, tokenizer and the train/valid/test cut sets of a cell; the training
+    and validation cuts too short for their transcript are left out (harness.data.too_short;
+    ``ctc``: the cell has a CTC head, which also needs a frame between repeated tokens;
+    ``logger``: where the count goes, the cell's log)."""
     from lhotse import load_manifest
-
 
     prepared = ensure_prepared(cfg)
     tokenizer = Tokenizer(prepared.bpe_model)
@@ -79,9 +86,28 @@ def load_cell_data(cfg: DataSection) -> CellData:
     train = load_manifest(splits[prepared.train_split])
     if cfg.max_train_cuts:
         train = train.subset(first=cfg.max_train_cuts)
-    valid = load_manifest(splits[prepared.valid_split])
+    train = without_too_short(train, tokenizer, ctc, "training", prepared.out_dir, logger)
+    valid = without_too_short(load_manifest(splits[prepared.valid_split]), tokenizer, ctc, "validation",
+                              prepared.out_dir, logger)
     return CellData(prepared=prepared, tokenizer=tokenizer, train_cuts=train, valid_cuts=valid,
                     test_cuts=test_splits(prepared, cfg.test_sets), unit=getattr(prepared, "unit", "word"))
+
+
+def without_too_short(cuts: Any, tokenizer: Any, ctc: bool, what: str, out: Path,
+                      logger: Optional[logging.Logger] = None) -> Any:
+    """``cuts`` without those too short for their transcript, as the authors' recipe filters
+    them; how many is logged (``data prepare`` lists them in ``changes.jsonl``)."""
+    from harness.data.too_short import reason, too_short
+
+    short = too_short(cuts, tokenizer, ctc)
+    if not short:
+        return cuts
+    drop = {cid for cid, *_ in short}
+    cid, frames, need, _, dur = short[0]
+    (logger or log).warning("left out %d of %d %s utterances too short for their transcript, as the authors' recipe "
+                "does (e.g. %s: %s); listed in %s", len(drop), len(cuts), what, cid,
+                reason(frames, need, dur), Path(out) / "changes.jsonl")
+    return cuts.filter(lambda c: c.id not in drop).to_eager()
 
 
 def test_splits(prepared: Any, names: Optional[Sequence[str]]) -> dict[str, Any]:

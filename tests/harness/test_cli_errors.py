@@ -85,7 +85,7 @@ CASES = {
         "error: the synthetic corpus is generated; it takes no source directory"),
     "data prepare: --oov-chars for the synthetic corpus": (
         ["data", "prepare", "--corpus", "synthetic", "--oov-chars", "reject", "--out", "TMP/o"],
-        "error: --oov-chars applies to --corpus librispeech only"),
+        "error: --oov-chars applies to --corpus librispeech, lhotse, kaldi only"),
     "data write-librispeech without --out": (["data", "write-librispeech"],
                                              "error: harness data write-librispeech: the following arguments "
                                              "are required: --out"),

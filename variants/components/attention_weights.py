@@ -75,9 +75,25 @@ def attention_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return x.softmax(dim=dim)
 
 
+def is_tracing() -> bool:
+    """True while ``torch.jit.trace`` (the ONNX exporter's tracer) or ``torch.export`` records."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def gather_relative(pos_scores: torch.Tensor) -> torch.Tensor:
+    """:func:`relative_to_absolute` by index (the same values): what an exported graph holds,
+    since ``as_strided`` bakes the traced batch and length into its strides."""
+    t = pos_scores.shape[-2]
+    rows = torch.arange(t, device=pos_scores.device)
+    idx = (t - 1) - rows.unsqueeze(1) + rows.unsqueeze(0)            # (T, T): column of offset j - i
+    return pos_scores.gather(-1, idx.expand(pos_scores.shape[:-1] + (t,)))
+
+
 def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
     """(..., T, 2T-1) scores per relative offset -> (..., T, T) with [i, j] = offset j - i."""
     *lead, t, n = pos_scores.shape
+    if is_tracing():
+        return gather_relative(pos_scores)
     if n != 2 * t - 1:
         raise ValueError(f"relative scores need 2T-1 = {2 * t - 1} offsets, got {n}")
     pos_scores = pos_scores.contiguous()

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .activation import create_activation
+from .attention_weights import is_tracing
 from .balancer import make_balancer
 from .convnext import ConvNeXt
 from .dropout import TimeSharedDropout
@@ -50,11 +51,11 @@ class _ScaleGrad(torch.autograd.Function):
 def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
     """``x`` with the frames at and after each utterance's length (along ``time_dim``) set to 0.
 
-    Unchanged (the same tensor) when no utterance is padded (always masked while
-    ``torch.export`` traces, which cannot branch on the lengths' values).
+    Unchanged (the same tensor) when no utterance is padded (always masked while an
+    exporter traces, which cannot branch on the lengths' values).
     """
     t = x.shape[time_dim]
-    if not torch.compiler.is_exporting() and int(lengths.min()) >= t:
+    if not is_tracing() and int(lengths.min()) >= t:
         return x
     pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
@@ -116,7 +117,7 @@ class ConvEmbed(nn.Module):
         out_lens = conv_embed_lengths(lengths, self.time_stride)
         b = x.shape[0]
         # the check reads the lengths' values, which torch.export (ONNX) cannot trace through
-        if not torch.compiler.is_exporting() and (
+        if not is_tracing() and (
                 lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1):
             raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
                              f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")

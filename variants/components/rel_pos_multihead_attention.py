@@ -16,11 +16,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .attention_weights import gather_relative, is_tracing
+
 
 def rel_shift(scores: torch.Tensor) -> torch.Tensor:
     """(B, H, T, 2T - 1) scores against positions T-1..-(T-1) -> (B, H, T, T) with
     entry (i, j) taken from relative position i - j (column T - 1 - i + j)."""
     b, h, t, n = scores.shape
+    if is_tracing():
+        return gather_relative(scores)
     if n != 2 * t - 1:
         raise ValueError(f"rel_shift expects 2*T-1 = {2 * t - 1} positions, got {n}")
     scores = scores.contiguous()

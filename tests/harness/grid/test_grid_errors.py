@@ -85,7 +85,7 @@ CASES = {
         "base.data.options.tier", "applies to corpus 'synthetic' only"),
     "oov_chars on the synthetic corpus": (
         BASE.replace("max_duration: 40", "max_duration: 40, options: {oov_chars: reject}"),
-        "base.data.options.oov_chars", "applies to corpus 'librispeech' only"),
+        "base.data.options.oov_chars", "applies to corpus 'librispeech', 'lhotse' or 'kaldi' only"),
     "data option of the wrong type": (
         BASE.replace("max_duration: 40", "max_duration: 40, options: {vocab_size: many}"),
         "base.data.options.vocab_size", "integer"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from variants.components.activation import create_activation
-from variants.components.attention_weights import MultiHeadAttentionWeights, relative_to_absolute
+from variants.components.attention_weights import MultiHeadAttentionWeights, gather_relative, relative_to_absolute
 from variants.components.conv_embed import ConvEmbed, conv_embed_lengths
 from variants.components.convolution_module import ConvolutionModule
 from variants.components.feed_forward import FeedForward
@@ -45,6 +45,17 @@ def test_relative_to_absolute_indexing():
     for i in range(t):
         for j in range(t):
             assert abs_[0, 0, i, j].item() == (t - 1) + j - i
+
+
+def test_the_exported_gather_shift_equals_the_strided_one():
+    """What a traced (exported) graph computes is the eager shift, value for value."""
+    from variants.components.rel_pos_multihead_attention import rel_shift
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((3, 2, 1, 1), (2, 4, 7, 13), (1, 3, 50, 99)):
+        rel = torch.randn(*shape, generator=g)
+        assert torch.equal(gather_relative(rel), relative_to_absolute(rel))
+        assert torch.equal(gather_relative(rel), rel_shift(rel))
 
 
 def test_mhaw_rows_sum_to_one_and_mask_padding():
