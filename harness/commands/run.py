@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     distributed.shutdown(dist)
     if not dist.is_main:
         return 0
-    return _summary(grid.name, cells, results)
+    return _summary(grid.name, cells, results, resume_command(args))
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -181,7 +181,7 @@ def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) 
     return todo
 
 
-def _summary(grid_name: str, cells, results: dict[str, str]) -> int:
+def _summary(grid_name: str, cells, results: dict[str, str], resume: str = "") -> int:
     """The one summary line; the exit status (0 all done or running elsewhere, else 1)."""
     names = {c.cell_id: c.name for c in cells}
     done = [k for k, v in results.items() if v == "done"]
@@ -194,5 +194,7 @@ def _summary(grid_name: str, cells, results: dict[str, str]) -> int:
     for k, v in bad.items():
         by_status.setdefault(v.split()[0], []).append(f"{k} {names.get(k, '')}".strip())
     parts += [f"{len(v)} {s}: {', '.join(v)}" for s, v in sorted(by_status.items())]
+    if "interrupted" in by_status and resume:  # (a full disk, say): they resume from a checkpoint
+        parts.append(f"rerun `{resume}` to resume")
     print(f"grid {grid_name}: " + "; ".join(parts), file=sys.stderr)
     return SOME_FAILED if bad else 0

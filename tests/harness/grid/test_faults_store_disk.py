@@ -111,7 +111,8 @@ def test_no_space_for_a_checkpoint_interrupts_the_cell_with_the_path_and_bytes(g
     assert row["status"] == "interrupted"  # resumable once there is room
     assert row["error"].startswith(f"no space left on {ckpts} for a checkpoint: needs about ")
     assert row["error"].endswith(" bytes, 1000 free")
-    assert _err_line(capsys) == f"grid st: 0 done; 1 interrupted: {cell.cell_id} base"
+    assert _err_line(capsys) == (f"grid st: 0 done; 1 interrupted: {cell.cell_id} base; "
+                                 f"rerun `harness run {path}` to resume")
 
 
 def test_a_full_disk_as_run_root_interrupts_the_cells_in_one_line_each_and_they_resume(grid_with_store,
@@ -138,7 +139,8 @@ def test_a_full_disk_as_run_root_interrupts_the_cells_in_one_line_each_and_they_
         row = ResultsStore(grid.store_path).cell(cell.cell_id)
         assert row["status"] == "interrupted"
         assert row["error"].startswith(f"no space left on {root / cell.cell_id}") and "0 bytes free" in row["error"]
-        assert err.strip().splitlines()[-1] == f"grid st: 0 done; 1 interrupted: {cell.cell_id} base"
+        assert err.strip().splitlines()[-1] == (f"grid st: 0 done; 1 interrupted: {cell.cell_id} base; "
+                                                f"rerun `harness run {path} --run-root {root}` to resume")
         filler.unlink()  # room again: the rerun trains it
         assert main(["run", path, "--run-root", str(root)]) == 0
         assert ResultsStore(grid.store_path).cell(cell.cell_id)["status"] == "done"
