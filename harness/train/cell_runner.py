@@ -99,6 +99,8 @@ class Bookkeeping:
         self._said: set[str] = set()
         #: the cell's identity columns, written with every status
         self.identity: dict[str, Any] = {}
+        #: the ``wers`` rows this process queued
+        self.wers: list[dict[str, Any]] = []
 
     def _say(self, message: str, key: Optional[str] = None) -> None:
         """Log ``message`` (once per ``key``)."""
@@ -128,7 +130,9 @@ class Bookkeeping:
     def add_wer(self, cell_id: str, *args: Any, **fields: Any) -> None:
         """``store.add_wer`` for decoding (:func:`harness.train.evaluate.record`), queued."""
         names = ("test_set", "method", "epoch", "decode_key")
-        self.submit("add_wer", cell_id=cell_id, **dict(zip(names, args)), **fields)
+        row = dict(zip(names, args), **fields)
+        self.wers.append(row)
+        self.submit("add_wer", cell_id=cell_id, **row)
 
     def record(self, **fields: Any) -> bool:
         """Write a status (and any fields) after every write before it; whether it reached the
@@ -335,7 +339,7 @@ def _run_locked(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], dist: Di
             # who the cell is, with every status: a store deleted meanwhile gets the row back whole
             book.identity = {"grid": cell.grid, "name": cell.name, "variant": cell.variant,
                              "objective": cell.objective, "config": cell.resolved(), "run_dir": str(run_dir)}
-            book.record(status="running", error=None, code_version=code_version(), **book.identity)
+            book.progress(status="running", error=None, code_version=code_version(), **book.identity)
         status = _train_and_decode(cell, run_dir, book, dist, log, options)
     except Interrupted as e:
         log.warning("%s", e.describe())
@@ -421,10 +425,11 @@ def _train_and_decode(cell: Cell, run_dir: Path, book: Optional[Bookkeeping], di
 
 
 def _decoded(book: Bookkeeping) -> list[dict[str, Any]]:
-    """The cell's ``wers`` rows: in the store once its queued writes are in ([] if it cannot say)."""
-    if not book.flush():
-        return []
+    """The cell's ``wers`` rows, without waiting on the store: those this run queued, those in
+    its journal and those the store has (if it can be read)."""
+    rows = list(book.wers) + [e["args"] for e in journal.entries(book.journal) if e["op"] == "add_wer"]
     try:
-        return book.store.rows("wers", cell_id=book.cell_id)
+        rows += book.store.rows("wers", cell_id=book.cell_id)
     except StoreError:
-        return []
+        pass
+    return rows
