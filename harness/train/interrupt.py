@@ -80,7 +80,10 @@ def stop_once_on(sig: int, why: str) -> None:
         if _state.signum is not None or getattr(on_signal, "seen", False):
             return
         on_signal.seen = True  # type: ignore[attr-defined]
-        print(why, file=sys.stderr, flush=True)
+        try:
+            print(why, file=sys.stderr, flush=True)
+        except OSError:  # (the dead runner's terminal or pipe)
+            pass
         if not _state.active:
             raise SystemExit(128 + signal.SIGTERM)
         _handler(signal.SIGTERM, frame)
