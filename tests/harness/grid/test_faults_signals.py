@@ -218,3 +218,25 @@ def test_temporary_files_of_writers_killed_mid_write_are_removed_later(tiny_grid
     finally:
         live.kill()
         live.wait()
+
+
+def test_the_parent_death_signal_is_one_stop_request_however_often_it_comes():
+    """The kernel sends a worker's parent-death signal once per exiting thread of its runner:
+    taken once, it asks for a stop at the next step (a second SIGTERM would stop at once)."""
+    import os
+
+    from harness.grid.executors import RUNNER_DIED
+    from harness.train import interrupt
+
+    previous = signal.getsignal(RUNNER_DIED)
+    try:
+        with interrupt.handling():
+            interrupt.stop_once_on(RUNNER_DIED, "runner died")
+            with pytest.raises(interrupt.Interrupted) as stopped:
+                with interrupt.deferred():
+                    for _ in range(3):
+                        os.kill(os.getpid(), RUNNER_DIED)
+                    assert interrupt.requested() == signal.SIGTERM  # still running: stops at a step
+        assert stopped.value.signum == signal.SIGTERM and not stopped.value.at_once
+    finally:
+        signal.signal(RUNNER_DIED, previous)
