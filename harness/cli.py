@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("harness.commands.status", "each cell's state and progress"),
     "decode": ("harness.commands.decode", "decode saved checkpoints again (epochs, avg, methods, beam)"),
     "bench": ("harness.commands.bench", "encoder inference time and peak memory"),
+    "compare": ("harness.commands.compare", "each row vs the baseline: WER and difference with 95% CIs, verdicts"),
     "report": ("harness.commands.report", "regenerate the paper's tables and figures"),
     "demo": ("harness.commands.demo", "the main job: default grid on built-in data, then the report"),
     "import-icefall": ("harness.commands.import_icefall", "an authors' (icefall) checkpoint -> a harness checkpoint"),
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = argv[0]
     module_name, help_ = COMMANDS[name]
+    problem = _environment_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     module = importlib.import_module(module_name)
     sub = Parser(prog=f"harness {name}", description=help_)
     module.add_arguments(sub)
@@ -103,10 +108,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness {name}: interrupted (SIGINT)", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # the reader went away (``harness variants | head``): end quietly; point stdout at
-        # /dev/null so the interpreter's final flush does not raise again
+        # the reader went away (``harness status GRID | head``): the reader had what it wanted,
+        # so end quietly with status 0 as ``variants`` (whose output fits the pipe) does; point
+        # stdout at /dev/null so the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 0
+
+
+def _environment_problem() -> str | None:
+    """A malformed environment variable the harness reads (one line naming it), else None."""
+    wait = os.environ.get("HARNESS_STORE_WAIT_S")
+    if wait is not None:
+        try:
+            ok = float(wait) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            return (f"HARNESS_STORE_WAIT_S: expected seconds >= 0 (how long to wait for a locked "
+                    f"results store), got {wait!r}; allowed: a number such as 300, or unset it")
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

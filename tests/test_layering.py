@@ -21,7 +21,7 @@ FORBIDDEN = {
     "variants": ["harness"],
     # the neutral helpers import no other harness package
     **{helper: NEUTRAL_FORBIDDEN for helper in ("harness.atomic", "harness.locks", "harness.processes",
-                                                "harness.tables")},
+                                                "harness.tables", "harness.stats")},
     "harness.config": ["harness.data", "harness.losses", "harness.decoding", "harness.train",
                        "harness.grid", "harness.commands", "harness.profile", "harness.report"],
     "harness.data": ["harness.losses", "harness.decoding", "harness.train", "harness.grid",

@@ -59,10 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="time training steps (forward + backward + optimizer) instead of inference")
     mode.add_argument("--saved-bytes", action="store_true",
                       help="print bytes saved for backward per second of audio (float32, bf16)")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="--train: float32 or bf16 autocast (default: %(default)s)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="transducer",
-                   help="--train: the training objective (default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="--train only: float32 or bf16 autocast (default: float32)")
+    p.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="--train only: the training objective (default: transducer)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from variants.registry import VariantError
 
     cuda = args.device == "cuda"
+    if not args.train:
+        given = [f"--{k} {getattr(args, k)}" for k in ("precision", "objective") if getattr(args, k) is not None]
+        if given:  # inference timing and --saved-bytes do not use them: they would be ignored
+            return user_error(f"{' and '.join(given)}: {'go' if len(given) > 1 else 'goes'} with --train only "
+                              "(inference is timed on the encoder alone in float32; --saved-bytes counts "
+                              "float32 and bf16 itself); allowed: add --train, or leave it out")
+    args.precision = args.precision or "float32"
+    args.objective = args.objective or "transducer"
     if args.train:
         default_batch, default_duration = ((TRAIN_GPU_BATCH, TRAIN_GPU_DURATION_S) if cuda
                                            else (TRAIN_CPU_BATCH, TRAIN_CPU_DURATION_S))

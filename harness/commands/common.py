@@ -36,6 +36,22 @@ def file_error(path: object, error: object, status: int = 2) -> int:
     return user_error(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
 
 
+def out_path_problem(path: str | Path, folder: bool, option: str = "--out") -> str | None:
+    """Why ``path`` cannot be written (None if it can, as far as a check before any work can
+    tell): a folder on its way is an existing file, or ``path`` is a folder where a file is
+    to be written (``folder=False``) or a file where a folder is (``folder=True``)."""
+    path = Path(path)
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return (f"{option} {path}: {parent} is a file, not a folder; allowed: a path whose folders "
+                    f"are folders or do not exist yet")
+    if folder and path.exists() and not path.is_dir():
+        return f"{option} {path}: is a file, not a folder; allowed: a folder, or a path that does not exist yet"
+    if not folder and path.is_dir():
+        return f"{option} {path}: is a folder; allowed: a file path, e.g. {path / 'model.pt'}"
+    return None
+
+
 def _number(kind: type, low: float, inclusive: bool) -> Any:
     """An argparse ``type`` for numbers above ``low``: a bad value is argparse's one-line error."""
     word = f">= {low:g}" if inclusive else f"> {low:g}"
@@ -67,7 +83,8 @@ def add_grid_argument(p: argparse.ArgumentParser) -> None:
 
 def add_grid_options(p: argparse.ArgumentParser) -> None:
     """``--store``, ``--cells`` and ``--set`` of the commands that read a grid."""
-    p.add_argument("--store", help="results store (default: the grid's, else runs/results.sqlite)")
+    p.add_argument("--store", help="results store (default: the grid's store:, else $HARNESS_STORE, "
+                                   "else results.sqlite in the run root, runs/<grid name>/)")
     p.add_argument("--cells", nargs="*", metavar="ID_OR_NAME",
                    help="only these cells (ids, id prefixes or names)")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", dest="overrides",
@@ -76,13 +93,14 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
                         "give the same --set to status/decode to find those cells)")
 
 
-def load_or_report(args: argparse.Namespace, check: bool = True,
-                   disk: bool = True) -> Optional[tuple[Grid, list[Cell]]]:
+def load_or_report(args: argparse.Namespace, check: bool = True, disk: bool = True,
+                   missing_data_hint: str = "") -> Optional[tuple[Grid, list[Cell]]]:
     """Load the grid (with any ``--set``); on a mistake print every problem (one ``error:``
     line each) and return None. ``check``: every cell is checked completely
     (``harness.grid.validate``: decoding methods, data options and the prepared corpus,
     optimizer and loss options), as ``plan`` and ``run`` do before any training; without it
-    only the schema is. ``disk``: also the source folders and prepared corpora here."""
+    only the schema is. ``disk``: also the source folders and prepared corpora here;
+    ``missing_data_hint`` ends the line of a corpus that is not here (``data.src_dir``)."""
     try:
         overrides = parse_overrides(getattr(args, "overrides", None))
     except ValueError as e:
@@ -92,7 +110,8 @@ def load_or_report(args: argparse.Namespace, check: bool = True,
         grid = load_grid(args.grid)
         cells = check_grid(grid, disk, overrides) if check else expand(grid, overrides)
     except GridError as e:
-        user_error("\n".join(e.lines()))
+        user_error("\n".join(line + missing_data_hint if "data.src_dir: " in line else line
+                             for line in e.lines()))
         return None
     wanted = getattr(args, "cells", None)
     if wanted:
@@ -104,7 +123,35 @@ def load_or_report(args: argparse.Namespace, check: bool = True,
 
 
 def store_path(args: argparse.Namespace, grid: Grid) -> Path:
-    return Path(args.store) if getattr(args, "store", None) else grid.store_path
+    """``--store``, else the grid's (:attr:`Grid.store_path`, in ``--run-root`` if given)."""
+    if getattr(args, "store", None):
+        return Path(args.store)
+    run_root = getattr(args, "run_root", None)
+    return grid.store_in(Path(run_root)) if run_root else grid.store_path
+
+
+#: where grids without ``store:`` kept their results before each grid had its own store
+LEGACY_STORE = Path("runs/results.sqlite")
+
+
+def legacy_store_hint(args: argparse.Namespace, grid: Grid, path: Path) -> str | None:
+    """If ``path`` (the default store of a grid without ``store:``) does not exist but the old
+    shared default ``runs/results.sqlite`` holds cells of this grid: what to pass to keep them."""
+    if getattr(args, "store", None) or grid.spec.store or path.exists() or path == LEGACY_STORE \
+            or not LEGACY_STORE.is_file():
+        return None
+    from harness.store import ResultsStore
+    from harness.store.results_store import StoreError
+
+    try:
+        n = len(ResultsStore(LEGACY_STORE, readonly=True).rows("cells", grid=grid.name))
+    except StoreError:  # an unreadable old store: no hint
+        return None
+    if not n:
+        return None
+    return (f"{path}: no results store yet, but {LEGACY_STORE} (the shared default before each grid got "
+            f"its own store) holds {n} cell(s) of grid {grid.name!r}; pass --store {LEGACY_STORE} (or "
+            f"add `store: {LEGACY_STORE}` to the grid) to keep using it, or move it to {path}")
 
 
 def open_store(path: str | Path | None) -> Any:
@@ -131,6 +178,9 @@ def existing_store(args: argparse.Namespace, grid: Grid) -> tuple[Path, Any]:
     from harness.store.results_store import StoreError
 
     path = store_path(args, grid)
+    hint = legacy_store_hint(args, grid, path)
+    if hint:
+        raise UserError(hint)
     if not path.exists():
         ran = [p for p in (Path(grid.run_root).iterdir() if Path(grid.run_root).is_dir() else [])
                if (p / "config.yaml").exists()]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import positive_float, positive_int, user_error
+from .common import out_path_problem, positive_float, positive_int, user_error
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.data.errors import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = out_path_problem(args.out or f"data/{getattr(args, 'corpus', '')}", folder=True)
+    if problem:
+        return user_error(problem)
     try:
         if args.action == "prepare":
             return _prepare(args)

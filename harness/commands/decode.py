@@ -8,6 +8,11 @@ With a grid, every chosen cell's epoch checkpoints are decoded for each
 ``--epoch`` x ``--avg`` given (a sweep in one call; defaults: the last epoch
 and the cell's ``decode`` section); results go into the grid's store under
 their decode key, the files into ``<run dir>/decode/epoch-<E>-avg<N>.../``.
+``--avg N`` needs N epochs up to the decoded one (as the authors' decode.py
+asserts): more is one ``error:`` line before any decoding. A grid's own
+``decode.avg`` (and a running average that cannot cover the epochs) averages
+what exists instead, says so in the log, and is stored under the key of what
+was averaged (``avg9`` for ``avg: 20`` after 9 epochs; ``avg1`` for plain weights).
 ``--checkpoint`` decodes any file in the trainer's checkpoint format (one
 file's weights, or several averaged), e.g. one ``harness import-icefall`` wrote.
 """
@@ -22,7 +27,8 @@ from harness.tables import Table
 
 from harness.decoding.decode import METHOD_HEADS
 
-from .common import add_grid_options, load_or_report, open_store, positive_int, store_path, user_error
+from .common import (add_grid_options, load_or_report, open_store, out_path_problem, positive_int, store_path,
+                     user_error)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch", type=positive_int, nargs="+", metavar="E",
                    help="epoch checkpoint(s) to decode (default: the last)")
     p.add_argument("--avg", type=positive_int, nargs="+", metavar="N",
-                   help="average the last N epochs; several values sweep (default: decode.avg)")
+                   help="average the last N epochs, N at most the epoch decoded (else an error, as the "
+                        "authors' decode.py); several values sweep (default: decode.avg, which averages "
+                        "the epochs that exist and is stored as such)")
     p.add_argument("--use-averaged-model", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the running-average model (default: decode.use_averaged_model; "
                         "with --checkpoint: off)")
@@ -109,8 +117,8 @@ def _run_grid(args: argparse.Namespace) -> int:
     for note in adopt_legacy_cells(cells, store, run_root):
         print(note, file=sys.stderr)
     device = select_device(args.device, 0)
-    rows, skipped = [], []
-    for cell in cells:
+    rows, skipped, chosen = [], [], []
+    for cell in cells:  # every cell's --epoch and --avg checked before any decoding
         run_dir = run_root / cell.cell_id
         epochs = epoch_checkpoints(run_dir / "checkpoints")
         if not epochs:
@@ -122,6 +130,15 @@ def _run_grid(args: argparse.Namespace) -> int:
         if missing:
             return user_error(f"{cell.name} ({cell.cell_id}): --epoch: no checkpoint for epoch(s) "
                               f"{missing}; allowed: {', '.join(map(str, sorted(epochs)))}")
+        # as the authors' decode.py (start = epoch - avg must be >= 0): --avg N needs N epochs up
+        # to the decoded one; a grid's own decode.avg averages what exists and says so instead
+        too_many = [a for a in args.avg or [] if a > min(wanted)]
+        if too_many:
+            return user_error(f"{cell.name} ({cell.cell_id}): --avg {max(too_many)}: epoch {min(wanted)} has "
+                              f"only {min(wanted)} epoch(s) to average; allowed: --avg 1 to {min(wanted)} "
+                              f"(or a later --epoch)")
+        chosen.append((cell, run_dir, wanted))
+    for cell, run_dir, wanted in chosen:
         try:
             settings = _settings(DecodeSettings.from_config(cell.config), args)
             data = load_test_data(cell.config.data.dir, settings.test_sets)
@@ -131,8 +148,6 @@ def _run_grid(args: argparse.Namespace) -> int:
         try:
             for epoch in wanted:
                 for avg in args.avg or [settings.avg]:
-                    if avg < 1:
-                        return user_error(f"--avg: must be >= 1, got {avg}")
                     for r in decode_epoch(cell, data, run_dir / "checkpoints", epoch, device, store, log,
                                           settings=settings.with_(avg=avg)):
                         rows.append((f"{cell.name} {cell.cell_id}", r))
@@ -168,8 +183,14 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         data = load_test_data(args.data, settings.test_sets)
     except (ValueError, KeyError, FileNotFoundError) as e:
         return user_error(f"decode --checkpoint: {e.args[0] if e.args else e}")
-    name = paths[0].stem if len(paths) == 1 else f"{paths[0].stem}-avg{len(paths)}"
-    out = Path(args.out) if args.out else paths[0].resolve().parent / f"decode-{name}"
+    # named after the last checkpoint, whose epoch the results' epoch column records
+    name = paths[-1].stem if len(paths) == 1 else f"{paths[-1].stem}-avg{len(paths)}"
+    out = Path(args.out) if args.out else paths[-1].resolve().parent / f"decode-{name}"
+    problem = out_path_problem(out, folder=True)
+    if problem:
+        return user_error(f"decode --checkpoint: {problem}" if args.out else
+                          f"decode --checkpoint: {problem.replace('--out ', 'result folder ', 1)}; pass --out")
+    store = open_store(args.store) if args.store else None  # a bad store before the decoding work
     try:
         results = decode_checkpoints(paths, data, settings, select_device(args.device, 0), out, _log(name),
                                      variant=args.variant, objective=args.objective)
@@ -177,10 +198,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         return user_error(f"decode --checkpoint: {e}")
     except ValueError as e:  # an unknown variant or objective, or no method for the heads
         return user_error(f"decode --checkpoint: {e}")
-    if args.store:
-        from harness.store import ResultsStore
-
-        store = ResultsStore(args.store)
+    if store is not None:
         cid = "ckpt-" + hashlib.sha256("\n".join(str(p.resolve()) for p in paths).encode()).hexdigest()[:7]
         store.set_cell(cid, name=name, status="done", run_dir=str(out),
                        variant=args.variant or None)

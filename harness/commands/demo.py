@@ -2,7 +2,9 @@
 
 1. prepare the synthetic corpus the default grid names (skipped when it is there),
 2. ``harness run experiments/default.yaml`` (every cell trained, decoded, recorded),
-3. ``harness profile``, ``harness bench`` and ``harness report`` on the same store.
+3. ``harness compare`` (each row vs the baseline row: WER and difference with 95 % CIs,
+   verdicts), ``harness profile``, ``harness bench`` and ``harness report`` (with the
+   verdicts and forest plots) on the same store.
 
 A stage whose module is not installed yet is skipped with a message; a stage
 that fails is reported and the demo goes on to the next one.
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="results store (default: the grid's)")
     p.add_argument("--out", default="reports/demo",
                    help="report folder (default: %(default)s; reports/ keeps the full profile of every variant)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["profile", "bench", "report"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["compare", "profile", "bench", "report"],
                    help="stages to leave out")
 
 
@@ -110,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo stopped: the run stage was interrupted (exit {rc}); rerun `harness demo` to resume")
         return rc
     variants = sorted({c.variant for c in cells})
+    if "compare" not in args.skip:
+        _stage("compare", lambda: _command("harness.commands.compare", [str(grid_file), "--store", store]),
+               results)
     if "profile" not in args.skip:
         # the grid's variants only: all 18 registered variants took ~8 CPU-min here, the two of
         # the default grid 50 CPU-s (bench: S/M/L of both encoders by default)
@@ -119,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         _stage("bench", lambda: _command("harness.commands.bench", [*variants, "--store", store]),
                results)
     if "report" not in args.skip:
-        _stage("report", lambda: _command("harness.commands.report", ["--store", store, "--out", args.out]),
+        _stage("report", lambda: _command("harness.commands.report", ["--store", store, "--out", args.out,
+                                                                       "--compare", str(grid_file)]),
                results)
     _stage("status", lambda: _command("harness.commands.status", [str(grid_file), "--store", store,
                                                                         "--profile"]), results)

@@ -25,9 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.train.checkpoint import atomic_save
     from variants.interop.icefall import IcefallCheckpointError, export_icefall_state_dict, icefall_flags
 
-    from .common import file_error
+    from .common import file_error, out_path_problem, user_error
     from .model_source import Choice, SourceError, load_model
 
+    problem = out_path_problem(args.out, folder=False)
+    if problem:
+        return user_error(problem)
     try:
         model = load_model(args.source, Choice.from_args(args))
         sd = export_icefall_state_dict(model)

@@ -50,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from variants.interop.icefall_names import ours_to_icefall
     from variants.model import counted_numel
 
-    from .common import file_error
+    from .common import file_error, out_path_problem, user_error
 
+    problem = out_path_problem(args.out, folder=False)
+    if problem:
+        return user_error(problem)
     try:
         imp = resolve_icefall_checkpoint(args.checkpoint, args.variant, parse_objective(args.objective),
                                          args.use_averaged_model)

@@ -34,7 +34,9 @@ def _vocab_size(data_dir: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     if args.gpu_memory is not None and not args.gpu_memory > 0:
         return user_error(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
-    loaded = load_or_report(args, disk=not args.no_data_check)
+    loaded = load_or_report(args, disk=not args.no_data_check,
+                            missing_data_hint=f"; or plan without this machine's data: `harness plan "
+                                              f"{args.grid} --no-data-check` (`harness run` needs it)")
     if loaded is None:
         return 2
     grid, cells = loaded
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     total = 0.0
     notes: set[str] = set()
+    left_out: dict[str, list[str]] = {}  # why -> cells without GPU-hours
     for c in cells:
         params, why = params_of(c, _vocab_size(c.config.data.dir))
         gflops, gsrc = gflops_of(c, store, measure=not args.no_flops)
@@ -57,14 +60,27 @@ def run(args: argparse.Namespace) -> int:
             epochs = min(epochs, step_epochs) if epochs else step_epochs
         gh = gpu_hours(gflops, hours, epochs)
         total += gh or 0.0
+        if gh is None:
+            why = ("no FLOPs figure" + (" (--no-flops, none in the store or the paper)" if args.no_flops else "")
+                   if gflops is None else "no training-audio hours" if hours is None else "no epoch count")
+            left_out.setdefault(why, []).append(c.cell_id)
         for n in (why, gsrc, hsrc):
             if n:
                 notes.add(n)
         print(f"{c.cell_id:<12}  {c.name[:28]:<28} {c.variant[:34]:<34} {c.objective[:10]:<10} "
               f"{fmt(params / 1e6 if params else None, '9.2f'):>9} {fmt(gflops, '7.1f'):>7} "
               f"{fmt(epochs, '7.1f'):>7} {fmt(hours, '8.1f'):>8} {fmt(gh, '8.2f'):>8}")
+    counted = len(cells) - sum(len(v) for v in left_out.values())
     print(f"total: {total:.2f} GPU-hours ({total / max(args.gpus, 1):.2f} h wall-clock with "
-          f"{args.gpus} GPU(s) per cell, cells one after another)")
+          f"{args.gpus} GPU(s) per cell, cells one after another)"
+          + (f" for {counted} of {len(cells)} cell(s)" if left_out else ""))
+    for why, ids in left_out.items():
+        print(f"left out of the total: {len(ids)} cell(s) with {why}: {', '.join(ids)}"
+              + ("; plan without --no-flops to measure them" if args.no_flops and why.startswith("no FLOPs")
+                 else ""))
+    seeds = grid.spec.base.seeds or [cells[0].config.seed if cells else 42]
+    print(f"seeds: {len(seeds)} per row ({', '.join(map(str, seeds))}); each seed is a cell above, "
+          "so the total counts every seed")
     print(f"assumption: {ASSUMPTION}")
     print("note: params use the prepared corpus's vocabulary when it is prepared, else the spec's "
           "(500 BPE units)")
@@ -77,7 +93,53 @@ def run(args: argparse.Namespace) -> int:
     print("decoding: " + "; ".join(f"{m} ({n} cell(s))" for m, n in decoding.items()))
     for n in sorted(notes):
         print(f"note: {n}")
+    from harness.grid.validate import averaging_notes, device_errors
+
+    for n in averaging_notes(cells):
+        print(f"note: {n}")
+    for e in device_errors(grid, cells):
+        print(f"note: {e} (`harness run` here refuses it)")
     if args.gpu_memory is not None:
         for c in cells:
             print(f"memory {c.cell_id} {c.name}: {memory_fit(c, store, args.gpu_memory)[1]}")
+    if store is not None:
+        for line in resolve_lines(grid, cells, store.path):
+            print(line)
     return 0
+
+
+#: resamples for plan's look at the differences measured so far (compare uses 10,000)
+PLAN_RESAMPLES = 2000
+
+
+def resolve_lines(grid, cells, store) -> list[str]:
+    """For each row already compared in the store: how many seeds would resolve the observed
+    difference from the baseline (``harness.stats.seeds_to_resolve``)."""
+    from harness.report.verdicts import NoResults, read_grid_verdicts, seeds_needed
+
+    try:
+        verdicts = read_grid_verdicts(grid, cells, store, resamples=PLAN_RESAMPLES)
+    except NoResults:
+        return []
+    out = []
+    for v in verdicts:
+        if v.delta is None or v.verdict == "baseline":
+            continue
+        head = (f"resolve {v.row} vs {v.baseline}, {v.test_set} {v.method}: observed {v.delta:+.2f} points "
+                f"with {v.n_seeds} seed(s)")
+        if v.delta_ci is None:
+            out.append(f"{head}; no interval ({v.note})")
+        elif v.delta == 0:
+            out.append(f"{head}: no difference observed, nothing to resolve")
+        elif v.verdict != "not resolved":
+            out.append(f"{head}: resolved already ({v.verdict}, ±{v.resolvable:.2f})")
+        else:
+            n = seeds_needed(v)
+            if n is not None:
+                out.append(f"{head}, ±{v.resolvable:.2f}: about {n} seeds per row would resolve it")
+            elif v.within_half_width is not None and v.within_half_width >= abs(v.delta):
+                out.append(f"{head}, ±{v.resolvable:.2f}: no number of seeds resolves it on this test set "
+                           f"(its utterances alone give ±{v.within_half_width:.2f}); a larger test set would")
+            else:
+                out.append(f"{head}, ±{v.resolvable:.2f}: more than 100 seeds per row would be needed")
+    return out

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from harness.report.data import StoreSnapshot
 
@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", nargs="+", default=None, metavar="PATH",
                    help="results store(s) to read, every cell in them")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--compare", nargs="+", default=None, metavar="GRID",
+                   help="grids whose rows get verdicts with confidence intervals and forest plots "
+                        "(default: the GRID arguments, else the experiments/ grids the store's cells "
+                        "belong to)")
 
 
 def experiment_stores(root: Path = Path("experiments")) -> list[Path]:
@@ -45,10 +49,56 @@ def experiment_stores(root: Path = Path("experiments")) -> list[Path]:
     return out
 
 
+def experiment_grids(names: set[str], root: Path = Path("experiments")) -> list[tuple[Any, list[Any]]]:
+    """The grids under ``root`` (else the repository's ``experiments/``) whose names are in
+    ``names`` (the grids the store's cells belong to), expanded; grids that do not load are left out."""
+    from harness.grid.cells import load_cells
+    from harness.grid.errors import GridError
+
+    if not root.is_dir():
+        root = Path(__file__).resolve().parents[2] / "experiments"
+    out = []
+    for f in sorted(root.glob("*.yaml")):
+        try:
+            grid, cells = load_cells(str(f))
+        except GridError:
+            continue
+        if grid.name in names:
+            out.append((grid, cells))
+    return out
+
+
+def verdict_section(page: Any, snap: StoreSnapshot, grids: list[tuple[Any, list[Any]]], out: Path) -> None:
+    """Per grid: the table of `harness compare` and a forest plot per test set."""
+    from harness.report import figures
+    from harness.report.verdicts import NoResults, grid_verdicts, verdicts_table
+
+    page.add_text("## Verdicts (confidence intervals)")
+    shown = 0
+    for grid, cells in grids:
+        try:
+            verdicts = grid_verdicts(grid, cells, snap)
+        except NoResults:
+            page.missing.append(f"Grid {grid.name}: no decoded cell, so no verdicts (run `harness run "
+                                f"{grid.path}`).")
+            continue
+        t = verdicts_table(grid.name, verdicts)
+        page.add_table(t, t.write(out, f"verdicts-{grid.name}"),
+                       intro=f"`harness compare {grid.path}` prints the same lines (`--json` for one "
+                             "object per line).")
+        for paths, caption in figures.forest_plots(grid.name, verdicts, out):
+            page.add_figure(paths, caption)
+        shown += 1
+    if not shown:
+        page.add_text("No grid with decoded cells: no verdicts (`harness report GRID` names the grids).")
+
+
 def build_report(stores: Path | Sequence[Path], out: Path,
-                 cell_ids: Optional[set[str]] = None) -> tuple[Path, list[str]]:
+                 cell_ids: Optional[set[str]] = None,
+                 grids: Optional[list[tuple[Any, list[Any]]]] = None) -> tuple[Path, list[str]]:
     """Write every table and figure from ``stores`` (only ``cell_ids``' cells if given); return
-    the index path and what is missing."""
+    the index path and what is missing. ``grids`` (grid, cells): their rows' verdicts (default:
+    the ``experiments/`` grids the store's cells belong to)."""
     from harness.report import figures, tables
     from harness.report.index import ReportPage
 
@@ -81,9 +131,14 @@ def build_report(stores: Path | Sequence[Path], out: Path,
             f"{c.name} ({c.variant}, {c.objective}) {c.status}"
             + (f": {c.error.strip().splitlines()[-1][:160]}" if c.error else "") for c in bad))
 
+    if grids is None:
+        grids = experiment_grids({c.grid for c in cells if c.grid}) if cells else []
+    if grids:
+        verdict_section(page, snap, grids, out)
+
     page.add_text("## Tables")
     if cells:
-        runs = tables.runs_table(cells, snap.tables["wers"])
+        runs = tables.runs_table(cells, snap.tables["wers"], snap.tables.get("utterances", []))
         page.add_table(runs, runs.write(out, "runs"))
     for stem, table in (("table2-librispeech", tables.librispeech_table(cells, profile)),
                         ("table5-ablations", tables.ablation_table(cells, profile)),
@@ -135,18 +190,27 @@ def run(args: argparse.Namespace) -> int:
 
     stores = [Path(p) for p in args.store or []]
     cell_ids: Optional[set[str]] = None
+    grids = []
     for g in args.grids:
         try:
             grid, cells = load_cells(g)
         except GridError as e:
             return user_error(str(e))
+        grids.append((grid, cells))
         cell_ids = (cell_ids or set()) | {c.cell_id for c in cells}
         if not args.store and grid.store_path not in stores:
             stores.append(grid.store_path)
+    if args.compare:
+        grids = []
+        for g in args.compare:
+            try:
+                grids.append(load_cells(g))
+            except GridError as e:
+                return user_error(str(e))
     if not stores:
         stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
     try:
-        index, missing = build_report(stores, Path(args.out), cell_ids)
+        index, missing = build_report(stores, Path(args.out), cell_ids, grids or None)
     except StoreError as e:  # every store fault (not SQLite, empty, locked, ...) as one line
         return user_error(str(e))
     except (FileExistsError, NotADirectoryError, PermissionError) as e:

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_grid_argument, load_or_report, positive_int, store_path, user_error
+from .common import add_grid_argument, legacy_store_hint, load_or_report, positive_int, store_path, user_error
 
 #: exit status when some cell failed, diverged or was interrupted
 SOME_FAILED = 1
@@ -57,6 +57,25 @@ def writable_run_root(run_root: Path) -> str | None:
     return None
 
 
+def executor_problem(executor: str) -> str | None:
+    """Why ``executor`` cannot run on this machine (None if it can): submitit must be
+    installed, and Slurm's ``sbatch`` (which submits) and ``srun`` (which starts each task) on
+    PATH for ``slurm``."""
+    import importlib.util
+    import shutil
+
+    if executor == "local":
+        return None
+    if importlib.util.find_spec("submitit") is None:
+        return f"--executor {executor}: needs the submitit package (pip install submitit); allowed here: local"
+    if executor == "slurm":
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if missing:
+            return (f"--executor slurm: no {' or '.join(missing)} on this machine's PATH (Slurm is not "
+                    f"installed here); allowed here: local, submitit-local (run it on a Slurm login node)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.store import ResultsStore
     from harness.store.results_store import StoreError
@@ -71,8 +90,22 @@ def run(args: argparse.Namespace) -> int:
         params = json.loads(args.slurm)
     except json.JSONDecodeError as e:
         return user_error(f"--slurm: not valid JSON: {e}")
+    problem = executor_problem(args.executor)
+    if problem:
+        return user_error(problem)
+    from harness.grid.validate import averaging_notes, device_errors
+
+    if args.executor != "slurm":  # a Slurm job's machine is not this one
+        errors = device_errors(grid, cells)
+        if errors:
+            return user_error("\n".join(str(e) for e in errors))
     dist = distributed.from_env()
+    for note in averaging_notes(cells) if dist.is_main else []:
+        print(f"note: {note}", file=sys.stderr)
     spath = store_path(args, grid)
+    hint = legacy_store_hint(args, grid, spath)
+    if hint:
+        return user_error(hint)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     options = RunOptions(retry_failed=args.retry_failed, retry_diverged=args.retry_diverged,
                          start_over_if_unreadable=args.start_over_if_unreadable)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from variants import list_variants
 from variants.spec import OBJECTIVE_HEADS
@@ -220,6 +220,10 @@ class GridFile(StrictSection):
     ablations: list[Row] = Field(default_factory=list)
     #: whether the base itself is a row (it is, in Table 5)
     include_base: bool = True
+    #: the row every other row is compared with (``harness compare``, the report's verdicts):
+    #: ``base``, or an ablation's name; default: the base row, else (include_base false) the
+    #: first ablation
+    baseline: Optional[str] = None
     #: results store and run directories (defaults: runs/results.sqlite, runs/<grid name>)
     store: Optional[str] = None
     run_root: Optional[str] = None
@@ -238,3 +242,14 @@ class GridFile(StrictSection):
         if not self.include_base and not self.ablations:
             raise ValueError("include_base is false and there are no ablations: the grid is empty")
         return self
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_is_a_row(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is None or "ablations" not in info.data:
+            return v
+        rows = (["base"] if info.data.get("include_base", True) else []) + [
+            r.name for r in info.data["ablations"]]
+        if v not in rows:
+            raise ValueError(f"{v!r} is not a row of this grid; allowed: {', '.join(rows)}")
+        return v

@@ -7,7 +7,7 @@ Public interface (imported lazily, so ``import harness.data`` is cheap)::
     PreparedCorpus.load(out_dir)
     Tokenizer(bpe_model_path)
     make_dataloader(cuts, max_duration, train, ...) -> DataLoader
-    batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch)
+    batch_lengths(batch), batch_texts(batch), batch_cut_ids(batch), batch_speakers(batch)
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ _EXPORTS = {
     "batch_lengths": "harness.data.loader",
     "batch_texts": "harness.data.loader",
     "batch_cut_ids": "harness.data.loader",
+    "batch_speakers": "harness.data.loader",
     "DataError": "harness.data.errors",
     "CorpusNotFoundError": "harness.data.errors",
     "MissingAudioError": "harness.data.errors",

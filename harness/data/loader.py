@@ -155,3 +155,13 @@ def batch_texts(batch: dict) -> list[str]:
 def batch_cut_ids(batch: dict) -> list[str]:
     """Cut id of each row, in batch order."""
     return [c.id for c in batch["supervisions"]["cut"]]
+
+
+def batch_speakers(batch: dict) -> list[str]:
+    """Speaker of each row (its cut's first supervision's), in batch order; '' where none is named."""
+    out = []
+    for c in batch["supervisions"]["cut"]:
+        sups = getattr(c, "supervisions", None) or []
+        spk = sups[0].speaker if sups else None
+        out.append("" if spk is None else str(spk))
+    return out

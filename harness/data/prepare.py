@@ -44,6 +44,7 @@ from .corpora import get_recipe
 from .errors import CorpusNotFoundError, DataError, EmptySplitError
 from .recipe import Context, Recipe
 from .transcripts import OOV_POLICIES, alphabet_message, outside_alphabet
+from .quiet import lhotse_bars
 from .features import compute_features, cuts_from_manifests, default_num_jobs, require_lhotse, speed_perturb
 
 log = logging.getLogger(__name__)
@@ -388,7 +389,8 @@ def prepare_corpus(corpus: str, out_dir: str | os.PathLike, src_dir: str | os.Pa
                   save=lambda split, recs, sups, drops=None: _save_manifests(out, split, recs, sups, checks, drops),
                   have=lambda split: _have_manifests(out, split),
                   bar=lambda total, desc, unit="utt": _bar(total, desc, progress, unit=unit))
-    layout = recipe.manifests(ctx, opts)
+    with lhotse_bars(progress):
+        layout = recipe.manifests(ctx, opts)
     train_parts, eval_parts, unit = layout.train_parts, layout.eval_parts, layout.unit
 
     # 2. features (training parts speed-perturbed)

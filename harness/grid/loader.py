@@ -21,9 +21,20 @@ class Grid:
 
     @property
     def store_path(self) -> Path:
-        from harness.store.results_store import default_store_path
+        """The grid's ``store``; without one ``$HARNESS_STORE`` if set, else ``results.sqlite``
+        in the grid's run_root (``runs/<grid name>/results.sqlite``): each grid its own store,
+        so one grid's cells never show up in another's (the demo's) report."""
+        return self.store_in(self.run_root)
 
-        return Path(self.spec.store) if self.spec.store else default_store_path()
+    def store_in(self, run_root: Path) -> Path:
+        """:attr:`store_path` when the run directories are in ``run_root`` (``--run-root``)."""
+        import os
+
+        if self.spec.store:
+            return Path(self.spec.store)
+        if os.environ.get("HARNESS_STORE"):
+            return Path(os.environ["HARNESS_STORE"])
+        return Path(run_root) / "results.sqlite"
 
     @property
     def run_root(self) -> Path:

@@ -95,6 +95,53 @@ def cell_changes(grid: Grid, cell: Cell) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+# --------------------------------------------------------------------------- this machine, averaging
+
+def device_errors(grid: Grid, cells: list[Cell]) -> list[GridError]:
+    """``train.device: cuda`` on a machine where torch sees no CUDA GPU (checked by ``run``
+    before any training; ``plan`` shows it as a note, since a grid may be planned elsewhere)."""
+    wanting = [c for c in cells if c.config.train.device == "cuda"]
+    if not wanting:
+        return []
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    by_key: dict[str, list[str]] = {}
+    for c in wanting:
+        by_key.setdefault(_blame(("train", "device"), cell_changes(grid, c)) + "train.device", []).append(c.name)
+    return [GridError(str(grid.path), key, f"'cuda', but torch sees no CUDA GPU on this machine (cell(s) "
+                      f"{', '.join(names)}); allowed here: auto, cpu (or run the grid on a GPU machine)")
+            for key, names in by_key.items()]
+
+
+def averaging_notes(cells: list[Cell]) -> list[str]:
+    """Cells whose running average (``decode.use_averaged_model``) may hold nothing of the
+    epochs they decode, with what to change: a ``train.max_steps`` budget below
+    ``average_period`` (never updated) or not a multiple of it (the last epoch may end
+    inside the last period). Such a cell still trains and decodes: the decode falls back to
+    the plain checkpoint and says so (:func:`harness.train.model_average.average_epochs`)."""
+    found: dict[str, list[str]] = {}
+    for c in cells:
+        t = c.config.train
+        if not c.config.decode.use_averaged_model or not t.max_steps or t.max_steps % t.average_period == 0:
+            continue
+        m, p = t.max_steps, t.average_period
+        divisors = [d for d in range(min(p, m), 0, -1) if m % d == 0][:1]
+        change = (f"set train.average_period to a divisor of max_steps (e.g. {divisors[0]}), "
+                  f"train.max_steps to a multiple of {p} (e.g. {(m // p + 1) * p}), or "
+                  "decode.use_averaged_model: false")
+        if m < p:
+            why = (f"train.max_steps {m} is below train.average_period {p}: the running average is never "
+                   f"updated, so the cell decodes its plain checkpoint")
+        else:
+            why = (f"train.max_steps {m} is not a multiple of train.average_period {p}: if the last epoch "
+                   f"ends after step {m // p * p}, the running average holds nothing of it and the cell "
+                   "decodes its plain checkpoint")
+        found.setdefault(f"{why}; {change}", []).append(c.cell_id)
+    return [f"{msg} (cell(s) {', '.join(ids)})" for msg, ids in found.items()]
+
+
 # --------------------------------------------------------------------------- decoding
 
 def _heads(cell: Cell) -> tuple[str, ...]:

@@ -26,7 +26,10 @@ support both). Documented conversions: float16/bfloat16 inputs are upcast to
 float32 (the gradients flow back through the cast in the input dtype) and
 non-contiguous inputs are made contiguous. On CPU tensors the kernels run
 only under Triton's interpreter (``TRITON_INTERPRET=1`` set before this
-module is first imported); otherwise a clear error is raised.
+module is first imported); otherwise a clear error is raised. CUDA tensors
+always get the compiled kernels, also in a process whose module-level kernels
+are the interpreted ones (a CPU test imported it first): :func:`kernels_for`
+builds the other kind once, from this same file loaded as a second module.
 
 This module imports Triton at import time; the rest of the project imports it
 only when the Triton backend is chosen (:mod:`harness.losses.rnnt_backend`).
@@ -34,6 +37,12 @@ only when the Triton backend is chosen (:mod:`harness.losses.rnnt_backend`).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import sys
+import threading
+from types import ModuleType
+from typing import Any
 
 import numpy
 import torch
@@ -132,12 +141,56 @@ def interpreted() -> bool:
     return isinstance(_mi_forward_kernel, InterpretedFunction)
 
 
+#: the kernels of the other kind than this module's (interpret flag -> module), built on demand
+_TWINS: dict[bool, ModuleType] = {}
+_TWIN_LOCK = threading.Lock()
+
+
+def _twin(interpret: bool) -> ModuleType:
+    """This file executed again as a second module with ``TRITON_INTERPRET`` set for the kind
+    wanted, so its kernels and the helpers they call (found in their module's globals) are all
+    compiled (``interpret=False``) or all interpreted."""
+    with _TWIN_LOCK:
+        if interpret not in _TWINS:
+            name = f"{__name__}_{'interpreted' if interpret else 'compiled'}"
+            spec = importlib.util.spec_from_file_location(name, __file__)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            old = os.environ.get("TRITON_INTERPRET")
+            os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"  # read by @triton.jit
+            try:
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+            finally:
+                if old is None:
+                    os.environ.pop("TRITON_INTERPRET", None)
+                else:
+                    os.environ["TRITON_INTERPRET"] = old
+            _TWINS[interpret] = module
+        return _TWINS[interpret]
+
+
+def kernel_set(interpret: bool) -> tuple[Any, Any]:
+    """(forward, backward) kernels run by Triton's interpreter (``interpret``) or compiled."""
+    if interpreted() == interpret:
+        return _mi_forward_kernel, _mi_backward_kernel
+    twin = _twin(interpret)
+    return twin._mi_forward_kernel, twin._mi_backward_kernel
+
+
+def kernels_for(device: torch.device) -> tuple[Any, Any]:
+    """The kernels for tensors on ``device``: compiled on CUDA (whatever this module's own
+    kernels are), this module's interpreted ones elsewhere (:func:`_check_runnable`)."""
+    return kernel_set(device.type != "cuda")
+
+
 def _launch(kernel, B: int, *args, S: int, T: int) -> None:
     """kernel[(B,)](*args, S, T), one warp per 32 lanes (at most 4); the interpreter's NumPy
     warnings for log(0) = -inf are expected."""
     if not B:
         return
-    with numpy.errstate(divide="ignore", invalid="ignore") if interpreted() else contextlib.nullcontext():
+    with numpy.errstate(divide="ignore", invalid="ignore") if isinstance(kernel, InterpretedFunction) \
+            else contextlib.nullcontext():
         block = _block(S, T)
         kernel[(B,)](*args, S, T, BLOCK=block, num_warps=max(1, min(4, block // 32)), enable_fp_fusion=True)
 
@@ -153,13 +206,14 @@ def _check_runnable(px: Tensor) -> None:
 def _triton_lattice(px: Tensor, py: Tensor, ends: Tensor,
                     want_grad: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
     B, S, T1 = px.shape
+    forward, backward = kernels_for(px.device)
     p = torch.empty(B, S + 1, T1, dtype=px.dtype, device=px.device)
     scores = px.new_empty(B)
-    _launch(_mi_forward_kernel, B, px, py, ends, p, scores, S=S, T=T1 - 1)
+    _launch(forward, B, px, py, ends, p, scores, S=S, T=T1 - 1)
     if not want_grad:
         return scores, None, None
     gx, gy = torch.zeros_like(px), torch.zeros_like(py)
-    _launch(_mi_backward_kernel, B, px, ends, p, torch.ones_like(scores), gx, gy, S=S, T=T1 - 1)
+    _launch(backward, B, px, ends, p, torch.ones_like(scores), gx, gy, S=S, T=T1 - 1)
     return scores, gx, gy
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -64,6 +64,8 @@ class CellRun:
     step: int | None = None
     #: normalised test set -> (WER %, method, epoch) at the cell's last decoded epoch
     wers: dict[str, tuple[float, str, int]] = field(default_factory=dict)
+    #: normalised test set -> 95 % CI of that WER (decodes with per-utterance results only)
+    wer_cis: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def corpus(self) -> str | None:
@@ -99,6 +101,14 @@ class CellRun:
             bits.append("/".join(methods))
         return "; ".join(bits)
 
+    def wer_text(self, test_set: str) -> float | str:
+        """:meth:`wer_cell` with its 95 % CI where there is one ("12.34 [11.02, 13.80]")."""
+        w = self.wer_cell(test_set)
+        ci = self.wer_cis.get(norm_set(test_set))
+        if ci is None or isinstance(w, str):
+            return w
+        return f"{w:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
     def wer_cell(self, test_set: str) -> float | str:
         """The WER, or why there is none (failed, diverged, running, no WER)."""
         if self.status in ("failed", "diverged"):
@@ -128,10 +138,10 @@ def prefer_decode(rows: list[dict[str, Any]], keys: set[str]) -> dict[str, Any]:
     return max(rows, key=lambda r: (r.get("decode_key") in keys, r.get("created_at") or 0.0))
 
 
-def select_wers(rows: list[dict[str, Any]], objective: str,
-                keys: set[str] = frozenset()) -> dict[str, tuple[float, str, int]]:
-    """Per test set: the WER at the last decoded epoch, by the preferred method (and, of
-    several decodes, the one with the cell's own decode settings: ``keys``)."""
+def select_rows(rows: list[dict[str, Any]], objective: str,
+                keys: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Per test set: the ``wers`` row at the last decoded epoch, by the preferred method (and,
+    of several decodes, the one with the cell's own decode settings: ``keys``)."""
     by_set: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("wer") is not None:
@@ -146,16 +156,46 @@ def select_wers(rows: list[dict[str, Any]], objective: str,
                 per_method.setdefault(r["method"], []).append(r)
         at_last = {m: prefer_decode(v, keys) for m, v in per_method.items()}
         order = [m for m in pref if m in at_last] + sorted(m for m in at_last if m not in pref)
-        chosen = at_last[order[0]]
-        out[ts] = (float(chosen["wer"]), str(chosen["method"]), last)
+        out[ts] = at_last[order[0]]
     return out
 
 
-def load_cells(cell_rows: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) -> list[CellRun]:
-    """Every cell with its final WERs, from the store's ``cells`` and ``wers`` rows."""
+def select_wers(rows: list[dict[str, Any]], objective: str,
+                keys: set[str] = frozenset()) -> dict[str, tuple[float, str, int]]:
+    """Per test set: (WER, method, epoch) of :func:`select_rows`' choice."""
+    return {ts: (float(r["wer"]), str(r["method"]), int(r["epoch"]))
+            for ts, r in select_rows(rows, objective, keys).items()}
+
+
+#: bootstrap resamples of one decode's interval in the tables (the verdicts use 10,000)
+CELL_CI_RESAMPLES = 2000
+#: the ``wers`` / ``utterances`` key columns
+DECODE_KEY_COLUMNS = ("cell_id", "test_set", "method", "epoch", "decode_key")
+
+
+def cell_wer_ci(utt_row: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """A 95 % bootstrap CI (speaker blocks) of one decode's WER from its stored utterances."""
+    if utt_row is None:
+        return None
+    from harness import stats
+    from harness.store.results_store import decode_utterances
+
+    u = decode_utterances(utt_row)
+    if not len(u["ids"]) or not int(u["ref_len"].sum()):
+        return None
+    groups = u["speakers"] if any(u["speakers"]) else None
+    s = stats.summarize(u["errors"], u["ref_len"], groups, resamples=CELL_CI_RESAMPLES, seed=0)
+    return float(s.ci.lo), float(s.ci.hi)
+
+
+def load_cells(cell_rows: list[dict[str, Any]], wer_rows: list[dict[str, Any]],
+               utt_rows: list[dict[str, Any]] = ()) -> list[CellRun]:
+    """Every cell with its final WERs, from the store's ``cells`` and ``wers`` rows (and their
+    95 % CIs where ``utt_rows``, the store's ``utterances``, hold the decode's utterances)."""
     wers: dict[str, list[dict[str, Any]]] = {}
     for r in wer_rows:
         wers.setdefault(r["cell_id"], []).append(r)
+    utts = {tuple(r[k] for k in DECODE_KEY_COLUMNS): r for r in utt_rows}
     cells = []
     for c in cell_rows:
         config = parse_json(c.get("config")) or {}
@@ -168,8 +208,13 @@ def load_cells(cell_rows: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) 
             cell_id=c["cell_id"], name=c.get("name") or c["cell_id"], grid=c.get("grid") or "",
             variant=c.get("variant") or config.get("variant") or "?", objective=str(objective),
             status=c.get("status") or "pending", error=c.get("error"), config=config,
-            params=c.get("params"), gflops=c.get("gflops"), epoch=c.get("epoch"), step=c.get("step"),
-            wers=select_wers(wers.get(c["cell_id"], []), str(objective), configured_keys(config))))
+            params=c.get("params"), gflops=c.get("gflops"), epoch=c.get("epoch"), step=c.get("step")))
+        chosen = select_rows(wers.get(c["cell_id"], []), str(objective), configured_keys(config))
+        cells[-1].wers = {ts: (float(r["wer"]), str(r["method"]), int(r["epoch"])) for ts, r in chosen.items()}
+        for ts, r in chosen.items():
+            ci = cell_wer_ci(utts.get(tuple(r[k] for k in DECODE_KEY_COLUMNS))) if utts else None
+            if ci is not None:
+                cells[-1].wer_cis[ts] = ci
     return cells
 
 
@@ -214,7 +259,7 @@ class StoreSnapshot:
         return cls(paths[0] if len(paths) == 1 else Path(), any(s.exists for s in snaps), tables)
 
     def cells(self) -> list[CellRun]:
-        return load_cells(self.tables["cells"], self.tables["wers"])
+        return load_cells(self.tables["cells"], self.tables["wers"], self.tables.get("utterances", []))
 
     def profile(self) -> dict[tuple[str, str], dict[str, Any]]:
         """(variant, objective) -> the profile row."""

@@ -303,3 +303,46 @@ def figure_a3(out_dir: Path) -> tuple[list[Path], str]:
     ax.legend()
     return save(fig, out_dir, "figureA3-activations"), ("Figure A.3: the activation functions, computed "
                                                         "by variants.components.swoosh.")
+
+
+# ---- forest plots of the verdicts ----
+
+def forest_plots(grid_name: str, verdicts: list, out_dir: Path) -> list[tuple[list[Path], str]]:
+    """One figure per test set: each row's difference from the baseline with its 95 % CI
+    (a bare point where the decodes have no per-utterance results), the paper's difference
+    for the same comparison marked; PNG and PDF."""
+    out = []
+    compared = [v for v in verdicts if v.delta is not None]
+    for ts in sorted({v.test_set for v in compared}):
+        vs = [v for v in compared if v.test_set == ts]
+        several = len({v.method for v in vs}) > 1
+        fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.45 * len(vs)))
+        labels = []
+        for y, v in enumerate(reversed(vs)):
+            labels.append(f"{v.row} ({v.method})" if several else v.row)
+            if v.delta_ci is not None:
+                ax.errorbar([v.delta], [y], xerr=[[v.delta - v.delta_ci[0]], [v.delta_ci[1] - v.delta]],
+                            fmt="o", color=OURS, capsize=3, label="ours, 95% CI" if y == 0 else None)
+            else:
+                ax.plot([v.delta], [y], "o", mfc="white", color=OURS,
+                        label="ours, no per-utterance results" if y == 0 else None)
+            if v.paper_delta is not None:
+                ax.plot([v.paper_delta], [y], "D", color=PAPER, ms=6, label="paper")
+        handles, names = ax.get_legend_handles_labels()
+        unique = dict(zip(names, handles))
+        ax.axvline(0.0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(range(len(vs)))
+        ax.set_yticklabels(labels)
+        ax.set_ylim(-0.7, len(vs) - 0.3)
+        unit = "CER" if vs[0].unit == "char" else "WER"
+        ax.set_xlabel(f"{unit} difference from {vs[0].baseline} (points; < 0: better)")
+        ax.set_title(f"{grid_name}: {ts}")
+        if unique:
+            ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+        paths = save(fig, out_dir, f"forest-{slug(grid_name + '-' + ts)}")
+        seeds = sorted({v.n_seeds for v in vs})
+        out.append((paths, f"Forest plot, grid {grid_name}, {ts}: each row's {unit} minus the "
+                           f"baseline row {vs[0].baseline}'s ({'/'.join(map(str, seeds))} seed(s) per row; "
+                           "bars: 95% bootstrap CI over speakers and seeds); grey diamonds: the paper's "
+                           "difference for the same comparison, where it reports one."))
+    return out

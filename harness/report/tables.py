@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .data import CellRun, configured_keys, norm_set, paper_values, prefer_decode
+from .data import CellRun, cell_wer_ci, configured_keys, norm_set, paper_values, prefer_decode
+from .verdicts import RE_DECODE
 from harness.tables import Table, fmt_pct, is_missing, pct_diff
 
 LIBRISPEECH_CORPORA = ("librispeech", "synthetic", None)
@@ -85,7 +86,7 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
             row += [paper.get("gflops"), gflops, fmt_pct(pct_diff(gflops, paper.get("gflops")))]
         for s in sets:
             ours = cell.wer_cell(s) if cell is not None else "not run"
-            row += [paper.get(s), ours, wer_diff(ours, paper.get(s))]
+            row += [paper.get(s), cell.wer_text(s) if cell is not None else ours, wer_diff(ours, paper.get(s))]
         row.append(source)
         t.add(row)
 
@@ -114,7 +115,8 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
     t.notes = [
         "runs decoded only on other test sets (e.g. the built-in synthetic corpus's test and "
         "test_held_out) are listed in the measured-runs table (runs.md), not here.",
-        f"ours: {unit} (%) at the run's last decoded epoch, by the decoding method named in the source "
+        f"ours: {unit} (%) at the run's last decoded epoch [its 95% bootstrap CI over speakers, where the "
+        "decode stored per-utterance results], by the decoding method named in the source "
         "column (transducer: modified beam search 4 as in the paper, else greedy; CTC/AED: attention "
         "rescoring); 'failed' / 'diverged' / 'running' / 'pending' / 'no WER' say why a value is missing.",
         f"diff params/GFLOPs: (ours - paper) / paper; diff {unit}: ours - paper in points.",
@@ -126,10 +128,22 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
     return t
 
 
-def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]]) -> Table:
+def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
+               utt_rows: list[Mapping[str, Any]] = ()) -> Table:
     """Every cell's measured WER/CER per test set at its last decoded epoch, with each
     decoding method side by side (whatever corpus and test sets the cell used); one row per
-    averaging a cell was decoded with (``harness decode --avg`` sweeps)."""
+    averaging a cell was decoded with (``harness decode --avg`` sweeps). A decode with
+    per-utterance results (``utt_rows``) shows its 95 % CI."""
+    from harness.store.results_store import PRIMARY_KEYS
+
+    key_cols = PRIMARY_KEYS["utterances"]
+    utts = {tuple(r[k] for k in key_cols): r for r in utt_rows}
+
+    def value(r: Mapping[str, Any]) -> Any:
+        ci = cell_wer_ci(utts.get(tuple(r[k] for k in key_cols)))
+        w = float(r["wer"])
+        return w if ci is None else f"{w:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
     rows_by_cell: dict[str, list[Mapping[str, Any]]] = {}
     for r in wer_rows:
         if r.get("wer") is not None:
@@ -162,10 +176,12 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]]) -> Table
                             if "-beam" in str(r.get("decode_key"))})
             decode = (averaging or "—") + (f", beam {'/'.join(beams)}" if beams else "")
             t.add(head + [last, decode, test_set, "CER" if unit == "char" else "WER"]
-                  + [float(chosen[m]["wer"]) if m in chosen else "—" for m in methods])
+                  + [value(chosen[m]) if m in chosen else "—" for m in methods])
     t.notes = ["One row per cell, test set and averaging, at the cell's last decoded epoch "
                "(decode: avgN = the last N epochs averaged, -averaged-model = with the running "
-               "average); '—': that method was not run for the cell. Paper values for these "
+               "average); '—': that method was not run for the cell; [lo, hi]: the 95% bootstrap "
+               "CI over speakers of that one decode (decodes recorded before per-utterance results "
+               f"were stored have none: {RE_DECODE}). Paper values for these "
                "corpora do not exist when the corpus is the built-in synthetic one (see the "
                "tables below for the paper's)."]
     return t

@@ -10,6 +10,11 @@ Tables (columns are fixed here; every writer goes through :class:`ResultsStore`)
                (the averaging and beam, ``harness.decoding.settings``), with
                insertions, deletions, substitutions, reference length and which
                weights were decoded (``averaged``).
+- ``utterances`` every utterance of one decode, under the ``wers`` key: one row per
+               decode with packed arrays (ids, speakers, reference length,
+               substitutions, deletions, insertions, in the decode's unit), what
+               ``harness compare`` bootstraps from. Stores from before it get the
+               table empty: their decodes have point estimates only.
 - ``profile``  params and encoder GFLOPs per variant and objective.
 - ``bench``    encoder inference time and peak memory per variant and device.
 - ``train_bench`` training step time, peak memory and bytes saved for backward
@@ -29,8 +34,11 @@ import sqlite3
 import sys
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 CELL_STATUSES = ("pending", "running", "interrupted", "done", "failed", "diverged")
 #: seconds one statement waits on a lock before the retry loop backs off and tries again
@@ -94,6 +102,12 @@ SCHEMA: dict[str, dict[str, str]] = {
         "errors": "INTEGER", "ins": "INTEGER", "del": "INTEGER", "sub": "INTEGER",
         "ref_words": "INTEGER", "averaged": "TEXT", "created_at": "REAL",
     },
+    "utterances": {
+        "cell_id": "TEXT NOT NULL", "test_set": "TEXT NOT NULL", "method": "TEXT NOT NULL",
+        "epoch": "INTEGER NOT NULL", "decode_key": "TEXT NOT NULL", "unit": "TEXT",
+        "n_utts": "INTEGER", "ids": "BLOB", "speakers": "BLOB", "counts": "BLOB",
+        "created_at": "REAL",
+    },
     "profile": {
         "variant": "TEXT NOT NULL", "objective": "TEXT NOT NULL", "params": "INTEGER",
         "encoder_params": "INTEGER", "parts": "TEXT", "gflops": "REAL",
@@ -118,10 +132,52 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "cells": ("cell_id",),
     "epochs": ("cell_id", "epoch"),
     "wers": ("cell_id", "test_set", "method", "epoch", "decode_key"),
+    "utterances": ("cell_id", "test_set", "method", "epoch", "decode_key"),
     "profile": ("variant", "objective"),
     "bench": ("variant", "device", "batch", "duration_s"),
     "train_bench": ("variant", "device", "precision", "batch", "duration_s"),
 }
+
+
+#: rows of the packed ``utterances.counts`` array (int32, one column per utterance)
+UTTERANCE_COUNTS = ("ref_len", "sub", "del", "ins")
+
+
+def pack_texts(values: Sequence[str]) -> bytes:
+    """Strings (no newlines) as one zlib-compressed, newline-separated UTF-8 blob."""
+    bad = [v for v in values if "\n" in v]
+    if bad:
+        raise ValueError(f"utterance ids and speakers cannot hold a newline: {bad[0]!r}")
+    return zlib.compress("\n".join(values).encode("utf-8"))
+
+
+def unpack_texts(blob: bytes, n: int) -> list[str]:
+    if n == 0:
+        return []
+    return zlib.decompress(blob).decode("utf-8").split("\n")
+
+
+def pack_counts(counts: np.ndarray) -> bytes:
+    """An int array (len(UTTERANCE_COUNTS), n) as zlib-compressed little-endian int32."""
+    return zlib.compress(np.ascontiguousarray(counts, dtype="<i4").tobytes())
+
+
+def unpack_counts(blob: bytes, n: int) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), dtype="<i4").astype(np.int64).reshape(
+        len(UTTERANCE_COUNTS), n)
+
+
+def decode_utterances(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``utterances`` row with its arrays unpacked: ``ids``, ``speakers`` (lists) and
+    ``ref_len``, ``sub``, ``del``, ``ins``, ``errors`` (int64 arrays)."""
+    n = int(row["n_utts"])
+    counts = unpack_counts(row["counts"], n)
+    out = {k: row[k] for k in row if k not in ("ids", "speakers", "counts")}
+    out["ids"] = unpack_texts(row["ids"], n)
+    out["speakers"] = unpack_texts(row["speakers"], n)
+    out.update(zip(UTTERANCE_COUNTS, counts))
+    out["errors"] = counts[1] + counts[2] + counts[3]
+    return out
 
 
 def default_store_path() -> Path:
@@ -302,6 +358,9 @@ class ResultsStore:
 
         def read(con: sqlite3.Connection) -> list[dict[str, Any]]:
             con.row_factory = sqlite3.Row
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                               (table,)).fetchone():
+                return []  # a store from before the table, opened read-only (not migrated)
             return [dict(r) for r in con.execute(sql, list(where.values()))]
 
         return self._run(read)
@@ -333,9 +392,9 @@ class ResultsStore:
         return r[0] if r else None
 
     def rename_cell(self, old: str, new: str, **fields: Any) -> None:
-        """Give cell ``old`` (and its epoch and WER rows) the id ``new``, in one transaction."""
+        """Give cell ``old`` (and its epoch, WER and utterance rows) the id ``new``, in one transaction."""
         def rename(con: sqlite3.Connection) -> None:
-            for table in ("cells", "epochs", "wers"):
+            for table in ("cells", "epochs", "wers", "utterances"):
                 con.execute(f"UPDATE {table} SET cell_id=? WHERE cell_id=?", (new, old))
 
         self._run(rename)
@@ -351,6 +410,26 @@ class ResultsStore:
         self.upsert("wers", {"cell_id": cell_id, "test_set": test_set, "method": method,
                              "epoch": epoch, "decode_key": decode_key, "created_at": time.time(),
                              **fields})
+
+    def add_utterances(self, cell_id: str, test_set: str, method: str, epoch: int, decode_key: str,
+                       utts: Any) -> None:
+        """One decode's per-utterance counts (``utts``: ids, speakers, ref_len, subs, dels, ins
+        and unit, as :class:`harness.decoding.UtteranceErrors`), replacing an earlier one."""
+        n = len(utts.ids)
+        counts = np.stack([np.asarray(a, dtype=np.int64) for a in
+                           (utts.ref_len, utts.subs, utts.dels, utts.ins)])
+        if counts.shape != (len(UTTERANCE_COUNTS), n) or len(utts.speakers) != n:
+            raise ValueError(f"utterances: {n} ids but counts of shape {counts.shape} and "
+                             f"{len(utts.speakers)} speakers")
+        self.upsert("utterances", {"cell_id": cell_id, "test_set": test_set, "method": method,
+                                   "epoch": epoch, "decode_key": decode_key, "unit": utts.unit,
+                                   "n_utts": n, "ids": pack_texts(list(utts.ids)),
+                                   "speakers": pack_texts(list(utts.speakers)),
+                                   "counts": pack_counts(counts), "created_at": time.time()})
+
+    def utterances(self, **where: Any) -> list[dict[str, Any]]:
+        """``utterances`` rows (filtered by key columns) unpacked by :func:`decode_utterances`."""
+        return [decode_utterances(r) for r in self.rows("utterances", **where)]
 
     def add_profile(self, variant: str, objective: str, **fields: Any) -> None:
         self.upsert("profile", {"variant": variant, "objective": objective,

@@ -3,7 +3,9 @@
 A decode never trains: it loads a cell's epoch checkpoints (averaged as the
 settings say), decodes the test sets with each method, and writes
 
-- the results store's ``wers`` rows (cell, test set, method, epoch, decode key),
+- the results store's ``wers`` rows (cell, test set, method, epoch, decode key) and, under
+  the same key, each utterance's id, speaker, reference length and edit counts
+  (``utterances``: what ``harness compare`` bootstraps its confidence intervals from),
 - ``recogs-<set>-<method>.txt``, ``errs-<set>-<method>.txt`` and
   ``wer-summary-<set>.txt`` under ``<run dir>/decode/epoch-<E>-<averaging>/``,
 - ``decode/<set>/<method>/<key>/WER`` (or CER) to the cell's TensorBoard,
@@ -21,8 +23,9 @@ from torch import nn
 
 from harness.config import Cell
 from harness.config.schema import default_decode_methods
-from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
-from harness.decoding import DecodeSettings, ErrorStats, available_methods, decode, error_rate
+from harness.data import batch_cut_ids, batch_lengths, batch_speakers, batch_texts, make_dataloader
+from harness.decoding import (DecodeSettings, ErrorStats, UtteranceErrors, available_methods, decode,
+                              utterance_errors)
 from harness.decoding.result_files import write_errs, write_recogs, write_wer_summary
 
 from .checkpoint import epoch_checkpoints
@@ -41,6 +44,8 @@ class DecodeResult:
     decode_key: str
     averaged: str
     stats: ErrorStats
+    #: each utterance's counts (None only for results made without them)
+    utterances: Optional[UtteranceErrors] = None
 
 
 def applicable_methods(methods: tuple[str, ...], model: nn.Module, objective: str,
@@ -59,10 +64,11 @@ def applicable_methods(methods: tuple[str, ...], model: nn.Module, objective: st
 
 @torch.no_grad()
 def decode_model(model: nn.Module, data: CellData, settings: DecodeSettings, methods: list[str],
-                 device: torch.device, out_dir: Path, header: str) -> dict[tuple[str, str], ErrorStats]:
-    """Decode ``data``'s test sets with ``methods``; write the result files into ``out_dir``."""
+                 device: torch.device, out_dir: Path, header: str) -> dict[tuple[str, str], UtteranceErrors]:
+    """Decode ``data``'s test sets with ``methods``; write the result files into ``out_dir``.
+    Per (test set, method): every utterance's edit counts (``.stats()`` the totals)."""
     model.to(device).eval()
-    out: dict[tuple[str, str], ErrorStats] = {}
+    out: dict[tuple[str, str], UtteranceErrors] = {}
     tests = data.test_cuts
     if settings.test_sets is not None:
         unknown = [n for n in settings.test_sets if n not in tests]
@@ -71,22 +77,24 @@ def decode_model(model: nn.Module, data: CellData, settings: DecodeSettings, met
         tests = {n: tests[n] for n in settings.test_sets}
     for test_name, cuts in tests.items():
         ids: list[str] = []
+        speakers: list[str] = []
         refs: list[str] = []
         hyps: dict[str, list[str]] = {m: [] for m in methods}
         for batch in make_dataloader(cuts, max_duration=settings.batch_duration, train=False):
             feats = batch["inputs"].to(device)
             feat_lens = batch_lengths(batch).to(device)
             ids += batch_cut_ids(batch)
+            speakers += batch_speakers(batch)
             refs += list(batch_texts(batch))
             for m in methods:  # in fp32, as the authors decode
                 hyps[m] += [data.tokenizer.decode(h)
                             for h in decode(model, feats, feat_lens, m, beam=settings.beam)]
         for m in methods:
-            out[(test_name, m)] = error_rate(refs, hyps[m], data.unit)
+            out[(test_name, m)] = utterance_errors(refs, hyps[m], data.unit, ids=ids, speakers=speakers)
             write_recogs(out_dir / f"recogs-{test_name}-{m}.txt", ids, refs, hyps[m])
             write_errs(out_dir / f"errs-{test_name}-{m}.txt", ids, refs, hyps[m], data.unit)
         write_wer_summary(out_dir / f"wer-summary-{test_name}.txt",
-                          {m: out[(test_name, m)] for m in methods}, header)
+                          {m: out[(test_name, m)].stats() for m in methods}, header)
     return out
 
 
@@ -105,11 +113,17 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
     methods = applicable_methods(settings.methods, model, cell.objective, log)
     avg = average_epochs(ckpt_dir, epoch, settings.avg, settings.use_averaged_model)
     model.load_state_dict(avg.weights)
+    asked = settings
+    # stored and named after what was averaged (fewer epochs than asked, or plain weights)
+    settings = settings.with_(avg=avg.avg, use_averaged_model=avg.averaged_model)
+    if settings.averaging_key() != asked.averaging_key():
+        log.warning("decode epoch %d: asked for %s, decoded as %s (results stored under it): %s", epoch,
+                    asked.averaging_key(), settings.averaging_key(), avg.note)
     log.info("decoding epoch %d with avg %d: weights of %s", epoch, settings.avg, avg.note)
     out_dir = decode_dir(run_dir, epoch, settings)
     stats = decode_model(model, data, settings, methods, device, out_dir,
                          f"cell {cell.name} ({cell.cell_id}), epoch {epoch}, avg {settings.avg}: {avg.note}")
-    results = [DecodeResult(t, m, epoch, settings.key(m), avg.note, st) for (t, m), st in stats.items()]
+    results = [DecodeResult(t, m, epoch, settings.key(m), avg.note, u.stats(), u) for (t, m), u in stats.items()]
     for r in results:
         log.info("epoch %d %s %s %s: %s %.2f%% (%d errors / %d)", epoch, r.test_set, r.method,
                  r.decode_key, "CER" if data.unit == "char" else "WER", r.stats.wer, r.stats.errors,
@@ -122,9 +136,12 @@ def decode_epoch(cell: Cell, data: CellData, ckpt_dir: Path, epoch: int, device:
 
 
 def record(store: Any, cell_id: str, results: list[DecodeResult]) -> None:
-    """One ``wers`` row per result (epoch 0 for a checkpoint that records none)."""
+    """One ``wers`` row per result (epoch 0 for a checkpoint that records none) and its
+    utterances' counts under the same key (written first: a ``wers`` row never lacks them)."""
     for r in results:
         st = r.stats
+        if r.utterances is not None:
+            store.add_utterances(cell_id, r.test_set, r.method, r.epoch or 0, r.decode_key, r.utterances)
         store.add_wer(cell_id, r.test_set, r.method, r.epoch or 0, decode_key=r.decode_key, unit=st.unit,
                       wer=float(st.wer), errors=int(st.errors), ins=int(st.ins), sub=int(st.subs),
                       ref_words=int(st.ref_words), averaged=r.averaged, **{"del": int(st.dels)})
@@ -229,5 +246,5 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
     methods = applicable_methods(wanted, model, str(objective), log)
     stats = decode_model(model, data, settings, methods, device, out_dir, f"{variant}: {note}")
     epoch = states[-1].get("epoch")
-    return [DecodeResult(t, m, int(epoch) if epoch is not None else None, settings.key(m), note, st)
-            for (t, m), st in stats.items()]
+    return [DecodeResult(t, m, int(epoch) if epoch is not None else None, settings.key(m), note, u.stats(), u)
+            for (t, m), u in stats.items()]

@@ -93,6 +93,10 @@ class Averaged:
     note: str
     #: the optimizer step of the newest checkpoint averaged
     step: int
+    #: the epochs actually averaged (fewer than asked when fewer exist; 1 after a fallback)
+    avg: int = 1
+    #: whether the running average was used (False after a fallback to plain weights)
+    averaged_model: bool = False
 
 
 def averaged_weights(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: bool) -> dict[str, torch.Tensor]:
@@ -103,8 +107,13 @@ def averaged_weights(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: b
 def average_epochs(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: bool) -> Averaged:
     """The weights after ``epoch`` averaged over the last ``avg`` epochs, and what was averaged.
 
-    Falls back to what exists: with fewer than ``avg`` earlier epochs the
-    average starts at the beginning of training.
+    Never fails over averaging; what was done is in the result (``avg``, ``averaged_model``,
+    and the note says why it differs from what was asked):
+
+    - fewer than ``avg`` epochs up to ``epoch``: the ones that exist (``avg`` = their number);
+    - ``use_averaged_model`` but the running average cannot cover the epochs (never updated:
+      ``average_period`` above the steps trained; or no multiple of ``average_period`` between
+      the start and end epochs' steps): the plain average of the same epochs' checkpoints.
     """
     epochs = checkpoint.epoch_checkpoints(ckpt_dir)
     if epoch not in epochs:
@@ -112,19 +121,34 @@ def average_epochs(ckpt_dir: Path, epoch: int, avg: int, use_averaged_model: boo
     end = checkpoint.load(epochs[epoch])
     step = int(end["step"])
     period = int(end.get("average_period") or 1)
-    if use_averaged_model and end.get("model_avg") is not None and _rounded(step, period) > 0:
+    why_plain = ""
+    if use_averaged_model:
         start_epoch = epoch - avg
         start = checkpoint.load(epochs[start_epoch]) if start_epoch in epochs else None
-        weights = average_between(start, end)
-        model_keys = end["model"]
-        first = start_epoch + 1 if start is not None else 1
-        from_step = _rounded(int(start["step"]), period) if start is not None else 0
-        span = f"epoch {epoch}" if first == epoch else f"epochs {first}-{epoch}"
-        note = (f"{span} (running average of steps {from_step}-{_rounded(step, period)}"
-                + (f"; only {epoch - first + 1} epoch(s) exist" if epoch - first + 1 < avg else "") + ")")
-        return Averaged({k: weights[k].to(model_keys[k].dtype) if torch.is_floating_point(model_keys[k])
-                         else weights[k] for k in model_keys}, note, step)
+        if end.get("model_avg") is None:
+            why_plain = "the checkpoint holds no running average"
+        elif _rounded(step, period) == 0:
+            why_plain = (f"the running average was never updated: train.average_period {period} is more than "
+                         f"the {step} step(s) trained; lower average_period")
+        elif start is not None and 0 < _rounded(int(start["step"]), period) >= _rounded(step, period):
+            why_plain = (f"no multiple of train.average_period {period} lies between the steps of epoch "
+                         f"{start_epoch} ({int(start['step'])}) and epoch {epoch} ({step}), so the running "
+                         f"average holds nothing of the last {avg} epoch(s); lower average_period (at most "
+                         f"the steps of one epoch)")
+        else:
+            weights = average_between(start, end)
+            model_keys = end["model"]
+            first = start_epoch + 1 if start is not None else 1
+            from_step = _rounded(int(start["step"]), period) if start is not None else 0
+            span = f"epoch {epoch}" if first == epoch else f"epochs {first}-{epoch}"
+            note = (f"{span} (running average of steps {from_step}-{_rounded(step, period)}"
+                    + (f"; only {epoch - first + 1} epoch(s) exist" if epoch - first + 1 < avg else "") + ")")
+            return Averaged({k: weights[k].to(model_keys[k].dtype) if torch.is_floating_point(model_keys[k])
+                             else weights[k] for k in model_keys}, note, step, epoch - first + 1, True)
     chosen = [e for e in range(epoch - avg + 1, epoch + 1) if e in epochs]
     note = ("epoch " if len(chosen) == 1 else "epochs ") + ", ".join(map(str, chosen)) + (
-        " (plain average)" if len(chosen) > 1 else " (its own weights)")
-    return Averaged(average_plain([checkpoint.load(epochs[e])["model"] for e in chosen]), note, step)
+        " (plain average" if len(chosen) > 1 else " (its own weights") + (
+        f"; only {len(chosen)} epoch(s) exist" if len(chosen) < avg else "") + (
+        f"; not the running average: {why_plain}" if why_plain else "") + ")"
+    return Averaged(average_plain([checkpoint.load(epochs[e])["model"] for e in chosen]), note, step,
+                    len(chosen), False)

@@ -236,12 +236,13 @@ class Trainer:
         budget_epochs = t.epochs if t.epochs is not None else 10**9
         self.progress = TrainProgress(self.run_dir, budget_steps(t.max_steps, t.epochs, loop.per_epoch,
                                                                  t.accum_grad),
-                                      state.step, enabled=self.dist.is_main)
+                                      state.step, enabled=self.dist.is_main, exact=t.epochs is None)
         try:
             with interrupt.deferred():  # a signal stops at the next step with a checkpoint
                 while (state.epoch <= budget_epochs and not (t.max_steps and state.step >= t.max_steps)
                        and not loop.stopped):
                     self.train_epoch(state, loop)
+            self.progress.finish(state.step)  # the bar's total: the steps run
         finally:
             self.progress.close()
             if loop.tb is not None:
@@ -518,6 +519,8 @@ class Trainer:
                                  "precision": self.precision.name,
                                  "world_size": self.dist.world_size,
                                  **({"rnnt_backend": self.rnnt_backend} if self.rnnt_backend else {})})
+        if epoch_done:
+            self.progress.epoch_done(state.epoch, state.step, t.epochs, t.max_steps)
         if self.on_epoch_end_decode and cfg.decode.every_epoch:
             self.on_epoch_end_decode(state.epoch)
         distributed.barrier(self.dist)

@@ -95,6 +95,36 @@ CASES = {
                          "error: harness decode: argument --avg: must be >= 1, got '0'"),
     "decode: grid with a bad --set": (["decode", "TMP/g.yaml", "--set", "decode.methods=[viterbi]"],
                                       "error: TMP/g.yaml: --set decode.methods: unknown decoding method"),
+    "compare: a grid never run": (["compare", "TMP/g.yaml"],
+                                   "error: TMP/g.yaml: grid t has no decoded cell in TMP/r.sqlite (no such store)"),
+    "compare: unknown baseline": (["compare", "TMP/g.yaml", "--baseline", "nope"],
+                                  "error: --baseline 'nope': not a row of grid t; allowed: base"),
+    "compare: zero resamples": (["compare", "TMP/g.yaml", "--resamples", "0"],
+                                "error: harness compare: argument --resamples: must be >= 1"),
+    "compare: store that is not SQLite": (["compare", "TMP/g.yaml", "--store", "TMP/g.yaml"],
+                                          "error: TMP/g.yaml: not a readable results store"),
+    # --out under an existing file: refused before any work (the source is not even read)
+    "export-icefall: --out under a file": (["export-icefall", "TMP/no-such-cell", "--out", "TMP/g.yaml/x.pt"],
+                                           "error: --out TMP/g.yaml/x.pt: TMP/g.yaml is a file, not a folder"),
+    "export-icefall: --out is a folder": (["export-icefall", "TMP/no-such-cell", "--out", "TMP/empty"],
+                                          "error: --out TMP/empty: is a folder; allowed: a file path"),
+    "import-icefall: --out under a file": (["import-icefall", "TMP/no.pt", "--out", "TMP/g.yaml/e.pt"],
+                                           "error: --out TMP/g.yaml/e.pt: TMP/g.yaml is a file, not a folder"),
+    "data prepare: --out under a file": (["data", "prepare", "--corpus", "synthetic", "--out", "TMP/g.yaml/o"],
+                                         "error: --out TMP/g.yaml/o: TMP/g.yaml is a file, not a folder"),
+    "data prepare: --out is a file": (["data", "prepare", "--corpus", "synthetic", "--out", "TMP/g.yaml"],
+                                      "error: --out TMP/g.yaml: is a file, not a folder"),
+    "data write-librispeech: --out under a file": (["data", "write-librispeech", "--out", "TMP/g.yaml/ls"],
+                                                   "error: --out TMP/g.yaml/ls: TMP/g.yaml is a file"),
+    "decode --checkpoint: --out under a file": (
+        ["decode", "--checkpoint", "TMP/no.pt", "--data", "TMP/o", "--out", "TMP/g.yaml/d"],
+        "error: decode --checkpoint: "),
+    "run: Slurm executor without Slurm here": (["run", "TMP/g.yaml", "--executor", "slurm"],
+                                               "error: --executor slurm: "),
+    "bench: --precision without --train": (["bench", "zipformer-tiny", "--precision", "bf16", "--no-store"],
+                                           "error: --precision bf16: goes with --train only"),
+    "bench: --objective with --saved-bytes": (["bench", "zipformer-tiny", "--saved-bytes", "--objective", "ctc"],
+                                              "error: --objective ctc: goes with --train only"),
     "demo: missing grid": (["demo", "--grid", "TMP/nope.yaml"], "error: TMP/nope.yaml: (top level): no such grid file"),
     "demo: zero workers": (["demo", "--workers", "0"], "error: harness demo: argument --workers: must be >= 1"),
 }
@@ -122,3 +152,30 @@ def test_help_of_every_command_exits_0(capsys):
     for name in COMMANDS:
         assert main([name, "--help"]) == 0
         assert capsys.readouterr().out.startswith(f"usage: harness {name}")
+
+
+def test_malformed_store_wait_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    """`HARNESS_STORE_WAIT_S=abc harness status GRID`: one line naming the variable, exit 2."""
+    (tmp_path / "g.yaml").write_text(GRID.replace("TMP", str(tmp_path)))
+    for bad in ("abc", "-5", ""):
+        monkeypatch.setenv("HARNESS_STORE_WAIT_S", bad)
+        for argv in (["status", str(tmp_path / "g.yaml")], ["run", str(tmp_path / "g.yaml")]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.splitlines() == [err.strip()] and err.startswith(
+                f"error: HARNESS_STORE_WAIT_S: expected seconds >= 0 (how long to wait for a locked results "
+                f"store), got {bad!r}"), err
+    assert not (tmp_path / "r.sqlite").exists() and not (tmp_path / "runs").exists()
+
+
+def test_slurm_executor_needs_sbatch_and_srun(monkeypatch):
+    """The check itself, independent of this machine: a missing command is named."""
+    import shutil
+
+    from harness.commands.run import executor_problem
+
+    pytest.importorskip("submitit")
+    monkeypatch.setattr(shutil, "which", lambda c: None if c == "srun" else f"/usr/bin/{c}")
+    assert executor_problem("slurm").startswith("--executor slurm: no srun on this machine's PATH")
+    monkeypatch.setattr(shutil, "which", lambda c: f"/usr/bin/{c}")
+    assert executor_problem("slurm") is None and executor_problem("local") is None

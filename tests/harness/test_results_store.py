@@ -47,3 +47,26 @@ def test_old_wers_table_is_migrated_to_decode_keys(tmp_path):
     assert old["decode_key"] == "" and old["wer"] == 9.5 and old["averaged"] is None
     store.add_wer("c", "t", "m", 3, decode_key="avg2", wer=8.0)
     assert sorted((r["decode_key"], r["wer"]) for r in store.rows("wers")) == [("", 9.5), ("avg2", 8.0)]
+
+
+def test_utterances_roundtrip_replace_and_rename(tmp_path):
+    import numpy as np
+
+    from harness.decoding import utterance_errors
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    u = utterance_errors(["a b c", "d e", "f"], ["a x c", "d e e", ""], ids=["1-2-0001", "1-2-0002", "3-2-0001"],
+                         speakers=["1", "1", "3"])
+    assert (u.ref_len.tolist(), u.subs.tolist(), u.ins.tolist(), u.dels.tolist()) == (
+        [3, 2, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1])
+    store.add_utterances("abc", "test", "greedy", 3, "avg1", u)
+    (row,) = store.utterances(cell_id="abc")
+    assert row["ids"] == list(u.ids) and row["speakers"] == ["1", "1", "3"] and row["unit"] == "word"
+    assert row["errors"].tolist() == [1, 1, 1] and row["ref_len"].tolist() == [3, 2, 1]
+    # a decode with the same key replaces it; the counts sum to the totals error_rate gives
+    u2 = utterance_errors(["a b c"], ["a b c"], ids=["1-2-0001"], speakers=[None])
+    store.add_utterances("abc", "test", "greedy", 3, "avg1", u2)
+    (row,) = store.utterances(cell_id="abc")
+    assert row["n_utts"] == 1 and row["speakers"] == [""] and int(np.sum(row["errors"])) == 0
+    store.rename_cell("abc", "new")
+    assert store.utterances(cell_id="abc") == [] and len(store.utterances(cell_id="new")) == 1

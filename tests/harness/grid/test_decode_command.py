@@ -41,6 +41,10 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
     assert {w["averaged"] for w in avg2} == {"epochs 1-2 (running average of steps 0-" + str(
         store.cell(cell.cell_id)["step"]) + ")"}
     assert "avg2-averaged-model-beam3" in out and "test_held_out" in out
+    # every decode wrote its utterances under its WER row's key, counts adding up to the row's
+    for w in store.rows("wers", cell_id=cell.cell_id):
+        (u,) = store.utterances(**{k: w[k] for k in ("cell_id", "test_set", "method", "epoch", "decode_key")})
+        assert int(u["errors"].sum()) == w["errors"] and int(u["ref_len"].sum()) == w["ref_words"]
     assert "weights of epochs 1-2 (running average" in err  # the log names the averaged epochs
     d = run_dir / "decode" / "epoch-2-avg2-averaged-model"
     for s in ("test", "test_held_out"):
@@ -67,9 +71,22 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
     assert main(["run", path]) == 0
     assert f"skip {cell.cell_id}" in capsys.readouterr().err
     assert main(["decode", path, "--epoch", "1", "--no-use-averaged-model"]) == 0
-    assert any(w["decode_key"] == "avg2" and w["epoch"] == 1 and w["averaged"] == "epoch 1 (its own weights)"
+    # the grid's avg 2 after epoch 1: one epoch exists; averaged, named and stored as what it is
+    assert any(w["decode_key"] == "avg1" and w["epoch"] == 1
+               and w["averaged"] == "epoch 1 (its own weights; only 1 epoch(s) exist)"
                for w in store.rows("wers", cell_id=cell.cell_id))
+    assert not any(w["decode_key"] == "avg2" and w["epoch"] == 1 for w in store.rows("wers", cell_id=cell.cell_id))
+    assert "asked for avg2, decoded as avg1" in capsys.readouterr().err
 
+    # several checkpoints averaged: named after the last, whose epoch the epoch column records
+    capsys.readouterr()
+    assert main(["decode", "--checkpoint", str(run_dir / "checkpoints" / "epoch-1.pt"),
+                 str(run_dir / "checkpoints" / "epoch-2.pt"), "--data", cell.config.data.dir,
+                 "--methods", "ctc_greedy_search", "--test-sets", "test", "--store", str(tmp_path / "two.sqlite")]) == 0
+    assert (run_dir / "checkpoints" / "decode-epoch-2-avg2" / "wer-summary-test.txt").exists()
+    (row,) = ResultsStore(tmp_path / "two.sqlite").rows("wers")
+    assert row["epoch"] == 2 and row["decode_key"] == "avg2"
+    assert ResultsStore(tmp_path / "two.sqlite").cell(row["cell_id"])["name"] == "epoch-2-avg2"
     # a checkpoint outside any grid: the trainer's format, variant and objective from the file
     out_dir = tmp_path / "ext"
     capsys.readouterr()
@@ -81,6 +98,8 @@ def test_avg_and_method_sweep_decodes_without_retraining(trained, capsys, tmp_pa
         "errs-test-ctc_greedy_search.txt", "recogs-test-ctc_greedy_search.txt", "wer-summary-test.txt"]
     (row,) = ResultsStore(tmp_path / "ext.sqlite").rows("wers")
     assert row["decode_key"] == "avg1" and row["epoch"] == 2 and row["test_set"] == "test"
+    (utts,) = ResultsStore(tmp_path / "ext.sqlite").utterances()
+    assert utts["n_utts"] > 0 and int(utts["errors"].sum()) == row["errors"] and all(utts["speakers"])
     # the layout `harness import-icefall` writes: weights, no optimizer or running average,
     # variant/objective/overrides (with the vocabulary) under "config"
     import torch
@@ -107,6 +126,15 @@ def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
     data = cell.config.data.dir
     cases = [
         (["decode", path, "--epoch", "7"], "--epoch: no checkpoint for epoch(s) [7]; allowed: 1, 2"),
+        # as the authors' decode.py: --avg N needs N epochs up to the decoded one; nothing decoded
+        (["decode", path, "--avg", "1", "3"], "--avg 3: epoch 2 has only 2 epoch(s) to average; allowed: "
+                                              "--avg 1 to 2 (or a later --epoch)"),
+        (["decode", path, "--epoch", "1", "2", "--avg", "2"], "--avg 2: epoch 1 has only 1 epoch(s)"),
+        # --out under a file: refused before the decoding work, not after it
+        (["decode", "--checkpoint", ckpt, "--data", data, "--out", f"{path}/d"],
+         f"decode --checkpoint: --out {path}/d: {path} is a file, not a folder"),
+        (["decode", "--checkpoint", ckpt, "--data", data, "--store", path, "--out", str(tmp_path / "d")],
+         "not a readable results store"),
         (["decode", path, "--methods", "beam_me_up"], "unknown decoding method(s) beam_me_up; allowed:"),
         (["decode", path, "--methods", "greedy_search"], "has no method for objective ctc"),
         (["decode", path, "--test-sets", "nope"], "unknown split(s) ['nope']"),
@@ -131,10 +159,26 @@ def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     cases.append((["decode", "--checkpoint", str(garbage), "--data", data], "not a torch checkpoint"))
+    wers = len(ResultsStore(grid.spec.store).rows("wers"))
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
+    assert len(ResultsStore(grid.spec.store).rows("wers")) == wers
+    assert not (Path(grid.spec.run_root) / cell.cell_id / "decode" / "epoch-2-avg3-averaged-model").exists()
+    assert not (tmp_path / "d").exists()
+
+    # `harness decode GRID | head`: the reader went away; exit 0, no traceback
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "decode", path, "--test-sets", "test"], stdout=w,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(w)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_a_cell_trained_under_its_legacy_id_is_adopted_not_retrained(trained, capsys):

@@ -190,3 +190,38 @@ def test_profile_json_writes_no_tracked_report(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
     assert main(["profile", "zipformer-tiny", "--no-flops", "--no-store", "--jobs", "1"]) == 0
     assert (tmp_path / "runs" / "profile" / "profile.md").exists() and not (tmp_path / "reports").exists()
+
+
+def test_paper_tables_and_runs_table_show_a_ci_where_the_decode_has_utterances(tmp_path):
+    import numpy as np
+
+    from harness.decoding import UtteranceErrors
+    from harness.store import ResultsStore
+
+    s = ResultsStore(tmp_path / "r.sqlite")
+    rng = np.random.default_rng(0)
+    n = 60
+    ref = rng.integers(10, 30, n)
+    subs = rng.binomial(ref, 0.05)
+    utts = UtteranceErrors(ids=tuple(f"{100 + i % 6}-1-{i:04d}" for i in range(n)),
+                           speakers=tuple(str(100 + i % 6) for i in range(n)), ref_len=ref, subs=subs,
+                           dels=np.zeros(n, dtype=np.int64), ins=np.zeros(n, dtype=np.int64))
+    st = utts.stats()
+    for cid, with_utts in (("ln", True), ("old", False)):
+        s.set_cell(cid, grid="t5", name=cid, variant="zipformer-m-layernorm", objective="transducer",
+                   status="done", config={"data": {"corpus": "librispeech"}})
+        if with_utts:
+            s.add_utterances(cid, "test-clean", "modified_beam_search", 50, "avg1-averaged-model-beam4", utts)
+        s.add_wer(cid, "test-clean", "modified_beam_search", 50, "avg1-averaged-model-beam4", wer=st.wer,
+                  errors=st.errors, ref_words=st.ref_words, unit="word")
+    out = tmp_path / "rep"
+    build_report(s.path, out)
+    t5 = {r["source of ours"].split(";")[0]: r for r in csv.DictReader(open(out / "table5-ablations.csv"))}
+    ln, old = t5["t5/ln"], t5["t5/old"]
+    lo, hi = map(float, ln["test-clean ours"].split("[")[1].rstrip("]").split(","))
+    assert ln["test-clean ours"].startswith(f"{st.wer:.2f} [") and lo < st.wer < hi
+    assert float(ln["diff test-clean"]) == pytest.approx(st.wer - 2.29, abs=0.006)
+    assert float(old["test-clean ours"]) == pytest.approx(st.wer)   # no utterances: the point estimate only
+    runs = {r["grid/cell"]: r for r in csv.DictReader(open(out / "runs.csv"))}
+    assert runs["t5/ln"]["modified_beam_search"] == ln["test-clean ours"]
+    assert float(runs["t5/old"]["modified_beam_search"]) == pytest.approx(st.wer)

@@ -49,3 +49,28 @@ def test_plain_average_and_decode_time_fallbacks(tmp_path):
                             "step": 3, "average_period": 200}, checkpoint.epoch_path(tmp_path, 1))
     w = averaged_weights(tmp_path, epoch=1, avg=1, use_averaged_model=True)
     assert torch.allclose(w["weight"], m.weight) and w["weight"].dtype == torch.float32
+
+
+def test_a_running_average_that_cannot_cover_the_epochs_falls_back_to_plain_weights(tmp_path):
+    """max_steps 6, average_period 5, epochs ending at steps 5 and 6: (5, 6] holds no multiple
+    of 5, so no running average of epoch 2 exists; the decode uses epoch 2's own weights, says
+    why and what to change, and reports avg 1 without the running average (its decode key)."""
+    from harness.train.model_average import average_epochs
+
+    avg = new_average(_model(0.0))
+    update_average(avg, _model(4.0), step=5, period=5)
+    for epoch, step, value in ((1, 5, 4.0), (2, 6, 7.0)):
+        checkpoint.atomic_save({"model": _model(value).state_dict(), "model_avg": avg.state_dict(),
+                                "step": step, "average_period": 5}, checkpoint.epoch_path(tmp_path, epoch))
+    out = average_epochs(tmp_path, epoch=2, avg=1, use_averaged_model=True)
+    assert torch.allclose(out.weights["weight"], torch.full_like(out.weights["weight"], 7.0))
+    assert (out.avg, out.averaged_model) == (1, False)
+    assert out.note.startswith("epoch 2 (its own weights; not the running average: no multiple of "
+                               "train.average_period 5 lies between the steps of epoch 1 (5) and epoch 2 (6)")
+    assert "lower average_period" in out.note
+    # more epochs asked for than exist: the ones that exist, counted as what they are
+    out = average_epochs(tmp_path, epoch=2, avg=20, use_averaged_model=False)
+    assert (out.avg, out.averaged_model) == (2, False) and "only 2 epoch(s) exist" in out.note
+    assert torch.allclose(out.weights["weight"], torch.full_like(out.weights["weight"], 5.5))
+    out = average_epochs(tmp_path, epoch=2, avg=20, use_averaged_model=True)
+    assert (out.avg, out.averaged_model) == (2, True) and out.note == "epochs 1-2 (running average of steps 0-5; only 2 epoch(s) exist)"
