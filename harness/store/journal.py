@@ -13,11 +13,32 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 JOURNAL = "store-journal.jsonl"
 #: the store methods a journal entry may name (every one an upsert)
-OPS = ("set_cell", "add_epoch", "add_wer")
+OPS = ("set_cell", "add_epoch", "add_wer", "add_utterances")
+#: the per-utterance arrays of ``add_utterances`` (kept as lists in an entry)
+UTTERANCE_FIELDS = ("ids", "speakers", "ref_len", "subs", "dels", "ins")
+
+
+def plain_utterances(utts: Any) -> dict[str, Any]:
+    """``add_utterances``' counts (a :class:`harness.decoding.UtteranceErrors`) as JSON values."""
+    out: dict[str, Any] = {k: [v.item() if hasattr(v, "item") else v for v in getattr(utts, k)]
+                           for k in UTTERANCE_FIELDS}
+    out["unit"] = utts.unit
+    return out
+
+
+def apply(store: Any, op: str, args: dict[str, Any]) -> None:
+    """Do one journaled write on ``store`` (``add_utterances``' counts given as by
+    :func:`plain_utterances`)."""
+    if op not in OPS:
+        raise ValueError(f"unknown journal op {op!r}; allowed: {', '.join(OPS)}")
+    if op == "add_utterances" and isinstance(args.get("utts"), dict):
+        args = dict(args, utts=SimpleNamespace(**args["utts"]))
+    getattr(store, op)(**args)
 
 
 def journal_path(run_dir: Path) -> Path:
@@ -61,7 +82,7 @@ def replay(store: Any, path: Path) -> int:
     """
     todo = entries(path)
     for e in todo:
-        getattr(store, e["op"])(**e["args"])
+        apply(store, e["op"], e["args"])
     Path(path).unlink(missing_ok=True)
     return len(todo)
 

@@ -134,6 +134,12 @@ class Bookkeeping:
         self.wers.append(row)
         self.submit("add_wer", cell_id=cell_id, **row)
 
+    def add_utterances(self, cell_id: str, test_set: str, method: str, epoch: int, decode_key: str,
+                       utts: Any) -> None:
+        """``store.add_utterances`` for decoding, queued (the counts as plain lists)."""
+        self.submit("add_utterances", cell_id=cell_id, test_set=test_set, method=method, epoch=epoch,
+                    decode_key=decode_key, utts=journal.plain_utterances(utts))
+
     def record(self, **fields: Any) -> bool:
         """Write a status (and any fields) after every write before it; whether it reached the
         store (False: it is in the journal)."""
@@ -191,7 +197,7 @@ class Bookkeeping:
                 if self.journal.exists():
                     journal.replay(self._store, self.journal)
                 if item is not None:
-                    getattr(self._store, item[0])(**item[1])
+                    journal.apply(self._store, item[0], item[1])
                 return
             except StoreLockedError:
                 self._say(f"results store {self.store.path}: locked by another process for over "

@@ -75,7 +75,9 @@ def test_a_store_that_turns_read_only_mid_run_loses_no_row_and_the_cell_is_done(
     row = ResultsStore(store, readonly=True).cell(cell.cell_id)
     assert row["status"] == "done" and row["name"] == cell.name and not journal.exists()
     assert _epochs(store, cell.cell_id) == [1, 2]
-    assert ResultsStore(store, readonly=True).rows("wers", cell_id=cell.cell_id)
+    wers = ResultsStore(store, readonly=True).rows("wers", cell_id=cell.cell_id)
+    utts = ResultsStore(store, readonly=True).utterances(cell_id=cell.cell_id)
+    assert wers and len(utts) == len(wers)  # with each WER its utterances' counts
 
 
 def test_status_writes_a_journal_into_the_store(tiny_grid, capsys):
