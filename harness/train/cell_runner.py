@@ -309,7 +309,11 @@ def run_cell(cell: Cell, store_path: Path, run_root: Path, dist: Optional[DistIn
                 print(f"cell {cell.cell_id}: removed {p}, left by a run killed while writing it",
                       file=sys.stderr)
             book = Bookkeeping(ResultsStore(store_path), cell.cell_id, run_dir)
-            book.flush()  # results an earlier run could not write
+            if book.journal.exists():  # results an earlier run could not write: before its state is read
+                try:
+                    journal.replay(book.store, book.journal)
+                except StoreError as e:
+                    print(f"cell {cell.cell_id}: the results in {book.journal} stay there: {e}", file=sys.stderr)
         # the to-do list was made before this lock was taken: another runner may have finished
         now = book.store.cell(cell.cell_id) if book is not None else None
         settled = distributed.broadcast_object(
