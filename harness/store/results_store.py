@@ -28,6 +28,7 @@ seconds (default 300) before it is an error.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -241,11 +242,42 @@ class ResultsStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
         except OSError as e:
             raise store_error(self.path, e) from None
-
         self._run(self._create)
         self._made = True
+
+    def _create_file(self) -> None:
+        """Make a missing store whole beside it and link it into place, so no other process
+        (a second runner starting at the same moment) ever sees it empty, half made, or has
+        its own replaced."""
+        if self.path.exists():
+            return
+        from harness.atomic import tmp_sibling
+
+        tmp = tmp_sibling(self.path)
+        try:
+            con = sqlite3.connect(tmp)
+            try:
+                self._create(con)
+                con.commit()
+            finally:
+                con.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:  # another process made it meanwhile: that one is used
+                pass
+            except OSError as e:  # a filesystem without hard links: rename (last one wins)
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
+        finally:
+            for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                p.unlink(missing_ok=True)
 
     @staticmethod
     def _create(con: sqlite3.Connection) -> None:
@@ -265,6 +297,7 @@ class ResultsStore:
         self._made = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
         except OSError as e:
             raise store_error(self.path, e) from None
         self._run(self._create)
