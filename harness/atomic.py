@@ -75,8 +75,33 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def clean_stale_tmp(folder: Path) -> None:
-    """Remove ``.tmp-*`` leftovers of an interrupted run in ``folder``."""
-    if folder.is_dir():
-        for p in folder.glob(".tmp-*"):
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named a ``.tmp-<pid>-...`` file is alive on this machine
+    (False for a name without a pid)."""
+    pid = name[len(".tmp-"):].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True  # another thread of this process may be writing it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_tmp(folder: Path, recursive: bool = False) -> list[Path]:
+    """Remove the ``.tmp-*`` leftovers of killed writers in ``folder`` (and below it when
+    ``recursive``); those of a live process stay. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(".tmp-*") if recursive else folder.glob(".tmp-*")
+    gone = []
+    for p in sorted(found, key=lambda p: len(p.parts), reverse=True):  # (inside a stale folder first)
+        if not _writer_alive(p.name) and (p.exists() or p.is_symlink()):
             remove(p)
+            gone.append(p)
+    return gone

@@ -9,6 +9,7 @@ over with a message: the file is replaced by a new one.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -107,10 +108,13 @@ class FileLock:
             if not _same_file(f, self.path):  # replaced by a takeover meanwhile
                 f.close()
                 continue
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}@{socket.gethostname()}\n")
-            f.flush()
+            try:  # unbuffered: a full disk fails here, not again when the file is closed
+                os.ftruncate(f.fileno(), 0)
+                os.pwrite(f.fileno(), f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
+            except OSError as e:  # a full disk: the flock holds all the same, its holder unnamed
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    f.close()
+                    raise
             self._f = f
             _HELD.add(f)
             return True

@@ -3,6 +3,9 @@
 On Linux a child asks the kernel (``prctl(PR_SET_PDEATHSIG)``) for a signal
 when the thread that started it dies, so a worker pool or a cell's worker
 process never lingers after its ``harness`` parent was killed, even by SIGKILL.
+The kernel sends it again each time the child is handed on to another thread of
+the dying parent, so a child that handles the signal (a cell's worker, which
+checkpoints) must take it once (:func:`harness.train.interrupt.stop_once_on`).
 Elsewhere this is a no-op (the pools' own shutdown still applies).
 """
 from __future__ import annotations

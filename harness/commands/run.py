@@ -122,11 +122,14 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             return user_error(problem)
         from harness.grid.cells import adopt_legacy_cells
+        from harness.store.journal import replay_cells
 
         try:
             store = ResultsStore(spath)
             for note in adopt_legacy_cells(cells, store, run_root):
                 print(note, file=sys.stderr)
+            # results an earlier run kept in a cell's journal because the store refused them
+            replay_cells(store, [run_root / c.cell_id for c in cells], lambda m: print(m, file=sys.stderr))
             todo = _todo(grid, cells, store, run_root, options, settled)
         except StoreError as e:
             return user_error(str(e))
@@ -151,14 +154,43 @@ def run(args: argparse.Namespace) -> int:
     except interrupt.Interrupted as e:
         distributed.shutdown(dist)
         if dist.is_main:
-            left = [c for c in cells if c.cell_id not in results]
+            # workers report their cells interrupted; in this process the cell raised instead
+            left = [c for c in cells if results.get(c.cell_id) in (None, "interrupted")]
             print(f"grid {grid.name}: {e.describe()}; {len(left)} cell(s) not finished; "
-                  f"rerun `harness run {args.grid}` to resume", file=sys.stderr)
+                  f"rerun `{resume_command(args)}` to resume", file=sys.stderr)
         return e.exit_status
     distributed.shutdown(dist)
     if not dist.is_main:
         return 0
-    return _summary(grid.name, cells, results)
+    return _summary(grid.name, cells, results, resume_command(args))
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The `harness run` command line that goes on where this one stopped: the same grid, store,
+    run root, cells, --set and runner options."""
+    import shlex
+
+    words = ["harness", "run", args.grid]
+    if getattr(args, "store", None):
+        words += ["--store", args.store]
+    if args.run_root:
+        words += ["--run-root", args.run_root]
+    if getattr(args, "cells", None):
+        words += ["--cells", *args.cells]
+    for o in getattr(args, "overrides", None) or []:
+        words += ["--set", o]
+    if args.executor != "local":
+        words += ["--executor", args.executor]
+    if args.workers > 1:
+        words += ["--workers", str(args.workers)]
+    if args.array:
+        words.append("--array")
+    if args.slurm.strip() not in ("", "{}"):
+        words += ["--slurm", args.slurm]
+    for flag in ("retry_failed", "retry_diverged", "start_over_if_unreadable"):
+        if getattr(args, flag):
+            words.append("--" + flag.replace("_", "-"))
+    return shlex.join(words)
 
 
 def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) -> list:
@@ -172,7 +204,7 @@ def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) 
                            run_dir=str(run_root / c.cell_id))
         elif options.leaves_alone(row["status"]):
             why = "" if row["status"] == "done" else (
-                f" (--retry-{row['status']} reruns it)" + (f": {row['error'][:200]}" if row.get("error") else ""))
+                f" (--retry-{row['status']} reruns it)" + (f": {row['error']}" if row.get("error") else ""))
             print(f"skip {c.cell_id} {c.name}: {row['status']}{why}", file=sys.stderr)
             settled[c.cell_id] = row["status"]
             continue
@@ -182,7 +214,7 @@ def _todo(grid, cells, store, run_root: Path, options, settled: dict[str, str]) 
     return todo
 
 
-def _summary(grid_name: str, cells, results: dict[str, str]) -> int:
+def _summary(grid_name: str, cells, results: dict[str, str], resume: str = "") -> int:
     """The one summary line; the exit status (0 all done or running elsewhere, else 1)."""
     names = {c.cell_id: c.name for c in cells}
     done = [k for k, v in results.items() if v == "done"]
@@ -195,5 +227,7 @@ def _summary(grid_name: str, cells, results: dict[str, str]) -> int:
     for k, v in bad.items():
         by_status.setdefault(v.split()[0], []).append(f"{k} {names.get(k, '')}".strip())
     parts += [f"{len(v)} {s}: {', '.join(v)}" for s, v in sorted(by_status.items())]
+    if "interrupted" in by_status and resume:  # (a full disk, say): they resume from a checkpoint
+        parts.append(f"rerun `{resume}` to resume")
     print(f"grid {grid_name}: " + "; ".join(parts), file=sys.stderr)
     return SOME_FAILED if bad else 0

@@ -31,6 +31,29 @@ def _locked(run_dir: str | None) -> bool:
         return False
 
 
+def _replay_journals(args: argparse.Namespace, grid, run_dirs: list) -> None:
+    """Results a runner kept in a cell's journal (its store refused them) go into the store
+    now, if it exists and takes them; one line each (harness.store.journal)."""
+    import sys
+
+    from harness.store import ResultsStore
+    from harness.store.journal import journal_path, replay_cells
+    from harness.store.results_store import StoreError
+
+    from .common import store_path
+
+    waiting = [d for d in run_dirs if journal_path(d).exists()]
+    spath = store_path(args, grid)
+    if not waiting or not spath.exists():
+        return
+    try:
+        store = ResultsStore(spath)
+    except StoreError as e:
+        print(f"{len(waiting)} cell(s) keep results in their store-journal.jsonl: {e}", file=sys.stderr)
+        return
+    replay_cells(store, waiting, lambda m: print(m, file=sys.stderr))
+
+
 def _size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -51,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     grid, cells = loaded
+    run_root = Path(args.run_root) if getattr(args, "run_root", None) else grid.run_root
+    _replay_journals(args, grid, [run_root / c.cell_id for c in cells])
     spath, store = existing_store(args, grid)
     print(f"grid {grid.name}: {len(cells)} cell(s), store {spath}")
     print(f"{'cell':<12}  {'name':<26} {'status':<11} {'step':>7} {'epoch':>6} {'valid loss':>10} "
           f"{'ETA':>7} {'disk':>8}  WER")
-    run_root = Path(args.run_root) if getattr(args, "run_root", None) else grid.run_root
     for c in cells:
         row = store.cell(c.cell_id) if store else None
         epochs = sorted(store.rows("epochs", cell_id=c.cell_id), key=lambda r: r["epoch"]) if store else []

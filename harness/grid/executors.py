@@ -2,9 +2,11 @@
 
 Every executor calls :func:`harness.train.cell_runner.run_cell` for each
 cell; a job receives the cell's resolved config as JSON, the store path and
-the runner's options. Local worker processes die with their parent (they get
-SIGTERM, so they checkpoint), run in their own process group, and get the
-parent's SIGINT/SIGTERM forwarded once: each stops at a step with a checkpoint.
+the runner's options. Local worker processes die with their parent (the kernel
+sends them :data:`RUNNER_DIED`, taken as one SIGTERM however often it comes, so
+each stops at its next step with a checkpoint), run in their own process group,
+and get the parent's SIGINT/SIGTERM forwarded once: each stops at a step with a
+checkpoint.
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ from harness.config import CellConfig
 from harness.processes import child_of_this_process
 from harness.train import interrupt
 from harness.train.cell_runner import RunOptions
+
+#: a local worker's parent-death signal: not SIGTERM itself, because the kernel sends it once
+#: for every thread of the dying runner (each hands the worker to the next), and a second
+#: SIGTERM would stop the worker at once, without the checkpoint of its last step
+RUNNER_DIED = signal.SIGUSR1
 
 
 def cell_to_json(cell: Cell) -> str:
@@ -64,8 +71,17 @@ def run_cell_job(cell_json: str, store_path: str, run_root: str, options_json: s
 
 
 def job_main(argv: list[str]) -> int:
-    """``python -c`` entry of a local worker process: prints ``STATUS <status>``."""
-    print("STATUS", run_cell_job(*argv), flush=True)
+    """``python -c`` entry of a local worker process: prints ``STATUS <status>`` (nowhere, and
+    without a traceback, when the runner that reads it has died)."""
+    interrupt.stop_once_on(RUNNER_DIED, f"worker {os.getpid()}: its runner died; stopping after "
+                                        f"the current step with a checkpoint")
+    status = run_cell_job(*argv)
+    try:
+        print("STATUS", status, flush=True)
+    except BrokenPipeError:  # the runner is gone; the store has the status
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nor a second error when Python flushes at exit
+        os.close(devnull)
     return 0
 
 
@@ -130,7 +146,7 @@ class LocalExecutor:
                     proc = subprocess.Popen([sys.executable, "-c", code, cell_to_json(c), str(store_path),
                                              str(run_root), self.options.to_json()], env=env,
                                             stdout=subprocess.PIPE, text=True, start_new_session=True,
-                                            preexec_fn=child_of_this_process(signal.SIGTERM))
+                                            preexec_fn=child_of_this_process(RUNNER_DIED))
                     live.add(proc)
                 stdout, _ = proc.communicate()
                 with guard:

@@ -28,14 +28,16 @@ seconds (default 300) before it is an error.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import sys
 import time
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -48,6 +50,10 @@ class StoreError(RuntimeError):
     """The results store cannot be used; the message names the file and what to do."""
 
 
+class StoreLockedError(StoreError):
+    """Another process held the store's write lock for longer than this writer waits."""
+
+
 def wait_limit_s() -> float:
     return float(os.environ.get("HARNESS_STORE_WAIT_S", "300"))
 
@@ -57,7 +63,7 @@ def _is_locked(e: sqlite3.Error) -> bool:
     return isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def store_error(path: Path, e: BaseException) -> StoreError:
+def store_error(path: Path, e: BaseException, waited_s: float | None = None) -> StoreError:
     """A one-line :class:`StoreError` for an sqlite3 or OS error on the store at ``path``."""
     text = str(e)
     low = text.lower()
@@ -73,9 +79,9 @@ def store_error(path: Path, e: BaseException) -> StoreError:
         return StoreError(f"{path}: cannot open the results store ({text}); check that its folder "
                           f"exists and is readable (and writable for `harness run`)")
     if "locked" in low or "busy" in low:
-        return StoreError(f"{path}: results store locked by another process for over "
-                          f"{wait_limit_s():.0f} s ({text}); wait for it to finish, or raise "
-                          f"HARNESS_STORE_WAIT_S")
+        return StoreLockedError(f"{path}: results store locked by another process for over "
+                                f"{wait_limit_s() if waited_s is None else waited_s:.0f} s ({text}); "
+                                f"wait for it to finish, or raise HARNESS_STORE_WAIT_S")
     return StoreError(f"{path}: results store error: {type(e).__name__}: {text}")
 
 SCHEMA: dict[str, dict[str, str]] = {
@@ -211,9 +217,15 @@ class ResultsStore:
     transactions. Dict/list values are stored as JSON text.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False,
+                 wait_s: float | None = None,
+                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
         self.path = Path(path) if path is not None else default_store_path()
         self.readonly = readonly
+        #: how long a locked store is waited for (None: ``HARNESS_STORE_WAIT_S``)
+        self.wait_s = wait_s
+        self.warn = warn
+        self._made = False
         #: a read-only store in a read-only folder: SQLite cannot create its WAL index there,
         #: so it is read as immutable (nothing can be writing it)
         self._immutable = False
@@ -230,19 +242,68 @@ class ResultsStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
         except OSError as e:
             raise store_error(self.path, e) from None
+        self._run(self._create)
+        self._made = True
 
-        def create(con: sqlite3.Connection) -> None:
-            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-            for table, cols in SCHEMA.items():
-                col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
-                pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
-                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
-                _migrate(con, table, col_sql, pk)
+    def _create_file(self) -> None:
+        """Make a missing store whole beside it and link it into place, so no other process
+        (a second runner starting at the same moment) ever sees it empty, half made, or has
+        its own replaced."""
+        if self.path.exists():
+            return
+        from harness.atomic import tmp_sibling
 
-        self._run(create)
+        tmp = tmp_sibling(self.path)
+        try:
+            con = sqlite3.connect(tmp)
+            try:
+                self._create(con)
+                con.commit()
+            finally:
+                con.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:  # another process made it meanwhile: that one is used
+                pass
+            except OSError as e:  # a filesystem without hard links: rename (last one wins)
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
+        finally:
+            for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                p.unlink(missing_ok=True)
+
+    @staticmethod
+    def _create(con: sqlite3.Connection) -> None:
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+        for table, cols in SCHEMA.items():
+            col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
+            pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
+            _migrate(con, table, col_sql, pk)
+
+    def _recreate_if_deleted(self) -> None:
+        """A writer whose store was deleted while in use makes a new one (SQLite alone would
+        leave an empty file without tables: "no such table: cells"), and says so once."""
+        if self.readonly or not self._made or self.path.exists():
+            return
+        self._made = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
+        except OSError as e:
+            raise store_error(self.path, e) from None
+        self._run(self._create)
+        self._made = True
+        self.warn(f"{self.path}: the results store was deleted while in use: made a new one; the rows "
+                  f"written to the old one are gone unless a copy of it is restored")
 
     def _check_readable(self) -> None:
         def check(con: sqlite3.Connection) -> None:
@@ -253,8 +314,12 @@ class ResultsStore:
 
         self._run(check)
 
+    def _wait_s(self) -> float:
+        return wait_limit_s() if self.wait_s is None else self.wait_s
+
     def _open(self) -> sqlite3.Connection:
-        busy = min(BUSY_TIMEOUT_S, wait_limit_s())
+        self._recreate_if_deleted()
+        busy = min(BUSY_TIMEOUT_S, self._wait_s())
         if self.readonly:
             uri = (f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
                    + ("&immutable=1" if self._immutable else ""))
@@ -267,7 +332,7 @@ class ResultsStore:
     def _run(self, work):
         """``work(connection)`` in one transaction; a locked store is retried with backoff,
         every other fault is a :class:`StoreError`."""
-        deadline = time.monotonic() + wait_limit_s()
+        deadline = time.monotonic() + self._wait_s()
         pause = 0.05
         while True:
             con = None
@@ -285,7 +350,7 @@ class ResultsStore:
                     time.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     continue
-                raise store_error(self.path, e) from None
+                raise store_error(self.path, e, self.wait_s) from None
             except OSError as e:
                 raise store_error(self.path, e) from None
             finally:

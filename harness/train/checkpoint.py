@@ -50,6 +50,33 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(e: OSError, folder: Path) -> str:
+    """One line for a full disk met while writing anything of a run (a log, progress, a decode):
+    the folder, the file and the bytes free (a :class:`NoSpaceError` already has its line)."""
+    if isinstance(e, NoSpaceError):
+        return str(e)
+    where = Path(e.filename).parent if getattr(e, "filename", None) else Path(folder)
+    what = f" while writing {Path(e.filename).name}" if getattr(e, "filename", None) else ""
+    try:
+        free = f"{free_bytes(where)} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return f"no space left on {where}{what} ({free}); free some space there and rerun to resume"
+
+
+def ensure_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`NoSpaceError` naming ``folder`` unless it has ``needed`` bytes free."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    free = free_bytes(folder)
+    if free < needed:
+        raise NoSpaceError(f"no space left on {folder} for {what}: needs about {needed} bytes, "
+                           f"{free} free")
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, flushed to disk, then renamed.
 
@@ -57,12 +84,8 @@ def atomic_save(obj: Any, path: Path) -> None:
     space is short (checked first) or the disk fills while writing.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     needed = int(tensor_bytes(obj) * SPACE_MARGIN) + SPACE_EXTRA
-    free = free_bytes(path.parent)
-    if free < needed:
-        raise NoSpaceError(f"no space left on {path.parent} for {path.name}: needs about "
-                           f"{needed} bytes, {free} free")
+    ensure_space(path.parent, needed, path.name)
     try:
         with atomic_path(path, durable=True) as tmp:
             with open(tmp, "wb") as f:

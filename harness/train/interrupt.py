@@ -67,6 +67,30 @@ def _handler(signum: int, frame) -> None:
           f"(send it again to stop at once)", file=sys.stderr, flush=True)
 
 
+def stop_once_on(sig: int, why: str) -> None:
+    """Take ``sig`` as one SIGTERM, however often it comes (main thread only).
+
+    A worker's parent-death signal (``prctl(PR_SET_PDEATHSIG)``) is sent by the kernel each
+    time the worker is handed to another parent: once for every thread of the dying runner
+    that exits, so several in a row. As SIGTERM the second would stop the worker at once,
+    without its checkpoint; this way the first asks for a stop at the next step (or ends the
+    process when no :func:`handling` is active) and the others are ignored.
+    """
+    def on_signal(signum: int, frame) -> None:
+        if _state.signum is not None or getattr(on_signal, "seen", False):
+            return
+        on_signal.seen = True  # type: ignore[attr-defined]
+        try:
+            print(why, file=sys.stderr, flush=True)
+        except OSError:  # (the dead runner's terminal or pipe)
+            pass
+        if not _state.active:
+            raise SystemExit(128 + signal.SIGTERM)
+        _handler(signal.SIGTERM, frame)
+
+    signal.signal(sig, on_signal)
+
+
 @contextmanager
 def handling() -> Iterator[None]:
     """Install the handlers (main thread only; elsewhere, and when nested, a no-op)."""

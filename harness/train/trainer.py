@@ -27,7 +27,8 @@ from harness.config import Cell
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
 from harness.losses import LossConfig, compute_loss
 from variants import build_model
-from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
+from variants.components.whitener import load_whitener_probs, whitener_probs
+from variants.optim import build_optimizer, build_scheduler, default_scheduler_for, tensor_bytes
 
 from . import checkpoint, counters, distributed, interrupt
 from .compile import compile_encoder
@@ -222,6 +223,8 @@ class Trainer:
         t = self.cfg.train
         state = self.setup()
         self.restore(state)
+        if self.dist.is_main:  # a full disk is said now, not after the steps to the first checkpoint
+            self.check_space(state)
         module = self.wrap(state.model)
         train_dl, valid_dl = self.loaders()
         if t.oom_check and state.step == 0:
@@ -293,6 +296,7 @@ class Trainer:
         state.scaler.load_state_dict(saved.get("scaler") or {})
         if state.model_avg is not None and saved.get("model_avg") is not None:
             state.model_avg.load_state_dict(saved["model_avg"])
+        load_whitener_probs(state.model, saved.get("whitener_probs") or {})
         state.step, state.batches = int(saved["step"]), int(saved["batches"])
         if saved.get("epoch_done"):
             state.epoch, state.batch_in_epoch = int(saved["epoch"]) + 1, 0
@@ -306,13 +310,23 @@ class Trainer:
         self.log.info("resumed from %s: step %d, epoch %d, batch %d of the epoch",
                       path.name, state.step, state.epoch, state.batch_in_epoch)
 
+    def check_space(self, state: TrainState) -> None:
+        """Raise :class:`~harness.train.checkpoint.NoSpaceError` (the folder and the bytes) unless
+        the checkpoint folder has room for one checkpoint (optimizer state not made yet: taken as
+        two moments per weight)."""
+        weights = tensor_bytes(state.model.state_dict())
+        average = tensor_bytes(state.model_avg.state_dict()) if state.model_avg is not None else 0
+        moments = tensor_bytes(state.optimizer.state_dict()) or 2 * weights
+        needed = int((weights + average + moments) * checkpoint.SPACE_MARGIN) + checkpoint.SPACE_EXTRA
+        checkpoint.ensure_space(self.ckpt_dir, needed, "a checkpoint")
+
     def start_over(self, unreadable: list[tuple[Path, str]]) -> None:
         """No checkpoint is readable: fail the cell, or (if allowed) set them aside and start at 0."""
         names = "; ".join(f"{p.name}: {why}" for p, why in unreadable)
         if not self.start_over_if_unreadable:
             raise checkpoint.UnreadableCheckpointsError(
-                f"no readable checkpoint in {self.ckpt_dir} ({names}); rerun with "
-                f"--start-over-if-unreadable to train this cell from step 0")
+                f"no readable checkpoint in {self.ckpt_dir} ({names}); rerun `harness run` with "
+                f"--retry-failed --start-over-if-unreadable to train this cell from step 0")
         for p, _ in unreadable:
             p.rename(p.with_name(p.name + ".unreadable"))
         self.log.warning("no readable checkpoint (%s): starting over from step 0; the files are "
@@ -542,6 +556,8 @@ class Trainer:
                 "epoch_done": at_epoch_end and not partial, "partial_epoch": partial,
                 "average_period": self.cfg.train.average_period,
                 "rng_states": rng_states(self.device),
+                # state the backward pass changes outside the parameters and buffers
+                "whitener_probs": whitener_probs(state.model),
                 "epoch_sums": ({"loss": totals.loss, "frames": totals.frames,
                                 "steps_at_start": totals.steps_at_start} if totals is not None else None),
                 "cell_id": self.cell.cell_id, "config": self.cell.resolved(),

@@ -124,6 +124,22 @@ class Whitener(nn.Module):
         return f"num_groups={self.num_groups}"
 
 
+def whitener_probs(model: nn.Module) -> dict[str, float]:
+    """The probability each Whitener of ``model`` acts with now, by module name: training state
+    (its backward pass sets it), which a checkpoint must hold for a resumed run to repeat."""
+    return {name: float(m.prob) for name, m in model.named_modules() if isinstance(m, Whitener)}
+
+
+def load_whitener_probs(model: nn.Module, probs: dict[str, float]) -> None:
+    """Set the Whiteners' probabilities saved by :func:`whitener_probs` (names not found are an error)."""
+    modules = dict(model.named_modules())
+    for name, prob in probs.items():
+        m = modules.get(name)
+        if not isinstance(m, Whitener):
+            raise KeyError(f"no Whitener named {name!r} in the model")
+        m.prob = float(prob)
+
+
 def make_whitener(*, enabled: bool = True, **kwargs) -> nn.Module:
     """A Whitener, or an identity when the ``whitener`` switch is off."""
     return Whitener(**kwargs) if enabled else nn.Identity()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from harness.atomic import atomic_path
+from harness.atomic import atomic_path, clean_stale_tmp
 from ..features import map_in_processes
 from .espeak_engine import TARGET_SAMPLE_RATE, espeak_paths
 from .grammar import Lexicon, SentenceGenerator
@@ -146,6 +146,7 @@ def _shards(items: list, size: int) -> list[list]:
 def synthesize(plan: dict[str, list[Utterance]], root: Path, part_names: dict[str, str],
                num_jobs: int = 1, progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Write every utterance's FLAC under ``root``; returns samples per utterance id."""
+    clean_stale_tmp(Path(root), recursive=True)  # FLACs a killed run was writing
     jobs = [(u, str(audio_path(root, part_names[split], u))) for split in SPLITS for u in plan[split]]
     shards = _shards(jobs, SHARD_SIZE)
     lengths: dict[str, int] = {}

@@ -25,7 +25,11 @@ def test_interrupted_features_then_rerun(tmp_path, monkeypatch):
     train_mtime = (out / "fbank" / "train_cuts.jsonl.gz").stat().st_mtime_ns
 
     monkeypatch.setattr(features, "_compute_chunk", real)
-    (out / "fbank" / ".tmp-1-stale").write_text("left by a killed process")
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (out / "fbank" / f".tmp-{dead.pid}-stale").write_text("left by a killed process")
     p = prepare_corpus("synthetic", out, tier="tiny", num_jobs=1, progress=False)
     assert (out / "fbank" / "train_cuts.jsonl.gz").stat().st_mtime_ns == train_mtime  # skipped
     assert all(c.has_features for c in p.cuts("dev"))

@@ -49,30 +49,6 @@ def test_sigterm_then_sigint_checkpoint_mark_interrupted_and_resume(tiny_grid):
     assert (ckpts / f"checkpoint-{row['step']}.pt").exists()
 
 
-def test_sigkill_of_the_runner_takes_its_workers_along_and_they_checkpoint(tiny_grid):
-    path = tiny_grid(name="orphans", train=TRAIN,
-                     rows="  - {name: other, set: {overrides.norm: layer_norm}}\n")
-    grid, cells = load_cells(path)
-    proc = harness("run", path, "--workers", "2")
-    first = [grid.run_root / c.cell_id / "checkpoints" / "checkpoint-1.pt" for c in cells]
-    wait_for(lambda: any(p.exists() for p in first), proc, "a worker's first checkpoint")
-    workers = children(proc.pid)
-    assert workers
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    assert gone_within(workers, 60) == set()  # none outlives its runner
-    store = ResultsStore(grid.store_path, readonly=True)
-    for c in cells:  # each got SIGTERM from the kernel: it checkpointed and said so
-        row = store.cell(c.cell_id)
-        assert row["status"] in ("interrupted", "pending", "done"), row
-        if row["status"] == "interrupted" and row["step"]:  # (no step: stopped before its first)
-            assert (grid.run_root / c.cell_id / "checkpoints" / f"checkpoint-{row['step']}.pt").exists()
-        lock = FileLock(grid.run_root / c.cell_id / ".lock")
-        assert not (grid.run_root / c.cell_id).exists() or lock.acquire(wait=False)
-        lock.release()
-    assert any(store.cell(c.cell_id)["status"] == "interrupted" for c in cells)
-
-
 def test_sigkill_during_data_preparation_leaves_no_worker_and_no_lock(tmp_path, tiny_corpus):
     out = tmp_path / "corpus"
     proc = harness("data", "prepare", "--corpus", "synthetic", "--tier", "tiny", "--num-jobs", "2",
@@ -129,3 +105,138 @@ def test_forked_children_do_not_keep_a_lock(tmp_path):
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def _wait_trained(root, cells, proc, past: dict | None = None) -> dict:
+    """Wait until every cell's worker wrote progress past ``past`` (its step by cell id)."""
+    import json
+
+    def step(c):
+        try:
+            return json.loads((root / c.cell_id / "progress.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return -1
+
+    wait_for(lambda: all(step(c) > (past or {}).get(c.cell_id, 0) for c in cells), proc,
+             "every worker's progress")
+    return {c.cell_id: step(c) for c in cells}
+
+
+# a checkpoint only when stopped (or at an epoch's end)
+LONG = "epochs: 3, save_every_n: 1000, average_period: 1, log_interval: 1"
+
+
+def test_workers_stop_once_with_a_checkpoint_on_sigterm_and_when_their_runner_is_killed(tiny_grid, tmp_path):
+    import shlex
+
+    from harness.train import checkpoint
+
+    path = tiny_grid(name="pool", train=LONG, rows="  - {name: other, set: {overrides.norm: layer_norm}}\n")
+    path_text = open(path).read().replace("max_duration: 8", "max_duration: 4")
+    open(path, "w").write(path_text)
+    store, root = tmp_path / "elsewhere.sqlite", tmp_path / "elsewhere"
+    args = ["run", path, "--store", str(store), "--run-root", str(root), "--set", "train.keep_last_k=5",
+            "--workers", "2"]
+    _, cells = load_cells(path)
+    proc = harness(*args)
+    _wait_trained(root, cells, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 143
+    err = proc.stderr.read()
+    line = _one_line(err)
+    assert line.startswith("grid pool: interrupted by SIGTERM; 2 cell(s) not finished; rerun `"), line
+    resume = line.split("`")[1]  # the command that resumes: the same store, run root and --set
+    assert shlex.split(resume) == ["harness", *args], resume
+    steps = {c.cell_id: ResultsStore(store, readonly=True).cell(c.cell_id)["step"] for c in cells}
+
+    # the printed command resumes both; SIGKILL of that runner: its workers stop once, at a step,
+    # with a checkpoint (the kernel's parent-death signal comes once per thread of the runner)
+    proc = harness(*shlex.split(resume)[1:])
+    _wait_trained(root, cells, proc, past=steps)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert gone_within(workers, 60) == set()
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "second signal" not in err, err[-3000:]
+    assert err.count("its runner died") == 2, err[-3000:]
+    for c in cells:
+        row = ResultsStore(store, readonly=True).cell(c.cell_id)
+        assert row["status"] == "interrupted" and row["step"] > steps[c.cell_id], row
+        assert row["error"].endswith(".pt written"), row["error"]
+        _, saved = checkpoint.latest_valid(root / c.cell_id / "checkpoints")
+        assert saved["step"] == row["step"]  # nothing trained is lost
+        lock = FileLock(root / c.cell_id / ".lock")
+        assert lock.acquire(wait=False)  # and no lock is left held
+        lock.release()
+
+
+WRITER = """
+import sys, time
+from harness.atomic import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half a file")
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(120)
+"""
+
+
+def _writer(target):
+    """A process writing ``target`` the harness's way (temporary name, then rename), stopped halfway."""
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    return p
+
+
+def test_temporary_files_of_writers_killed_mid_write_are_removed_later(tiny_grid, tmp_path):
+    """A SIGKILL while a checkpoint or a synthetic FLAC is written leaves a `.tmp-*` file; the next
+    run of the cell (or synthesis of the corpus) removes it, and leaves a live writer's alone."""
+    from harness.data.synthetic.corpus import SPLITS, synthesize
+    from harness.train.cell_runner import run_cell
+
+    path = tiny_grid(name="tmp")
+    grid, (cell,) = load_cells(path)
+    ckpts = grid.run_root / cell.cell_id / "checkpoints"
+    flac = tmp_path / "audio" / "train" / "19" / "198" / "19-198-0001.flac"
+    killed = [_writer(ckpts / "checkpoint-3.pt"), _writer(flac)]
+    live = _writer(ckpts / "epoch-1.pt")
+    try:
+        for p in killed:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        left = {p.name.split("-", 3)[-1]: p for p in [*ckpts.glob(".tmp-*"), *flac.parent.glob(".tmp-*")]}
+        assert sorted(left) == ["19-198-0001.flac", "checkpoint-3.pt", "epoch-1.pt"]
+        ResultsStore(grid.store_path).set_cell(cell.cell_id, status="done")  # the run only cleans up
+        assert run_cell(cell, grid.store_path, grid.run_root) == "done"
+        assert [p.name.split("-", 3)[-1] for p in ckpts.glob(".tmp-*")] == ["epoch-1.pt"]  # the live one
+        synthesize({s: [] for s in SPLITS}, tmp_path / "audio", {s: s for s in SPLITS})
+        assert not list(flac.parent.glob(".tmp-*"))
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_the_parent_death_signal_is_one_stop_request_however_often_it_comes():
+    """The kernel sends a worker's parent-death signal once per exiting thread of its runner:
+    taken once, it asks for a stop at the next step (a second SIGTERM would stop at once)."""
+    import os
+
+    from harness.grid.executors import RUNNER_DIED
+    from harness.train import interrupt
+
+    previous = signal.getsignal(RUNNER_DIED)
+    try:
+        with interrupt.handling():
+            interrupt.stop_once_on(RUNNER_DIED, "runner died")
+            with pytest.raises(interrupt.Interrupted) as stopped:
+                with interrupt.deferred():
+                    for _ in range(3):
+                        os.kill(os.getpid(), RUNNER_DIED)
+                    assert interrupt.requested() == signal.SIGTERM  # still running: stops at a step
+        assert stopped.value.signum == signal.SIGTERM and not stopped.value.at_once
+    finally:
+        signal.signal(RUNNER_DIED, previous)
