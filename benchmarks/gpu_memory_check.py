@@ -21,6 +21,7 @@ median forward + backward time. ``--device cpu`` runs the same code on CPU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from harness.profile.live_bytes import LiveBytes
 from harness.profile.saved_bytes import count_saved_bytes
 from variants import build_model
 from variants.interop.icefall_names import icefall_to_ours
@@ -127,10 +129,13 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
     cuda = device == "cuda"
     params = list(model.parameters())
 
-    def step(seed: int, count: bool = False):
+    def step(seed: int, count: bool = False, live: LiveBytes | None = None):
         torch.manual_seed(seed)
         random.seed(seed)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        with contextlib.ExitStack() as stack:
+            if live is not None:
+                stack.enter_context(live)
+            stack.enter_context(torch.autocast(device, dtype=torch.bfloat16, enabled=bf16))
             if count:
                 out, saved = count_saved_bytes(lambda: model(x, lens), exclude=params)
             else:
@@ -143,6 +148,8 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
         return saved
 
     saved = step(0, count=True)   # warm-up, and what the forward keeps
+    live = LiveBytes()            # the CPU proxy of peak memory: live tensor bytes, one step
+    step(0, live=live)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -158,6 +165,7 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     r = {"impl": name, "saved_gb": round(sum(s.nbytes for s in saved) / 1e9, 3),
+         "live_peak_gb": round(live.peak / 1e9, 3),
          "fwd_bwd_s_median": round(statistics.median(times), 4)}
     if cuda:
         peak = torch.cuda.max_memory_allocated()
@@ -219,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         if len(rows) == 2:
             ratio = {"variant": variant, "impl": "ours/authors",
                      "saved": round(rows[0]["saved_gb"] / rows[1]["saved_gb"], 3),
+                     "live_peak": round(rows[0]["live_peak_gb"] / rows[1]["live_peak_gb"], 3),
                      "time": round(rows[0]["fwd_bwd_s_median"] / rows[1]["fwd_bwd_s_median"], 3)}
             if "peak_gib" in rows[0]:
                 ratio["peak"] = round(rows[0]["peak_gib"] / rows[1]["peak_gib"], 3)
