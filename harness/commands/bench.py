@@ -141,7 +141,7 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
           f"{args.warmup} warm-up + {args.runs} timed steps, device {args.device}, "
           f"{threads} thread(s), one fresh process per variant")
     header = (f"{'variant':<36} {'median s':>9} {'p25 s':>8} {'p75 s':>8} {'peak MB':>9} "
-              f"{'saved MB':>9}  device")
+              f"{'live MB':>9} {'saved MB':>9}  device")
     print(header + "\n" + "-" * len(header))
     failed, method = 0, None
     for name in names:
@@ -153,15 +153,17 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
             continue
         method = r.mem_method
         print(f"{name:<36} {r.median_s:>9.3f} {r.p25_s:>8.3f} {r.p75_s:>8.3f} "
-              f"{r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {r.device}")
+              f"{r.peak_mem_mb:>9.1f} {r.live_peak_mb:>9.1f} {r.saved_mb:>9.1f}  {r.device}")
         if store is not None:
             store.add_train_bench(name, r.device, r.precision, r.batch, r.duration_s,
                                   device_type=r.device_type, objective=r.objective, threads=r.threads, steps=r.steps,
                                   median_s=r.median_s, p25_s=r.p25_s, p75_s=r.p75_s,
                                   peak_mem_mb=r.peak_mem_mb, saved_mb=r.saved_mb,
-                                  mem_method=r.mem_method)
+                                  live_peak_mb=r.live_peak_mb, mem_method=r.mem_method)
     if method:
         print(f"peak memory: {method}")
+        print("live MB: peak of live tensor bytes over the first step's forward + backward "
+              "(the device-free proxy of peak memory; weights and input excluded)")
     return 1 if failed else 0
 
 

@@ -14,13 +14,17 @@ Each measurement runs in a fresh process (:func:`.bench.run_isolated` with
 - CPU memory: peak RSS over the steps minus RSS after building the model and
   input (as in :mod:`.bench`);
 - saved MB: bytes the first step's forward saved for backward
-  (:func:`.saved_bytes.count_saved_bytes`, parameters excluded).
+  (:func:`.saved_bytes.count_saved_bytes`, parameters excluded);
+- live peak MB: the peak of live tensor bytes over the first step's forward
+  + backward (:class:`.live_bytes.LiveBytes`; weights and input excluded,
+  gradients included): the device-free proxy of peak training memory.
 
 ``precision`` "bf16" runs the forward under ``torch.autocast`` in bfloat16 on
 the measuring device (on CPU with CPU autocast's own policy).
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -49,6 +53,7 @@ class TrainBenchResult:
     peak_mem_mb: float
     saved_mb: float
     mem_method: str
+    live_peak_mb: float = 0.0
     times_s: list[float] = field(default_factory=list)
 
 
@@ -72,6 +77,7 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     from harness.losses import compute_loss
     from variants import build_model
 
+    from .live_bytes import LiveBytes
     from .saved_bytes import count_saved_bytes
     from variants.optim import build_optimizer
 
@@ -99,18 +105,22 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
             torch.cuda.synchronize()
 
     saved_bytes = [0]
+    live = LiveBytes()
 
     def step(i: int, count_saved: bool = False) -> None:
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            if count_saved:
-                (loss, _), saved = count_saved_bytes(
-                    lambda: compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i),
-                    exclude=model.parameters())
-                saved_bytes[0] = sum(s.nbytes for s in saved)
-            else:
-                loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with contextlib.ExitStack() as stack:
+            if count_saved:
+                stack.enter_context(live)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                if count_saved:
+                    (loss, _), saved = count_saved_bytes(
+                        lambda: compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i),
+                        exclude=model.parameters())
+                    saved_bytes[0] = sum(s.nbytes for s in saved)
+                else:
+                    loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
+            loss.backward()
         optimizer.step()
 
     memory = PeakMemory(device)
@@ -130,5 +140,6 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                             threads=threads, precision=precision, objective=objective, batch=batch,
                             duration_s=float(duration_s), steps=steps, warmup=warmup, median_s=med,
                             p25_s=p25, p75_s=p75, peak_mem_mb=max(peak_mb, 0.0),
-                            saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times)
+                            saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times,
+                            live_peak_mb=live.peak / 2**20)
 

@@ -15,6 +15,8 @@ def test_training_steps_in_process(precision):
     r = measure_train(TINY, 1, 1.0, steps=2, warmup=1, precision=precision, objective="ctc")
     assert r.precision == precision and r.device_type == "cpu" and len(r.times_s) == 2
     assert r.p25_s <= r.median_s <= r.p75_s and r.peak_mem_mb >= 0 and r.saved_mb > 0
+    # the live-tensor peak includes what the forward keeps and the gradients
+    assert r.live_peak_mb > r.saved_mb
 
 
 def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
@@ -31,6 +33,7 @@ def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
     (row,) = ResultsStore(store).rows("train_bench")
     assert row["variant"] == TINY and row["precision"] == "float32"
     assert row["median_s"] > 0 and row["saved_mb"] > 0 and row["objective"] == "ctc"
+    assert row["live_peak_mb"] > 0 and "live MB" in out
     index, _ = build_report(store, tmp_path / "report")
     md = (tmp_path / "report" / "train-bench.md").read_text()
     assert TINY in md and "Training step time" in md
