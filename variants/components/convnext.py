@@ -8,10 +8,80 @@ import torch
 from torch import nn
 
 from .activation import create_activation
-from .balancer import make_balancer
+from .balancer import Balancer, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
+
+
+def _chunks(n: int, parts: int = 4) -> list[slice]:
+    size = max(1, -(-n // parts))
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class _LeanHidden(torch.autograd.Function):
+    """``pointwise_conv2(activation(balancer(pointwise_conv1(y))))`` keeping only ``y``.
+
+    The 3x-wide hidden layer is the largest thing Conv-Embed would keep for the
+    backward pass (its activation's output, and its derivative as a byte). Here
+    the backward pass recomputes it in a few slices of the batch (a quarter each),
+    so it never holds the whole of it; with the hidden Balancer acting this step
+    (``balance``: its :meth:`Balancer.draw`), the pre-activation is recomputed
+    whole, as the Balancer's gradient needs statistics over all of it. The
+    forward values are those of the modules applied in turn.
+    """
+
+    @staticmethod
+    def forward(ctx, y, w1, b1, w2, b2, module, balance):  # type: ignore[override]
+        dev = y.device.type
+        ctx.autocast = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        ctx.module, ctx.balance = module, balance
+        ctx.save_for_backward(y, w1, b1, w2, b2)
+        h = module.pointwise_conv1(y)
+        with torch.enable_grad():   # the activation's training path (its exact values)
+            a = module.activation(h.detach().requires_grad_(True)).detach()
+        del h
+        return module.pointwise_conv2(a)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        y, w1, b1, w2, b2 = ctx.saved_tensors
+        m, balance = ctx.module, ctx.balance
+        conv1, conv2 = m.pointwise_conv1, m.pointwise_conv2
+        leaves = [t.detach().requires_grad_(True) for t in (w1, b1, w2, b2)]
+        w1d, b1d, w2d, b2d = leaves
+        need_y = ctx.needs_input_grad[0]
+        grad_y = torch.empty_like(y) if need_y else None
+        enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(y.device.type, dtype=dtype, enabled=enabled):
+            if balance is None:
+                for s in _chunks(y.shape[0]):
+                    yi = y[s].detach().requires_grad_(need_y)
+                    out = conv2._conv_forward(m.activation(conv1._conv_forward(yi, w1d, b1d)), w2d, b2d)
+                    out.backward(grad[s])
+                    if need_y:
+                        grad_y[s] = yi.grad
+            else:
+                with torch.no_grad():
+                    h = conv1._conv_forward(y, w1, b1)
+                grad_h = torch.empty_like(h)
+                for s in _chunks(y.shape[0]):
+                    hi = h[s].detach().requires_grad_(True)
+                    conv2._conv_forward(m.activation(hi), w2d, b2d).backward(grad[s])
+                    grad_h[s] = hi.grad
+                hh = h.detach().requires_grad_(True)
+                del h
+                apply_balancer(hh, balance).backward(grad_h)
+                grad_h = hh.grad
+                del hh
+                for s in _chunks(y.shape[0]):
+                    yi = y[s].detach().requires_grad_(need_y)
+                    conv1._conv_forward(yi, w1d, b1d).backward(grad_h[s])
+                    if need_y:
+                        grad_y[s] = yi.grad
+        grads = [None if t.grad is None else t.grad.to(o.dtype)
+                 for t, o in zip(leaves, (w1, b1, w2, b2))]
+        return (grad_y, *grads, None, None)
 
 
 class ConvNeXt(nn.Module):
@@ -39,8 +109,17 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.depthwise_conv(x)
-        y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
-        y = self.pointwise_conv2(y)
+        c1, c2 = self.pointwise_conv1, self.pointwise_conv2
+        if (self.training and torch.is_grad_enabled() and c1.bias is not None
+                and c2.bias is not None and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
+            # keeps no hidden-layer tensor for backward (issue 22)
+            shape = (y.shape[0], c1.out_channels, *y.shape[2:])
+            balance = (self.hidden_balancer.draw(shape, True)
+                       if isinstance(self.hidden_balancer, Balancer) else None)
+            y = _LeanHidden.apply(y, c1.weight, c1.bias, c2.weight, c2.bias, self, balance)
+        else:
+            y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
+            y = self.pointwise_conv2(y)
         if self.training:
             rate = float(self.layerdrop_rate)
             if rate != 0.0:
