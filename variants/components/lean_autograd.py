@@ -80,7 +80,10 @@ def bypass_combine(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.T
     """``x + (y - x) * c``."""
     if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or c.requires_grad):
         return _BypassCombine.apply(x, y, c)
-    return x + (y - x) * c
+    d = y - x
+    if d.dtype != torch.result_type(d, c) or d.shape != torch.broadcast_shapes(d.shape, c.shape):
+        return x + d * c
+    return d.mul_(c).add_(x)      # no gradient: in place, the same values (x + d == d + x)
 
 
 class _WeightedGroupSum(torch.autograd.Function):
