@@ -20,24 +20,26 @@ def _chunks(n: int, parts: int = 4) -> list[slice]:
 
 
 class _LeanHidden(torch.autograd.Function):
-    """``pointwise_conv2(activation(balancer(pointwise_conv1(y))))`` keeping only ``y``.
+    """``pointwise_conv2(activation(balancer(pointwise_conv1(depthwise_conv(x)))))`` keeping only ``x``.
 
     The 3x-wide hidden layer is the largest thing Conv-Embed would keep for the
-    backward pass (its activation's output, and its derivative as a byte). Here
-    the backward pass recomputes it in a few slices of the batch (a quarter each),
-    so it never holds the whole of it; with the hidden Balancer acting this step
-    (``balance``: its :meth:`Balancer.draw`), the pre-activation is recomputed
-    whole, as the Balancer's gradient needs statistics over all of it. The
-    forward values are those of the modules applied in turn.
+    backward pass (its activation's output, and its derivative as a byte), and
+    the depth-wise convolution's output another tensor of ``x``'s size. Here
+    the backward pass recomputes them in a few slices of the batch (a quarter
+    each), so it never holds the whole hidden layer; with the hidden Balancer
+    acting this step (``balance``: its :meth:`Balancer.draw`), the
+    pre-activation is recomputed whole, as the Balancer's gradient needs
+    statistics over all of it. The forward values are those of the modules
+    applied in turn.
     """
 
     @staticmethod
-    def forward(ctx, y, w1, b1, w2, b2, module, balance):  # type: ignore[override]
-        dev = y.device.type
+    def forward(ctx, x, w0, b0, w1, b1, w2, b2, module, balance):  # type: ignore[override]
+        dev = x.device.type
         ctx.autocast = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
         ctx.module, ctx.balance = module, balance
-        ctx.save_for_backward(y, w1, b1, w2, b2)
-        h = module.pointwise_conv1(y)
+        ctx.save_for_backward(x, w0, b0, w1, b1, w2, b2)
+        h = module.pointwise_conv1(module.depthwise_conv(x))
         with torch.enable_grad():   # the activation's training path (its exact values)
             a = module.activation(h.detach().requires_grad_(True)).detach()
         del h
@@ -45,43 +47,47 @@ class _LeanHidden(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        y, w1, b1, w2, b2 = ctx.saved_tensors
+        x, *weights = ctx.saved_tensors
         m, balance = ctx.module, ctx.balance
-        conv1, conv2 = m.pointwise_conv1, m.pointwise_conv2
-        leaves = [t.detach().requires_grad_(True) for t in (w1, b1, w2, b2)]
-        w1d, b1d, w2d, b2d = leaves
-        need_y = ctx.needs_input_grad[0]
-        grad_y = torch.empty_like(y) if need_y else None
+        leaves = [t.detach().requires_grad_(True) for t in weights]
+        w0, b0, w1, b1, w2, b2 = leaves
+
+        def pre(t):     # depth-wise, then the first point-wise convolution
+            return m.pointwise_conv1._conv_forward(m.depthwise_conv._conv_forward(t, w0, b0), w1, b1)
+
+        def post(t):    # the activation, then the second point-wise convolution
+            return m.pointwise_conv2._conv_forward(m.activation(t), w2, b2)
+
+        need_x = ctx.needs_input_grad[0]
+        grad_x = torch.empty_like(x) if need_x else None
         enabled, dtype = ctx.autocast
-        with torch.enable_grad(), torch.autocast(y.device.type, dtype=dtype, enabled=enabled):
+        with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=enabled):
             if balance is None:
-                for s in _chunks(y.shape[0]):
-                    yi = y[s].detach().requires_grad_(need_y)
-                    out = conv2._conv_forward(m.activation(conv1._conv_forward(yi, w1d, b1d)), w2d, b2d)
-                    out.backward(grad[s])
-                    if need_y:
-                        grad_y[s] = yi.grad
+                for s in _chunks(x.shape[0]):
+                    xi = x[s].detach().requires_grad_(need_x)
+                    post(pre(xi)).backward(grad[s])
+                    if need_x:
+                        grad_x[s] = xi.grad
             else:
                 with torch.no_grad():
-                    h = conv1._conv_forward(y, w1, b1)
+                    h = pre(x)
                 grad_h = torch.empty_like(h)
-                for s in _chunks(y.shape[0]):
+                for s in _chunks(x.shape[0]):
                     hi = h[s].detach().requires_grad_(True)
-                    conv2._conv_forward(m.activation(hi), w2d, b2d).backward(grad[s])
+                    post(hi).backward(grad[s])
                     grad_h[s] = hi.grad
                 hh = h.detach().requires_grad_(True)
                 del h
                 apply_balancer(hh, balance).backward(grad_h)
                 grad_h = hh.grad
                 del hh
-                for s in _chunks(y.shape[0]):
-                    yi = y[s].detach().requires_grad_(need_y)
-                    conv1._conv_forward(yi, w1d, b1d).backward(grad_h[s])
-                    if need_y:
-                        grad_y[s] = yi.grad
-        grads = [None if t.grad is None else t.grad.to(o.dtype)
-                 for t, o in zip(leaves, (w1, b1, w2, b2))]
-        return (grad_y, *grads, None, None)
+                for s in _chunks(x.shape[0]):
+                    xi = x[s].detach().requires_grad_(need_x)
+                    pre(xi).backward(grad_h[s])
+                    if need_x:
+                        grad_x[s] = xi.grad
+        grads = [None if t.grad is None else t.grad.to(o.dtype) for t, o in zip(leaves, weights)]
+        return (grad_x, *grads, None, None)
 
 
 class ConvNeXt(nn.Module):
@@ -108,17 +114,17 @@ class ConvNeXt(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.depthwise_conv(x)
-        c1, c2 = self.pointwise_conv1, self.pointwise_conv2
-        if (self.training and torch.is_grad_enabled() and c1.bias is not None
-                and c2.bias is not None and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
-            # keeps no hidden-layer tensor for backward (issue 22)
-            shape = (y.shape[0], c1.out_channels, *y.shape[2:])
+        c0, c1, c2 = self.depthwise_conv, self.pointwise_conv1, self.pointwise_conv2
+        if (self.training and torch.is_grad_enabled() and None not in (c0.bias, c1.bias, c2.bias)
+                and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
+            # keeps nothing but x for backward (issue 22)
+            shape = (x.shape[0], c1.out_channels, *x.shape[2:])
             balance = (self.hidden_balancer.draw(shape, True)
                        if isinstance(self.hidden_balancer, Balancer) else None)
-            y = _LeanHidden.apply(y, c1.weight, c1.bias, c2.weight, c2.bias, self, balance)
+            y = _LeanHidden.apply(x, c0.weight, c0.bias, c1.weight, c1.bias, c2.weight, c2.bias,
+                                  self, balance)
         else:
-            y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
+            y = self.activation(self.hidden_balancer(self.pointwise_conv1(self.depthwise_conv(x))))
             y = self.pointwise_conv2(y)
         if self.training:
             rate = float(self.layerdrop_rate)
