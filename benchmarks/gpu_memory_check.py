@@ -228,6 +228,7 @@ def measure_inference(impls, x, lens, device: str, runs: int) -> dict:
     for _, m in impls:
         m.to("cpu")
     r = {f"infer_s_{name}": round(statistics.median(t), 4) for name, t in times.items()}
+    r.update({f"infer_times_{name}": [round(v, 3) for v in t] for name, t in times.items()})
     r["infer_runs"] = runs
     if len(impls) == 2:
         (a, ta), (b, tb) = times.items()
