@@ -108,7 +108,6 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     live = LiveBytes()
 
     def step(i: int, count_saved: bool = False) -> None:
-        optimizer.zero_grad(set_to_none=True)
         with contextlib.ExitStack() as stack:
             if count_saved:
                 stack.enter_context(live)
@@ -120,6 +119,7 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                     saved_bytes[0] = sum(s.nbytes for s in saved)
                 else:
                     loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
         optimizer.step()
 
