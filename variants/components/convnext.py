@@ -14,6 +14,10 @@ from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
 
 
+def _keep(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 def _chunks(n: int, parts: int = 4) -> list[slice]:
     size = max(1, -(-n // parts))
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
@@ -40,7 +44,9 @@ class _LeanHidden(torch.autograd.Function):
         ctx.module, ctx.balance = module, balance
         ctx.save_for_backward(x, w0, b0, w1, b1, w2, b2)
         h = module.pointwise_conv1(module.depthwise_conv(x))
-        with torch.enable_grad():   # the activation's training path (its exact values)
+        # the activation's training path (its exact values); what its throwaway graph
+        # keeps is freed at once, so outer saved-tensor hooks (counters) do not see it
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
             a = module.activation(h.detach().requires_grad_(True)).detach()
         del h
         return module.pointwise_conv2(a)
