@@ -13,26 +13,41 @@ copied into theirs by name (``variants.interop.icefall_names``).
 
 Per variant and implementation: peak memory of a forward + backward
 (``torch.cuda.max_memory_allocated``, reset before it; also less what was
-allocated before the forward), the bytes the forward saved for backward, and the
-median forward + backward time. ``--device cpu`` runs the same code on CPU
+allocated before the forward), the bytes the forward saved for backward, the
+median forward + backward time, and (issue 22):
+
+- ``live_peak_gb``: the device-free proxy of peak memory, the peak of live
+  tensor bytes over one forward + backward (:class:`harness.profile.live_bytes.LiveBytes`;
+  weights and input excluded, gradients included); ``live_act_peak_gb`` the same
+  with the gradients allocated beforehand (activations and temporaries only);
+- ``host_syncs``: values read back to the host in one forward + backward
+  (:class:`harness.profile.host_syncs.HostSyncs`, with the lines), and on CUDA
+  ``cuda_sync_warnings``: what ``torch.cuda.set_sync_debug_mode("warn")`` reports;
+- with ``--infer-batch``: the median eval-mode, no-grad forward time on
+  ``--infer-batch`` x ``--infer-duration`` s (float32), alternating ours and
+  theirs, and their outputs' largest difference. ``--device cpu`` runs the same code on CPU
 (no peak memory; for checking the script with tiny sizes, e.g. ``--batch 1
 --duration 1``). Prints one JSON line per measurement and a summary.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import torch
 
+from harness.profile.host_syncs import HostSyncs
+from harness.profile.live_bytes import LiveBytes
 from harness.profile.saved_bytes import count_saved_bytes
-from variants import build_model
+from variants import build_model, fast_paths
 from variants.interop.icefall_names import icefall_to_ours
 
 FRAME_RATE = 100
@@ -127,10 +142,13 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
     cuda = device == "cuda"
     params = list(model.parameters())
 
-    def step(seed: int, count: bool = False):
+    def step(seed: int, count: bool = False, live: LiveBytes | None = None):
         torch.manual_seed(seed)
         random.seed(seed)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        with contextlib.ExitStack() as stack:
+            if live is not None:
+                stack.enter_context(live)
+            stack.enter_context(torch.autocast(device, dtype=torch.bfloat16, enabled=bf16))
             if count:
                 out, saved = count_saved_bytes(lambda: model(x, lens), exclude=params)
             else:
@@ -143,6 +161,23 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
         return saved
 
     saved = step(0, count=True)   # warm-up, and what the forward keeps
+    live = LiveBytes()            # the CPU proxy of peak memory: live tensor bytes, one step
+    step(0, live=live)
+    for p in params:              # the same without the gradients: activations and temporaries
+        p.grad = torch.zeros_like(p)
+    live_act = LiveBytes()
+    step(0, live=live_act)
+    syncs = HostSyncs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step(0, live=syncs)
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+    cuda_syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -158,13 +193,47 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     r = {"impl": name, "saved_gb": round(sum(s.nbytes for s in saved) / 1e9, 3),
+         "live_peak_gb": round(live.peak / 1e9, 3), "live_act_peak_gb": round(live_act.peak / 1e9, 3),
+         "host_syncs": len(syncs.calls), "host_sync_lines": sorted(set(syncs.calls)),
          "fwd_bwd_s_median": round(statistics.median(times), 4)}
     if cuda:
         peak = torch.cuda.max_memory_allocated()
-        r.update(peak_gib=round(peak / 2**30, 2), peak_above_start_gib=round((peak - base) / 2**30, 2))
+        r.update(peak_gib=round(peak / 2**30, 2), peak_above_start_gib=round((peak - base) / 2**30, 2),
+                 cuda_sync_warnings=len(cuda_syncs))
     model.to("cpu")
     if cuda:
         torch.cuda.empty_cache()
+    return r
+
+
+def measure_inference(impls, x, lens, device: str, runs: int) -> dict:
+    """Median eval, no-grad forward time per implementation (runs alternate), and max |ours - theirs|."""
+    cuda = device == "cuda"
+    times: dict[str, list[float]] = {name: [] for name, _ in impls}
+    outs = {}
+    for _, m in impls:
+        m.to(device).eval()
+    with torch.no_grad():
+        for name, m in impls:               # warm-up, and the outputs to compare
+            outs[name] = m(x, lens).float().cpu()
+        for _ in range(runs):
+            for name, m in impls:
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                m(x, lens)
+                if cuda:
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+    for _, m in impls:
+        m.to("cpu")
+    r = {f"infer_s_{name}": round(statistics.median(t), 4) for name, t in times.items()}
+    r.update({f"infer_times_{name}": [round(v, 3) for v in t] for name, t in times.items()})
+    r["infer_runs"] = runs
+    if len(impls) == 2:
+        (a, ta), (b, tb) = times.items()
+        r["infer_time"] = round(statistics.median(ta) / statistics.median(tb), 3)
+        r["infer_max_abs_diff"] = float((outs[a] - outs[b]).abs().max())
     return r
 
 
@@ -180,7 +249,15 @@ def main(argv: list[str] | None = None) -> dict:
                     help="folder with the authors' exported icefall zipformer files")
     ap.add_argument("--batch-count", type=float, default=30000.0,
                     help="training schedules' batch count (default: past every warm-up)")
+    ap.add_argument("--infer-batch", type=int, default=0,
+                    help="also time eval-mode inference on this many utterances (0: skip)")
+    ap.add_argument("--infer-duration", type=float, default=30.0, help="seconds per inference utterance")
+    ap.add_argument("--infer-runs", type=int, default=3, help="timed inference passes per implementation")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--no-train", action="store_true", help="inference timing only")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         fail("--device: cuda: no CUDA device here; allowed: cpu")
     if args.device == "cuda":
@@ -210,15 +287,28 @@ def main(argv: list[str] | None = None) -> dict:
         x = torch.randn(args.batch, frames, model.spec.encoder.num_features, device=args.device)
         lens = torch.full((args.batch,), frames, dtype=torch.int64, device=args.device)
         rows = []
-        for name, m in impls:
+        for name, m in ([] if args.no_train else impls):
             set_batch_count(m, args.batch_count)
-            r = {"variant": variant, **measure(name, m, x, lens, args.device,
-                                               args.precision == "bf16", args.steps)}
+            # the GPU's arithmetic also on CPU (no CPU-only layout paths): the proxy predicts a GPU
+            with fast_paths.device_independent():
+                r = {"variant": variant, **measure(name, m, x, lens, args.device,
+                                                   args.precision == "bf16", args.steps)}
             print(json.dumps(r), flush=True)
             rows.append(r)
+        if args.infer_batch:
+            f = int(round(args.infer_duration * FRAME_RATE))
+            xi = torch.randn(args.infer_batch, f, model.spec.encoder.num_features, device=args.device)
+            li = torch.full((args.infer_batch,), f, dtype=torch.int64, device=args.device)
+            r = {"variant": variant, "infer_batch": f"{args.infer_batch} x {args.infer_duration:g} s",
+                 **measure_inference(impls, xi, li, args.device, args.infer_runs)}
+            print(json.dumps(r), flush=True)
+            summary["results"].append(r)
+            del xi, li
         if len(rows) == 2:
             ratio = {"variant": variant, "impl": "ours/authors",
                      "saved": round(rows[0]["saved_gb"] / rows[1]["saved_gb"], 3),
+                     "live_peak": round(rows[0]["live_peak_gb"] / rows[1]["live_peak_gb"], 3),
+                     "live_act_peak": round(rows[0]["live_act_peak_gb"] / rows[1]["live_act_peak_gb"], 3),
                      "time": round(rows[0]["fwd_bwd_s_median"] / rows[1]["fwd_bwd_s_median"], 3)}
             if "peak_gib" in rows[0]:
                 ratio["peak"] = round(rows[0]["peak_gib"] / rows[1]["peak_gib"], 3)

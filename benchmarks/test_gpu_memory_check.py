@@ -21,7 +21,17 @@ def test_gpu_memory_check_on_cpu(capsys):
                            "--duration", "1", "--steps", "1"])
     (row,) = summary["results"]
     assert row["impl"] == "ours" and row["saved_gb"] > 0 and row["fwd_bwd_s_median"] > 0
+    # the proxy: gradients included it exceeds what the activations alone reach
+    assert row["live_peak_gb"] > row["live_act_peak_gb"] > 0
+    assert all("whitener.py" in line for line in row["host_sync_lines"])
     assert "SUMMARY" in capsys.readouterr().out
+
+
+def test_inference_timing_on_cpu():
+    summary = load().main(["--device", "cpu", "--variants", "zipformer-s", "--no-train",
+                           "--infer-batch", "1", "--infer-duration", "1", "--infer-runs", "1"])
+    (row,) = summary["results"]
+    assert row["infer_s_ours"] > 0 and row["infer_runs"] == 1
 
 
 def test_missing_authors_folder_is_a_usage_error(tmp_path, capsys):

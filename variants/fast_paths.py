@@ -6,13 +6,21 @@ per-channel statistics in closed form, ConvNeXt's point-wise convolutions as
 matrix products, and its depth-wise convolution in channels-last layout.
 They are on by default; ``reference_paths()`` turns them off for a block (the
 speed benchmark and the equality tests run both in one process).
+
+The CPU-only layout paths (channels-last Conv-Embed and ConvNeXt) take the place
+of ConvNeXt's memory-lean recomputation on CPU, where step time matters more
+than memory; ``device_independent()`` turns off only those, so a CPU measurement
+runs what a GPU runs (the CPU proxy of GPU training memory).
 """
 from __future__ import annotations
 
 import contextlib
 from typing import Iterator
 
+import torch
+
 _enabled = True
+_cpu_layouts = True
 
 
 def enabled() -> bool:
@@ -29,3 +37,21 @@ def reference_paths(reference: bool = True) -> Iterator[None]:
         yield
     finally:
         _enabled = old
+
+
+def cpu_layout(x: torch.Tensor) -> bool:
+    """Whether the CPU-only layout paths apply to ``x``: fused paths on, ``x`` on the CPU,
+    not turned off by :func:`device_independent`, and no exporter tracing."""
+    return (_enabled and _cpu_layouts and x.device.type == "cpu"
+            and not torch.jit.is_tracing() and not torch.compiler.is_exporting())
+
+
+@contextlib.contextmanager
+def device_independent() -> Iterator[None]:
+    """Within the block the CPU-only layout paths are off: the arithmetic a GPU runs."""
+    global _cpu_layouts
+    old, _cpu_layouts = _cpu_layouts, False
+    try:
+        yield
+    finally:
+        _cpu_layouts = old

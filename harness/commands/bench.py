@@ -161,7 +161,7 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
           f"{args.warmup} warm-up + {args.runs} timed steps, device {args.device}, "
           f"{threads} thread(s), one fresh process per variant")
     header = (f"{'variant':<28} {'mode':<8} {'median s':>9} {'steps/s':>8} {'p25 s':>8} {'p75 s':>8} "
-              f"{'peak MB':>9} {'saved MB':>9}  phases (fwd/loss/bwd/opt)")
+              f"{'peak MB':>9} {'live MB':>9} {'saved MB':>9}  phases (fwd/loss/bwd/opt)")
     print(header + "\n" + "-" * len(header))
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]
     failed, method, compiled_rows = 0, None, []
@@ -179,7 +179,7 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
                               for k in ("forward", "loss", "backward", "optimizer"))
             mode = "compiled" if compiled else "eager"
             print(f"{name:<28} {mode:<8} {r.median_s:>9.3f} {r.steps_per_s:>8.2f} {r.p25_s:>8.3f} "
-                  f"{r.p75_s:>8.3f} {r.peak_mem_mb:>9.1f} {r.saved_mb:>9.1f}  {shares}"
+                  f"{r.p75_s:>8.3f} {r.peak_mem_mb:>9.1f} {r.live_peak_mb:>9.1f} {r.saved_mb:>9.1f}  {shares}"
                   + (f"  (first step +{r.compile_s:.1f} s compiling)" if r.compile_s is not None else ""))
             if compiled:
                 compiled_rows.append(name)
@@ -189,9 +189,12 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
                                       threads=r.threads, steps=r.steps, median_s=r.median_s,
                                       p25_s=r.p25_s, p75_s=r.p75_s, peak_mem_mb=r.peak_mem_mb,
                                       saved_mb=r.saved_mb, mem_method=r.mem_method,
+                                      live_peak_mb=r.live_peak_mb,
                                       steps_per_s=r.steps_per_s, phases=r.phases)
     if method:
         print(f"peak memory: {method}; device {args.device}")
+        print("live MB: peak of live tensor bytes over the first step's forward + backward "
+              "(the device-free proxy of peak memory; weights and input excluded)")
     if compiled_rows and store is not None:
         print("compiled rows are printed only (the store keeps the eager step, which the "
               "cost model reads)")

@@ -14,7 +14,10 @@ Each measurement runs in a fresh process (:func:`.bench.run_isolated` with
 - CPU memory: peak RSS over the steps minus RSS after building the model and
   input (as in :mod:`.bench`);
 - saved MB: bytes the first step's forward saved for backward
-  (:func:`.saved_bytes.count_saved_bytes`, parameters excluded).
+  (:func:`.saved_bytes.count_saved_bytes`, parameters excluded);
+- live peak MB: the peak of live tensor bytes over the first step's forward
+  + backward (:class:`.live_bytes.LiveBytes`; weights and input excluded,
+  gradients included): the device-free proxy of peak training memory.
 
 Phases: the median share of a step in ``forward`` (Conv-Embed + encoder),
 ``loss`` (heads and losses), ``backward`` and ``optimizer`` (step and
@@ -29,6 +32,7 @@ the measuring device (on CPU with CPU autocast's own policy).
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -59,6 +63,7 @@ class TrainBenchResult:
     peak_mem_mb: float
     saved_mb: float
     mem_method: str
+    live_peak_mb: float = 0.0
     times_s: list[float] = field(default_factory=list)
     compiled: bool = False
     steps_per_s: float = 0.0
@@ -88,6 +93,7 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     from harness.losses import compute_loss
     from variants import build_model
 
+    from .live_bytes import LiveBytes
     from .saved_bytes import count_saved_bytes
     from variants.optim import build_optimizer
 
@@ -118,6 +124,7 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
             torch.cuda.synchronize()
 
     saved_bytes = [0]
+    live = LiveBytes()
     phase = {"forward": 0.0}
     forward_encoder = model.forward_encoder
 
@@ -134,21 +141,26 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     def step(i: int, count_saved: bool = False) -> dict[str, float]:
         phase["forward"] = 0.0
         t0 = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        with contextlib.ExitStack() as stack:
             if count_saved:
-                (loss, _), saved = count_saved_bytes(
-                    lambda: compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i),
-                    exclude=model.parameters())
-                saved_bytes[0] = sum(s.nbytes for s in saved)
-            else:
-                loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
-        sync()
-        t1 = time.perf_counter()
-        loss.backward()
-        sync()
-        t2 = time.perf_counter()
+                stack.enter_context(live)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                if count_saved:
+                    (loss, _), saved = count_saved_bytes(
+                        lambda: compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i),
+                        exclude=model.parameters())
+                    saved_bytes[0] = sum(s.nbytes for s in saved)
+                else:
+                    loss, _ = compute_loss(model, feats, feat_lens, tokens, batch_count=batch_count + i)
+            sync()
+            t1 = time.perf_counter()
+            # gradients of the previous step freed before this backward (the live peak counts
+            # this step's gradients, as a training loop that zeroes after its step has them)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            sync()
+            t2 = time.perf_counter()
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         sync()
         t3 = time.perf_counter()
         return {"forward": phase["forward"], "loss": t1 - t0 - phase["forward"],
@@ -175,6 +187,7 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                             duration_s=float(duration_s), steps=steps, warmup=warmup, median_s=med,
                             p25_s=p25, p75_s=p75, peak_mem_mb=max(peak_mb, 0.0),
                             saved_mb=saved_bytes[0] / 2**20, mem_method=method, times_s=times,
+                            live_peak_mb=live.peak / 2**20,
                             compiled=compile, steps_per_s=1.0 / med if med > 0 else 0.0,
                             phases={k: statistics.median(s[k] for s in shares) for k in PHASES},
                             compile_s=(max(first - med, 0.0) if compile and warmup else None))

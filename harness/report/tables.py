@@ -255,9 +255,10 @@ def train_bench_table(rows: list[Mapping[str, Any]]) -> Table:
     t = Table(title="Training step time and peak memory (forward + backward + optimizer step)",
               columns=["variant", "device", "precision", "objective", "threads", "batch",
                        "duration (s)", "steps", "median step (s)", "p25 (s)", "p75 (s)",
-                       "peak memory (MB)", "saved for backward (MB)", "MB saved per s of audio",
-                       "memory measured as"],
+                       "peak memory (MB)", "live tensor peak (MB)", "saved for backward (MB)",
+                       "MB saved per s of audio", "memory measured as"],
               digits={"median step (s)": 3, "p25 (s)": 3, "p75 (s)": 3, "peak memory (MB)": 1,
+                      "live tensor peak (MB)": 1,
                       "saved for backward (MB)": 1, "MB saved per s of audio": 2, "duration (s)": 1})
     key = lambda r: (r["device"], r["precision"], int(r["batch"]), float(r["duration_s"]), r["variant"])
     for r in sorted(rows, key=key):
@@ -265,11 +266,13 @@ def train_bench_table(rows: list[Mapping[str, Any]]) -> Table:
         saved = r.get("saved_mb")
         t.add([r["variant"], r["device"], r["precision"], r.get("objective"), r.get("threads"),
                r["batch"], r["duration_s"], r.get("steps"), r.get("median_s"), r.get("p25_s"),
-               r.get("p75_s"), r.get("peak_mem_mb"), saved,
+               r.get("p75_s"), r.get("peak_mem_mb"), r.get("live_peak_mb"), saved,
                saved / audio if saved is not None and audio else None, r.get("mem_method") or "—"])
     t.notes = ["Measured by `harness bench --train`: the variant's objective and optimizer, schedules "
                "past warm-up, random features and transcripts; saved MB is what one forward keeps for "
-               "the backward pass (parameters excluded)."]
+               "the backward pass (parameters excluded); live tensor peak is the peak of live tensor bytes over "
+               "one forward + backward (harness.profile.live_bytes; weights and input excluded, gradients "
+               "included), the device-free proxy of peak memory."]
     return t
 
 

@@ -126,7 +126,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "device_type": "TEXT", "objective": "TEXT", "threads": "INTEGER", "batch": "INTEGER NOT NULL",
         "duration_s": "REAL NOT NULL", "steps": "INTEGER", "median_s": "REAL", "p25_s": "REAL",
         "p75_s": "REAL", "peak_mem_mb": "REAL", "saved_mb": "REAL", "mem_method": "TEXT",
-        "created_at": "REAL", "steps_per_s": "REAL", "phases": "TEXT",
+        "created_at": "REAL", "steps_per_s": "REAL", "phases": "TEXT", "live_peak_mb": "REAL",
     },
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {

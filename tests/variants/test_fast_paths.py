@@ -145,3 +145,14 @@ def test_training_step_matches_reference(variant):
     assert rel(fused[0], ref[0]) < 1e-5
     worst = max(rel(a, b) for a, b in zip(fused[1:], ref[1:]))
     assert worst < 1e-3
+
+
+def test_cpu_layout_paths_are_cpu_only_and_off_in_device_independent_blocks():
+    x = torch.zeros(1)
+    assert fast_paths.cpu_layout(x)
+    with fast_paths.device_independent():
+        assert not fast_paths.cpu_layout(x) and fast_paths.enabled()
+    with fast_paths.reference_paths():
+        assert not fast_paths.cpu_layout(x)
+    assert fast_paths.cpu_layout(x)
+    assert not fast_paths.cpu_layout(torch.zeros(1, device="meta"))

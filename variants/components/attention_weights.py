@@ -89,6 +89,11 @@ def gather_relative(pos_scores: torch.Tensor) -> torch.Tensor:
     return pos_scores.gather(-1, idx.expand(pos_scores.shape[:-1] + (t,)))
 
 
+def _no_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records nothing for ops on ``tensors`` (in-place is then safe)."""
+    return not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
+
+
 def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
     """(..., T, 2T-1) scores per relative offset -> (..., T, T) with [i, j] = offset j - i."""
     *lead, t, n = pos_scores.shape
@@ -154,7 +159,9 @@ class MultiHeadAttentionWeights(nn.Module):
             pos = self.linear_pos(pos_emb)                    # (1, 2T-1, h*pd)
             pos = pos.reshape(-1, 2 * t - 1, h, pd).permute(2, 0, 3, 1)  # (h, 1, pd, 2T-1)
             p = p.reshape(b, t, h, pd).permute(2, 0, 1, 3)    # (h, B, T, pd)
-            scores = scores + relative_to_absolute(torch.matmul(p, pos))
+            rel = relative_to_absolute(torch.matmul(p, pos))
+            # no gradient: in place (one (h, B, T, T) tensor fewer to allocate, same values)
+            scores = scores.add_(rel) if _no_grad(scores, rel) else scores + rel
         if self.training and random.random() < 0.1:
             # failsafe against implausibly large scores (authors: limit 25, penalty 1e-4)
             scores = _PenalizeAbsValuesGt.apply(scores, 25.0, 1.0e-4)
@@ -163,5 +170,6 @@ class MultiHeadAttentionWeights(nn.Module):
                 raise ValueError(f"key_padding_mask must have shape ({b}, {t}), got "
                                  f"{tuple(key_padding_mask.shape)}")
             # -1000 (not -inf): exp underflows to exactly 0 without NaNs
-            scores = scores.masked_fill(key_padding_mask.unsqueeze(1), -1000.0)
+            fill = scores.masked_fill_ if _no_grad(scores) else scores.masked_fill
+            scores = fill(key_padding_mask.unsqueeze(1), -1000.0)
         return attention_softmax(scores, dim=-1)

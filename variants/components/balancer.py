@@ -108,6 +108,11 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, fl
         return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype)
 
 
+def apply_balancer(x: torch.Tensor, args: tuple) -> torch.Tensor:
+    """Identity on ``x`` whose backward adds the constraint gradient (``args``: :meth:`Balancer.draw`)."""
+    return _BalancerFunction.apply(x, *args)
+
+
 class Balancer(nn.Module):
     """Per-channel activation constraints on sign proportion and magnitude.
 
@@ -133,16 +138,22 @@ class Balancer(nn.Module):
         self.prob = ScheduledFloat((0.0, 0.5), (8000.0, 0.125), default=0.4) if prob is None else prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not x.requires_grad or random.random() >= float(self.prob):
-            return x
-        channel_dim = self.channel_dim % x.ndim
-        if x.shape[channel_dim] != self.num_channels:
+        args = self.draw(x.shape, x.requires_grad)
+        return x if args is None else apply_balancer(x, args)
+
+    def draw(self, shape: torch.Size | tuple[int, ...], requires_grad: bool) -> tuple | None:
+        """Whether a forward on a tensor of ``shape`` acts (the one random draw it makes):
+        None, or the (limits, grad_scale, channel_dim) it applies (see :func:`apply_balancer`)."""
+        if not self.training or not requires_grad or random.random() >= float(self.prob):
+            return None
+        channel_dim = self.channel_dim % len(shape)
+        if shape[channel_dim] != self.num_channels:
             raise ValueError(f"Balancer expected {self.num_channels} channels on dim "
-                             f"{self.channel_dim}, got shape {tuple(x.shape)}")
+                             f"{self.channel_dim}, got shape {tuple(shape)}")
         limits = (proportion_positive_to_mean(float(self.min_positive)),
                   proportion_positive_to_mean(float(self.max_positive)),
                   abs_to_rms(float(self.min_abs)), abs_to_rms(float(self.max_abs)))
-        return _BalancerFunction.apply(x, limits, float(self.grad_scale), channel_dim)
+        return limits, float(self.grad_scale), channel_dim
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, channel_dim={self.channel_dim}"

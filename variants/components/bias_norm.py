@@ -81,7 +81,8 @@ class BiasNorm(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or log_scale.requires_grad
                                         or bias.requires_grad):
             return _BiasNormFunction.apply(x, bias, log_scale, self.channel_dim)
-        return x / _rms(x, bias, self.channel_dim) * log_scale.exp()
+        # no gradient: the same ops, in place where the tensor is ours
+        return (x / _rms(x, bias, self.channel_dim)).mul_(log_scale.exp())
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, channel_dim={self.channel_dim}"

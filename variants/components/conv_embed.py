@@ -52,12 +52,11 @@ class _ScaleGrad(torch.autograd.Function):
 def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
     """``x`` with the frames at and after each utterance's length (along ``time_dim``) set to 0.
 
-    Unchanged (the same tensor) when no utterance is padded (always masked while an
-    exporter traces, which cannot branch on the lengths' values).
+    Always a masked copy, also for an unpadded batch: whether any utterance is
+    padded is a question about the lengths' values, which would cost a host
+    synchronisation on a GPU (issue 22) and which ``torch.export`` cannot trace.
     """
     t = x.shape[time_dim]
-    if not is_tracing() and int(lengths.min()) >= t:
-        return x
     pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[time_dim] = t
@@ -65,6 +64,21 @@ def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) ->
         # keeps the channels-last layout (out-of-place masked_fill returns it contiguous)
         return x.clone().masked_fill_(pad.view(shape), 0.0)
     return x.masked_fill(pad.view(shape), 0.0)
+
+
+def check_on_device(ok: torch.Tensor, message: str, lengths: torch.Tensor) -> None:
+    """Assert the 0-dim bool ``ok`` without reading it back to the host (``torch._assert_async``).
+
+    On a GPU a failure is a device-side assert; on CPU (where it is raised at
+    once) it is a ValueError naming the lengths.
+    """
+    if ok.device.type != "cpu":
+        torch._assert_async(ok, message)
+        return
+    try:
+        torch._assert_async(ok, message)
+    except RuntimeError:
+        raise ValueError(f"{message}; got {lengths.tolist()}") from None
 
 
 def conv_embed_lengths(lengths: torch.Tensor, time_stride: int = 2) -> torch.Tensor:
@@ -120,17 +134,20 @@ class ConvEmbed(nn.Module):
             raise ValueError(f"Conv-Embed needs at least {self.min_frames} input frames, got {x.shape[1]}")
         out_lens = conv_embed_lengths(lengths, self.time_stride)
         b = x.shape[0]
-        # the check reads the lengths' values, which torch.export (ONNX) cannot trace through
-        if not is_tracing() and (
-                lengths.shape != (b,) or int(lengths.max()) > x.shape[1] or int(out_lens.min()) < 1):
-            raise ValueError(f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
-                             f"length {x.shape[1]} and at least {self.min_frames}; got {lengths.tolist()}")
+        message = (f"Conv-Embed: lengths must have shape ({b},), be at most the padded "
+                   f"length {x.shape[1]} and at least {self.min_frames}")
+        if lengths.shape != (b,):
+            raise ValueError(f"{message}; got shape {tuple(lengths.shape)}")
+        # the values are checked where they are, without a host synchronisation
+        # (issue 22); an exporter (ONNX) cannot trace the check
+        if not is_tracing():
+            check_on_device((lengths.max() <= x.shape[1]) & (out_lens.min() >= 1), message, lengths)
         x = zero_padded_frames(x, lengths, time_dim=1)
         y = x.unsqueeze(1)                                   # (B, 1, T, F)
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
             y = self.conv[0](y)
-            if fast_paths.enabled() and y.device.type == "cpu":
+            if fast_paths.cpu_layout(y):
                 # channels-last from here on: the next convolutions and ConvNeXt run faster
                 y = y.contiguous(memory_format=torch.channels_last)
             y = _ScaleGrad.apply(y, 0.2)

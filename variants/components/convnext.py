@@ -9,10 +9,92 @@ from torch import nn
 
 from .. import fast_paths
 from .activation import create_activation
-from .balancer import make_balancer
+from .balancer import Balancer, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
+
+
+def _keep(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _chunks(n: int, parts: int = 4) -> list[slice]:
+    size = max(1, -(-n // parts))
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class _LeanHidden(torch.autograd.Function):
+    """``pointwise_conv2(activation(balancer(pointwise_conv1(depthwise_conv(x)))))`` keeping only ``x``.
+
+    The 3x-wide hidden layer is the largest thing Conv-Embed would keep for the
+    backward pass (its activation's output, and its derivative as a byte), and
+    the depth-wise convolution's output another tensor of ``x``'s size. Here
+    the backward pass recomputes them in a few slices of the batch (a quarter
+    each), so it never holds the whole hidden layer; with the hidden Balancer
+    acting this step (``balance``: its :meth:`Balancer.draw`), the
+    pre-activation is recomputed whole, as the Balancer's gradient needs
+    statistics over all of it. The forward values are those of the modules
+    applied in turn.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w0, b0, w1, b1, w2, b2, module, balance):  # type: ignore[override]
+        dev = x.device.type
+        ctx.autocast = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        ctx.module, ctx.balance = module, balance
+        ctx.save_for_backward(x, w0, b0, w1, b1, w2, b2)
+        h = module.pointwise_conv1(module.depthwise_conv(x))
+        # the activation's training path (its exact values); what its throwaway graph
+        # keeps is freed at once, so outer saved-tensor hooks (counters) do not see it
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
+            a = module.activation(h.detach().requires_grad_(True)).detach()
+        del h
+        return module.pointwise_conv2(a)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, *weights = ctx.saved_tensors
+        m, balance = ctx.module, ctx.balance
+        leaves = [t.detach().requires_grad_(True) for t in weights]
+        w0, b0, w1, b1, w2, b2 = leaves
+
+        def pre(t):     # depth-wise, then the first point-wise convolution
+            return m.pointwise_conv1._conv_forward(m.depthwise_conv._conv_forward(t, w0, b0), w1, b1)
+
+        def post(t):    # the activation, then the second point-wise convolution
+            return m.pointwise_conv2._conv_forward(m.activation(t), w2, b2)
+
+        need_x = ctx.needs_input_grad[0]
+        grad_x = torch.empty_like(x) if need_x else None
+        enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=enabled):
+            if balance is None:
+                for s in _chunks(x.shape[0]):
+                    xi = x[s].detach().requires_grad_(need_x)
+                    post(pre(xi)).backward(grad[s])
+                    if need_x:
+                        grad_x[s] = xi.grad
+            else:
+                with torch.no_grad():
+                    h = pre(x)
+                grad_h = torch.empty_like(h)
+                for s in _chunks(x.shape[0]):
+                    hi = h[s].detach().requires_grad_(True)
+                    post(hi).backward(grad[s])
+                    grad_h[s] = hi.grad
+                hh = h.detach().requires_grad_(True)
+                del h
+                apply_balancer(hh, balance).backward(grad_h)
+                grad_h = hh.grad
+                del hh
+                for s in _chunks(x.shape[0]):
+                    xi = x[s].detach().requires_grad_(need_x)
+                    pre(xi).backward(grad_h[s])
+                    if need_x:
+                        grad_x[s] = xi.grad
+        grads = [None if t.grad is None else t.grad.to(o.dtype) for t, o in zip(leaves, weights)]
+        return (grad_x, *grads, None, None)
 
 
 class ConvNeXt(nn.Module):
@@ -39,16 +121,25 @@ class ConvNeXt(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast_paths.enabled() and x.device.type == "cpu" and not torch.compiler.is_exporting():
+        c0, c1, c2 = self.depthwise_conv, self.pointwise_conv1, self.pointwise_conv2
+        if fast_paths.cpu_layout(x):
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
             # and the point-wise ones become plain matrix products (see _pointwise)
-            y = self.depthwise_conv(x.contiguous(memory_format=torch.channels_last))
-            y = self.activation(self.hidden_balancer(_pointwise(y, self.pointwise_conv1)))
-            y = _pointwise(y, self.pointwise_conv2)
+            y = c0(x.contiguous(memory_format=torch.channels_last))
+            y = self.activation(self.hidden_balancer(_pointwise(y, c1)))
+            y = _pointwise(y, c2)
+        elif (self.training and torch.is_grad_enabled() and None not in (c0.bias, c1.bias, c2.bias)
+                and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
+            # keeps nothing but x for backward: the hidden layer is recomputed (memory over
+            # time: the path a GPU takes; on CPU the layout path above is faster)
+            shape = (x.shape[0], c1.out_channels, *x.shape[2:])
+            balance = (self.hidden_balancer.draw(shape, True)
+                       if isinstance(self.hidden_balancer, Balancer) else None)
+            y = _LeanHidden.apply(x, c0.weight, c0.bias, c1.weight, c1.bias, c2.weight, c2.bias,
+                                  self, balance)
         else:
-            y = self.depthwise_conv(x)
-            y = self.activation(self.hidden_balancer(self.pointwise_conv1(y)))
-            y = self.pointwise_conv2(y)
+            y = self.activation(self.hidden_balancer(c1(c0(x))))
+            y = c2(y)
         if self.training:
             rate = float(self.layerdrop_rate)
             if rate != 0.0:

@@ -11,6 +11,7 @@ from .activation import create_activation
 from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import whitening_limit_schedule
 from .balancer import make_balancer
+from .lean_autograd import gate
 from .scaled_linear import scaled_linear
 from .scheduled_float import ScheduledFloat
 from .whitener import make_whitener
@@ -46,7 +47,7 @@ class ConvolutionModule(nn.Module):
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         x, s = self.in_proj(x).chunk(2, dim=-1)
-        x = x * torch.sigmoid(self.balancer1(s))
+        x = gate(x, self.balancer1(s), "sigmoid")   # keeps no sigmoid output for backward
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         x = self.balancer2(self.depthwise_conv(x.transpose(1, 2)))  # (B, D, T)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .lean_autograd import weighted_group_sum
+
 
 def downsampled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
     """ceil(lengths / factor): the number of output frames that hold valid input."""
@@ -40,11 +42,11 @@ class Downsample(nn.Module):
                 raise ValueError(f"Downsample lengths must have shape ({b},), got {tuple(lengths.shape)}")
             last = (lengths.to(x.device).clamp(min=1, max=t) - 1).unsqueeze(1)
             idx = torch.minimum(src.unsqueeze(0), last)
-        if not (lengths is None and t_out * k == t):
-            x = torch.gather(x, 1, idx.unsqueeze(-1).expand(b, t_out * k, c))
-        x = x.reshape(b, t_out, k, c)
         weights = self.bias.softmax(dim=0).unsqueeze(-1)  # (k, 1)
-        y = (x * weights).sum(dim=2)
+        if lengths is None and t_out * k == t:
+            y = (x.reshape(b, t_out, k, c) * weights).sum(dim=2)
+        else:   # keeps x, not also its gathered copy, for backward
+            y = weighted_group_sum(x, idx.unsqueeze(-1).expand(b, t_out * k, c), weights, k)
         return y, None if lengths is None else downsampled_lengths(lengths, k)
 
     def extra_repr(self) -> str:

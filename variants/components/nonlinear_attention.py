@@ -12,6 +12,7 @@ from torch import nn
 
 from .attention_weights import whitening_limit_schedule
 from .balancer import make_balancer
+from .lean_autograd import gate
 from .scaled_linear import scaled_linear
 from .scheduled_float import ScheduledFloat
 from .whitener import make_whitener
@@ -44,8 +45,8 @@ class NonlinearAttention(nn.Module):
         if attn_weights.ndim != 4 or attn_weights.shape[1:] != (b, t, t):
             raise ValueError(f"NonlinearAttention expected weights of shape (heads, {b}, {t}, {t}), "
                              f"got {tuple(attn_weights.shape)}")
-        gate, value, out_gate = self.in_proj(x).chunk(3, dim=-1)   # B, C, A of the paper
-        value = self.whiten1(value) * torch.tanh(self.balancer(gate))
+        gate_in, value, out_gate = self.in_proj(x).chunk(3, dim=-1)   # B, C, A of the paper
+        value = gate(self.whiten1(value), self.balancer(gate_in), "tanh")  # keeps no tanh output
         value = torch.matmul(attn_weights[0:1], value.unsqueeze(0))  # (1, B, T, hidden)
         y = value.squeeze(0) * out_gate
         return self.whiten2(self.out_proj(y))

@@ -32,7 +32,16 @@ _STEP = (DERIV_MAX - DERIV_MIN) / 255.0
 # log(1 + exp(z)) is softplus(z): one fused kernel, no zeros tensor to allocate
 # (softplus switches to the identity above z = 20, where the two agree to 2e-9).
 def _swoosh(x: torch.Tensor, offset: float, constant: float) -> torch.Tensor:
-    return F.softplus(x - offset) - 0.08 * x - constant
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.softplus(x - offset) - 0.08 * x - constant
+    # no gradient (eval, or inside an autograd Function): the same ops, two tensors
+    # allocated instead of five
+    z = x - offset
+    y = F.softplus(z)
+    if torch.jit.is_tracing():                # the ONNX exporter has no out= variant of mul
+        return y.sub_(x * 0.08).sub_(constant)
+    torch.mul(x, 0.08, out=z)
+    return y.sub_(z).sub_(constant)
 
 
 def _swoosh_and_sigmoid(x: torch.Tensor, offset: float, constant: float

@@ -42,7 +42,9 @@ class ZipformerStack(nn.Module):
                 feature_mask: torch.Tensor | float = 1.0) -> torch.Tensor:
         mask = padding_mask(lengths, x.shape[1])
         pos_emb = self.encoder_pos(x).to(x.dtype)
-        x = x * feature_mask
+        unmasked = isinstance(feature_mask, float) and feature_mask == 1.0   # eval: x * 1.0 is x
+        x = x if unmasked else x * feature_mask
         for block in self.layers:
-            x = block(x, pos_emb, mask) * feature_mask
+            x = block(x, pos_emb, mask)
+            x = x if unmasked else x * feature_mask
         return x

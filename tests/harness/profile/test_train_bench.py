@@ -19,6 +19,8 @@ def test_training_steps_in_process(precision):
     assert set(r.phases) == {"forward", "loss", "backward", "optimizer"}
     assert all(v > 0 for v in r.phases.values()) and 0.9 < sum(r.phases.values()) <= 1.0 + 1e-6
     assert r.steps_per_s == pytest.approx(1.0 / r.median_s) and not r.compiled and r.compile_s is None
+    # the live-tensor peak includes what the forward keeps and the gradients
+    assert r.live_peak_mb > r.saved_mb
 
 
 def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
@@ -37,6 +39,7 @@ def test_cli_train_stores_the_row_and_the_report_shows_it(tmp_path, capsys):
     assert row["median_s"] > 0 and row["saved_mb"] > 0 and row["objective"] == "ctc"
     assert row["steps_per_s"] > 0 and "backward" in row["phases"]
     assert "eager" in out and "steps/s" in out
+    assert row["live_peak_mb"] > 0 and "live MB" in out
     index, _ = build_report(store, tmp_path / "report")
     md = (tmp_path / "report" / "train-bench.md").read_text()
     assert TINY in md and "Training step time" in md

@@ -1,0 +1,121 @@
+"""Autograd functions that keep less for backward than the plain expressions.
+
+Each computes its forward with the same operations, in the same order, as the
+expression it replaces (so the outputs are bit-identical) and keeps only
+tensors that other nodes keep anyway, recomputing a cheap elementwise
+intermediate in the backward pass instead of keeping it:
+
+- :func:`gate`: ``x * sigmoid(s)`` or ``x * tanh(s)`` keeps ``x`` and ``s``
+  (usually two halves of one projection's output, kept by the projection's
+  other uses) instead of also the sigmoid's / tanh's output;
+- :func:`bypass_combine`: ``x + (y - x) * c`` keeps ``x``, ``y`` and ``c``
+  instead of the difference ``y - x`` (``x`` and, in mid-block, ``y`` are kept
+  by the next modules' input projections);
+- :func:`weighted_group_sum`: the gather-then-weighted-sum of Downsample keeps
+  the un-gathered input instead of also its gathered copy.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the axes that ``like`` broadcast along, in ``like``'s dtype."""
+    if t.shape != like.shape:
+        t = t.sum_to_size(like.shape)
+    return t.to(like.dtype)
+
+
+class _Gate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, s, use_tanh):  # type: ignore[override]
+        ctx.save_for_backward(x, s)
+        ctx.use_tanh = use_tanh
+        return x * (torch.tanh(s) if use_tanh else torch.sigmoid(s))
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, s = ctx.saved_tensors
+        a = torch.tanh(s) if ctx.use_tanh else torch.sigmoid(s)
+        gx = gs = None
+        if ctx.needs_input_grad[0]:
+            gx = _sum_to(grad * a, x)
+        if ctx.needs_input_grad[1]:
+            da = (1.0 - a * a) if ctx.use_tanh else a * (1.0 - a)
+            gs = _sum_to(grad * x * da, s)
+        return gx, gs, None
+
+
+def gate(x: torch.Tensor, s: torch.Tensor, fn: str = "sigmoid") -> torch.Tensor:
+    """``x * sigmoid(s)`` (``fn="sigmoid"``) or ``x * tanh(s)`` (``fn="tanh"``)."""
+    if fn not in ("sigmoid", "tanh"):
+        raise ValueError(f"gate fn must be 'sigmoid' or 'tanh', got {fn!r}")
+    if torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
+        return _Gate.apply(x, s, fn == "tanh")
+    return x * (torch.tanh(s) if fn == "tanh" else torch.sigmoid(s))
+
+
+class _BypassCombine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, c):  # type: ignore[override]
+        ctx.save_for_backward(x, y, c)
+        return x + (y - x) * c
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, y, c = ctx.saved_tensors
+        gx = gy = gc = None
+        need_x, need_y, need_c = ctx.needs_input_grad
+        gyc = grad * c if (need_x or need_y) else None
+        if need_x:
+            gx = _sum_to(grad - gyc, x)
+        if need_y:
+            gy = _sum_to(gyc, y)
+        if need_c:
+            gc = _sum_to(grad * (y - x), c)
+        return gx, gy, gc
+
+
+def bypass_combine(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``x + (y - x) * c``."""
+    if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or c.requires_grad):
+        return _BypassCombine.apply(x, y, c)
+    d = y - x
+    if d.dtype != torch.result_type(d, c) or d.shape != torch.broadcast_shapes(d.shape, c.shape):
+        return x + d * c
+    return d.mul_(c).add_(x)      # no gradient: in place, the same values (x + d == d + x)
+
+
+class _WeightedGroupSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, index, weights, k):  # type: ignore[override]
+        ctx.save_for_backward(x, index, weights)
+        ctx.k = k
+        return _group_sum(torch.gather(x, 1, index), weights, k)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, index, weights = ctx.saved_tensors
+        b, t_out, c = grad.shape
+        g = grad.unsqueeze(2)                                    # (B, T', 1, C)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gxg = (g * weights).reshape(b, t_out * ctx.k, c)
+            gx = torch.zeros_like(x).scatter_add_(1, index, gxg.to(x.dtype))
+        if ctx.needs_input_grad[2]:
+            xg = torch.gather(x, 1, index).reshape(b, t_out, ctx.k, c)
+            gw = _sum_to(xg * g, weights)
+        return gx, None, gw, None
+
+
+def _group_sum(xg: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+    b, n, c = xg.shape
+    return (xg.reshape(b, n // k, k, c) * weights).sum(dim=2)
+
+
+def weighted_group_sum(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+    """``(gather(x, 1, index).reshape(B, T', k, C) * weights).sum(2)``; ``weights`` is (k, 1)."""
+    if torch.is_grad_enabled() and (x.requires_grad or weights.requires_grad):
+        return _WeightedGroupSum.apply(x, index, weights, k)
+    return _group_sum(torch.gather(x, 1, index), weights, k)
+
