@@ -163,13 +163,13 @@ def _value_text(v: Any) -> str:
 
 
 def config_switches(config: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
-    """The settings in which ``config`` differs from ``base``, as ``key=value`` (the variant
-    first, then the optimizer's name, then the rest by key). Keys that ``config`` lacks (a
+    """The settings in which ``config`` differs from ``base``, as ``key=value`` (the variant,
+    objective and optimizer's name first, then model overrides, then the rest by key). Keys that ``config`` lacks (a
     section the row replaced) are not listed: the values it sets are."""
     a, b = flat_config(base), flat_config(config)
     out = [k for k in sorted(b) if k not in _NOT_SWITCHES and a.get(k, object()) != b[k]]
     order = {"variant": 0, "objective": 1, "optimizer.name": 2}
-    out.sort(key=lambda k: (order.get(k, 3), k))
+    out.sort(key=lambda k: (order.get(k, 3 if k.startswith("overrides.") else 4), k))
     return [f"{k}={_value_text(b[k])}" for k in out]
 
 
