@@ -110,7 +110,8 @@ def base_row(grid: Any) -> str:
     return "base" if grid.spec.include_base else baseline_label(grid)
 
 
-def paper_claims(grids: list[tuple[Any, list[Any]]], stored: set[str]) -> dict[str, list[tuple[str, Any, Any, Any]]]:
+def paper_claims(grids: list[tuple[Any, list[Any]]], stored: set[str]
+                 ) -> dict[str, list[tuple[str, Any, Any, Any]]]:
     """Section -> (grid name, row, baseline row, PaperClaim) for each grid row with cells in
     the store (``stored``: their ids) that repeats a comparison of the paper's."""
     from harness.report.verdicts import grid_claims

@@ -151,11 +151,13 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
             rows_by_cell.setdefault(r["cell_id"], []).append(r)
     methods = sorted({r["method"] for rs in rows_by_cell.values() for r in rs})
     t = Table(title="Measured runs: WER/CER (%) per test set and decoding method",
-              columns=["grid/cell", "switches vs base", "variant", "objective", "optimizer", "corpus", "status",
+              columns=["grid/cell", "switches vs base", "variant", "objective", "optimizer", "corpus",
+                       "status",
                        "params (M)", "epoch", "decode", "test set", "unit"] + methods,
               digits={"params (M)": 2, "epoch": 0})
     for c in sorted(cells, key=lambda c: (c.grid or "", c.name)):
-        head = [f"{c.grid}/{c.name}" if c.grid else c.name, ", ".join(c.switches) or "—", c.variant, c.objective, c.optimizer,
+        head = [f"{c.grid}/{c.name}" if c.grid else c.name, ", ".join(c.switches) or "—", c.variant,
+                c.objective, c.optimizer,
                 c.corpus or "—", c.status, _params_m(c.params)]
         rs = rows_by_cell.get(c.cell_id, [])
         if not rs:
