@@ -236,8 +236,8 @@ def build_report(stores: Path | Sequence[Path], out: Path,
     activations = not cells or full_tables > 0 or any(
         "activation" in s.lower() or "swoosh" in s.lower() or "swish" in s.lower()
         for c in cells for s in c.switches)
-    page.add_text("## Optimizer and activations (Figures A.2, A.3)" if figures.compares_optimizers(cells)
-                  else "## Convergence" + (" and activations (Figure A.3)" if activations else ""))
+    page.add_text(("## Optimizers (Figure A.2)" if figures.compares_optimizers(cells) else "## Convergence")
+                  + (" and activations (Figure A.3)" if activations else ""))
     page.add_figure(*figures.figure_a2(cells, snap.tables["wers"], snap.tables["epochs"], out))
     if activations:
         page.add_figure(*figures.figure_a3(out))

@@ -272,13 +272,20 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14))   # below: many rows
     shown = [c for c in cells if c.cell_id in epochs_by_cell or c.step]
     if shown:
-        for c in shown:
-            what, curve = cell_schedule(c, epochs_by_cell.get(c.cell_id, []))
+        schedules = [(c, *cell_schedule(c, epochs_by_cell.get(c.cell_id, []))) for c in shown]
+        rows_of: dict[str, list[str]] = {}   # one legend entry per schedule, naming its rows
+        for c, what, _ in schedules:
+            rows_of.setdefault(what, [])
+            if c.row not in rows_of[what]:
+                rows_of[what].append(c.row)
+        for c, what, curve in schedules:
+            first = what in rows_of
             ax_lr.plot([s for s, _ in curve], [v for _, v in curve], color=colors[c.cell_id],
-                       ls=style.get(c.optimizer, "-"), label=f"{label(c)}: {what}")
+                       ls=style.get(c.optimizer, "-"),
+                       label=f"{what}: {', '.join(rows_of.pop(what))}" if first else "_nolegend_")
         right_what = ("each cell's own schedule (its optimizer section, base lr and options; Eden's "
                       "epoch from the cell's steps per epoch) up to the step it trained to")
     else:
@@ -296,7 +303,7 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     ax_lr.set_xlabel("optimizer step")
     ax_lr.set_ylabel("learning rate (log scale)")
     ax_lr.grid(alpha=0.3, which="both")
-    ax_lr.legend(fontsize=7)
+    ax_lr.legend(fontsize=7, loc="best")
     if paper_fig:
         title = "Figure A.2: ScaledAdam vs Adam"
         stem = "figureA2-optimizers"
@@ -305,9 +312,9 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
         stem = "convergence"
     fig.suptitle(f"{title} — convergence (left) and learning-rate schedules (right)", fontsize=10)
     dashed = " (dashed: Adam)" if several_opts or paper_fig else ""
-    caption = (f"{title}: left, {left_what} per epoch of our runs, one colour per cell{dashed}; legends "
-               f"name each cell with its switches from its grid's base row; right, {right_what}, "
-               "from variants.optim.schedule_curve.")
+    caption = (f"{title}: left, {left_what} per epoch of our runs, one colour per cell{dashed}, each "
+               f"named with its switches from its grid's base row; right, {right_what}, from "
+               "variants.optim.schedule_curve, one legend entry per schedule naming the rows that use it.")
     return save(fig, out_dir, stem), caption
 
 
