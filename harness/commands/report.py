@@ -1,7 +1,8 @@
-"""`harness report [GRID ...] [--store PATH ...] [--out runs/report]`: regenerate the paper's
-tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) from whatever runs the
-results stores hold, the paper's values beside ours, and an index page
-``index.md`` linking them all. Grids select their stores and their cells; with
+"""`harness report [GRID ...] [--store PATH ...] [--out runs/report]`: the tables (Markdown,
+LaTeX, CSV) and figures (PNG, PDF) whose rows the results stores hold, the paper's values
+beside ours where the runs reproduce a paper table or repeat one of its comparisons, and an
+index page ``index.md`` linking them all. Rows are named with the switches in which they
+differ from their grid's base row. Grids select their stores and their cells; with
 neither grids nor stores, every store the ``experiments/`` grids name is read.
 An empty or absent store gives a report of the paper's values and our profile,
 saying what is missing."""
@@ -68,38 +69,76 @@ def experiment_grids(names: set[str], root: Path = Path("experiments")) -> list[
     return out
 
 
-def verdict_section(page: Any, snap: StoreSnapshot, grids: list[tuple[Any, list[Any]]], out: Path) -> None:
-    """Per grid: the table of `harness compare` and a forest plot per test set."""
+def row_labels(cells: list[Any], grid_name: str) -> dict[str, str]:
+    """Row name -> the row with its switches from the grid's base (from the report's cells)."""
+    return {c.row: c.label(with_grid=False) for c in cells if c.grid == grid_name}
+
+
+def verdict_section(page: Any, snap: StoreSnapshot, grids: list[tuple[Any, list[Any]]], out: Path,
+                    cells: list[Any] = ()) -> dict[str, list[Any]]:
+    """Per grid: the table of `harness compare` and a forest plot per test set; returns each
+    grid's verdicts (grid name -> verdicts)."""
     from harness.report import figures
     from harness.report.verdicts import NoResults, grid_verdicts, verdicts_table
 
     page.add_text("## Verdicts (confidence intervals)")
-    shown = 0
-    for grid, cells in grids:
+    found: dict[str, list[Any]] = {}
+    for grid, gcells in grids:
         try:
-            verdicts = grid_verdicts(grid, cells, snap)
+            verdicts = grid_verdicts(grid, gcells, snap)
         except NoResults:
             page.missing.append(f"Grid {grid.name}: no decoded cell, so no verdicts (run `harness run "
                                 f"{grid.path}`).")
             continue
-        t = verdicts_table(grid.name, verdicts)
+        found[grid.name] = verdicts
+        labels = row_labels(list(cells), grid.name)
+        t = verdicts_table(grid.name, verdicts, labels)
         page.add_table(t, t.write(out, f"verdicts-{grid.name}"),
                        intro=f"`harness compare {grid.path}` prints the same lines (`--json` for one "
-                             "object per line).")
-        for paths, caption in figures.forest_plots(grid.name, verdicts, out):
+                             "object per line); rows are named with their switches from the grid's base.")
+        for paths, caption in figures.forest_plots(grid.name, verdicts, out, labels):
             page.add_figure(paths, caption)
-        shown += 1
-    if not shown:
+    if not found:
         page.add_text("No grid with decoded cells: no verdicts (`harness report GRID` names the grids).")
+    return found
+
+
+def base_row(grid: Any) -> str:
+    """The row switches are shown against: the grid's base row, else its baseline row."""
+    from harness.report.verdicts import baseline_label
+
+    return "base" if grid.spec.include_base else baseline_label(grid)
+
+
+def paper_claims(grids: list[tuple[Any, list[Any]]], stored: set[str]
+                 ) -> dict[str, list[tuple[str, Any, Any, Any]]]:
+    """Section -> (grid name, row, baseline row, PaperClaim) for each grid row with cells in
+    the store (``stored``: their ids) that repeats a comparison of the paper's."""
+    from harness.report.verdicts import grid_claims
+
+    out: dict[str, list[tuple[str, Any, Any, Any]]] = {}
+    for grid, gcells in grids:
+        mine = [c for c in gcells if c.cell_id in stored]
+        try:
+            claims = grid_claims(grid, mine) if mine else []
+        except ValueError:   # a grid whose baseline row is not in the store
+            claims = []
+        for row, base, claim in claims:
+            out.setdefault(claim.section, []).append((grid.name, row, base, claim))
+    return out
 
 
 def build_report(stores: Path | Sequence[Path], out: Path,
                  cell_ids: Optional[set[str]] = None,
                  grids: Optional[list[tuple[Any, list[Any]]]] = None) -> tuple[Path, list[str]]:
-    """Write every table and figure from ``stores`` (only ``cell_ids``' cells if given); return
-    the index path and what is missing. ``grids`` (grid, cells): their rows' verdicts (default:
-    the ``experiments/`` grids the store's cells belong to)."""
+    """Write the tables and figures whose rows the stores hold (only ``cell_ids``' cells if
+    given); return the index path and what is missing. ``grids`` (grid, cells): their rows'
+    verdicts and the paper comparisons they repeat (default: the ``experiments/`` grids the
+    store's cells belong to). A paper table is written in full when a cell is one of its own
+    models on its test sets, as the rows a grid repeats when a grid row repeats one of its
+    comparisons, and not at all otherwise; with no cells at all, the paper's values alone."""
     from harness.report import figures, tables
+    from harness.report.data import assign_switches
     from harness.report.index import ReportPage
 
     paths = [Path(stores)] if isinstance(stores, (str, Path)) else [Path(p) for p in stores]
@@ -133,29 +172,51 @@ def build_report(stores: Path | Sequence[Path], out: Path,
 
     if grids is None:
         grids = experiment_grids({c.grid for c in cells if c.grid}) if cells else []
-    if grids:
-        verdict_section(page, snap, grids, out)
+    bases = {}
+    for grid, _ in grids:
+        try:
+            bases[grid.name] = base_row(grid)
+        except ValueError:
+            pass
+    assign_switches(cells, bases)
+    verdicts = verdict_section(page, snap, grids, out, cells) if grids else {}
 
     page.add_text("## Tables")
     if cells:
         runs = tables.runs_table(cells, snap.tables["wers"], snap.tables.get("utterances", []))
         page.add_table(runs, runs.write(out, "runs"))
-    for stem, table in (("table2-librispeech", tables.librispeech_table(cells, profile)),
-                        ("table5-ablations", tables.ablation_table(cells, profile)),
-                        ("table6-activation-constraints", tables.constraints_table(cells, profile))):
-        page.add_table(table, table.write(out, stem))
-    for stem, section, corpora, fn, label in (
-            ("table3-aishell", "aishell", ("aishell",), tables.aishell_table, "Aishell-1 (Table 3)"),
-            ("table4-wenetspeech", "wenetspeech", ("wenetspeech",), tables.wenetspeech_table,
-             "WenetSpeech (Table 4)")):
-        if tables.has_runs(cells, section, corpora):
+    claims = paper_claims(grids, {c.cell_id for c in cells})
+    switches = {(c.grid, c.row): c.switches for c in cells}
+    skipped: list[str] = []
+    full_tables = 0
+    for section, corpora, fn in (("librispeech", tables.LIBRISPEECH_CORPORA, tables.librispeech_table),
+                                 ("ablations", tables.LIBRISPEECH_CORPORA, tables.ablation_table),
+                                 ("activation_constraints", tables.LIBRISPEECH_CORPORA,
+                                  tables.constraints_table),
+                                 ("aishell", ("aishell",), tables.aishell_table),
+                                 ("wenetspeech", ("wenetspeech",), tables.wenetspeech_table)):
+        stem, label = tables.SECTION_TABLES.get(section) or {
+            "aishell": ("table3-aishell", "Table 3 (Aishell-1)"),
+            "wenetspeech": ("table4-wenetspeech", "Table 4 (WenetSpeech)")}[section]
+        full = tables.has_runs(cells, section, corpora) or (not cells and section in tables.SECTION_TABLES)
+        if full:
             t = fn(cells, profile)
             page.add_table(t, t.write(out, stem))
-        else:
-            page.missing.append(f"No {label} runs: that table is not generated.")
+            full_tables += 1
+        if claims.get(section):
+            entries = [(g, row, base, claim, switches.get((g, row.name), []),
+                        [v for v in verdicts.get(g, []) if v.row == row.name])
+                       for g, row, base, claim in claims[section]]
+            t = tables.paper_comparison_table(section, entries)
+            page.add_table(t, t.write(out, stem + ("-repeated" if full else "")))
+        elif not full:
+            skipped.append(label)
+    if skipped:
+        page.add_text("Not generated (no cell of their models on their test sets, no grid row repeating "
+                      "one of their comparisons): " + ", ".join(skipped) + ".")
 
-    page.add_text("## Inference benchmark (Figure 3)")
     if bench:
+        page.add_text("## Inference benchmark (Figure 3)")
         setups = sorted({tables.bench_setup(r) for r in bench})
         page.add_text("Benchmarks in the store were measured on: "
                       + "; ".join(tables.describe_setup(s) for s in setups)
@@ -171,9 +232,15 @@ def build_report(stores: Path | Sequence[Path], out: Path,
         tt = tables.train_bench_table(train_bench)
         page.add_table(tt, tt.write(out, "train-bench"))
 
-    page.add_text("## Optimizer and activations (Figures A.2, A.3)")
+    # the paper's activations when the report reproduces a paper table or a row switches them
+    activations = not cells or full_tables > 0 or any(
+        "activation" in s.lower() or "swoosh" in s.lower() or "swish" in s.lower()
+        for c in cells for s in c.switches)
+    page.add_text(("## Optimizers (Figure A.2)" if figures.compares_optimizers(cells) else "## Convergence")
+                  + (" and activations (Figure A.3)" if activations else ""))
     page.add_figure(*figures.figure_a2(cells, snap.tables["wers"], snap.tables["epochs"], out))
-    page.add_figure(*figures.figure_a3(out))
+    if activations:
+        page.add_figure(*figures.figure_a3(out))
     if (out / "profile.md").exists():
         page.add_text("## Profile\n\nParams per part and encoder GFLOPs of every variant: "
                       "[profile.md](profile.md) · [profile.csv](profile.csv) (written by `harness profile`).")

@@ -7,6 +7,7 @@ decoding method the paper uses for its objective.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +67,23 @@ class CellRun:
     wers: dict[str, tuple[float, str, int]] = field(default_factory=dict)
     #: normalised test set -> 95 % CI of that WER (decodes with per-utterance results only)
     wer_cis: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the settings in which the cell's config differs from its grid's base row
+    #: (``overrides.norm=layer_norm``); set by :func:`assign_switches`
+    switches: list[str] = field(default_factory=list)
+
+    @property
+    def row(self) -> str:
+        """The cell's grid row: its name less its seed part (``layernorm/seed1`` -> ``layernorm``)."""
+        parts = self.name.split("/")
+        if len(parts) > 1 and re.fullmatch(r"seed-?\d+", parts[-1]):
+            parts = parts[:-1]
+        return "/".join(parts)
+
+    def label(self, with_grid: bool = True) -> str:
+        """The row's name with the switches that differ from the base (:func:`switches_text`)."""
+        name = f"{self.grid}/{self.row}" if with_grid and self.grid else self.row
+        sw = switches_text(self.switches)
+        return f"{name} ({sw})" if sw else name
 
     @property
     def corpus(self) -> str | None:
@@ -117,6 +135,67 @@ class CellRun:
         if w is not None:
             return w[0]
         return "no WER" if self.status == "done" else self.status
+
+
+#: config keys that never tell rows apart (seeds are the rows' repetitions)
+_NOT_SWITCHES = {"seed"}
+#: how many switches a label shows before "+N more"
+LABEL_SWITCHES = 3
+
+
+def flat_config(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (``optimizer.name``); lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value_text(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def config_switches(config: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    """The settings in which ``config`` differs from ``base``, as ``key=value`` (the variant,
+    objective and optimizer's name first, then model overrides, then the rest by key). Keys that ``config`` lacks (a
+    section the row replaced) are not listed: the values it sets are."""
+    a, b = flat_config(base), flat_config(config)
+    out = [k for k in sorted(b) if k not in _NOT_SWITCHES and a.get(k, object()) != b[k]]
+    order = {"variant": 0, "objective": 1, "optimizer.name": 2}
+    out.sort(key=lambda k: (order.get(k, 3 if k.startswith("overrides.") else 4), k))
+    return [f"{k}={_value_text(b[k])}" for k in out]
+
+
+def switches_text(switches: list[str], limit: int = LABEL_SWITCHES) -> str:
+    """The first ``limit`` switches, then "+N more"."""
+    if len(switches) <= limit:
+        return ", ".join(switches)
+    return ", ".join(switches[:limit]) + f", +{len(switches) - limit} more"
+
+
+def assign_switches(cells: list["CellRun"], base_rows: Mapping[str, str] | None = None) -> None:
+    """Set each cell's :attr:`CellRun.switches` against its grid's base row: ``base_rows``
+    (grid name -> row name, from the grid file), else the grid's row ``base``, else its first
+    row in the store. A grid of one row has no switches."""
+    by_grid: dict[str, list[CellRun]] = {}
+    for c in cells:
+        by_grid.setdefault(c.grid, []).append(c)
+    for grid, cs in by_grid.items():
+        rows = list(dict.fromkeys(c.row for c in cs))
+        if len(rows) < 2:
+            continue
+        want = (base_rows or {}).get(grid)
+        ref_row = want if want in rows else ("base" if "base" in rows else rows[0])
+        ref = next(c for c in cs if c.row == ref_row)
+        for c in cs:
+            c.switches = [] if c.row == ref_row else config_switches(c.config, ref.config)
 
 
 def configured_keys(config: dict[str, Any]) -> set[str]:

@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .data import METHOD_PREFERENCE, CellRun, configured_keys, norm_set, paper_values, prefer_decode  # noqa: E402,E501
+from .data import (METHOD_PREFERENCE, CellRun, configured_keys, norm_set, paper_values,  # noqa: E402
+                   prefer_decode, switches_text)
 from harness.atomic import atomic_write_bytes  # noqa: E402
 from .tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
 
@@ -199,8 +200,24 @@ def cell_schedule(c: CellRun, epoch_rows: list[Mapping[str, Any]]) -> tuple[str,
     return f"{sched.capitalize()}, base {lr:g}", curve
 
 
+def compares_optimizers(cells: list[CellRun]) -> bool:
+    """Whether the cells hold the paper's Figure A.2 comparison (ScaledAdam and Adam runs), or
+    hold no runs at all (the figure then shows the paper's two schedules)."""
+    return not cells or {"scaled_adam", "adam"} <= {c.optimizer for c in cells}
+
+
+def rows_text(cells: list[CellRun], limit: int = 6) -> str:
+    """The grid rows of ``cells`` (grid/row), in order, the first ``limit`` then "+N more"."""
+    rows = list(dict.fromkeys(f"{c.grid}/{c.row}" if c.grid else c.row for c in cells))
+    return ", ".join(rows[:limit]) + (f", +{len(rows) - limit} more" if len(rows) > limit else "")
+
+
 def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
               epoch_rows: list[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], str]:
+    """Convergence per epoch (left) and each cell's learning-rate schedule (right). Titled as
+    the paper's Figure A.2 (ScaledAdam vs Adam) only when the cells compare those optimizers (or
+    there are none); otherwise titled by the cells' own grid rows, and written as
+    ``convergence.{png,pdf}``. Legends: each cell with its switches from its grid's base row."""
     from variants.optim import schedule_curve
 
     fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -213,8 +230,14 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     colors = cell_colors(cells)
     style = {"adam": "--"}  # line style by optimizer, colour by cell
 
+    paper_fig = compares_optimizers(cells)
+    several_opts = len({c.optimizer for c in cells}) > 1
+
     def label(c: CellRun) -> str:
-        return (f"{c.grid}/{c.name}" if c.grid else c.name) + f" ({OPT_LABELS.get(c.optimizer, c.optimizer)})" \
+        bits = [switches_text(c.switches)] if c.switches else []
+        if several_opts and not any(s.startswith("optimizer.name=") for s in c.switches):
+            bits.append(OPT_LABELS.get(c.optimizer, c.optimizer))
+        return (f"{c.grid}/{c.name}" if c.grid else c.name) + (f" ({'; '.join(bits)})" if bits else "") \
             + (f" [{c.status}]" if c.status != "done" else "")
 
     curves = []
@@ -249,13 +272,20 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14))   # below: many rows
     shown = [c for c in cells if c.cell_id in epochs_by_cell or c.step]
     if shown:
-        for c in shown:
-            what, curve = cell_schedule(c, epochs_by_cell.get(c.cell_id, []))
+        schedules = [(c, *cell_schedule(c, epochs_by_cell.get(c.cell_id, []))) for c in shown]
+        rows_of: dict[str, list[str]] = {}   # one legend entry per schedule, naming its rows
+        for c, what, _ in schedules:
+            rows_of.setdefault(what, [])
+            if c.row not in rows_of[what]:
+                rows_of[what].append(c.row)
+        for c, what, curve in schedules:
+            first = what in rows_of
             ax_lr.plot([s for s, _ in curve], [v for _, v in curve], color=colors[c.cell_id],
-                       ls=style.get(c.optimizer, "-"), label=f"{c.name}: {what}")
+                       ls=style.get(c.optimizer, "-"),
+                       label=f"{what}: {', '.join(rows_of.pop(what))}" if first else "_nolegend_")
         right_what = ("each cell's own schedule (its optimizer section, base lr and options; Eden's "
                       "epoch from the cell's steps per epoch) up to the step it trained to")
     else:
@@ -273,12 +303,19 @@ def figure_a2(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
     ax_lr.set_xlabel("optimizer step")
     ax_lr.set_ylabel("learning rate (log scale)")
     ax_lr.grid(alpha=0.3, which="both")
-    ax_lr.legend(fontsize=7)
-    fig.suptitle("Figure A.2: ScaledAdam vs Adam — convergence (left) and learning-rate schedules (right)",
-                 fontsize=10)
-    caption = (f"Figure A.2: left, {left_what} per epoch of our runs, one colour per cell (dashed: "
-               f"Adam); right, {right_what}, from variants.optim.schedule_curve.")
-    return save(fig, out_dir, "figureA2-optimizers"), caption
+    ax_lr.legend(fontsize=7, loc="best")
+    if paper_fig:
+        title = "Figure A.2: ScaledAdam vs Adam"
+        stem = "figureA2-optimizers"
+    else:
+        title = f"Convergence and learning rate: {rows_text(cells)}"
+        stem = "convergence"
+    fig.suptitle(f"{title} — convergence (left) and learning-rate schedules (right)", fontsize=10)
+    dashed = " (dashed: Adam)" if several_opts or paper_fig else ""
+    caption = (f"{title}: left, {left_what} per epoch of our runs, one colour per cell{dashed}, each "
+               f"named with its switches from its grid's base row; right, {right_what}, from "
+               "variants.optim.schedule_curve, one legend entry per schedule naming the rows that use it.")
+    return save(fig, out_dir, stem), caption
 
 
 # ---- Figure A.3 ----
@@ -307,19 +344,23 @@ def figure_a3(out_dir: Path) -> tuple[list[Path], str]:
 
 # ---- forest plots of the verdicts ----
 
-def forest_plots(grid_name: str, verdicts: list, out_dir: Path) -> list[tuple[list[Path], str]]:
+def forest_plots(grid_name: str, verdicts: list, out_dir: Path,
+                 labels: Mapping[str, str] | None = None) -> list[tuple[list[Path], str]]:
     """One figure per test set: each row's difference from the baseline with its 95 % CI
     (a bare point where the decodes have no per-utterance results), the paper's difference
-    for the same comparison marked; PNG and PDF."""
+    for the same comparison marked; PNG and PDF. ``labels``: row name -> its tick label (the
+    row with its switches from the base)."""
+    labels = labels or {}
     out = []
     compared = [v for v in verdicts if v.delta is not None]
     for ts in sorted({v.test_set for v in compared}):
         vs = [v for v in compared if v.test_set == ts]
         several = len({v.method for v in vs}) > 1
         fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.45 * len(vs)))
-        labels = []
+        ticks = []
         for y, v in enumerate(reversed(vs)):
-            labels.append(f"{v.row} ({v.method})" if several else v.row)
+            name = labels.get(v.row, v.row)
+            ticks.append(f"{name} ({v.method})" if several else name)
             if v.delta_ci is not None:
                 ax.errorbar([v.delta], [y], xerr=[[v.delta - v.delta_ci[0]], [v.delta_ci[1] - v.delta]],
                             fmt="o", color=OURS, capsize=3, label="ours, 95% CI" if y == 0 else None)
@@ -332,10 +373,11 @@ def forest_plots(grid_name: str, verdicts: list, out_dir: Path) -> list[tuple[li
         unique = dict(zip(names, handles))
         ax.axvline(0.0, color="black", lw=0.8, ls="--")
         ax.set_yticks(range(len(vs)))
-        ax.set_yticklabels(labels)
+        ax.set_yticklabels(ticks, fontsize=8)
         ax.set_ylim(-0.7, len(vs) - 0.3)
         unit = "CER" if vs[0].unit == "char" else "WER"
-        ax.set_xlabel(f"{unit} difference from {vs[0].baseline} (points; < 0: better)")
+        ax.set_xlabel(f"{unit} difference from {labels.get(vs[0].baseline, vs[0].baseline)} "
+                      "(points; < 0: better)")
         ax.set_title(f"{grid_name}: {ts}")
         if unique:
             ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")

@@ -110,7 +110,8 @@ def comparison_table(section: str, title: str, cells: list[CellRun],
     if extra_cells:
         for c in mine:
             if c.cell_id not in used and not elsewhere(c):
-                add(f"{c.name} ({c.variant})", c.objective, {}, c, profile.get((c.variant, c.objective)),
+                add(f"{c.name} ({c.variant}" + (f"; {', '.join(c.switches)})" if c.switches else ")"),
+                    c.objective, {}, c, profile.get((c.variant, c.objective)),
                     c.describe())
     t.notes = [
         "runs decoded only on other test sets (e.g. the built-in synthetic corpus's test and "
@@ -150,11 +151,13 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
             rows_by_cell.setdefault(r["cell_id"], []).append(r)
     methods = sorted({r["method"] for rs in rows_by_cell.values() for r in rs})
     t = Table(title="Measured runs: WER/CER (%) per test set and decoding method",
-              columns=["grid/cell", "variant", "objective", "optimizer", "corpus", "status",
+              columns=["grid/cell", "switches vs base", "variant", "objective", "optimizer", "corpus",
+                       "status",
                        "params (M)", "epoch", "decode", "test set", "unit"] + methods,
               digits={"params (M)": 2, "epoch": 0})
     for c in sorted(cells, key=lambda c: (c.grid or "", c.name)):
-        head = [f"{c.grid}/{c.name}" if c.grid else c.name, c.variant, c.objective, c.optimizer,
+        head = [f"{c.grid}/{c.name}" if c.grid else c.name, ", ".join(c.switches) or "—", c.variant,
+                c.objective, c.optimizer,
                 c.corpus or "—", c.status, _params_m(c.params)]
         rs = rows_by_cell.get(c.cell_id, [])
         if not rs:
@@ -177,7 +180,9 @@ def runs_table(cells: list[CellRun], wer_rows: list[Mapping[str, Any]],
             decode = (averaging or "—") + (f", beam {'/'.join(beams)}" if beams else "")
             t.add(head + [last, decode, test_set, "CER" if unit == "char" else "WER"]
                   + [value(chosen[m]) if m in chosen else "—" for m in methods])
-    t.notes = ["One row per cell, test set and averaging, at the cell's last decoded epoch "
+    t.notes = ["switches vs base: the settings in which the cell's config differs from its grid's base "
+               "row (the baseline row where the grid has no base row; seeds aside). "
+               "One row per cell, test set and averaging, at the cell's last decoded epoch "
                "(decode: avgN = the last N epochs averaged, -averaged-model = with the running "
                "average); '—': that method was not run for the cell; [lo, hi]: the 95% bootstrap "
                "CI over speakers of that one decode (decodes recorded before per-utterance results "
@@ -219,9 +224,62 @@ def constraints_table(cells, profile) -> Table:
 
 
 def has_runs(cells: list[CellRun], section: str, corpora: Iterable[str | None]) -> bool:
-    keys = {(r["variant"], r["objective"]) for r in paper_values()[section]["rows"] if "variant" in r}
+    """Whether the section's table would show one of ``cells`` in a paper row: a cell of one of
+    its (variant, objective) rows on one of ``corpora``, not decoded only on other test sets
+    (e.g. the synthetic corpus's, which such a row would show as 'no run')."""
+    spec = paper_values()[section]
+    keys = {(r["variant"], r["objective"]) for r in spec["rows"] if "variant" in r}
+    sets = {norm_set(x) for x in spec["test_sets"]}
     corpora = set(corpora)
-    return any((c.variant, c.objective) in keys and c.corpus in corpora for c in cells)
+    return any((c.variant, c.objective) in keys and c.corpus in corpora and (not c.wers or sets & set(c.wers))
+               for c in cells)
+
+
+#: the paper's table of each paper_values.yaml section the verdicts match
+SECTION_TABLES = {"librispeech": ("table2-librispeech", "Table 2"),
+                  "ablations": ("table5-ablations", "Table 5"),
+                  "activation_constraints": ("table6-activation-constraints", "Table 6")}
+
+
+def paper_comparison_table(section: str, entries: list[tuple[str, Any, Any, Any, list[str], list[Any]]]
+                           ) -> Table:
+    """The comparisons of one paper table that a grid's rows repeat (the rows of the paper
+    table they match, not the whole table): per entry ``(grid, row, baseline row, PaperClaim,
+    the row's switches, its verdicts)``, the paper's two WERs and difference per paper test set
+    beside our difference and verdict per test set and method (one line per verdict; "not
+    decoded" where the store has none)."""
+    spec = paper_values()[section]
+    sets = list(spec["test_sets"])
+    by_model = {r["model"]: r for r in spec["rows"] if "variant" in r}
+    _, table = SECTION_TABLES[section]
+    t = Table(title=f"{table}: the paper's comparisons that the grid's rows repeat",
+              columns=["grid row", "switches vs base", "baseline row", "paper comparison"]
+              + [f"{s} paper (row vs reference)" for s in sets]
+              + ["our test set", "method", "ours: row [95% CI]", "ours: diff vs baseline [95% CI]",
+                 "verdict"])
+    for grid, row, base, claim, switches, verdicts in entries:
+        mine, ref = (by_model.get(m, {}) for m in claim.rows)
+        paper = []
+        for ts in sets:
+            a, b = mine.get(ts), ref.get(ts)
+            d = claim.deltas.get(norm_set(ts))
+            paper.append("—" if a is None or b is None or d is None else f"{a:.2f} vs {b:.2f} ({d:+.2f})")
+        head = [f"{grid}/{row.name}", ", ".join(switches) or "—", base.name,
+                f"{claim.rows[0]} vs {claim.rows[1]}"] + paper
+        if not verdicts:
+            t.add(head + ["—", "—", "not decoded", "—", "—"])
+        for v in verdicts:
+            t.add(head + [v.test_set, v.method, v.wer_text(), v.delta_text(), v.verdict_text()])
+    t.notes = [
+        f"Only the paper rows these grid rows repeat: a row whose model differs from its baseline "
+        f"row's exactly as the paper's row differs from its reference (model specs compared, optimizer "
+        f"included; Table 2: a Conformer vs a Zipformer of one paper scale). The full {table} is "
+        "written when the store holds a cell of the paper's own variants on its test sets.",
+        "paper: the row's and the reference's WER (%) and their difference in points; ours: the "
+        "difference on our test sets (the paper's where they are LibriSpeech's), as in the verdicts "
+        "table; verdict holds / reversed against the paper's sign where the CI excludes 0.",
+    ]
+    return t
 
 
 # ---- inference benchmark (Figure 3) ----

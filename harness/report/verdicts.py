@@ -191,6 +191,9 @@ class PaperClaim:
 
     label: str
     deltas: dict[str, float]         # normalised paper test set -> difference
+    #: the paper_values.yaml section and the paper's two rows (row, reference) it compares
+    section: str = ""
+    rows: tuple[str, str] = ("", "")
 
     def delta_for(self, test_set: str) -> tuple[float, str]:
         """The difference on ``test_set`` if the paper reports it, else the mean of the paper's
@@ -231,7 +234,8 @@ def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
             return None
         sign = 1.0 if kinds[0] == "zipformer" else -1.0   # conformer - zipformer, as row - base
         label = f"Table 2: Conformer-{scale.upper()} vs Zipformer-{scale.upper()}"
-        return PaperClaim(label, _section_deltas(section, c, z, sign))
+        pair = (c["model"], z["model"]) if sign > 0 else (z["model"], c["model"])
+        return PaperClaim(label, _section_deltas(section, c, z, sign), "librispeech", pair)
     if kinds != ("zipformer", "zipformer"):
         return None
     change = _changes(a, b)
@@ -252,8 +256,26 @@ def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
             except Exception:
                 continue
             if theirs == change:
-                return PaperClaim(f"{table}: {r['model']}", _section_deltas(section, r, base_row))
+                return PaperClaim(f"{table}: {r['model']}", _section_deltas(section, r, base_row), key,
+                                  (r["model"], base_row["model"]))
     return None
+
+
+def grid_claims(grid: Any, cells: list[Cell], baseline: Optional[str] = None
+                ) -> list[tuple[GridRow, GridRow, PaperClaim]]:
+    """(row, its baseline row, the paper's comparison it repeats) for each row of ``cells``
+    (a grid's cells, e.g. only those in the store) that repeats one; no store is read."""
+    name = baseline_label(grid, baseline)
+    rows = grid_rows(cells)
+    out = []
+    for row in rows:
+        base = next((b for b in rows if b.label == name and b.axes == row.axes), None)
+        if base is None or base is row:
+            continue
+        claim = paper_claim(row.cells[0], base.cells[0])
+        if claim is not None:
+            out.append((row, base, claim))
+    return out
 
 
 # ---- what the store holds ----
@@ -449,10 +471,13 @@ def seeds_needed(v: Verdict, level: float = 0.95) -> Optional[int]:
 
 
 
-def verdicts_table(grid_name: str, verdicts: list[Verdict]) -> Any:
-    """The report's table of :func:`grid_verdicts`: our verdict beside the paper's difference."""
+def verdicts_table(grid_name: str, verdicts: list[Verdict],
+                   labels: Optional[Mapping[str, str]] = None) -> Any:
+    """The report's table of :func:`grid_verdicts`: our verdict beside the paper's difference.
+    ``labels``: row name -> the name shown (the row with its switches from the grid's base)."""
     from harness.tables import Table
 
+    labels = labels or {}
     base = next((v.baseline for v in verdicts if v.baseline), "")
     t = Table(title=f"Verdicts, grid {grid_name}: each row vs the baseline row {base} (95% CIs)",
               columns=["row", "seeds", "test set", "method", "WER/CER % [95% CI]", "std over seeds",
@@ -460,7 +485,7 @@ def verdicts_table(grid_name: str, verdicts: list[Verdict]) -> Any:
                        "resolvable (±)", "paper diff", "paper comparison"],
               digits={"std over seeds": 2, "P(better)": 2, "MAPSSWE p": 3, "resolvable (±)": 2})
     for v in verdicts:
-        t.add([v.row, v.n_seeds, v.test_set, v.method, v.wer_text(), v.wer_std, v.delta_text(),
+        t.add([labels.get(v.row, v.row), v.n_seeds, v.test_set, v.method, v.wer_text(), v.wer_std, v.delta_text(),
                v.p_improvement, v.mapsswe_p, v.verdict or v.note or "—", v.resolvable,
                "—" if v.paper_delta is None else f"{v.paper_delta:+.2f}", v.paper or "—"])
     t.notes = [
