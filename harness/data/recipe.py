@@ -169,3 +169,17 @@ def layout_from_names(splits: list[str], unit: str, where: str) -> Layout:
                         "allowed: one split per name, at least one containing each of train, dev, test")
     return Layout(train_parts=by_role["train"], eval_parts=by_role["dev"] + by_role["test"],
                   valid=by_role["dev"][0], tests=by_role["test"], unit=unit)
+
+
+class OwnCorpusRecipe(Recipe):
+    """A user's own corpus (lhotse manifests, Kaldi data directories): split names decide
+    train / dev / test, and the unit and channel options are part of its identity."""
+
+    alphabet = WordAlphabet()
+    alphabet_name = WordAlphabet.NAME
+
+    def identity(self, src: Path, opts) -> dict[str, Any]:
+        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
+
+    def is_test(self, split: str) -> bool:
+        return split_role(split) == "test"
