@@ -104,3 +104,39 @@ def test_every_command_is_a_module_under_harness_commands():
     for name, (module, _) in COMMANDS.items():
         assert module == f"harness.commands.{name.replace('-', '_')}", name
         assert (ROOT / "harness" / "commands" / f"{name.replace('-', '_')}.py").is_file(), name
+
+
+def error_returns(root: Path = ROOT) -> list[str]:
+    """Places in ``harness/commands`` that report a user's mistake other than by raising
+    :class:`UserError`: returning exit status 2 by hand, printing ``error:`` lines with
+    ``print_error`` (``harness.cli``'s one printer), or returning an error instead of raising it."""
+    found = []
+    for path in sorted((root / "harness" / "commands").glob("*.py")):
+        if path.name == "common.py":  # defines UserError, file_error and print_error
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value == 2:
+                found.append(f"{where}: returns exit status 2; raise UserError instead")
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Call) \
+                    and isinstance(node.value.func, ast.Name) and node.value.func.id in ("UserError", "file_error"):
+                found.append(f"{where}: returns {node.value.func.id}(...); raise it")
+            if isinstance(node, ast.Name) and node.id == "print_error" \
+                    or isinstance(node, ast.alias) and node.name == "print_error":
+                found.append(f"{where}: uses print_error; raise UserError and let harness.cli print it")
+    return found
+
+
+def test_commands_raise_never_return_errors():
+    assert error_returns() == []
+
+
+def test_the_error_checker_sees_returned_errors(tmp_path):
+    commands = tmp_path / "harness" / "commands"
+    commands.mkdir(parents=True)
+    (commands / "x.py").write_text("from .common import print_error, file_error\n"
+                                   "def run(args):\n    if args.a:\n        return 2\n"
+                                   "    if args.b:\n        return file_error('f', 'bad')\n"
+                                   "    print_error('bad')\n")
+    found = error_returns(tmp_path)
+    assert len(found) == 4, found  # the import and the call of print_error, return 2, return file_error

@@ -47,23 +47,23 @@ def run(args: argparse.Namespace) -> int:
     from harness.train.precision import select_device
     from harness.train.transcribe import Failure, transcribe
 
-    from .common import file_error, user_error
+    from .common import UserError, file_error
     from .model_source import Choice, SourceError, find_tokenizer, load_source_model
 
     try:
         model, source = load_source_model(args.source, Choice.from_args(args))
         tokenizer = find_tokenizer(source.config, args.bpe_model)
     except SourceError as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     if tokenizer.vocab_size != model.vocab_size:
-        return file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
-                                       f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
-                                       "it was trained with")
+        raise file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
+                                      f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
+                                      "it was trained with")
     methods = available_methods(model)
     method = args.method or methods[0]
     if method not in methods:
-        return user_error(f"--method: {method} does not apply to this model's heads "
-                          f"({', '.join(model.head_names)}); allowed: {', '.join(methods)}")
+        raise UserError(f"--method: {method} does not apply to this model's heads "
+                        f"({', '.join(model.head_names)}); allowed: {', '.join(methods)}")
     results, totals = transcribe(model, tokenizer.decode, args.audio, method, beam=args.beam,
                                  max_duration=args.batch_duration, device=select_device(args.device, 0))
     for r in results:
