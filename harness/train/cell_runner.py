@@ -45,7 +45,9 @@ from .distributed import DistInfo
 from .evaluate import decode_epoch, last_epoch
 from .interrupt import Interrupted
 from .precision import LossScaleCollapsedError
-from .trainer import DivergedError, Trainer, build_cell_model
+from .model_setup import build_cell_model
+from .train_state import DivergedError
+from .trainer import Trainer
 
 BUSY = "busy"
 #: seconds a store write waits on another writer's lock before the cell's log says so
