@@ -140,3 +140,26 @@ def test_the_error_checker_sees_returned_errors(tmp_path):
                                    "    print_error('bad')\n")
     found = error_returns(tmp_path)
     assert len(found) == 4, found  # the import and the call of print_error, return 2, return file_error
+
+
+def private_imports(root: Path = ROOT) -> list[str]:
+    """``from module import _name`` in the project's modules: a private name belongs to its
+    module; what another module needs is public (torch's and other libraries' private names
+    are their business, not checked here)."""
+    found = []
+    for top in ("harness", "variants"):
+        for path in sorted((root / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+                    continue
+                if not node.level and not (node.module or "").split(".")[0] in ("harness", "variants"):
+                    continue
+                for a in node.names:
+                    if a.name.startswith("_"):
+                        found.append(f"{path.relative_to(root)}:{node.lineno}: imports the private "
+                                     f"{a.name} from {'.' * node.level}{node.module or ''}")
+    return found
+
+
+def test_no_module_imports_a_private_name_from_another():
+    assert private_imports() == []

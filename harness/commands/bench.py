@@ -28,7 +28,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.profile.bench import PRECISIONS, run_isolated
+from harness.profile.bench import run_isolated
+from harness.profile.measure import PRECISIONS
 from harness.profile.train_bench import OBJECTIVES
 
 from .common import UserError, count, open_store, parse_overrides, positive_float, positive_int, resolve_variants

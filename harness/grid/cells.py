@@ -4,8 +4,9 @@ Each cell's config is fully resolved (every default filled in) and gets a
 stable id: a hash of what changes its trained weights (the config less its
 decoding settings, and the model spec it resolves to), so a cell is retrained
 only when its training changes. Decoding settings (``decode.*``,
-``data.test_sets``) make a separate decode key (:mod:`harness.config.decode_key`):
-changing them decodes the saved checkpoints again.
+``data.test_sets``) make a separate decode key
+(:meth:`harness.decoding.settings.DecodeSettings.key`): changing them decodes the
+saved checkpoints again.
 """
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def _set_prefix(origin: str) -> str:
     return "--set " if origin == COMMAND_LINE else f"{origin}.set."
 
 
-def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
+def blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
     """Key-path prefix for an error at ``loc_parts``: the row (or ``--set``) that set the
     failing key, else the base."""
     loc = ".".join(str(p) for p in loc_parts)
@@ -158,7 +159,7 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
         config = CellConfig.model_validate(data)
     except ValidationError as err:
         raise from_validation_error(str(grid.path), err, CellConfig,
-                                    prefix=lambda loc: _blame(loc, changes)) from None
+                                    prefix=lambda loc: blame(loc, changes)) from None
     origin = changes[-1][0] if changes else "base"
     try:
         get_spec(config.variant, config.overrides)
