@@ -20,8 +20,8 @@ NEUTRAL_FORBIDDEN = ["harness.config", "harness.data", "harness.losses", "harnes
 FORBIDDEN = {
     "variants": ["harness"],
     # the neutral helpers import no other harness package
-    **{helper: NEUTRAL_FORBIDDEN for helper in ("harness.atomic", "harness.locks", "harness.processes",
-                                                "harness.tables", "harness.stats")},
+    **{helper: NEUTRAL_FORBIDDEN for helper in ("harness.atomic", "harness.devices", "harness.locks",
+                                                "harness.processes", "harness.tables", "harness.stats")},
     "harness.config": ["harness.data", "harness.losses", "harness.decoding", "harness.train",
                        "harness.grid", "harness.commands", "harness.profile", "harness.report"],
     "harness.data": ["harness.losses", "harness.decoding", "harness.train", "harness.grid",

@@ -105,7 +105,7 @@ def _run_grid(args: argparse.Namespace) -> int:
     from harness.train.checkpoint import epoch_checkpoints
     from harness.train.data_setup import load_test_data
     from harness.train.evaluate import decode_epoch
-    from harness.train.precision import select_device
+    from harness.devices import select_device
 
     grid, cells = load_grid_cells(args)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
@@ -166,7 +166,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
     from harness.train.data_setup import load_test_data
     from harness.train.evaluate import CheckpointError, decode_checkpoints, record
-    from harness.train.precision import select_device
+    from harness.devices import select_device
 
     if args.grid or args.cells or args.epoch or args.avg or args.run_root or args.overrides:
         raise UserError("decode --checkpoint: --cells, --epoch, --avg, --run-root and --set go with a "

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if dist.enabled:
         if args.executor != "local" or args.workers > 1:
             raise UserError("under torchrun use the local executor with one worker")
-        from harness.train.precision import select_device
+        from harness.devices import select_device
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
     settled: dict[str, str] = {}

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.decoding import available_methods
-    from harness.train.precision import select_device
+    from harness.devices import select_device
     from harness.train.transcribe import Failure, transcribe
 
     from .common import UserError, file_error

@@ -23,8 +23,9 @@ from torch import nn
 
 from harness.config import Cell
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
+from harness.devices import select_device
 from variants.components.whitener import load_whitener_probs, whitener_probs
-from variants.optim import tensor_bytes
+from variants.tensor_bytes import tensor_bytes
 
 from . import checkpoint, counters, distributed, interrupt
 from .compile import compile_encoder
@@ -33,7 +34,7 @@ from .distributed import DistInfo
 from .model_average import new_average, update_average
 from .model_setup import LossModule, build_cell_model, build_loss_config, build_optimization
 from .oom_check import check_oom
-from .precision import LossScaler, Precision, select_device, select_precision
+from .precision import LossScaler, Precision, select_precision
 from .progress import TrainProgress, budget_steps
 from .rng import rng_states, seed_everything, set_rng_states
 from .step_profile import StepProfile, format_profile
