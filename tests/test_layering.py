@@ -1,8 +1,11 @@
 """The packages' import rules, checked over the source with ``ast``.
 
-Layers point one way: config -> variants -> data/losses/decoding -> train ->
-grid -> commands. Function-local imports count too: hiding an import inside a
-function does not remove the dependency.
+Layers point one way: variants -> config, store -> data, losses, decoding -> train -> profile
+-> grid -> report -> commands, the neutral helpers below all of harness; `variants` imports no
+`harness` package.
+The README's package map states the same rules per package; a test keeps the two in step.
+Function-local imports count too: hiding an import inside a function does not remove the
+dependency.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: what the neutral helper modules may never import
-NEUTRAL_FORBIDDEN = ["harness.config", "harness.data", "harness.losses", "harness.decoding",
+NEUTRAL_FORBIDDEN = ["variants", "harness.config", "harness.data", "harness.losses", "harness.decoding",
                      "harness.train", "harness.grid", "harness.commands", "harness.profile",
                      "harness.report", "harness.store"]
 
@@ -23,15 +26,17 @@ FORBIDDEN = {
     **{helper: NEUTRAL_FORBIDDEN for helper in ("harness.atomic", "harness.devices", "harness.locks",
                                                 "harness.processes", "harness.tables", "harness.stats")},
     "harness.config": ["harness.data", "harness.losses", "harness.decoding", "harness.train",
-                       "harness.grid", "harness.commands", "harness.profile", "harness.report"],
+                       "harness.grid", "harness.commands", "harness.profile", "harness.report", "harness.store"],
     "harness.data": ["harness.losses", "harness.decoding", "harness.train", "harness.grid",
-                     "harness.commands", "harness.report"],
+                     "harness.commands", "harness.report", "harness.profile", "harness.store"],
     "harness.losses": ["harness.data", "harness.decoding", "harness.train", "harness.grid",
-                       "harness.commands", "harness.report"],
+                       "harness.commands", "harness.report", "harness.profile", "harness.store"],
     "harness.decoding": ["harness.data", "harness.losses", "harness.train", "harness.grid",
-                         "harness.commands", "harness.report"],
-    "harness.train": ["harness.grid", "harness.commands", "harness.report"],
-    "harness.grid": ["harness.commands"],
+                         "harness.commands", "harness.report", "harness.profile", "harness.store"],
+    "harness.train": ["harness.grid", "harness.commands", "harness.report", "harness.profile"],
+    "harness.store": ["harness.config", "harness.data", "harness.losses", "harness.decoding", "harness.train",
+                      "harness.grid", "harness.commands", "harness.profile", "harness.report"],
+    "harness.grid": ["harness.commands", "harness.report"],
     "harness.profile": ["harness.report", "harness.grid", "harness.commands"],
     "harness.report": ["harness.commands"],
 }
@@ -163,3 +168,31 @@ def private_imports(root: Path = ROOT) -> list[str]:
 
 def test_no_module_imports_a_private_name_from_another():
     assert private_imports() == []
+
+
+#: the neutral helper modules, "helpers" in the README's package map
+HELPERS = ("harness.atomic", "harness.devices", "harness.locks", "harness.processes", "harness.tables",
+           "harness.stats")
+
+
+def readme_map(root: Path = ROOT) -> dict[str, set[str]]:
+    """The README's package map: package -> what it says the package may import."""
+    import re
+
+    out = {}
+    for line in (root / "README.md").read_text().splitlines():
+        m = re.match(r"- `((?:variants|harness\.\w+))` — .*; may import: (.*)$", line)
+        if m:
+            allowed = set(re.findall(r"`([\w.]+)`", m.group(2)))
+            out[m.group(1)] = allowed | (set(HELPERS) if "helpers" in m.group(2) else set())
+    return out
+
+
+def test_the_readme_package_map_says_what_the_rules_say():
+    documented = readme_map()
+    packages = list(documented)
+    assert set(packages) >= {p for p in FORBIDDEN if p not in HELPERS} | {"harness.commands"}
+    for package in packages:
+        banned = FORBIDDEN.get(package, [])
+        allowed = {p for p in [*packages, *HELPERS] if p != package and not any(_within(p, b) for b in banned)}
+        assert documented[package] == allowed, package
