@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.grid.cells import load_cells  # noqa: E402
-from harness.train.model_setup import (LossModule, build_asr_model, build_loss_config,  # noqa: E402
+from harness.evaluate.model_setup import (LossModule, build_asr_model, build_loss_config,  # noqa: E402
                                        build_optimization)
 from variants import fast_paths  # noqa: E402
 

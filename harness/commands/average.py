@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
 
     from .common import file_error
     from .model_source import Choice, SourceError, read_source

@@ -101,10 +101,10 @@ def _settings(base, args):
 def _run_grid(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
     from harness.grid.cells import adopt_legacy_cells
-    from harness.train.cell_runner import cell_logger
-    from harness.train.checkpoint import epoch_checkpoints
-    from harness.train.data_setup import load_test_data
-    from harness.train.evaluate import decode_epoch
+    from harness.evaluate.cell_log import cell_logger
+    from harness.evaluate.checkpoint import epoch_checkpoints
+    from harness.evaluate.data_setup import load_test_data
+    from harness.evaluate.decode import decode_epoch
     from harness.devices import select_device
 
     grid, cells = load_grid_cells(args)
@@ -164,8 +164,8 @@ def _run_grid(args: argparse.Namespace) -> int:
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
-    from harness.train.data_setup import load_test_data
-    from harness.train.evaluate import CheckpointError, decode_checkpoints, record
+    from harness.evaluate.data_setup import load_test_data
+    from harness.evaluate.decode import CheckpointError, decode_checkpoints, record
     from harness.devices import select_device
 
     if args.grid or args.cells or args.epoch or args.avg or args.run_root or args.overrides:

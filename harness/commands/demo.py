@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, str] = {}
 
     def prepare() -> int:
-        from harness.train.data_setup import ensure_prepared
+        from harness.evaluate.data_setup import ensure_prepared
 
         seen = set()
         for c in cells:

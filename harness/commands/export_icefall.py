@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
     from variants.interop.icefall import IcefallCheckpointError, export_icefall_state_dict, icefall_flags
 
     from .common import UserError, file_error, out_path_problem

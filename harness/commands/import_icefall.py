@@ -45,7 +45,7 @@ def imported_checkpoint(imp, model) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
     from variants.interop.icefall import IcefallCheckpointError, check_keys, resolve_icefall_checkpoint
     from variants.interop.icefall_names import ours_to_icefall
     from variants.model import counted_numel

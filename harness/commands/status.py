@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.decoding import DecodeSettings
-    from harness.train.checkpoint import disk_use
+    from harness.evaluate.checkpoint import disk_use
     from harness.train.progress import eta_now, format_seconds, read_progress
     from harness.train.step_profile import format_profile
 

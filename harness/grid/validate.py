@@ -120,7 +120,7 @@ def averaging_notes(cells: list[Cell]) -> list[str]:
     epochs they decode, with what to change: a ``train.max_steps`` budget below
     ``average_period`` (never updated) or not a multiple of it (the last epoch may end
     inside the last period). Such a cell still trains and decodes: the decode falls back to
-    the plain checkpoint and says so (:func:`harness.train.model_average.average_epochs`)."""
+    the plain checkpoint and says so (:func:`harness.evaluate.model_average.average_epochs`)."""
     found: dict[str, list[str]] = {}
     for c in cells:
         t = c.config.train

@@ -24,15 +24,16 @@ from torch import nn
 from harness.config import Cell
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
 from harness.devices import select_device
+from harness.evaluate import checkpoint
+from harness.evaluate.data_setup import CellData
+from harness.evaluate.model_average import new_average, update_average
+from harness.evaluate.model_setup import LossModule, build_cell_model, build_loss_config, build_optimization
 from variants.components.whitener import load_whitener_probs, whitener_probs
 from variants.tensor_bytes import tensor_bytes
 
-from . import checkpoint, counters, distributed, interrupt
+from . import counters, distributed, interrupt
 from .compile import compile_encoder
-from .data_setup import CellData
 from .distributed import DistInfo
-from .model_average import new_average, update_average
-from .model_setup import LossModule, build_cell_model, build_loss_config, build_optimization
 from .oom_check import check_oom
 from .precision import LossScaler, Precision, select_precision
 from .progress import TrainProgress, budget_steps
@@ -196,7 +197,7 @@ class Trainer:
                       path.name, state.step, state.epoch, state.batch_in_epoch)
 
     def check_space(self, state: TrainState) -> None:
-        """Raise :class:`~harness.train.checkpoint.NoSpaceError` (the folder and the bytes) unless
+        """Raise :class:`~harness.evaluate.checkpoint.NoSpaceError` (the folder and the bytes) unless
         the checkpoint folder has room for one checkpoint (optimizer state not made yet: taken as
         two moments per weight)."""
         weights = tensor_bytes(state.model.state_dict())

@@ -13,7 +13,7 @@ import torch
 
 from harness.cli import main
 from harness.commands.model_source import Choice, load_model
-from harness.train.model_average import averaged_weights
+from harness.evaluate.model_average import averaged_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def corpus_cut(cell: Path, n: int = 0):
     """A test cut of the cell's corpus (its audio file, transcript and stored features)."""
     from harness.data import PreparedCorpus
-    from harness.train.checkpoint import load
+    from harness.evaluate.checkpoint import load
 
     cfg = load(cell / "checkpoints" / "epoch-2.pt")["config"]
     prepared = PreparedCorpus.load(cfg["data"]["dir"])

@@ -8,7 +8,7 @@ from faultkit import read_only, small_filesystem
 from harness.cli import main
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
-from harness.train import checkpoint
+from harness.evaluate import checkpoint
 from harness.train.cell_runner import RunOptions, run_cell
 
 ONE_EPOCH = "epochs: 1, save_every_n: 1, average_period: 1"

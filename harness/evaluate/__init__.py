@@ -1,0 +1,3 @@
+"""What training and ``harness decode`` share: a cell's model and data set up
+(``model_setup``, ``data_setup``), checkpoint files (``checkpoint``), weight averaging
+(``model_average``), the cell's log (``cell_log``) and decoding checkpoints (``decode``)."""
