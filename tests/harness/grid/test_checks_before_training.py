@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.cli import main
 

@@ -5,7 +5,7 @@ import signal
 import sys
 
 import pytest
-from faultkit import children, gone_within, harness, wait_for
+from support.faultkit import children, gone_within, harness, wait_for
 
 from harness.grid.cells import load_cells
 from harness.locks import FileLock

@@ -3,7 +3,7 @@ store or run_root, the grid goes on (exit 1) when cells fail, nothing finished i
 import sqlite3
 
 import pytest
-from faultkit import read_only, small_filesystem
+from support.faultkit import read_only, small_filesystem
 
 from harness.cli import main
 from harness.grid.cells import load_cells
