@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, Recipe, WordAlphabet, check_texts, layout_from_names, split_role
+from .recipe import Context, Layout, OwnCorpusRecipe, check_texts, layout_from_names
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 
@@ -123,17 +122,8 @@ def read_data_dir(d: Path, split: str, progress: bool = False):
     return RecordingSet.from_recordings(recs.values()), sups, drops
 
 
-class KaldiRecipe(Recipe):
+class KaldiRecipe(OwnCorpusRecipe):
     name = "kaldi"
-    alphabet = WordAlphabet()
-    alphabet_name = WordAlphabet.NAME
-
-    def identity(self, src: Path, opts) -> dict[str, Any]:
-        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
-
-    def is_test(self, split: str) -> bool:
-        return split_role(split) == "test"
-
     source_what = "Kaldi data directories, one per split (wav.scp, text, utt2spk, segments)"
 
     def check_source(self, src: Path, opts, deep: bool = False) -> None:

@@ -16,12 +16,11 @@ and empty transcripts are dropped, with a warning, and recorded in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, Recipe, WordAlphabet, check_texts, layout_from_names
+from .recipe import Context, Layout, OwnCorpusRecipe, check_texts, layout_from_names
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz", ".json")
 MANIFEST_KINDS = ("cuts", "recordings", "supervisions")
@@ -137,20 +136,9 @@ def checked(recordings, supervisions, where: Path, split: str, progress: bool = 
     return recordings, SupervisionSet.from_segments(kept), drops
 
 
-class LhotseRecipe(Recipe):
+class LhotseRecipe(OwnCorpusRecipe):
     name = "lhotse"
     src_flag = "--manifests"
-    alphabet = WordAlphabet()
-    alphabet_name = WordAlphabet.NAME
-
-    def identity(self, src: Path, opts) -> dict[str, Any]:
-        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
-
-    def is_test(self, split: str) -> bool:
-        from .recipe import split_role
-
-        return split_role(split) == "test"
-
     source_what = "lhotse manifests, one CutSet or RecordingSet + SupervisionSet per split"
 
     def check_source(self, src: Path, opts, deep: bool = False) -> None:

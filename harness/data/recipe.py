@@ -111,6 +111,21 @@ class WordAlphabet:
         return isinstance(c, str) and (c in "' " or unicodedata.category(c)[0] in "LMN")
 
 
+class OwnCorpusRecipe(Recipe):
+    """A corpus the user brings in a standard layout (Kaldi data directories, lhotse
+    manifests): transcripts checked against :class:`WordAlphabet`, identified by its source
+    folder, unit and channel, each split's role from its name (:func:`split_role`)."""
+
+    alphabet = WordAlphabet()
+    alphabet_name = WordAlphabet.NAME
+
+    def identity(self, src: Path, opts) -> dict[str, Any]:
+        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
+
+    def is_test(self, split: str) -> bool:
+        return split_role(split) == "test"
+
+
 def check_texts(recipe: Recipe, opts: CorpusOptions, split: str, texts: dict[str, str], where: str) -> None:
     """What preparation would refuse in one split's transcripts, found before it starts (``plan``):
     an empty transcript in a test split (unless ``allow_dropped``), characters outside the

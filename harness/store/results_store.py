@@ -240,6 +240,10 @@ class ResultsStore:
         if readonly:
             self._check_readable()
             return
+        self._make()
+
+    def _make(self) -> None:
+        """The store file (and its folder) made and its tables created."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create_file()
@@ -295,13 +299,7 @@ class ResultsStore:
         if self.readonly or not self._made or self.path.exists():
             return
         self._made = False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._create_file()
-        except OSError as e:
-            raise store_error(self.path, e) from None
-        self._run(self._create)
-        self._made = True
+        self._make()
         self.warn(f"{self.path}: the results store was deleted while in use: made a new one; the rows "
                   f"written to the old one are gone unless a copy of it is restored")
 
