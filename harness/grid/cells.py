@@ -147,7 +147,9 @@ def blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]])
     return "base."
 
 
-def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str, Any]]]) -> CellConfig:
+def _resolve(grid: Grid, base: dict[str, Any],
+             changes: list[tuple[str, dict[str, Any]]]) -> tuple[CellConfig, ModelSpec]:
+    """The cell's config after ``changes`` and the model spec it resolves to (once per cell)."""
     data = copy.deepcopy(base)
     for origin, sets in changes:
         for key, value in sets.items():
@@ -162,12 +164,12 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
                                     prefix=lambda loc: blame(loc, changes)) from None
     origin = changes[-1][0] if changes else "base"
     try:
-        get_spec(config.variant, config.overrides)
+        spec = get_spec(config.variant, config.overrides)
         resolve_objective(config.objective if isinstance(config.objective, str)
                           else tuple(config.objective))
     except VariantError as e:
         raise GridError(str(grid.path), f"{origin} -> overrides", str(e)) from None
-    return config
+    return config, spec
 
 
 def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
@@ -209,7 +211,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                 if overrides:
                     changes.append((COMMAND_LINE, overrides))
                 try:
-                    config = _resolve(grid, base, changes)
+                    config, model_spec = _resolve(grid, base, changes)
                 except GridError as e:
                     errors.append(e)
                     continue
@@ -220,7 +222,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                     parts.append(f"seed{seed}")
                     labels["seed"] = str(seed)
                 name = "/".join(parts)
-                cid = cell_id(config, get_spec(config.variant, config.overrides))
+                cid = cell_id(config, model_spec)
                 if cid in seen:
                     errors.append(GridError(str(grid.path), row_origin,
                                             f"cells {seen[cid]!r} and {name!r} resolve to the same "
@@ -228,7 +230,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                     continue
                 seen[cid] = name
                 cells.append(Cell(cell_id=cid, grid=grid.name, name=name, config=config,
-                                  labels={"row": row_name, **labels}))
+                                  labels={"row": row_name, **labels}, spec=model_spec))
     return cells, errors
 
 
