@@ -6,7 +6,7 @@
 Prints ``path<TAB>text`` per file, in the order given (``--json``: one JSON
 document with each file's duration and decoding time and the run's RTFx). Any
 sample rate and channel count is read (resampled to 16 kHz and mixed down, with
-a note on stderr); see :mod:`harness.train.transcribe`. A file that cannot be
+a note on stderr); see :mod:`harness.evaluate.transcribe`. A file that cannot be
 read is one ``error: PATH: ...`` line on stderr; the others are still
 transcribed and the exit status is 1. The BPE model is the one of the corpus the
 cell was trained on (its ``data.dir``), or ``--bpe-model``.
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.decoding import available_methods
     from harness.devices import select_device
-    from harness.train.transcribe import Failure, transcribe
+    from harness.evaluate.transcribe import Failure, transcribe
 
     from .common import UserError, file_error
     from .model_source import Choice, SourceError, find_tokenizer, load_source_model

@@ -85,7 +85,7 @@ def test_transcribe_reads_any_rate_and_channels_and_reports_failures(trained_cel
 def test_transcribe_features_are_trainings_and_text_is_the_models(trained_cell, audio):
     from harness.data import PreparedCorpus, Tokenizer
     from harness.decoding import decode
-    from harness.train.transcribe import features, load_audio, transcribe
+    from harness.evaluate.transcribe import features, load_audio, transcribe
 
     cut = corpus_cut(trained_cell)
     samples, notes = load_audio(audio["flac16"])
