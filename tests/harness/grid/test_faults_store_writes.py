@@ -12,10 +12,11 @@ import pytest
 from support.faultkit import read_only
 
 from harness.cli import main
+from harness.evaluate import checkpoint
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
 from harness.store.journal import JOURNAL
-from harness.train import cell_runner, checkpoint
+from harness.train import cell_runner
 from harness.train.cell_runner import run_cell
 
 TWO_EPOCHS = "epochs: 2, save_every_n: 1, average_period: 1"
