@@ -51,8 +51,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.grid.cells import load_cells  # noqa: E402
-from harness.train.trainer import (LossModule, build_asr_model, build_loss_config,  # noqa: E402
-                                   build_optimization)
+from harness.evaluate.model_setup import (LossModule, build_asr_model, build_loss_config,  # noqa: E402
+                                       build_optimization)
 from variants import fast_paths  # noqa: E402
 
 FRAME_RATE = 100

@@ -25,7 +25,7 @@ def cell_and_data(tmp_path_factory):
 
     from harness.data import prepare_corpus
     from harness.grid.cells import load_cells
-    from harness.train.data_setup import load_cell_data
+    from harness.evaluate.data_setup import load_cell_data
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("overhead")

@@ -2,7 +2,7 @@
 ``harness/commands/`` with ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their command runs, so ``harness --help`` is
 instant. A user's mistake prints one line ``error: ...`` and exits 2
-(``harness.commands.common.user_error``)."""
+(a command raises ``harness.commands.common.UserError``)."""
 from __future__ import annotations
 
 import argparse
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
-        sub.add_parser(name, help=help_, add_help=False)
+        sub.add_parser(name, help=help_.replace("%", "%%"), add_help=False)  # argparse %-formats help
     return parser
 
 
@@ -98,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         args = sub.parse_args(argv[1:])
     except SystemExit as e:  # --help (0) or a usage error already printed as one line (2)
         return int(e.code or 0)
-    from harness.commands.common import UserError, user_error
+    from harness.commands.common import UserError, print_error
 
     try:
         return int(module.run(args) or 0)
     except UserError as e:
-        return user_error(str(e))
+        print_error(str(e))
+        return e.status
     except KeyboardInterrupt:  # Ctrl-C outside a runner's own handling (data prepare, plan, ...)
         print(f"harness {name}: interrupted (SIGINT)", file=sys.stderr)
         return 130

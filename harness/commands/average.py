@@ -25,18 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
 
     from .common import file_error
     from .model_source import Choice, SourceError, read_source
 
     if not Path(args.source).is_dir():
-        return file_error(args.source, "not a cell's run directory (runs/<grid>/<cell id>); averaging "
-                                       "needs its epoch checkpoints")
+        raise file_error(args.source, "not a cell's run directory (runs/<grid>/<cell id>); averaging "
+                                      "needs its epoch checkpoints")
     try:
         src = read_source(args.source, Choice.from_args(args))
     except SourceError as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     out = Path(args.out)
     atomic_save({"model": src.weights, "config": src.config, "epoch": src.epoch, "step": src.step,
                  "averaged": src.note}, out)

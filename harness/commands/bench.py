@@ -28,10 +28,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.profile.bench import PRECISIONS, run_isolated
+from harness.profile.bench import run_isolated
+from harness.profile.measure import PRECISIONS
 from harness.profile.train_bench import OBJECTIVES
 
-from .common import count, open_store, parse_overrides, positive_float, positive_int, resolve_variants, user_error
+from .common import UserError, count, open_store, parse_overrides, positive_float, positive_int, resolve_variants
 
 PAPER_BATCH, PAPER_DURATION_S = 30, 30.0
 CPU_BATCH, CPU_DURATION_S = 2, 10.0
@@ -85,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
         given = [f"--{k} {getattr(args, k)}" for k in ("precision", "objective", "compile")
                  if getattr(args, k) is not None]
         if given:  # inference timing and --saved-bytes do not use them: they would be ignored
-            return user_error(f"{' and '.join(given)}: {'go' if len(given) > 1 else 'goes'} with --train only "
-                              "(inference is timed on the encoder alone in float32; --saved-bytes counts "
-                              "float32 and bf16 itself); allowed: add --train, or leave it out")
+            raise UserError(f"{' and '.join(given)}: {'go' if len(given) > 1 else 'goes'} with --train only "
+                            "(inference is timed on the encoder alone in float32; --saved-bytes counts "
+                            "float32 and bf16 itself); allowed: add --train, or leave it out")
     args.precision = args.precision or "float32"
     args.objective = args.objective or "transducer"
     args.compile = args.compile or "off"
@@ -106,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
         names = resolve_variants(args.variants or list(DEFAULT_VARIANTS))
         overrides = parse_overrides(args.overrides)
     except (VariantError, ValueError) as err:
-        return user_error(str(err))
+        raise UserError(str(err))
     if cuda:
         import torch
 
         if not torch.cuda.is_available():
-            return user_error("--device cuda asked for, but torch sees no CUDA device; "
-                              "use --device cpu")
+            raise UserError("--device cuda asked for, but torch sees no CUDA device; "
+                            "use --device cpu")
     if args.saved_bytes:
         return _saved_bytes(names, batch, duration, overrides)
     store = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -19,21 +19,25 @@ from harness.grid.validate import check_grid
 
 
 class UserError(Exception):
-    """A user's mistake found inside a command; ``harness.cli`` prints ``error: <it>`` and exits 2."""
+    """A user's mistake found inside a command: the one way a command reports one.
+    ``harness.cli`` prints ``error: <line>`` for each line of the message and exits with
+    ``status``: 2 for a user's mistake, 1 for a failure that is not the user's."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
 
 
-def user_error(message: str, status: int = 2) -> int:
-    """Print ``error: message`` on stderr (one such line per line of ``message``); the exit
-    status for a user's mistake (2), or ``status`` for a failure that is not the user's (1)."""
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, one such line per line of ``message`` (``harness.cli``'s)."""
     for line in str(message).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
-    return status
 
 
-def file_error(path: object, error: object, status: int = 2) -> int:
-    """:func:`user_error` for a problem with the file ``path``: the message names it once."""
+def file_error(path: object, error: object, status: int = 2) -> UserError:
+    """The :class:`UserError` for a problem with the file ``path``: the message names it once."""
     msg = str(error)
-    return user_error(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
+    return UserError(msg if msg.startswith(str(path)) else f"{path}: {msg}", status)
 
 
 def out_path_problem(path: str | Path, folder: bool, option: str = "--out") -> str | None:
@@ -93,32 +97,30 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
                         "give the same --set to status/decode to find those cells)")
 
 
-def load_or_report(args: argparse.Namespace, check: bool = True, disk: bool = True,
-                   missing_data_hint: str = "") -> Optional[tuple[Grid, list[Cell]]]:
-    """Load the grid (with any ``--set``); on a mistake print every problem (one ``error:``
-    line each) and return None. ``check``: every cell is checked completely
-    (``harness.grid.validate``: decoding methods, data options and the prepared corpus,
-    optimizer and loss options), as ``plan`` and ``run`` do before any training; without it
-    only the schema is. ``disk``: also the source folders and prepared corpora here;
-    ``missing_data_hint`` ends the line of a corpus that is not here (``data.src_dir``)."""
+def load_grid_cells(args: argparse.Namespace, check: bool = True, disk: bool = True,
+                    missing_data_hint: str = "") -> tuple[Grid, list[Cell]]:
+    """The grid (with any ``--set``) and its chosen cells (``--cells``); a mistake is a
+    :class:`UserError` listing every problem (one line each). ``check``: every cell is
+    checked completely (``harness.grid.validate``: decoding methods, data options and the
+    prepared corpus, optimizer and loss options), as ``plan`` and ``run`` do before any
+    training; without it only the schema is. ``disk``: also the source folders and prepared
+    corpora here; ``missing_data_hint`` ends the line of a corpus that is not here
+    (``data.src_dir``)."""
     try:
         overrides = parse_overrides(getattr(args, "overrides", None))
     except ValueError as e:
-        user_error(f"{args.grid}: {e}")
-        return None
+        raise UserError(f"{args.grid}: {e}") from None
     try:
         grid = load_grid(args.grid)
         cells = check_grid(grid, disk, overrides) if check else expand(grid, overrides)
     except GridError as e:
-        user_error("\n".join(line + missing_data_hint if "data.src_dir: " in line else line
-                             for line in e.lines()))
-        return None
+        raise UserError("\n".join(line + missing_data_hint if "data.src_dir: " in line else line
+                                  for line in e.lines())) from None
     wanted = getattr(args, "cells", None)
     if wanted:
         cells = [c for c in cells if any(c.cell_id.startswith(w) or c.name == w for w in wanted)]
         if not cells:
-            user_error(f"{args.grid}: --cells: no cell matches {' '.join(wanted)}")
-            return None
+            raise UserError(f"{args.grid}: --cells: no cell matches {' '.join(wanted)}")
     return grid, cells
 
 

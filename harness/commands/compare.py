@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_grid_argument, load_or_report, positive_int, store_path, user_error
+from .common import UserError, add_grid_argument, load_grid_cells, positive_int, store_path
 from .common import count as nonnegative_int
 
 
@@ -47,20 +47,17 @@ def run(args: argparse.Namespace) -> int:
     from harness.report.verdicts import NoResults, baseline_label, read_grid_verdicts
     from harness.store.results_store import StoreError
 
-    loaded = load_or_report(args, check=False)
-    if loaded is None:
-        return 2
-    grid, cells = loaded
+    grid, cells = load_grid_cells(args, check=False)
     try:
         baseline = baseline_label(grid, args.baseline)
         verdicts = read_grid_verdicts(grid, cells, store_path(args, grid), baseline=baseline,
                                       test_sets=args.test_sets, methods=args.methods,
                                       resamples=args.resamples, seed=args.seed)
     except (NoResults, StoreError, ValueError) as e:
-        return user_error(str(e))
+        raise UserError(str(e))
     if not verdicts:
-        return user_error(f"{grid.path}: no decode matches --test-sets {args.test_sets or 'any'} "
-                          f"--methods {args.methods or 'any'}")
+        raise UserError(f"{grid.path}: no decode matches --test-sets {args.test_sets or 'any'} "
+                        f"--methods {args.methods or 'any'}")
     if args.json:
         for v in verdicts:
             print(v.to_json())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import out_path_problem, positive_float, positive_int, user_error
+from .common import UserError, out_path_problem, positive_float, positive_int
 
 
 def _synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     problem = out_path_problem(args.out or f"data/{getattr(args, 'corpus', '')}", folder=True)
     if problem:
-        return user_error(problem)
+        raise UserError(problem)
     try:
         if args.action == "prepare":
             return _prepare(args)
         return _write_librispeech(args)
     except (DataError, FileNotFoundError, ValueError) as e:
-        return user_error(str(e))
+        raise UserError(str(e))
 
 
 #: command-line dest -> corpus option (harness.config.corpora)
@@ -104,12 +104,12 @@ def _prepare(args: argparse.Namespace) -> int:
             options[name] = value
         elif value != defaults[dest]:
             flag = "--" + dest.replace("_", "-")
-            return user_error(f"{flag} applies to --corpus {', '.join(corpora_taking(name))} only")
+            raise UserError(f"{flag} applies to --corpus {', '.join(corpora_taking(name))} only")
     from harness.data.corpora import get_recipe
 
     if args.manifests is not None and get_recipe(args.corpus).src_flag != "--manifests":
-        return user_error(f"--manifests applies to --corpus lhotse only ({get_recipe(args.corpus).src_flag} "
-                          f"gives {args.corpus}'s source)")
+        raise UserError(f"--manifests applies to --corpus lhotse only ({get_recipe(args.corpus).src_flag} "
+                        f"gives {args.corpus}'s source)")
     out = args.out or f"data/{args.corpus}"
     prepared = prepare_corpus(args.corpus, out, args.manifests or args.src, **options)
     print(f"prepared {prepared.corpus} in {prepared.out_dir}")

@@ -27,8 +27,8 @@ from harness.tables import Table
 
 from harness.decoding.decode import METHOD_HEADS
 
-from .common import (add_grid_options, load_or_report, open_store, out_path_problem, positive_int, store_path,
-                     user_error)
+from .common import (UserError, add_grid_options, load_grid_cells, open_store, out_path_problem, positive_int,
+                     store_path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,11 +84,11 @@ def _log(name: str) -> "logging.Logger":
 
 def run(args: argparse.Namespace) -> int:
     if (args.grid is None) == (args.checkpoint is None):
-        return user_error("decode: give a grid file or --checkpoint PATH (one of them)")
+        raise UserError("decode: give a grid file or --checkpoint PATH (one of them)")
     if args.checkpoint:
         return _run_checkpoint(args)
     if args.variant or args.data or args.objective or args.out:
-        return user_error("decode GRID: --variant, --objective, --data and --out go with --checkpoint")
+        raise UserError("decode GRID: --variant, --objective, --data and --out go with --checkpoint")
     return _run_grid(args)
 
 
@@ -101,16 +101,13 @@ def _settings(base, args):
 def _run_grid(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
     from harness.grid.cells import adopt_legacy_cells
-    from harness.train.cell_runner import cell_logger
-    from harness.train.checkpoint import epoch_checkpoints
-    from harness.train.data_setup import load_test_data
-    from harness.train.evaluate import decode_epoch
-    from harness.train.precision import select_device
+    from harness.evaluate.cell_log import cell_logger
+    from harness.evaluate.checkpoint import epoch_checkpoints
+    from harness.evaluate.data_setup import load_test_data
+    from harness.evaluate.decode import decode_epoch
+    from harness.devices import select_device
 
-    loaded = load_or_report(args)
-    if loaded is None:
-        return 2
-    grid, cells = loaded
+    grid, cells = load_grid_cells(args)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     spath = store_path(args, grid)
     store = open_store(spath)
@@ -128,22 +125,22 @@ def _run_grid(args: argparse.Namespace) -> int:
         wanted = args.epoch or [max(epochs)]
         missing = [e for e in wanted if e not in epochs]
         if missing:
-            return user_error(f"{cell.name} ({cell.cell_id}): --epoch: no checkpoint for epoch(s) "
-                              f"{missing}; allowed: {', '.join(map(str, sorted(epochs)))}")
+            raise UserError(f"{cell.name} ({cell.cell_id}): --epoch: no checkpoint for epoch(s) "
+                            f"{missing}; allowed: {', '.join(map(str, sorted(epochs)))}")
         # as the authors' decode.py (start = epoch - avg must be >= 0): --avg N needs N epochs up
         # to the decoded one; a grid's own decode.avg averages what exists and says so instead
         too_many = [a for a in args.avg or [] if a > min(wanted)]
         if too_many:
-            return user_error(f"{cell.name} ({cell.cell_id}): --avg {max(too_many)}: epoch {min(wanted)} has "
-                              f"only {min(wanted)} epoch(s) to average; allowed: --avg 1 to {min(wanted)} "
-                              f"(or a later --epoch)")
+            raise UserError(f"{cell.name} ({cell.cell_id}): --avg {max(too_many)}: epoch {min(wanted)} has "
+                            f"only {min(wanted)} epoch(s) to average; allowed: --avg 1 to {min(wanted)} "
+                            f"(or a later --epoch)")
         chosen.append((cell, run_dir, wanted))
     for cell, run_dir, wanted in chosen:
         try:
             settings = _settings(DecodeSettings.from_config(cell.config), args)
             data = load_test_data(cell.config.data.dir, settings.test_sets)
         except (ValueError, KeyError, FileNotFoundError) as e:
-            return user_error(f"{cell.name} ({cell.cell_id}): {e.args[0] if e.args else e}")
+            raise UserError(f"{cell.name} ({cell.cell_id}): {e.args[0] if e.args else e}")
         log = cell_logger(run_dir, cell, 0, stem="decode")
         try:
             for epoch in wanted:
@@ -152,7 +149,7 @@ def _run_grid(args: argparse.Namespace) -> int:
                                           settings=settings.with_(avg=avg)):
                         rows.append((f"{cell.name} {cell.cell_id}", r))
         except ValueError as e:  # no method applies to the cell's heads
-            return user_error(f"{cell.name} ({cell.cell_id}): {e}")
+            raise UserError(f"{cell.name} ({cell.cell_id}): {e}")
         finally:
             for h in list(log.handlers):
                 h.close()
@@ -160,44 +157,44 @@ def _run_grid(args: argparse.Namespace) -> int:
     for s in skipped:
         print(f"skip {s}", file=sys.stderr)
     if not rows:
-        return user_error(f"{args.grid}: no chosen cell has an epoch checkpoint under {run_root}")
+        raise UserError(f"{args.grid}: no chosen cell has an epoch checkpoint under {run_root}")
     print(_table(rows, f"grid {grid.name}: {len(rows)} result(s), store {spath}").to_text())
     return 0
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
-    from harness.train.data_setup import load_test_data
-    from harness.train.evaluate import CheckpointError, decode_checkpoints, record
-    from harness.train.precision import select_device
+    from harness.evaluate.data_setup import load_test_data
+    from harness.evaluate.decode import CheckpointError, decode_checkpoints, record
+    from harness.devices import select_device
 
     if args.grid or args.cells or args.epoch or args.avg or args.run_root or args.overrides:
-        return user_error("decode --checkpoint: --cells, --epoch, --avg, --run-root and --set go with a "
-                          "grid; several checkpoints are averaged")
+        raise UserError("decode --checkpoint: --cells, --epoch, --avg, --run-root and --set go with a "
+                        "grid; several checkpoints are averaged")
     if not args.data:
-        return user_error("decode --checkpoint: give --data DIR (the prepared corpus to decode)")
+        raise UserError("decode --checkpoint: give --data DIR (the prepared corpus to decode)")
     paths = [Path(p) for p in args.checkpoint]
     try:
         # no methods: the checkpoint objective's default ones (known once the checkpoint is read)
         settings = _settings(DecodeSettings(methods=(), use_averaged_model=False), args)
         data = load_test_data(args.data, settings.test_sets)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        return user_error(f"decode --checkpoint: {e.args[0] if e.args else e}")
+        raise UserError(f"decode --checkpoint: {e.args[0] if e.args else e}")
     # named after the last checkpoint, whose epoch the results' epoch column records
     name = paths[-1].stem if len(paths) == 1 else f"{paths[-1].stem}-avg{len(paths)}"
     out = Path(args.out) if args.out else paths[-1].resolve().parent / f"decode-{name}"
     problem = out_path_problem(out, folder=True)
     if problem:
-        return user_error(f"decode --checkpoint: {problem}" if args.out else
-                          f"decode --checkpoint: {problem.replace('--out ', 'result folder ', 1)}; pass --out")
+        raise UserError(f"decode --checkpoint: {problem}" if args.out else
+                        f"decode --checkpoint: {problem.replace('--out ', 'result folder ', 1)}; pass --out")
     store = open_store(args.store) if args.store else None  # a bad store before the decoding work
     try:
         results = decode_checkpoints(paths, data, settings, select_device(args.device, 0), out, _log(name),
                                      variant=args.variant, objective=args.objective)
     except CheckpointError as e:
-        return user_error(f"decode --checkpoint: {e}")
+        raise UserError(f"decode --checkpoint: {e}")
     except ValueError as e:  # an unknown variant or objective, or no method for the heads
-        return user_error(f"decode --checkpoint: {e}")
+        raise UserError(f"decode --checkpoint: {e}")
     if store is not None:
         cid = "ckpt-" + hashlib.sha256("\n".join(str(p.resolve()) for p in paths).encode()).hexdigest()[:7]
         store.set_cell(cid, name=name, status="done", run_dir=str(out),

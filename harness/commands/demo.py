@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.grid.loader import load_grid
     from harness.grid.validate import check_grid
 
-    from .common import store_path, user_error
+    from .common import UserError, store_path
 
     started = time.time()
     grid_file = _grid_path(args.grid)
@@ -88,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
         grid = load_grid(grid_file)
         cells = check_grid(grid)
     except GridError as e:
-        return user_error("\n".join(e.lines()))
+        raise UserError("\n".join(e.lines()))
     store = str(store_path(args, grid))
     results: dict[str, str] = {}
 
     def prepare() -> int:
-        from harness.train.data_setup import ensure_prepared
+        from harness.evaluate.data_setup import ensure_prepared
 
         seen = set()
         for c in cells:

@@ -44,45 +44,45 @@ def run(args: argparse.Namespace) -> int:
 
     from variants.interop.export import export_model, onnxruntime_available
 
-    from .common import file_error, user_error
+    from .common import UserError, file_error
     from .model_source import Choice, SourceError, find_tokenizer, load_source_model
 
     if args.frames < 1:
-        return user_error(f"--frames: must be >= 1, got {args.frames}")
+        raise UserError(f"--frames: must be >= 1, got {args.frames}")
     max_frames = int(round(args.max_seconds * 100))
     if max_frames < args.frames:
-        return user_error(f"--max-seconds: {args.max_seconds:g} s is shorter than --frames {args.frames}")
+        raise UserError(f"--max-seconds: {args.max_seconds:g} s is shorter than --frames {args.frames}")
     try:
         model, source = load_source_model(args.source, Choice.from_args(args))
     except SourceError as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     tokenizer = None
     try:
         tokenizer = find_tokenizer(source.config, args.bpe_model)
     except SourceError as e:
         if args.bpe_model:
-            return file_error(args.source, e)
+            raise file_error(args.source, e)
         print(f"note: no tokens.txt or bpe.model written: {e}")
     if tokenizer is not None and tokenizer.vocab_size != model.vocab_size:
-        return file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
-                                       f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
-                                       "it was trained with")
+        raise file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
+                                      f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
+                                      "it was trained with")
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError as e:
-            return user_error(f"--format onnx: needs the onnx package ({e.name} is missing; "
-                              "pip install onnx onnxruntime)")
+            raise UserError(f"--format onnx: needs the onnx package ({e.name} is missing; "
+                            "pip install onnx onnxruntime)")
     pieces = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)] if tokenizer is not None else None
     try:
         info = export_model(model, args.format, args.out, frames=args.frames, max_frames=max_frames,
                             pieces=pieces)
     except ValueError as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     except Exception as e:  # noqa: BLE001 - an exporter's failure: say which, in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return file_error(args.source, f"--format {args.format}: the exporter failed: {type(e).__name__}: {first}",
-                          status=1)
+        raise file_error(args.source, f"--format {args.format}: the exporter failed: {type(e).__name__}: {first}",
+                         status=1)
     if tokenizer is not None:
         shutil.copyfile(tokenizer.path, Path(args.out) / "bpe.model")
         print(f"{args.out}/tokens.txt, {args.out}/bpe.model: {tokenizer.vocab_size} units of {tokenizer.path}")
@@ -101,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx" and not onnxruntime_available():
         print("note: install onnxruntime to check the ONNX parts against the eager model")
     if bad:
-        return user_error(f"exported parts differ from the eager model beyond {TOLERANCE}: {'; '.join(bad)}",
-                          status=1)
+        raise UserError(f"exported parts differ from the eager model beyond {TOLERANCE}: {'; '.join(bad)}",
+                        status=1)
     return 0

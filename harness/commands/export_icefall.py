@@ -22,20 +22,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
     from variants.interop.icefall import IcefallCheckpointError, export_icefall_state_dict, icefall_flags
 
-    from .common import file_error, out_path_problem, user_error
+    from .common import UserError, file_error, out_path_problem
     from .model_source import Choice, SourceError, load_model
 
     problem = out_path_problem(args.out, folder=False)
     if problem:
-        return user_error(problem)
+        raise UserError(problem)
     try:
         model = load_model(args.source, Choice.from_args(args))
         sd = export_icefall_state_dict(model)
     except (SourceError, IcefallCheckpointError) as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     atomic_save({"model": sd}, Path(args.out))
     n = sum(v.numel() for v in sd.values() if torch.is_floating_point(v))
     print(f"wrote {args.out}: {len(sd)} tensors, {n / 1e6:.2f} M parameters, the authors' names")

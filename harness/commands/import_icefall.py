@@ -45,23 +45,23 @@ def imported_checkpoint(imp, model) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.train.checkpoint import atomic_save
+    from harness.evaluate.checkpoint import atomic_save
     from variants.interop.icefall import IcefallCheckpointError, check_keys, resolve_icefall_checkpoint
     from variants.interop.icefall_names import ours_to_icefall
     from variants.model import counted_numel
 
-    from .common import file_error, out_path_problem, user_error
+    from .common import UserError, file_error, out_path_problem
 
     problem = out_path_problem(args.out, folder=False)
     if problem:
-        return user_error(problem)
+        raise UserError(problem)
     try:
         imp = resolve_icefall_checkpoint(args.checkpoint, args.variant, parse_objective(args.objective),
                                          args.use_averaged_model)
         model = imp.build()
         check_keys(model, imp.state_dict, ours_to_icefall)
     except IcefallCheckpointError as e:
-        return file_error(args.checkpoint, e)
+        raise file_error(args.checkpoint, e)
     model.load_state_dict(imp.state_dict, strict=True)
     state = imported_checkpoint(imp, model)
     atomic_save(state, Path(args.out))

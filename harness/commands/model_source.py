@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from harness.train import checkpoint
-from harness.train.model_average import average_epochs
+from harness.evaluate import checkpoint
+from harness.evaluate.model_average import average_epochs
 
 
 class SourceError(ValueError):

@@ -5,7 +5,7 @@ import argparse
 
 from harness.grid.cost import ASSUMPTION, fmt, gflops_of, gpu_hours, memory_fit, params_of, train_hours
 
-from .common import add_grid_argument, existing_store, load_or_report, positive_int, user_error
+from .common import UserError, add_grid_argument, existing_store, load_grid_cells, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,13 +33,10 @@ def _vocab_size(data_dir: str) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     if args.gpu_memory is not None and not args.gpu_memory > 0:
-        return user_error(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
-    loaded = load_or_report(args, disk=not args.no_data_check,
+        raise UserError(f"--gpu-memory: must be > 0 GiB, got {args.gpu_memory:g}")
+    grid, cells = load_grid_cells(args, disk=not args.no_data_check,
                             missing_data_hint=f"; or plan without this machine's data: `harness plan "
                                               f"{args.grid} --no-data-check` (`harness run` needs it)")
-    if loaded is None:
-        return 2
-    grid, cells = loaded
     _, store = existing_store(args, grid)
     print(f"grid {grid.name} ({grid.path}): {len(cells)} cell(s)"
           + (f" - {grid.spec.description}" if grid.spec.description else ""))

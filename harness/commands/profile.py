@@ -20,7 +20,7 @@ from harness.profile.flops import PAPER_FRAMES
 from harness.profile.summary import (DEFAULT_OBJECTIVES, flat_table, parts_table, profile_table,
                       profile_variants, store_rows)
 
-from .common import open_store, parse_overrides, positive_int, resolve_variants, user_error
+from .common import UserError, open_store, parse_overrides, positive_int, resolve_variants
 
 DEFAULT_OUT = "runs/profile"
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                                 frames=args.frames, jobs=args.jobs, threads=args.threads,
                                 progress=progress)
     except (VariantError, ValueError) as err:
-        return user_error(str(err))
+        raise UserError(str(err))
     summary, parts = profile_table(rows), parts_table(rows)
     out = Path(args.out) if args.out else (None if args.json else Path(DEFAULT_OUT))
     try:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                               + parts.to_markdown("##"))
             atomic_write_text(out / "profile.csv", flat_table(rows).to_csv())
     except (FileExistsError, NotADirectoryError, PermissionError) as e:
-        return user_error(f"--out {args.out}: cannot write {e.filename}: {e.strerror}")
+        raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}")
     if not args.no_store:
         store_rows(open_store(args.store), rows)
     if args.json:

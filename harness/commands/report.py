@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from harness.report.data import StoreSnapshot
 
-from .common import user_error
+from .common import UserError
 
 DEFAULT_OUT = "runs/report"
 
@@ -253,8 +253,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.store import default_store_path
     from harness.store.results_store import StoreError
 
-    from .common import UserError
-
     stores = [Path(p) for p in args.store or []]
     cell_ids: Optional[set[str]] = None
     grids = []
@@ -262,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             grid, cells = load_cells(g)
         except GridError as e:
-            return user_error(str(e))
+            raise UserError(str(e))
         grids.append((grid, cells))
         cell_ids = (cell_ids or set()) | {c.cell_id for c in cells}
         if not args.store and grid.store_path not in stores:
@@ -273,13 +271,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 grids.append(load_cells(g))
             except GridError as e:
-                return user_error(str(e))
+                raise UserError(str(e))
     if not stores:
         stores = [p for p in experiment_stores() if p.exists()] or [default_store_path()]
     try:
         index, missing = build_report(stores, Path(args.out), cell_ids, grids or None)
     except StoreError as e:  # every store fault (not SQLite, empty, locked, ...) as one line
-        return user_error(str(e))
+        raise UserError(str(e))
     except (FileExistsError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"--out {args.out}: cannot write {e.filename}: {e.strerror}") from None
     for m in missing:

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_grid_argument, legacy_store_hint, load_or_report, positive_int, store_path, user_error
+from .common import UserError, add_grid_argument, legacy_store_hint, load_grid_cells, positive_int, store_path
 
 #: exit status when some cell failed, diverged or was interrupted
 SOME_FAILED = 1
@@ -82,45 +82,42 @@ def run(args: argparse.Namespace) -> int:
     from harness.train import distributed, interrupt
     from harness.train.cell_runner import RunOptions
 
-    loaded = load_or_report(args)
-    if loaded is None:
-        return 2
-    grid, cells = loaded
+    grid, cells = load_grid_cells(args)
     try:
         params = json.loads(args.slurm)
     except json.JSONDecodeError as e:
-        return user_error(f"--slurm: not valid JSON: {e}")
+        raise UserError(f"--slurm: not valid JSON: {e}")
     problem = executor_problem(args.executor)
     if problem:
-        return user_error(problem)
+        raise UserError(problem)
     from harness.grid.validate import averaging_notes, device_errors
 
     if args.executor != "slurm":  # a Slurm job's machine is not this one
         errors = device_errors(grid, cells)
         if errors:
-            return user_error("\n".join(str(e) for e in errors))
+            raise UserError("\n".join(str(e) for e in errors))
     dist = distributed.from_env()
     for note in averaging_notes(cells) if dist.is_main else []:
         print(f"note: {note}", file=sys.stderr)
     spath = store_path(args, grid)
     hint = legacy_store_hint(args, grid, spath)
     if hint:
-        return user_error(hint)
+        raise UserError(hint)
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     options = RunOptions(retry_failed=args.retry_failed, retry_diverged=args.retry_diverged,
                          start_over_if_unreadable=args.start_over_if_unreadable)
     todo = cells
     if dist.enabled:
         if args.executor != "local" or args.workers > 1:
-            return user_error("under torchrun use the local executor with one worker")
-        from harness.train.precision import select_device
+            raise UserError("under torchrun use the local executor with one worker")
+        from harness.devices import select_device
 
         distributed.init(dist, select_device(cells[0].config.train.device, dist.local_rank).type)
     settled: dict[str, str] = {}
     if dist.is_main:
         problem = writable_run_root(run_root)
         if problem:
-            return user_error(problem)
+            raise UserError(problem)
         from harness.grid.cells import adopt_legacy_cells
         from harness.store.journal import replay_cells
 
@@ -132,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             replay_cells(store, [run_root / c.cell_id for c in cells], lambda m: print(m, file=sys.stderr))
             todo = _todo(grid, cells, store, run_root, options, settled)
         except StoreError as e:
-            return user_error(str(e))
+            raise UserError(str(e))
     ids = distributed.broadcast_object([c.cell_id for c in todo], dist)
     todo = [c for c in cells if c.cell_id in ids]
     if dist.is_main:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_grid_argument, existing_store, load_or_report
+from .common import add_grid_argument, existing_store, load_grid_cells
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,14 +66,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.decoding import DecodeSettings
-    from harness.train.checkpoint import disk_use
+    from harness.evaluate.checkpoint import disk_use
     from harness.train.progress import eta_now, format_seconds, read_progress
     from harness.train.step_profile import format_profile
 
-    loaded = load_or_report(args, check=False)  # a grid's state is shown even if its data moved
-    if loaded is None:
-        return 2
-    grid, cells = loaded
+    grid, cells = load_grid_cells(args, check=False)  # a grid's state is shown even if its data moved
     run_root = Path(args.run_root) if getattr(args, "run_root", None) else grid.run_root
     _replay_journals(args, grid, [run_root / c.cell_id for c in cells])
     spath, store = existing_store(args, grid)

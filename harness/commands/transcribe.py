@@ -6,7 +6,7 @@
 Prints ``path<TAB>text`` per file, in the order given (``--json``: one JSON
 document with each file's duration and decoding time and the run's RTFx). Any
 sample rate and channel count is read (resampled to 16 kHz and mixed down, with
-a note on stderr); see :mod:`harness.train.transcribe`. A file that cannot be
+a note on stderr); see :mod:`harness.evaluate.transcribe`. A file that cannot be
 read is one ``error: PATH: ...`` line on stderr; the others are still
 transcribed and the exit status is 1. The BPE model is the one of the corpus the
 cell was trained on (its ``data.dir``), or ``--bpe-model``.
@@ -44,26 +44,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.decoding import available_methods
-    from harness.train.precision import select_device
-    from harness.train.transcribe import Failure, transcribe
+    from harness.devices import select_device
+    from harness.evaluate.transcribe import Failure, transcribe
 
-    from .common import file_error, user_error
+    from .common import UserError, file_error
     from .model_source import Choice, SourceError, find_tokenizer, load_source_model
 
     try:
         model, source = load_source_model(args.source, Choice.from_args(args))
         tokenizer = find_tokenizer(source.config, args.bpe_model)
     except SourceError as e:
-        return file_error(args.source, e)
+        raise file_error(args.source, e)
     if tokenizer.vocab_size != model.vocab_size:
-        return file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
-                                       f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
-                                       "it was trained with")
+        raise file_error(args.source, f"the model has {model.vocab_size} units but the BPE model "
+                                      f"{tokenizer.path} has {tokenizer.vocab_size}: give the --bpe-model "
+                                      "it was trained with")
     methods = available_methods(model)
     method = args.method or methods[0]
     if method not in methods:
-        return user_error(f"--method: {method} does not apply to this model's heads "
-                          f"({', '.join(model.head_names)}); allowed: {', '.join(methods)}")
+        raise UserError(f"--method: {method} does not apply to this model's heads "
+                        f"({', '.join(model.head_names)}); allowed: {', '.join(methods)}")
     results, totals = transcribe(model, tokenizer.decode, args.audio, method, beam=args.beam,
                                  max_duration=args.batch_duration, device=select_device(args.device, 0))
     for r in results:

@@ -17,18 +17,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from variants.registry import VariantError
 
-    from .common import user_error
+    from .common import UserError
 
     if args.describe:
         try:
             text = describe_variant(args.describe)
         except VariantError as e:
-            return user_error(f"--describe: {e}")
+            raise UserError(f"--describe: {e}")
         print(text)
         return 0
     names = list_variants(args.pattern)
     if not names:
-        return user_error(f"no variant matches {args.pattern!r}; allowed: {', '.join(list_variants())}")
+        raise UserError(f"no variant matches {args.pattern!r}; allowed: {', '.join(list_variants())}")
     width = max((len(n) for n in names), default=0)
     for n in names:
         print(f"{n:<{width}}  {get_spec(n).description}")

@@ -19,6 +19,8 @@ class Cell:
     name: str
     config: CellConfig
     labels: dict[str, str] = field(default_factory=dict)
+    #: the model spec ``config`` resolves to, when the grid's expansion resolved it already
+    spec: ModelSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def variant(self) -> str:
@@ -34,4 +36,5 @@ class Cell:
         return self.config.model_dump(mode="json")
 
     def model_spec(self) -> ModelSpec:
-        return get_spec(self.config.variant, self.config.overrides)
+        """The model spec of the cell's variant and overrides (resolved once)."""
+        return self.spec if self.spec is not None else get_spec(self.config.variant, self.config.overrides)

@@ -124,7 +124,6 @@ def read_data_dir(d: Path, split: str, progress: bool = False):
 
 class KaldiRecipe(OwnCorpusRecipe):
     name = "kaldi"
-
     source_what = "Kaldi data directories, one per split (wav.scp, text, utt2spk, segments)"
 
     def check_source(self, src: Path, opts, deep: bool = False) -> None:

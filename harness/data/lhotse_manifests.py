@@ -139,7 +139,6 @@ def checked(recordings, supervisions, where: Path, split: str, progress: bool = 
 class LhotseRecipe(OwnCorpusRecipe):
     name = "lhotse"
     src_flag = "--manifests"
-
     source_what = "lhotse manifests, one CutSet or RecordingSet + SupervisionSet per split"
 
     def check_source(self, src: Path, opts, deep: bool = False) -> None:

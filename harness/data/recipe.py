@@ -111,6 +111,21 @@ class WordAlphabet:
         return isinstance(c, str) and (c in "' " or unicodedata.category(c)[0] in "LMN")
 
 
+class OwnCorpusRecipe(Recipe):
+    """A corpus the user brings in a standard layout (Kaldi data directories, lhotse
+    manifests): transcripts checked against :class:`WordAlphabet`, identified by its source
+    folder, unit and channel, each split's role from its name (:func:`split_role`)."""
+
+    alphabet = WordAlphabet()
+    alphabet_name = WordAlphabet.NAME
+
+    def identity(self, src: Path, opts) -> dict[str, Any]:
+        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
+
+    def is_test(self, split: str) -> bool:
+        return split_role(split) == "test"
+
+
 def check_texts(recipe: Recipe, opts: CorpusOptions, split: str, texts: dict[str, str], where: str) -> None:
     """What preparation would refuse in one split's transcripts, found before it starts (``plan``):
     an empty transcript in a test split (unless ``allow_dropped``), characters outside the
@@ -169,17 +184,3 @@ def layout_from_names(splits: list[str], unit: str, where: str) -> Layout:
                         "allowed: one split per name, at least one containing each of train, dev, test")
     return Layout(train_parts=by_role["train"], eval_parts=by_role["dev"] + by_role["test"],
                   valid=by_role["dev"][0], tests=by_role["test"], unit=unit)
-
-
-class OwnCorpusRecipe(Recipe):
-    """A user's own corpus (lhotse manifests, Kaldi data directories): split names decide
-    train / dev / test, and the unit and channel options are part of its identity."""
-
-    alphabet = WordAlphabet()
-    alphabet_name = WordAlphabet.NAME
-
-    def identity(self, src: Path, opts) -> dict[str, Any]:
-        return {"src": str(src), "unit": opts.unit, "channel": opts.channel}
-
-    def is_test(self, split: str) -> bool:
-        return split_role(split) == "test"

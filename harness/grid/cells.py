@@ -4,8 +4,9 @@ Each cell's config is fully resolved (every default filled in) and gets a
 stable id: a hash of what changes its trained weights (the config less its
 decoding settings, and the model spec it resolves to), so a cell is retrained
 only when its training changes. Decoding settings (``decode.*``,
-``data.test_sets``) make a separate decode key (:mod:`harness.config.decode_key`):
-changing them decodes the saved checkpoints again.
+``data.test_sets``) make a separate decode key
+(:meth:`harness.decoding.settings.DecodeSettings.key`): changing them decodes the
+saved checkpoints again.
 """
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def _set_prefix(origin: str) -> str:
     return "--set " if origin == COMMAND_LINE else f"{origin}.set."
 
 
-def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
+def blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]) -> str:
     """Key-path prefix for an error at ``loc_parts``: the row (or ``--set``) that set the
     failing key, else the base."""
     loc = ".".join(str(p) for p in loc_parts)
@@ -146,7 +147,9 @@ def _blame(loc_parts: tuple[Any, ...], changes: list[tuple[str, dict[str, Any]]]
     return "base."
 
 
-def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str, Any]]]) -> CellConfig:
+def _resolve(grid: Grid, base: dict[str, Any],
+             changes: list[tuple[str, dict[str, Any]]]) -> tuple[CellConfig, ModelSpec]:
+    """The cell's config after ``changes`` and the model spec it resolves to (once per cell)."""
     data = copy.deepcopy(base)
     for origin, sets in changes:
         for key, value in sets.items():
@@ -158,15 +161,15 @@ def _resolve(grid: Grid, base: dict[str, Any], changes: list[tuple[str, dict[str
         config = CellConfig.model_validate(data)
     except ValidationError as err:
         raise from_validation_error(str(grid.path), err, CellConfig,
-                                    prefix=lambda loc: _blame(loc, changes)) from None
+                                    prefix=lambda loc: blame(loc, changes)) from None
     origin = changes[-1][0] if changes else "base"
     try:
-        get_spec(config.variant, config.overrides)
+        spec = get_spec(config.variant, config.overrides)
         resolve_objective(config.objective if isinstance(config.objective, str)
                           else tuple(config.objective))
     except VariantError as e:
         raise GridError(str(grid.path), f"{origin} -> overrides", str(e)) from None
-    return config
+    return config, spec
 
 
 def expand(grid: Grid, overrides: dict[str, Any] | None = None) -> list[Cell]:
@@ -208,7 +211,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                 if overrides:
                     changes.append((COMMAND_LINE, overrides))
                 try:
-                    config = _resolve(grid, base, changes)
+                    config, model_spec = _resolve(grid, base, changes)
                 except GridError as e:
                     errors.append(e)
                     continue
@@ -219,7 +222,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                     parts.append(f"seed{seed}")
                     labels["seed"] = str(seed)
                 name = "/".join(parts)
-                cid = cell_id(config, get_spec(config.variant, config.overrides))
+                cid = cell_id(config, model_spec)
                 if cid in seen:
                     errors.append(GridError(str(grid.path), row_origin,
                                             f"cells {seen[cid]!r} and {name!r} resolve to the same "
@@ -227,7 +230,7 @@ def expand_all(grid: Grid, overrides: dict[str, Any] | None = None) -> tuple[lis
                     continue
                 seen[cid] = name
                 cells.append(Cell(cell_id=cid, grid=grid.name, name=name, config=config,
-                                  labels={"row": row_name, **labels}))
+                                  labels={"row": row_name, **labels}, spec=model_spec))
     return cells, errors
 
 

@@ -54,7 +54,7 @@ def run_cell_job(cell_json: str, store_path: str, run_root: str, options_json: s
     """
     from harness.train import distributed
     from harness.train.cell_runner import run_cell
-    from harness.train.precision import select_device
+    from harness.devices import select_device
 
     cell = cell_from_json(cell_json)
     _export_submitit_ranks()

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from harness.config import Cell, DataSection
 from variants.registry import resolve_objective
 
-from .cells import COMMAND_LINE, _blame, expand_all
+from .cells import COMMAND_LINE, blame, expand_all
 from .errors import GridError, GridErrors, from_validation_error
 from .loader import Grid
 
@@ -62,7 +62,7 @@ def validate_cells(grid: Grid, cells: list[Cell], disk: bool = True,
         changes = cell_changes(grid, cell) + ([(COMMAND_LINE, overrides)] if overrides else [])
 
         def where(key: str) -> str:
-            return _blame(tuple(key.split(".")), changes) + key
+            return blame(tuple(key.split(".")), changes) + key
 
         problems: list[Problem] = []
         problems += decode_problems(cell)
@@ -109,7 +109,7 @@ def device_errors(grid: Grid, cells: list[Cell]) -> list[GridError]:
         return []
     by_key: dict[str, list[str]] = {}
     for c in wanting:
-        by_key.setdefault(_blame(("train", "device"), cell_changes(grid, c)) + "train.device", []).append(c.name)
+        by_key.setdefault(blame(("train", "device"), cell_changes(grid, c)) + "train.device", []).append(c.name)
     return [GridError(str(grid.path), key, f"'cuda', but torch sees no CUDA GPU on this machine (cell(s) "
                       f"{', '.join(names)}); allowed here: auto, cpu (or run the grid on a GPU machine)")
             for key, names in by_key.items()]
@@ -120,7 +120,7 @@ def averaging_notes(cells: list[Cell]) -> list[str]:
     epochs they decode, with what to change: a ``train.max_steps`` budget below
     ``average_period`` (never updated) or not a multiple of it (the last epoch may end
     inside the last period). Such a cell still trains and decodes: the decode falls back to
-    the plain checkpoint and says so (:func:`harness.train.model_average.average_epochs`)."""
+    the plain checkpoint and says so (:func:`harness.evaluate.model_average.average_epochs`)."""
     found: dict[str, list[str]] = {}
     for c in cells:
         t = c.config.train
@@ -193,7 +193,7 @@ def unused_methods(grid: Grid, cells: list[Cell]) -> list[GridError]:
         if any(not usable_methods(c) for c in users):
             continue  # reported as a cell with no method
         objectives = sorted({c.objective for c in users})
-        out.append(GridError(str(grid.path), _blame(("decode", "methods"), cell_changes(grid, users[0]))
+        out.append(GridError(str(grid.path), blame(("decode", "methods"), cell_changes(grid, users[0]))
                              + "decode.methods",
                              f"decoding method {m!r} needs the {'+'.join(METHOD_HEADS[m])} head(s) and "
                              f"applies to no cell of this grid (objectives: {', '.join(objectives)}); "
@@ -350,9 +350,9 @@ def loss_errors(cell: Cell, file: str, changes: list[tuple[str, dict[str, Any]]]
         cfg = LossConfig(**cell.config.loss)
     except ValidationError as err:
         return [from_validation_error(file, err, LossConfig,
-                                      prefix=lambda loc: _blame(("loss",) + loc, changes) + "loss")]
+                                      prefix=lambda loc: blame(("loss",) + loc, changes) + "loss")]
     try:
         cfg.head_scales(_heads(cell))
     except ValueError as e:
-        return [GridError(file, _blame(("objective",), changes) + "objective", str(e))]
+        return [GridError(file, blame(("objective",), changes) + "objective", str(e))]
     return []

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from .bench import FEATURE_RATE_HZ, PRECISIONS
+from .measure import FEATURE_RATE_HZ, PRECISIONS
 
 #: ops CUDA autocast runs in float32 that CPU autocast leaves in the input's dtype
 #: (the subset an encoder uses; see torch's autocast_mode.cpp, the CUDA fp32 lists)

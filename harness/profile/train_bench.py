@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .bench import FEATURE_RATE_HZ, PRECISIONS, PeakMemory, check_args, device_name, quartiles
+from .measure import FEATURE_RATE_HZ, PRECISIONS, PeakMemory, check_args, device_name, quartiles
 
 OBJECTIVES = ("transducer", "ctc", "attention")
 PHASES = ("forward", "loss", "backward", "optimizer")

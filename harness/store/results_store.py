@@ -243,7 +243,7 @@ class ResultsStore:
         self._make()
 
     def _make(self) -> None:
-        """A missing store made (see :meth:`_create_file`), its tables created or migrated."""
+        """The store file (and its folder) made and its tables created."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create_file()

@@ -32,6 +32,11 @@ import yaml
 from harness.atomic import clean_stale_tmp
 from harness.config import Cell
 from harness.decoding import DecodeSettings
+from harness.evaluate.cell_log import cell_logger
+from harness.evaluate.checkpoint import UnreadableCheckpointsError, disk_full_message, is_disk_full
+from harness.evaluate.data_setup import load_cell_data
+from harness.evaluate.decode import decode_epoch, last_epoch
+from harness.evaluate.model_setup import build_cell_model
 from harness.locks import FileLock
 from harness.store import ResultsStore
 from harness.store import journal
@@ -39,13 +44,11 @@ from harness.store.results_store import StoreError, StoreLockedError, wait_limit
 from variants.registry import resolve_objective
 
 from . import distributed
-from .checkpoint import UnreadableCheckpointsError, disk_full_message, is_disk_full
-from .data_setup import load_cell_data
 from .distributed import DistInfo
-from .evaluate import decode_epoch, last_epoch
 from .interrupt import Interrupted
 from .precision import LossScaleCollapsedError
-from .trainer import DivergedError, Trainer, build_cell_model
+from .train_state import DivergedError
+from .trainer import Trainer
 
 BUSY = "busy"
 #: seconds a store write waits on another writer's lock before the cell's log says so
@@ -128,7 +131,7 @@ class Bookkeeping:
         self.submit("add_epoch", cell_id=self.cell_id, epoch=epoch, **fields)
 
     def add_wer(self, cell_id: str, *args: Any, **fields: Any) -> None:
-        """``store.add_wer`` for decoding (:func:`harness.train.evaluate.record`), queued."""
+        """``store.add_wer`` for decoding (:func:`harness.evaluate.decode.record`), queued."""
         names = ("test_set", "method", "epoch", "decode_key")
         row = dict(zip(names, args), **fields)
         self.wers.append(row)
@@ -232,49 +235,6 @@ def code_version() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-class _LogFile(logging.FileHandler):
-    """A cell's log file. A write it cannot make (a full disk) is said once on stderr and the
-    file is left alone from then on, instead of logging's traceback for every message."""
-
-    failed = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.failed:
-            super().emit(record)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        if self.failed:
-            return
-        self.failed = True
-        print(f"log {self.baseFilename}: not written from here on ({sys.exc_info()[1]})", file=sys.stderr)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        except OSError:  # what a full disk did not take
-            pass
-
-
-def cell_logger(run_dir: Path, cell: Cell, rank: int, stem: str = "train") -> logging.Logger:
-    """The cell's log: ``<run dir>/log/<stem>-rank<rank>.log``, and stderr on rank 0."""
-    log = logging.getLogger(f"harness.cell.{cell.cell_id}.{stem}.{rank}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    fmt = logging.Formatter(f"%(asctime)s [{cell.name} {cell.cell_id} r{rank}] %(levelname)s %(message)s")
-    (run_dir / "log").mkdir(parents=True, exist_ok=True)
-    fh = _LogFile(run_dir / "log" / f"{stem}-rank{rank}.log")
-    fh.setFormatter(fmt)
-    log.addHandler(fh)
-    if rank == 0:
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setFormatter(fmt)
-        log.addHandler(sh)
-    return log
 
 
 def _short_error(e: BaseException) -> str:

@@ -1,7 +1,7 @@
-"""Device and mixed-precision selection.
+"""Mixed-precision selection (the device: :func:`harness.devices.select_device`).
 
-``auto`` picks CUDA when a GPU is present, then bf16 where the GPU supports it
-and fp16 (with a GradScaler) otherwise; on a CPU it trains in fp32. fp16 uses
+``auto`` picks bf16 where the GPU supports it and fp16 (with a GradScaler)
+otherwise; on a CPU it trains in fp32. fp16 uses
 the authors' GradScaler handling: start at scale 1.0, grow a small scale back
 faster than the default schedule, and stop with a clear message when the
 scale collapses (the model is diverging or fp16 overflows).
@@ -21,17 +21,6 @@ SCALE_WARN = 0.01
 
 class LossScaleCollapsedError(RuntimeError):
     """fp16's loss scale fell below :data:`SCALE_COLLAPSE`."""
-
-
-def select_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: ``cuda:<local_rank>`` when a GPU is present, else CPU."""
-    if requested == "cpu":
-        return torch.device("cpu")
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA GPU is visible")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 @dataclass(frozen=True)

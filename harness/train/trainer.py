@@ -13,77 +13,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 from torch import nn
 
 from harness.config import Cell
 from harness.data import batch_cut_ids, batch_lengths, batch_texts, make_dataloader
-from harness.losses import LossConfig, compute_loss
-from variants import build_model
+from harness.devices import select_device
+from harness.evaluate import checkpoint
+from harness.evaluate.data_setup import CellData
+from harness.evaluate.model_average import new_average, update_average
+from harness.evaluate.model_setup import LossModule, build_cell_model, build_loss_config, build_optimization
 from variants.components.whitener import load_whitener_probs, whitener_probs
-from variants.optim import build_optimizer, build_scheduler, default_scheduler_for, tensor_bytes
+from variants.tensor_bytes import tensor_bytes
 
-from . import checkpoint, counters, distributed, interrupt
+from . import counters, distributed, interrupt
 from .compile import compile_encoder
-from .data_setup import CellData
 from .distributed import DistInfo
-from .model_average import new_average, update_average
-from .precision import LossScaler, Precision, select_device, select_precision
+from .oom_check import check_oom
+from .precision import LossScaler, Precision, select_precision
 from .progress import TrainProgress, budget_steps
+from .rng import rng_states, seed_everything, set_rng_states
 from .step_profile import StepProfile, format_profile
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite (or fp16's loss scale collapsed)."""
-
-    def __init__(self, step: int, message: str):
-        self.step = step
-        super().__init__(message)
-
-
-class OutOfMemoryAtStartError(RuntimeError):
-    """The largest batches the sampler can produce do not fit on the device."""
-
-
-@dataclass
-class TrainResult:
-    step: int
-    epoch: int
-    stopped_early: str = ""
-    profile: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint holds and a resume restores: the model, its running average, the
-    optimizer, schedule and loss scaler, and where training is (steps, batches, epoch)."""
-
-    model: nn.Module
-    model_avg: Optional[nn.Module]
-    optimizer: Any
-    scheduler: Any
-    scaler: LossScaler
-    #: optimizer steps taken
-    step: int = 0
-    #: batches seen (drives the model's schedules)
-    batches: int = 0
-    #: the epoch being trained (1-based)
-    epoch: int = 1
-    batch_in_epoch: int = 0
-    #: the sampler's state of a resumed mid-epoch checkpoint, used once
-    sampler_state: Optional[dict] = None
-    #: the random generators' states of a resumed checkpoint, set once the epoch's loader
-    #: iterator exists (creating it draws from torch's generator)
-    rng_state: Optional[dict] = None
-    #: the resumed epoch's running loss sums (its train loss covers the whole epoch)
-    epoch_sums: Optional[dict] = None
+from .train_state import DivergedError, TrainResult, TrainState
+from .validation import loss_frames, validation_loss
 
 
 @dataclass
@@ -110,78 +67,6 @@ class _EpochTotals:
     loss: float = 0.0
     frames: float = 0.0
     exhausted: bool = False
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def rng_states(device: torch.device) -> dict[str, Any]:
-    """Every random generator a step draws from (SpecAugment, dropout, layer skip)."""
-    import numpy as np
-
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
-    import numpy as np
-
-    torch.set_rng_state(states["torch"])
-    if states.get("python") is not None:
-        random.setstate(states["python"])
-    if states.get("numpy") is not None:
-        np.random.set_state(states["numpy"])
-    if states.get("cuda") is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
-class LossModule(nn.Module):
-    """Model + loss in one forward, so DistributedDataParallel sees the whole computation."""
-
-    def __init__(self, model: nn.Module, loss_cfg: Any):
-        super().__init__()
-        self.model = model
-        self.loss_cfg = loss_cfg
-
-    def forward(self, feats, feat_lens, tokens, batch_count, utt_ids=None):
-        return compute_loss(self.model, feats, feat_lens, tokens, batch_count, self.loss_cfg,
-                            utt_ids=utt_ids)
-
-
-def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
-    """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    return build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides, tokenizer)
-
-
-def build_asr_model(variant: str, objective: Any, overrides: dict[str, Any], tokenizer: Any) -> nn.Module:
-    """A variant's AsrModel for ``objective`` with its vocabulary taken from the tokenizer."""
-    overrides = dict(overrides)
-    overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
-    overrides["heads.blank_id"] = int(tokenizer.blank_id)
-    return build_model(variant, objective if isinstance(objective, str) else tuple(objective), **overrides)
-
-
-def build_loss_config(cell: Cell) -> Any:
-    """``harness.losses.LossConfig`` from the cell's ``loss`` section."""
-    return LossConfig(**cell.config.loss)
-
-
-def build_optimization(cell: Cell, model: nn.Module) -> tuple[Any, Any, str]:
-    """Optimizer and LR scheduler from the cell's optimizer section (defaults: the spec's)."""
-    opt_cfg = cell.config.optimizer
-    name = opt_cfg.name or model.spec.optimizer
-    optimizer = build_optimizer(name, model, lr=opt_cfg.lr, **opt_cfg.options)
-    sched_name = opt_cfg.schedule or default_scheduler_for(name)
-    scheduler = build_scheduler(sched_name, optimizer, **opt_cfg.schedule_options)
-    return optimizer, scheduler, name
 
 
 class Trainer:
@@ -228,7 +113,8 @@ class Trainer:
         module = self.wrap(state.model)
         train_dl, valid_dl = self.loaders()
         if t.oom_check and state.step == 0:
-            self.check_oom(module, train_dl, state.optimizer, state.scaler)
+            check_oom(train_dl, lambda batch: self._try_batch(module, batch, state.optimizer, state.scaler),
+                      state.optimizer, self.device, self.cfg.data.max_duration, self.log)
         loop = _Loop(module=module, train_dl=train_dl, valid_dl=valid_dl,
                      tb=self.open_tensorboard(), profile=StepProfile(self.device),
                      per_epoch=max(1.0, sum(c.duration for c in self.data.train_cuts)
@@ -311,7 +197,7 @@ class Trainer:
                       path.name, state.step, state.epoch, state.batch_in_epoch)
 
     def check_space(self, state: TrainState) -> None:
-        """Raise :class:`~harness.train.checkpoint.NoSpaceError` (the folder and the bytes) unless
+        """Raise :class:`~harness.evaluate.checkpoint.NoSpaceError` (the folder and the bytes) unless
         the checkpoint folder has room for one checkpoint (optimizer state not made yet: taken as
         two moments per weight)."""
         weights = tensor_bytes(state.model.state_dict())
@@ -445,7 +331,7 @@ class Trainer:
                     loss, info = loop.module(feats, feat_lens, tokens, float(state.batches),
                                              batch_cut_ids(batch))
             value = float(loss.detach())
-            frames = float(_frames(info, feat_lens))
+            frames = float(loss_frames(info, feat_lens))
             if self.rnnt_backend is None and isinstance(info, dict) and info.get("rnnt_backend"):
                 self.rnnt_backend = str(info["rnnt_backend"])
                 self.log.info("transducer loss backend: %s", self.rnnt_backend)
@@ -506,7 +392,8 @@ class Trainer:
             raise RuntimeError(
                 f"epoch {state.epoch} made no optimizer step: it has {state.batch_in_epoch} batch(es), "
                 f"fewer than train.accum_grad={t.accum_grad}; lower accum_grad or data.max_duration")
-        valid_loss = self.validate(loop.module, loop.valid_dl, state.model, state.batches)
+        valid_loss = validation_loss(loop.module, loop.valid_dl, state.batches, self.data.tokenizer,
+                                     self.precision, self.device, self.dist)
         train_loss = totals.loss / max(totals.frames, 1.0) if totals.frames else float("nan")
         # the budget (steps or minutes) may end an epoch early: its checkpoint says so
         epoch_done = totals.exhausted
@@ -570,53 +457,8 @@ class Trainer:
             checkpoint.retain(self.ckpt_dir, t.keep_last_k, t.keep_optimizer_k)
         distributed.barrier(self.dist)
 
-    @torch.no_grad()
-    def validate(self, module: nn.Module, valid_dl, model: nn.Module, batches: int) -> float:
-        """Validation loss per frame (summed over ranks)."""
-        # the bare module: DDP's forward would need every rank to run the same number of batches
-        module = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-        module.eval()
-        total, frames = 0.0, 0.0
-        for batch in valid_dl:
-            feats = batch["inputs"].to(self.device)
-            feat_lens = batch_lengths(batch).to(self.device)
-            tokens = self.data.tokenizer.encode(batch_texts(batch))
-            with self.precision.context():
-                loss, info = module(feats, feat_lens, tokens, float(batches),
-                                    batch_cut_ids(batch))
-            total += float(loss)
-            frames += float(_frames(info, feat_lens))
-        total, frames = distributed.all_reduce_sum([total, frames], self.dist, self.device)
-        module.train()
-        return total / frames if frames else float("nan")
-
-    def check_oom(self, module: nn.Module, train_dl, optimizer, scaler: LossScaler) -> None:
-        """Run the sampler's largest batches once; on OOM say which max duration would fit."""
-        if self.device.type != "cuda":
-            self.log.info("OOM check skipped: it guards GPU memory and this cell trains on %s",
-                          self.device)
-            return
-        from lhotse.dataset import find_pessimistic_batches
-
-        batches, _ = find_pessimistic_batches(train_dl.sampler)
-        for criterion, cuts in batches.items():
-            try:
-                self._try_batch(module, train_dl.dataset[cuts], optimizer, scaler)
-            except torch.cuda.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
-                fits = self._largest_fitting(module, train_dl, cuts, optimizer, scaler)
-                dur = sum(c.duration for c in cuts)
-                raise OutOfMemoryAtStartError(
-                    f"out of memory on {torch.cuda.get_device_name(self.device)} with the sampler's "
-                    f"largest batch ({criterion}, {dur:.0f} s of audio, data.max_duration="
-                    f"{self.cfg.data.max_duration}); "
-                    + (f"about {fits:.0f} s fit: set data.max_duration to {0.9 * fits:.0f} or less"
-                       if fits else "not even one utterance fits")) from None
-        optimizer.zero_grad(set_to_none=True)
-        self.log.info("OOM check passed on the %d largest batches", len(batches))
-
     def _try_batch(self, module, batch, optimizer, scaler: LossScaler) -> None:
+        """One forward and backward of ``batch`` with no optimizer step (the OOM check)."""
         feats = batch["inputs"].to(self.device)
         feat_lens = batch_lengths(batch).to(self.device)
         tokens = self.data.tokenizer.encode(batch_texts(batch))
@@ -624,46 +466,6 @@ class Trainer:
             loss, _ = module(feats, feat_lens, tokens, 0.0, batch_cut_ids(batch))
         scaler.scale(loss).backward()
         optimizer.zero_grad(set_to_none=True)
-
-    def _largest_fitting(self, module, train_dl, cuts, optimizer, scaler) -> float:
-        """Audio seconds of the largest shortest-first part of the OOM batch that fits."""
-        from lhotse import CutSet
-
-        def fits(part: list) -> bool:
-            try:
-                self._try_batch(module, train_dl.dataset[CutSet.from_cuts(part)], optimizer, scaler)
-                return True
-            except torch.cuda.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
-                return False
-
-        return largest_fitting_duration(list(cuts), fits)
-
-
-def largest_fitting_duration(cuts: list, fits: Callable[[list], bool]) -> float:
-    """Binary search for the most shortest-first cuts that ``fits``; their total duration.
-
-    The whole list is known not to fit; 0.0 if not even the shortest cut does.
-    """
-    items = sorted(cuts, key=lambda c: c.duration)
-    lo, hi = 0, len(items) - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(items[:mid]):
-            lo = mid
-        else:
-            hi = mid - 1
-    return float(sum(c.duration for c in items[:lo]))
-
-
-def _frames(info: Any, feat_lens: torch.Tensor) -> float:
-    """Frames the loss was summed over (the loss's own count if it reports one)."""
-    if isinstance(info, dict):
-        for key in ("frames", "num_frames"):
-            if key in info:
-                return float(info[key])
-    return float(feat_lens.sum())
 
 
 def _lr(scheduler: Any) -> float:

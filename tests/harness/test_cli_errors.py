@@ -149,6 +149,9 @@ def test_bad_command_line_gives_one_line_and_exit_2(case, tmp_path, capsys):
 def test_help_of_every_command_exits_0(capsys):
     from harness.cli import COMMANDS
 
+    assert main(["--help"]) == 0  # every command's one-line help, "%" included ("95% CIs")
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS), out
     for name in COMMANDS:
         assert main([name, "--help"]) == 0
         assert capsys.readouterr().out.startswith(f"usage: harness {name}")

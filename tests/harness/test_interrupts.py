@@ -17,7 +17,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_demo_stops_after_an_interrupted_run_stage(monkeypatch, tmp_path, capsys):
-    import harness.train.data_setup as data_setup
+    import harness.evaluate.data_setup as data_setup
 
     monkeypatch.setattr(data_setup, "ensure_prepared", lambda d: types.SimpleNamespace(
         out_dir=d.dir, splits={"train": "x"}))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from variants import build_model, get_spec, list_variants
+from variants.specs.tiny import TINY_HEADS
 
 torch.set_num_threads(1)
 
@@ -69,13 +70,15 @@ def test_objective_builds_only_its_heads(objective):
 
 
 def tiny_overrides(name: str) -> dict:
-    """Small sizes keeping the variant's structure and switches."""
+    """Small sizes keeping the variant's structure and switches: the tiny variants' heads and
+    Conformer sizes (``variants/specs/tiny.py``); Zipformer stacks of alternating widths, so
+    every stack boundary converts channels."""
     enc = get_spec(name).encoder
-    heads = {"vocab_size": 20, "decoder_dim": 16, "joiner_dim": 16, "attention_decoder_dim": 16,
-             "attention_decoder_layers": 1, "attention_decoder_heads": 2, "attention_decoder_ff_dim": 32}
+    heads = dict(TINY_HEADS)
     if enc.kind == "conformer":
-        encoder = {"num_encoder_layers": 2, "d_model": 32, "dim_feedforward": 64, "nhead": 4,
-                   "cnn_module_kernel": 7}
+        tiny = get_spec("conformer-tiny").encoder
+        encoder = {k: getattr(tiny, k) for k in ("num_encoder_layers", "d_model", "dim_feedforward", "nhead",
+                                                 "cnn_module_kernel")}
     else:
         n = len(enc.downsampling_factor)
         encoder = {"num_encoder_layers": (1,) * n, "encoder_dim": tuple(32 + 8 * (i % 2) for i in range(n)),

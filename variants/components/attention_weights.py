@@ -22,7 +22,7 @@ from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
 
 
-class _PenalizeAbsValuesGt(torch.autograd.Function):
+class PenalizeAbsValuesGt(torch.autograd.Function):
     """Identity; backward adds the gradient of penalty * relu(|x| - limit).
 
     Keeps only sign(x) where |x| > limit (one byte per element, 0 elsewhere).
@@ -164,7 +164,7 @@ class MultiHeadAttentionWeights(nn.Module):
             scores = scores.add_(rel) if _no_grad(scores, rel) else scores + rel
         if self.training and random.random() < 0.1:
             # failsafe against implausibly large scores (authors: limit 25, penalty 1e-4)
-            scores = _PenalizeAbsValuesGt.apply(scores, 25.0, 1.0e-4)
+            scores = PenalizeAbsValuesGt.apply(scores, 25.0, 1.0e-4)
         if key_padding_mask is not None:
             if key_padding_mask.shape != (b, t):
                 raise ValueError(f"key_padding_mask must have shape ({b}, {t}), got "

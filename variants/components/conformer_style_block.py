@@ -21,7 +21,7 @@ from .feed_forward import FeedForward
 from .norm import create_norm
 from .scheduled_float import FloatLike
 from .self_attention import SelfAttention
-from .zipformer_block import (BlockSwitches, _apply, block_output_constraints,
+from .zipformer_block import (BlockSwitches, apply_keep_mask, block_output_constraints,
                               module_skip_schedule, sequence_keep_mask)
 
 
@@ -63,9 +63,9 @@ class ConformerStyleBlock(nn.Module):
         x = x + self._norm("ff1", self.feed_forward1(x))
         keep = sequence_keep_mask(x, float(self.attention_skip_rate), self.training)
         weights = self.self_attn_weights(x, pos_emb, padding_mask)
-        x = x + _apply(keep, self._norm("sa", self.self_attn(x, weights)))
+        x = x + apply_keep_mask(keep, self._norm("sa", self.self_attn(x, weights)))
         keep = sequence_keep_mask(x, float(self.conv_skip_rate), self.training)
-        x = x + _apply(keep, self._norm("conv", self.conv_module(x, padding_mask)))
+        x = x + apply_keep_mask(keep, self._norm("conv", self.conv_module(x, padding_mask)))
         x = x + self._norm("ff2", self.feed_forward2(x))
         x = self.bypass(orig, self.norm(self.balancer1(x)))
         return self.whiten(self.balancer2(x))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..spec import ZipformerConfig
 from .attention_weights import MultiHeadAttentionWeights, whitening_limit_schedule
 from .balancer import make_balancer
 from .bypass import make_bypass
@@ -36,22 +37,28 @@ from .self_attention import SelfAttention
 from .whitener import make_whitener
 
 
+def _spec_default(name: str) -> Any:
+    """``ZipformerConfig``'s default of the switch ``name`` (the one place it is written)."""
+    return ZipformerConfig.model_fields[name].default
+
+
 #: the authors' never-used per-block vector, held as a buffer (see ZipformerBlock)
 UNUSED_BYPASS_SCALE = "unused_bypass_scale"
 
 
 @dataclass(frozen=True)
 class BlockSwitches:
-    """The ablation switches a block reads: the ZipformerConfig fields of the same names."""
+    """The ablation switches a block reads: the ZipformerConfig fields of the same names,
+    with its defaults."""
 
-    norm: str = "bias_norm"
-    activation: str = "swoosh"
-    nla: bool = True
-    share_attention_weights: bool = True
-    bypass: bool = True
-    balancer: bool = True
-    whitener: bool = True
-    norm_on_every_module: bool = False
+    norm: str = _spec_default("norm")
+    activation: str = _spec_default("activation")
+    nla: bool = _spec_default("nla")
+    share_attention_weights: bool = _spec_default("share_attention_weights")
+    bypass: bool = _spec_default("bypass")
+    balancer: bool = _spec_default("balancer")
+    whitener: bool = _spec_default("whitener")
+    norm_on_every_module: bool = _spec_default("norm_on_every_module")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "BlockSwitches":
@@ -76,7 +83,8 @@ def sequence_keep_mask(x: torch.Tensor, rate: float, training: bool) -> torch.Te
     return (torch.rand(x.shape[0], 1, 1, device=x.device) > rate).to(x.dtype)
 
 
-def _apply(mask: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+def apply_keep_mask(mask: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+    """``y`` with the sequences ``mask`` drops zeroed (``y`` itself when nothing is dropped)."""
     return y if mask is None else y * mask
 
 
@@ -180,20 +188,20 @@ class ZipformerBlock(nn.Module):
                 w0 = (w0 > 0.0).to(w0.dtype)
                 w0 = w0 / w0.sum(dim=-1, keepdim=True)
             na = self.balancer_na(self._norm("nla", self.nonlinear_attention(x, w0)))
-            x = x + _apply(attn_keep, na)
-        x = x + _apply(attn_keep, self._norm("sa1", self.self_attn1(x, weights)))
+            x = x + apply_keep_mask(attn_keep, na)
+        x = x + apply_keep_mask(attn_keep, self._norm("sa1", self.self_attn1(x, weights)))
         conv_keep = sequence_keep_mask(x, float(self.conv_skip_rate), train)
-        x = x + _apply(conv_keep, self._norm("conv1", self.conv_module1(x, padding_mask)))
+        x = x + apply_keep_mask(conv_keep, self._norm("conv1", self.conv_module1(x, padding_mask)))
         ff2_keep = sequence_keep_mask(x, float(self.ff2_skip_rate), train)
-        x = x + _apply(ff2_keep, self.balancer_ff2(self._norm("ff2", self.feed_forward2(x))))
+        x = x + apply_keep_mask(ff2_keep, self.balancer_ff2(self._norm("ff2", self.feed_forward2(x))))
         x = self.bypass_mid(orig, x)
         if self.self_attn_weights2 is not None:
             weights = self.self_attn_weights2(x, pos_emb, padding_mask)
-        x = x + _apply(attn_keep, self._norm("sa2", self.self_attn2(x, weights)))
+        x = x + apply_keep_mask(attn_keep, self._norm("sa2", self.self_attn2(x, weights)))
         conv_keep = sequence_keep_mask(x, float(self.conv_skip_rate), train)
-        x = x + _apply(conv_keep, self._norm("conv2", self.conv_module2(x, padding_mask)))
+        x = x + apply_keep_mask(conv_keep, self._norm("conv2", self.conv_module2(x, padding_mask)))
         ff3_keep = sequence_keep_mask(x, float(self.ff3_skip_rate), train)
-        x = x + _apply(ff3_keep, self.balancer_ff3(self._norm("ff3", self.feed_forward3(x))))
+        x = x + apply_keep_mask(ff3_keep, self.balancer_ff3(self._norm("ff3", self.feed_forward3(x))))
         x = self.norm(self.balancer1(x))
         x = self.bypass(orig, x)
         return self.whiten(self.balancer2(x))

@@ -144,9 +144,8 @@ class ZipformerEncoder(nn.Module):
 
 
 def build(cfg: ZipformerConfig) -> tuple[nn.Module, nn.Module]:
-    """(encoder_embed, encoder) for ``cfg``: see the module docstring for shapes."""
-    if cfg.causal:
-        raise NotImplementedError("causal (streaming) Zipformer is not supported; set causal=False")
+    """(encoder_embed, encoder) for ``cfg``: see the module docstring for shapes (a causal
+    ``cfg`` is refused by :class:`ZipformerEncoder`)."""
     embed = ConvEmbed(cfg.num_features, cfg.encoder_dim[0], time_stride=cfg.embed_time_stride,
                       dropout=dropout_schedule(cfg.dropout), norm=cfg.norm,
                       activation=cfg.activation, balancer=cfg.balancer, whitener=cfg.whitener,

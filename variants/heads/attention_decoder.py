@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..components.attention_weights import _PenalizeAbsValuesGt
+from ..components.attention_weights import PenalizeAbsValuesGt
 from ..components.padding_mask import padding_mask
 from ..components.swoosh import Swish
 
@@ -85,7 +85,7 @@ class MultiHeadAttention(nn.Module):
         v = self.linear_v(value).view(b, s, h, dh).transpose(1, 2)       # (B, H, S, dh)
         scores = torch.matmul(q, k) / math.sqrt(dh)
         if self.training and scores.requires_grad:
-            scores = _PenalizeAbsValuesGt.apply(scores, SCORE_LIMIT, SCORE_PENALTY)
+            scores = PenalizeAbsValuesGt.apply(scores, SCORE_LIMIT, SCORE_PENALTY)
         if mask is not None:
             scores = scores.masked_fill(mask.unsqueeze(1), float("-inf"))
         weights = nn.functional.softmax(scores, dim=-1)

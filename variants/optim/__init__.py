@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from ..tensor_bytes import tensor_bytes
 from .eden import EDEN_DEFAULTS, Eden, eden_factor, eden_lr
 from .grad_clipping import ClippingEvent, MedianGradClipping
 from .lr_schedule import BatchEpochSchedule
@@ -35,7 +36,7 @@ __all__ = [
     "OPTIMIZERS", "SCHEDULERS", "DEFAULT_LR", "build_optimizer", "build_scheduler",
     "default_scheduler_for", "schedule_curve", "ScaledAdam", "Eden", "Noam",
     "BatchEpochSchedule", "MedianGradClipping", "ClippingEvent", "eden_lr", "eden_factor",
-    "noam_lr", "noam_factor", "named_parameter_groups", "optimizer_state_bytes", "tensor_bytes",
+    "noam_lr", "noam_factor", "named_parameter_groups", "optimizer_state_bytes",
 ]
 
 OPTIMIZERS: tuple[str, ...] = ("scaled_adam", "adam")
@@ -139,17 +140,6 @@ def schedule_curve(name: str, steps: Iterable[int], **kw: Any) -> list[tuple[int
         raise ValueError(f"batches_per_epoch must be a number > 0, got {per_epoch!r}")
     _check_kwargs("schedule_curve('eden')", eden_lr, kw, ("batch", "epoch"))
     return [(int(s), eden_lr(s, math.floor(s / per_epoch), **kw)) for s in steps]
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of every tensor in a (nested) dict, list or tuple: optimizer state, a checkpoint."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:

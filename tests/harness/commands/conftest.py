@@ -11,13 +11,11 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def trained_cell(tmp_path_factory) -> Path:
-    """The run directory of a trained tiny cell (epoch-1.pt and epoch-2.pt with running averages)."""
-    from harness.data import prepare_corpus
-
+def trained_cell(tmp_path_factory, tiny_corpus) -> Path:
+    """The run directory of a trained tiny cell (epoch-1.pt and epoch-2.pt with running averages)
+    on the test run's tiny corpus."""
     root = tmp_path_factory.mktemp("trained_cell")
-    data = root / "data"
-    prepare_corpus("synthetic", data, tier="tiny", progress=False)
+    data = tiny_corpus
     grid = root / "g.yaml"
     grid.write_text(
         f"name: t\nstore: {root / 'runs' / 'results.sqlite'}\nrun_root: {root / 'runs'}\n"

@@ -8,7 +8,7 @@ import torch
 
 from harness.cli import main
 from harness.commands.model_source import load_model
-from harness.train.model_average import averaged_weights
+from harness.evaluate.model_average import averaged_weights
 from variants.interop import icefall_to_ours
 
 #: a tiny Zipformer-S (one layer per stack, small dims) as a checkpoint's config overrides

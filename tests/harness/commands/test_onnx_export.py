@@ -25,8 +25,8 @@ def metadata(path) -> dict[str, str]:
 def test_onnx_export_serves_any_size_and_transcribes_as_eager(trained_cell, tmp_path, capsys):
     from harness.commands.model_source import find_tokenizer
     from harness.decoding import decode
-    from harness.train.checkpoint import load
-    from harness.train.transcribe import features, load_audio
+    from harness.evaluate.checkpoint import load
+    from harness.evaluate.transcribe import features, load_audio
     from variants.interop.export import greedy_search_parts, runner
 
     out = tmp_path / "onnx"

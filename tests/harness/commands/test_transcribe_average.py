@@ -13,7 +13,7 @@ import torch
 
 from harness.cli import main
 from harness.commands.model_source import Choice, load_model
-from harness.train.model_average import averaged_weights
+from harness.evaluate.model_average import averaged_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def corpus_cut(cell: Path, n: int = 0):
     """A test cut of the cell's corpus (its audio file, transcript and stored features)."""
     from harness.data import PreparedCorpus
-    from harness.train.checkpoint import load
+    from harness.evaluate.checkpoint import load
 
     cfg = load(cell / "checkpoints" / "epoch-2.pt")["config"]
     prepared = PreparedCorpus.load(cfg["data"]["dir"])
@@ -85,7 +85,7 @@ def test_transcribe_reads_any_rate_and_channels_and_reports_failures(trained_cel
 def test_transcribe_features_are_trainings_and_text_is_the_models(trained_cell, audio):
     from harness.data import PreparedCorpus, Tokenizer
     from harness.decoding import decode
-    from harness.train.transcribe import features, load_audio, transcribe
+    from harness.evaluate.transcribe import features, load_audio, transcribe
 
     cut = corpus_cut(trained_cell)
     samples, notes = load_audio(audio["flac16"])

@@ -1,4 +1,4 @@
-"""Shared tiny corpora for the data tests (built once per session, in seconds)."""
+"""Shared fixtures of the data tests (the prepared tiny corpus is ``tests/conftest.py``'s)."""
 from __future__ import annotations
 
 import os
@@ -20,15 +20,6 @@ def tiny_tier():
     from harness.data.synthetic.tiers import get_tier
 
     return get_tier("tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_prepared(tmp_path_factory):
-    """The tiny synthetic corpus, fully prepared (features, BPE)."""
-    from harness.data import prepare_corpus
-
-    out = tmp_path_factory.mktemp("synthetic") / "tiny"
-    return prepare_corpus("synthetic", out, tier="tiny", seed=0, num_jobs=1, progress=False)
 
 
 @pytest.fixture(scope="session")

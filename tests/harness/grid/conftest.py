@@ -1,6 +1,6 @@
 import pytest
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 @pytest.fixture
 def write_grid(tmp_path):
@@ -12,16 +12,6 @@ def write_grid(tmp_path):
         return str(p)
 
     return write
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory):
-    """The built-in synthetic corpus at its tiny tier (about 40 s of training audio), once per session."""
-    from harness.data import prepare_corpus
-
-    out = tmp_path_factory.mktemp("tiny_corpus")
-    prepare_corpus("synthetic", out, tier="tiny", progress=False)
-    return out
 
 
 @pytest.fixture

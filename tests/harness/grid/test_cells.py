@@ -1,5 +1,5 @@
 """Grid expansion and stable cell ids."""
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.grid.cells import expand
 from harness.grid.loader import load_grid

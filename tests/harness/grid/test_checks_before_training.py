@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.cli import main
 
@@ -78,7 +78,7 @@ def test_the_runner_refuses_a_prepared_corpus_with_other_options(tiny_corpus):
     """Also a runner that starts without the grid checks (a submitit job) never trains on it."""
     from harness.config import DataSection
     from harness.data.errors import DataError
-    from harness.train.data_setup import ensure_prepared
+    from harness.evaluate.data_setup import ensure_prepared
 
     ok = DataSection(corpus="synthetic", dir=str(tiny_corpus), options={"tier": "tiny"}, max_duration=8)
     assert ensure_prepared(ok).corpus == "synthetic"

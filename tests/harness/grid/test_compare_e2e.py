@@ -108,7 +108,7 @@ def test_compare_on_a_grid_never_run_is_one_error_line(tiny_grid):
 def test_demo_prints_the_verdicts_and_its_report_shows_them(monkeypatch, tmp_path, capsys):
     import types
 
-    import harness.train.data_setup as data_setup
+    import harness.evaluate.data_setup as data_setup
     from harness.cli import main
     from harness.commands import demo
 

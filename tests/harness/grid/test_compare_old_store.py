@@ -7,7 +7,7 @@ from harness.grid.cells import load_cells
 from harness.store import ResultsStore
 from harness.store.results_store import SCHEMA, PRIMARY_KEYS
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 ROWS = BASE.replace("base:\n", "base:\n  seeds: [1, 2]\n", 1) + (
     "ablations:\n  - {name: layernorm, set: {overrides.norm: layer_norm}}\n")

@@ -22,7 +22,7 @@ def test_grid_loads_with_distinct_cells(path):
 def test_default_grid_cells_build_with_their_optimizer_and_schedule():
     from types import SimpleNamespace
 
-    from harness.train.trainer import build_cell_model, build_loss_config, build_optimization
+    from harness.evaluate.model_setup import build_cell_model, build_loss_config, build_optimization
 
     grid, cells = load_cells(str(next(p for p in EXPERIMENTS if p.stem == "default")))
     assert {"zipformer", "conformer"} <= {c.labels["row"] for c in cells} and len(cells) >= 4

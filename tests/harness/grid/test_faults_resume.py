@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
-from harness.train import checkpoint
+from harness.evaluate import checkpoint
 from harness.train.cell_runner import run_cell
 
 # 10 cuts in 8 s batches: 2 optimizer steps an epoch, a checkpoint after each

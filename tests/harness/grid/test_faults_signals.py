@@ -5,7 +5,7 @@ import signal
 import sys
 
 import pytest
-from faultkit import children, gone_within, harness, wait_for
+from support.faultkit import children, gone_within, harness, wait_for
 
 from harness.grid.cells import load_cells
 from harness.locks import FileLock
@@ -129,7 +129,7 @@ LONG = "epochs: 3, save_every_n: 1000, average_period: 1, log_interval: 1"
 def test_workers_stop_once_with_a_checkpoint_on_sigterm_and_when_their_runner_is_killed(tiny_grid, tmp_path):
     import shlex
 
-    from harness.train import checkpoint
+    from harness.evaluate import checkpoint
 
     path = tiny_grid(name="pool", train=LONG, rows="  - {name: other, set: {overrides.norm: layer_norm}}\n")
     path_text = open(path).read().replace("max_duration: 8", "max_duration: 4")

@@ -3,12 +3,12 @@ store or run_root, the grid goes on (exit 1) when cells fail, nothing finished i
 import sqlite3
 
 import pytest
-from faultkit import read_only, small_filesystem
+from support.faultkit import read_only, small_filesystem
 
 from harness.cli import main
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
-from harness.train import checkpoint
+from harness.evaluate import checkpoint
 from harness.train.cell_runner import RunOptions, run_cell
 
 ONE_EPOCH = "epochs: 1, save_every_n: 1, average_period: 1"

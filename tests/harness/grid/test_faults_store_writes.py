@@ -9,13 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from faultkit import read_only
+from support.faultkit import read_only
 
 from harness.cli import main
+from harness.evaluate import checkpoint
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
 from harness.store.journal import JOURNAL
-from harness.train import cell_runner, checkpoint
+from harness.train import cell_runner
 from harness.train.cell_runner import run_cell
 
 TWO_EPOCHS = "epochs: 2, save_every_n: 1, average_period: 1"
@@ -157,7 +158,7 @@ def test_a_store_locked_by_another_process_does_not_hold_training_up(cell_and_st
 def test_two_real_runners_on_one_grid_train_each_cell_once_and_lose_no_row(tiny_grid):
     """Two `harness run` processes started together on one grid (one store): each cell is
     trained by one of them, the other reports it busy or done, and every row reaches the store."""
-    from faultkit import harness
+    from support.faultkit import harness
 
     path = tiny_grid(name="two", rows="  - {name: other, set: {overrides.norm: layer_norm}}\n")
     grid, cells = load_cells(path)

@@ -6,7 +6,7 @@ import pytest
 
 from harness.cli import main
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 ABL = BASE + "ablations:\n"
 CASES = {

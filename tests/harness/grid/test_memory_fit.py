@@ -1,7 +1,7 @@
 """`harness plan --gpu-memory`: a cell's peak training memory at its max_duration, estimated
 from `harness bench --train --device cuda` rows in the results store."""
 import pytest
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.grid.cells import expand
 from harness.grid.cost import memory_fit

@@ -1,7 +1,7 @@
 """Failing cells are recorded with the reason and the grid goes on; a locked cell is left alone."""
 import fcntl
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.cli import main
 from harness.grid.cells import load_cells

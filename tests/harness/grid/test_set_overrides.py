@@ -1,5 +1,5 @@
 """`--set key.path=value` on the grid commands: applied to every cell, validated like the file."""
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.cli import main
 from harness.grid.cells import expand

@@ -3,7 +3,7 @@ import fcntl
 import json
 import time
 
-from gridtext import BASE
+from support.gridtext import BASE
 
 from harness.cli import main
 from harness.grid.cells import expand

@@ -4,7 +4,7 @@ import json
 from harness.cli import main
 from harness.grid.cells import load_cells
 from harness.store import ResultsStore
-from harness.train import checkpoint
+from harness.evaluate import checkpoint
 
 
 def test_max_steps_with_accumulation_stops_mid_epoch_and_is_recorded(tiny_grid, monkeypatch):

@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from compiled_triton import run_compiled_triton
+from support.compiled_triton import run_compiled_triton
 from harness.decoding import decode
 from harness.losses import LossConfig, compute_loss
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from compiled_triton import run_compiled_triton
+from support.compiled_triton import run_compiled_triton
 from harness.losses import make_boundary
 from harness.losses.mutual_information import mutual_information_recursion
 from harness.losses.rnnt_backend import TORCH_BACKEND, resolve_rnnt_backend

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.profile.bench import check_args, quartiles, run_isolated
+from harness.profile.bench import run_isolated
+from harness.profile.measure import check_args, quartiles
 
 def test_tiny_model_in_a_subprocess():
     r = run_isolated("conformer-tiny", batch=1, duration_s=0.5, runs=2, warmup=1, threads=1,

@@ -12,14 +12,12 @@ from torch import nn
 from harness.profile.flops import PLAIN, WITH_RULES, profile_flops
 from harness.profile.params import objective_parts, objective_total
 from variants.components.bias_norm import BiasNorm
+from variants.specs.tiny import TINY_HEADS as TINY_VARIANT_HEADS
 
 torch.set_num_threads(1)
 
-TINY_HEADS = {
-    "heads.vocab_size": 20, "heads.decoder_dim": 16, "heads.joiner_dim": 16,
-    "heads.attention_decoder_dim": 16, "heads.attention_decoder_layers": 1,
-    "heads.attention_decoder_heads": 2, "heads.attention_decoder_ff_dim": 32,
-}
+#: the tiny variants' heads (variants/specs/tiny.py) as overrides
+TINY_HEADS = {f"heads.{k}": v for k, v in TINY_VARIANT_HEADS.items()}
 TINY = {
     "conformer-s": {"num_encoder_layers": 1, "d_model": 32, "dim_feedforward": 64, "nhead": 2,
                     "cnn_module_kernel": 7, **TINY_HEADS},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.stats import NOT_RESOLVED, compare, summarize, verdict
-from simulate import simulate
+from support.simulate import simulate
 
 RATE_A, RATE_B = 0.10, 0.12
 

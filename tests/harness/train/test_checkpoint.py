@@ -2,7 +2,7 @@ import os
 
 import torch
 
-from harness.train import checkpoint
+from harness.evaluate import checkpoint
 
 
 def _state(step: int) -> dict:

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from harness.train import checkpoint
-from harness.train.model_average import (average_between, average_plain, averaged_weights,
+from harness.evaluate import checkpoint
+from harness.evaluate.model_average import (average_between, average_plain, averaged_weights,
                                          new_average, update_average)
 
 
@@ -55,7 +55,7 @@ def test_a_running_average_that_cannot_cover_the_epochs_falls_back_to_plain_weig
     """max_steps 6, average_period 5, epochs ending at steps 5 and 6: (5, 6] holds no multiple
     of 5, so no running average of epoch 2 exists; the decode uses epoch 2's own weights, says
     why and what to change, and reports avg 1 without the running average (its decode key)."""
-    from harness.train.model_average import average_epochs
+    from harness.evaluate.model_average import average_epochs
 
     avg = new_average(_model(0.0))
     update_average(avg, _model(4.0), step=5, period=5)

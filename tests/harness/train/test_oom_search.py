@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from harness.train.trainer import largest_fitting_duration
+from harness.train.oom_check import largest_fitting_duration
 
 
 def _cuts(*durations):

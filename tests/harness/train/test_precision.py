@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from harness.train.precision import (LossScaleCollapsedError, LossScaler, Precision, select_device,
-                                     select_precision)
+from harness.devices import select_device
+from harness.train.precision import LossScaleCollapsedError, LossScaler, Precision, select_precision
 
 
 def test_auto_picks_what_the_machine_has():

@@ -11,7 +11,7 @@ from torch import nn
 
 from harness.profile.saved_bytes import count_saved_bytes, cuda_autocast_policy
 from variants.components.activation_dropout_linear import activation_dropout_linear
-from variants.components.attention_weights import (MultiHeadAttentionWeights, _PenalizeAbsValuesGt,
+from variants.components.attention_weights import (MultiHeadAttentionWeights, PenalizeAbsValuesGt,
                                                    attention_softmax)
 from variants.components.bias_norm import BiasNorm
 from variants.components.convolution_module import ConvolutionModule
@@ -173,9 +173,9 @@ def test_attention_softmax_equals_plain(dtype):
 
 def test_penalty_keeps_one_byte_per_score():
     x = torch.tensor([-30.0, -2.0, 0.0, 5.0, 26.0], requires_grad=True)
-    (g,) = torch.autograd.grad(_PenalizeAbsValuesGt.apply(x, 25.0, 0.5), x, torch.ones(5))
+    (g,) = torch.autograd.grad(PenalizeAbsValuesGt.apply(x, 25.0, 0.5), x, torch.ones(5))
     assert g.tolist() == [0.5, 1.0, 1.0, 1.0, 1.5]
-    _, saved = count_saved_bytes(lambda: _PenalizeAbsValuesGt.apply(x, 25.0, 0.5))
+    _, saved = count_saved_bytes(lambda: PenalizeAbsValuesGt.apply(x, 25.0, 0.5))
     assert [s.dtype for s in saved] == ["int8"]
 
 

@@ -31,7 +31,7 @@ from harness.decoding.result_files import write_errs, write_recogs, write_wer_su
 from .checkpoint import epoch_checkpoints
 from .data_setup import CellData
 from .model_average import average_epochs
-from .trainer import build_cell_model
+from .model_setup import build_cell_model
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
     else:
         weights = average_plain([s["model"] for s in states])
         note = names + (" (plain average)" if len(states) > 1 else " (its own weights)")
-    from .trainer import build_asr_model
+    from .model_setup import build_asr_model
 
     vocab = overrides.pop("heads.vocab_size", None)
     if vocab is not None and int(vocab) != int(data.tokenizer.vocab_size):

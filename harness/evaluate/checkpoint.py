@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from harness.atomic import atomic_path
-from variants.optim import tensor_bytes
+from variants.tensor_bytes import tensor_bytes
 
 _STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
