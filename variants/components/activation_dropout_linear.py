@@ -69,6 +69,11 @@ def activation_dropout_linear(x: torch.Tensor, activation: torch.nn.Module, line
     """
     if not (torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)):
         y = activation(x)
-        return linear(y if mask is None else y * mask)
+        y = y if mask is None else y * mask
+        if y.dim() == 3 and not y.is_contiguous() and linear.bias is not None:
+            # a transposed layout (the convolution module's (B, D, T) output seen as (B, T, D)):
+            # a batched product reads it as is, where linear would copy it and add the bias apart
+            return torch.baddbmm(linear.bias, y, linear.weight.t().expand(y.shape[0], -1, -1))
+        return linear(y)
     return _ActivationDropoutLinear.apply(x, linear.weight, linear.bias, activation.fn,
                                           activation.fn_and_deriv, mask)

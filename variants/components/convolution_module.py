@@ -49,7 +49,9 @@ class ConvolutionModule(nn.Module):
         x, s = self.in_proj(x).chunk(2, dim=-1)
         x = gate(x, self.balancer1(s), "sigmoid")   # keeps no sigmoid output for backward
         if padding_mask is not None:
-            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            # no gradient (eval): the gate's output is new, fill it in place
+            fill = x.masked_fill_ if not (torch.is_grad_enabled() and x.requires_grad) else x.masked_fill
+            x = fill(padding_mask.unsqueeze(-1), 0.0)
         x = self.balancer2(self.depthwise_conv(x.transpose(1, 2)))  # (B, D, T)
         x = self.whiten(x.transpose(1, 2))
         return activation_dropout_linear(x, self.activation, self.out_proj)

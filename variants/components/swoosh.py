@@ -33,22 +33,23 @@ _STEP = (DERIV_MAX - DERIV_MIN) / 255.0
 # (softplus switches to the identity above z = 20, where the two agree to 2e-9).
 def _swoosh(x: torch.Tensor, offset: float, constant: float) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
-        return F.softplus(x - offset) - 0.08 * x - constant
-    # no gradient (eval, or inside an autograd Function): the same ops, two tensors
-    # allocated instead of five
-    z = x - offset
-    y = F.softplus(z)
-    if torch.jit.is_tracing():                # the ONNX exporter has no out= variant of mul
-        return y.sub_(x * 0.08).sub_(constant)
-    torch.mul(x, 0.08, out=z)
-    return y.sub_(z).sub_(constant)
+        return torch.add(F.softplus(x - offset), x, alpha=-0.08) - constant
+    # no gradient (eval, or inside an autograd Function): one tensor allocated and four
+    # passes over it (softplus written in place, x * 0.08 fused into the subtraction);
+    # the same arithmetic as the gradient path, bit for bit (x * 0.08 is fused into the
+    # subtraction everywhere: add with alpha = -0.08)
+    if torch.jit.is_tracing():                # the ONNX exporter has no out= variants
+        return torch.add(F.softplus(x - offset), x, alpha=-0.08).sub_(constant)
+    z = torch.sub(x, offset)
+    torch._C._nn.softplus(z, 1.0, 20.0, out=z)
+    return z.add_(x, alpha=-0.08).sub_(constant)
 
 
 def _swoosh_and_sigmoid(x: torch.Tensor, offset: float, constant: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(swoosh(x), sigmoid(x - offset)); the derivative is the latter - 0.08."""
     z = x - offset
-    return F.softplus(z) - 0.08 * x - constant, torch.sigmoid(z)
+    return torch.add(F.softplus(z), x, alpha=-0.08) - constant, torch.sigmoid(z)
 
 
 def _swoosh_and_byte_deriv(x: torch.Tensor, offset: float, constant: float
@@ -56,7 +57,7 @@ def _swoosh_and_byte_deriv(x: torch.Tensor, offset: float, constant: float
     """(swoosh(x), the byte _SwooshFunction keeps): the same arithmetic as the
     reference path (bit for bit) in three new float tensors instead of six (in-place steps)."""
     z = x - offset
-    y = F.softplus(z).sub_(x * 0.08).sub_(constant)
+    y = F.softplus(z).add_(x, alpha=-0.08).sub_(constant)
     q = z.sigmoid_().mul_(1.0 / _STEP).add_(0.5).to(torch.uint8)
     return y, q
 

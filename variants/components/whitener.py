@@ -37,10 +37,15 @@ def whitening_metric(x: torch.Tensor, num_groups: int = 1) -> torch.Tensor:
 
 
 class _WhitenerFunction(torch.autograd.Function):
+    """Identity forward; the backward decides on the device (no value read back to the host)
+    whether this step whitens: the step's draw ``r`` against the Whitener's probability
+    (a device tensor its earlier backward passes set) and the metric against the limit."""
+
     @staticmethod
-    def forward(ctx, x, module):  # type: ignore[override]
+    def forward(ctx, x, module, draw):  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.module = module
+        ctx.draw = draw
         return x.view_as(x)
 
     @staticmethod
@@ -48,20 +53,29 @@ class _WhitenerFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         w: Whitener = ctx.module
         if fast_paths.enabled():
-            return _fused_backward(x, grad, w), None
+            return _fused_backward(x, grad, w, ctx.draw), None, None
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             xf = x.detach().float().requires_grad_(True)
             metric = whitening_metric(xf, w.num_groups)
-            if metric.item() < float(w.whitening_limit):
-                w.prob = w.min_prob
-                return grad, None
-            w.prob = w.max_prob
             (penalty_grad,) = torch.autograd.grad(metric, xf)
-        scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
-        return grad + (penalty_grad * scale).to(grad.dtype), None
+        return _apply(w, ctx.draw, metric.detach(), grad, penalty_grad), None, None
 
 
-def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener") -> torch.Tensor:
+def _apply(w: "Whitener", draw: float, metric: torch.Tensor, grad: torch.Tensor,
+           penalty_grad: torch.Tensor) -> torch.Tensor:
+    """The step's result, decided on the device. ``acting``: the draw fell within the
+    probability (what the authors test on the host before the forward); then the metric
+    sets the next probability (min below the limit, max above) and, above the limit, the
+    penalty gradient scaled to grad_scale * ||grad|| is added."""
+    prob = w._prob_tensor(grad.device)       # float64: the draw compares as on the host
+    acting = prob >= draw
+    above = ~(metric < float(w.whitening_limit))
+    w._prob_t = torch.where(acting, torch.where(above, w._max_t, w._min_t), prob)
+    scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
+    return torch.where(acting & above, grad + (penalty_grad * scale).to(grad.dtype), grad)
+
+
+def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float) -> torch.Tensor:
     """The backward above with the metric's gradient in closed form (no autograd graph).
 
     With centred xc (groups, frames, d), C = xc^T xc, K = groups * d, s = sum C^2 / K,
@@ -81,16 +95,11 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener") -> torch
         mean_diag = torch.diagonal(covar, dim1=1, dim2=2).sum() / k
         mean_sq = (covar * covar).sum() / k
         den = mean_diag * mean_diag + 1.0e-20
-        if (mean_sq / den).item() < float(w.whitening_limit):
-            w.prob = w.min_prob
-            return grad
-        w.prob = w.max_prob
         d_covar = covar * (2.0 / (k * den))
         d_covar.diagonal(dim1=1, dim2=2).sub_(2.0 * mean_sq * mean_diag / (k * den * den))
         penalty_grad = torch.matmul(xc, d_covar).mul_(2.0)           # (groups, frames, d)
         penalty_grad = penalty_grad.transpose(0, 1).reshape(x.shape)
-        scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
-        return grad + (penalty_grad * scale).to(grad.dtype)
+        return _apply(w, draw, mean_sq / den, grad, penalty_grad)
 
 
 class Whitener(nn.Module):
@@ -114,11 +123,35 @@ class Whitener(nn.Module):
         self.min_prob, self.max_prob = prob
         self.prob = self.max_prob
 
+    @property
+    def prob(self) -> float:
+        """The probability this Whitener acts with now (reads the device value: a host sync;
+        the training step itself never calls it)."""
+        return self._prob if self._prob_t is None else float(self._prob_t)
+
+    @prob.setter
+    def prob(self, value: float) -> None:
+        self._prob = float(value)
+        self._prob_t = None          # made on the device by the next backward (torch.full: no copy)
+        self._ceiling = max(self.max_prob, self._prob)
+
+    def _prob_tensor(self, device: torch.device) -> torch.Tensor:
+        if self._prob_t is None or self._prob_t.device != device:
+            self._prob_t = torch.full((), self.prob, dtype=torch.float64, device=device)
+            self._min_t = torch.full((), self.min_prob, dtype=torch.float64, device=device)
+            self._max_t = torch.full((), self.max_prob, dtype=torch.float64, device=device)
+        return self._prob_t
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not self.training or not x.requires_grad or float(self.grad_scale) == 0.0
-                or random.random() > self.prob):
+        # The draw happens on the host as before; whether it falls within the probability
+        # (min or max, set on the device by the metric) is decided in the backward, so the
+        # op is applied whenever the draw is within the largest probability it can have.
+        if not self.training or not x.requires_grad or float(self.grad_scale) == 0.0:
             return x
-        return _WhitenerFunction.apply(x, self)
+        draw = random.random()
+        if draw > self._ceiling:
+            return x
+        return _WhitenerFunction.apply(x, self, draw)
 
     def extra_repr(self) -> str:
         return f"num_groups={self.num_groups}"

@@ -88,3 +88,51 @@ def test_whitener_identity_forward_and_gradient_above_limit():
     with pytest.raises(ValueError, match="whitening_limit"):
         Whitener(whitening_limit=0.5)
     assert isinstance(make_whitener(enabled=False), torch.nn.Identity)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_whitener_probability_adapts_on_the_device(fused, monkeypatch):
+    """prob = (min, max): a step acts when the host draw is within the current probability,
+    which the metric sets on the device (max above the limit, min below) — no host read."""
+    import random
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from variants import fast_paths
+
+    class HostSyncs(TorchDispatchMode):             # records each value read back to the host
+        def __enter__(self):
+            self.calls = []
+            return super().__enter__()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                self.calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(fast_paths, "enabled", lambda: fused)
+    torch.manual_seed(0)
+    w = Whitener(num_groups=1, whitening_limit=2.0, prob=(0.1, 0.5), grad_scale=0.01).train()
+    white = torch.randn(1000, 8)
+    skewed = torch.randn(1000, 1) * torch.ones(1, 8) * 10 + 0.1 * torch.randn(1000, 8)
+    g = torch.randn(1000, 8)
+
+    def step(x, draw):
+        x = x.clone().requires_grad_(True)
+        monkeypatch.setattr(random, "random", lambda: draw)
+        with HostSyncs() as syncs:
+            w(x).backward(g)
+        assert syncs.calls == []
+        return not torch.equal(x.grad, g)
+
+    assert w.prob == 0.5
+    assert not step(white, 0.3)                 # acts (0.3 <= 0.5), below the limit: prob -> min
+    assert w.prob == 0.1
+    assert not step(skewed, 0.3)                # 0.3 > 0.1: does not act, prob stays at min
+    assert w.prob == 0.1
+    assert step(skewed, 0.05)                   # acts, above the limit: gradient added, prob -> max
+    assert w.prob == 0.5
+    assert step(skewed, 0.4)
+    assert not step(skewed, 0.6)                # beyond max: the op is not even applied
+    w.prob = 0.1                                # set from a checkpoint (whitener_probs)
+    assert not step(skewed, 0.3) and w.prob == 0.1
