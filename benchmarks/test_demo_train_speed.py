@@ -6,22 +6,12 @@ on both code paths from one state, with the same losses within float rounding.
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 
-def load():
-    path = Path(__file__).with_name("demo_train_speed.py")
-    spec = importlib.util.spec_from_file_location("demo_train_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_demo_speed_benchmark_runs_both_paths(capsys):
-    summary = load().main(["--rows", "zipformer", "--steps", "2", "--rounds", "1", "--warmup", "1"])
+def test_demo_speed_benchmark_runs_both_paths(capsys, load_script):
+    summary = load_script("demo_train_speed").main(["--rows", "zipformer", "--steps", "2", "--rounds", "1", "--warmup", "1"])
     (row,) = summary["rows"]
     assert row["row"] == "zipformer" and row["optimizer"] == "scaled_adam"
     assert row["before_steps_per_s"] > 0 and row["after_steps_per_s"] > 0
@@ -31,8 +21,8 @@ def test_demo_speed_benchmark_runs_both_paths(capsys):
     assert "SUMMARY" in capsys.readouterr().out
 
 
-def test_unknown_row_is_a_usage_error(capsys):
+def test_unknown_row_is_a_usage_error(capsys, load_script):
     with pytest.raises(SystemExit) as exc:
-        load().main(["--rows", "nope"])
+        load_script("demo_train_speed").main(["--rows", "nope"])
     assert exc.value.code == 2
     assert "--rows: ['nope']; allowed: zipformer" in capsys.readouterr().err

@@ -2,22 +2,12 @@
 authors' code is never part of the project) and reports saved bytes and time."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 
-def load():
-    path = Path(__file__).with_name("gpu_memory_check.py")
-    spec = importlib.util.spec_from_file_location("gpu_memory_check", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_gpu_memory_check_on_cpu(capsys):
-    summary = load().main(["--device", "cpu", "--variants", "zipformer-s", "--batch", "1",
+def test_gpu_memory_check_on_cpu(capsys, load_script):
+    summary = load_script("gpu_memory_check").main(["--device", "cpu", "--variants", "zipformer-s", "--batch", "1",
                            "--duration", "1", "--steps", "1"])
     (row,) = summary["results"]
     assert row["impl"] == "ours" and row["saved_gb"] > 0 and row["fwd_bwd_s_median"] > 0
@@ -27,15 +17,15 @@ def test_gpu_memory_check_on_cpu(capsys):
     assert "SUMMARY" in capsys.readouterr().out
 
 
-def test_inference_timing_on_cpu():
-    summary = load().main(["--device", "cpu", "--variants", "zipformer-s", "--no-train",
+def test_inference_timing_on_cpu(load_script):
+    summary = load_script("gpu_memory_check").main(["--device", "cpu", "--variants", "zipformer-s", "--no-train",
                            "--infer-batch", "1", "--infer-duration", "1", "--infer-runs", "1"])
     (row,) = summary["results"]
     assert row["infer_s_ours"] > 0 and row["infer_runs"] == 1
 
 
-def test_missing_authors_folder_is_a_usage_error(tmp_path, capsys):
+def test_missing_authors_folder_is_a_usage_error(tmp_path, capsys, load_script):
     with pytest.raises(SystemExit) as exc:
-        load().main(["--device", "cpu", "--authors", str(tmp_path)])
+        load_script("gpu_memory_check").main(["--device", "cpu", "--authors", str(tmp_path)])
     assert exc.value.code == 2
     assert "zipformer.py: missing; allowed:" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .data import (METHOD_PREFERENCE, CellRun, configured_keys, norm_set, paper_values,  # noqa: E402
                    prefer_decode, switches_text)
 from harness.atomic import atomic_write_bytes  # noqa: E402
-from .tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
+from .paper_tables import LIBRISPEECH_CORPORA, bench_setup, describe_setup, scale_ratios  # noqa: E402
 
 OURS, PAPER = "tab:blue", "tab:gray"
 OPT_LABELS = {"scaled_adam": "ScaledAdam", "adam": "Adam"}

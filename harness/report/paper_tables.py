@@ -1,6 +1,6 @@
 """The paper's tables regenerated from the store, the paper's values beside ours.
 
-Table 2/8 (LibriSpeech), 3 (Aishell-1), 4 (WenetSpeech), 5 (ablations), 6
+Table 2/8 (LibriSpeech), 3 (Aishell-1), 5 (ablations), 6
 (activation constraints), and the inference benchmark behind Figure 3 with the
 Zipformer / Conformer ratios per scale. Params and GFLOPs differences are
 relative (%), WER/CER differences absolute (percentage points).
@@ -205,11 +205,6 @@ def aishell_table(cells, profile) -> Table:
                             use_profile_params=False, unit="CER",
                             notes=["Aishell-1 models use a character vocabulary: params come from "
                                    "the trained cells only."])
-
-
-def wenetspeech_table(cells, profile) -> Table:
-    return comparison_table("wenetspeech", "Table 4: WenetSpeech CER", cells, profile,
-                            ("wenetspeech",), use_profile_params=False, unit="CER")
 
 
 def ablation_table(cells, profile) -> Table:
