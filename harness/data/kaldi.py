@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, OwnCorpusRecipe, check_texts, layout_from_names
+from .recipe import OwnCorpusRecipe, check_texts
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 
@@ -126,22 +127,18 @@ class KaldiRecipe(OwnCorpusRecipe):
     name = "kaldi"
     source_what = "Kaldi data directories, one per split (wav.scp, text, utt2spk, segments)"
 
-    def check_source(self, src: Path, opts, deep: bool = False) -> None:
-        found = find_dirs(src)
-        layout_from_names(list(found), opts.unit, str(src))
-        if deep:
-            for split, d in found.items():
-                wav_files(d)
-                check_texts(self, opts, split, {u: t for _, u, t in _lines(d / "text")}, str(d / "text"))
+    def find(self, src: Path) -> dict[str, Path]:
+        return find_dirs(src)
 
-    def manifests(self, ctx: Context, opts) -> Layout:
-        found = find_dirs(ctx.src)
-        layout = layout_from_names(list(found), opts.unit, str(ctx.src))
-        for split, d in found.items():
-            if not ctx.have(split):
-                ctx.save(split, *read_data_dir(d, split, ctx.progress))
-        layout.info = {"corpus": self.name, "source": str(ctx.src), "dirs": {s: d.name for s, d in found.items()}}
-        return layout
+    def check_split(self, opts, split: str, d: Path) -> None:
+        wav_files(d)
+        check_texts(self, opts, split, {u: t for _, u, t in _lines(d / "text")}, str(d / "text"))
+
+    def read_split(self, split: str, d: Path, progress: bool) -> tuple:
+        return read_data_dir(d, split, progress)
+
+    def describe(self, found: dict[str, Path]) -> dict[str, Any]:
+        return {"dirs": {s: d.name for s, d in found.items()}}
 
 
 RECIPE = KaldiRecipe()

@@ -16,11 +16,12 @@ and empty transcripts are dropped, with a warning, and recorded in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .audio_check import unreadable_audio
 from .changes import warn
 from .errors import CorpusNotFoundError, DataError, EmptySplitError, MissingAudioError
-from .recipe import Context, Layout, OwnCorpusRecipe, check_texts, layout_from_names
+from .recipe import OwnCorpusRecipe, check_texts
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz", ".json")
 MANIFEST_KINDS = ("cuts", "recordings", "supervisions")
@@ -141,26 +142,20 @@ class LhotseRecipe(OwnCorpusRecipe):
     src_flag = "--manifests"
     source_what = "lhotse manifests, one CutSet or RecordingSet + SupervisionSet per split"
 
-    def check_source(self, src: Path, opts, deep: bool = False) -> None:
-        found = find_manifests(src)
-        layout_from_names(list(found), opts.unit, str(src))
-        if deep:
-            for split, files in found.items():
-                recs, sups, where = split_manifests(files)
-                check_paths(recs, sups, where, split)
-                check_texts(self, opts, split, {s.id: s.text for s in sups}, str(where))
+    def find(self, src: Path) -> dict[str, dict[str, Path]]:
+        return find_manifests(src)
 
-    def manifests(self, ctx: Context, opts) -> Layout:
-        found = find_manifests(ctx.src)
-        layout = layout_from_names(list(found), opts.unit, str(ctx.src))
-        for split, files in found.items():
-            if not ctx.have(split):
-                recs, sups, where = split_manifests(files)
-                recs, sups, drops = checked(recs, sups, where, split, ctx.progress)
-                ctx.save(split, recs, sups, drops)
-        layout.info = {"corpus": self.name, "source": str(ctx.src),
-                       "manifests": {s: {k: p.name for k, p in f.items()} for s, f in found.items()}}
-        return layout
+    def check_split(self, opts, split: str, files: dict[str, Path]) -> None:
+        recs, sups, where = split_manifests(files)
+        check_paths(recs, sups, where, split)
+        check_texts(self, opts, split, {s.id: s.text for s in sups}, str(where))
+
+    def read_split(self, split: str, files: dict[str, Path], progress: bool) -> tuple:
+        recs, sups, where = split_manifests(files)
+        return checked(recs, sups, where, split, progress)
+
+    def describe(self, found: dict[str, dict[str, Path]]) -> dict[str, Any]:
+        return {"manifests": {s: {k: p.name for k, p in f.items()} for s, f in found.items()}}
 
 
 RECIPE = LhotseRecipe()

@@ -125,6 +125,40 @@ class OwnCorpusRecipe(Recipe):
     def is_test(self, split: str) -> bool:
         return split_role(split) == "test"
 
+    # what each layout supplies: its splits in the source folder, and per split a check
+    # and a reader
+    def find(self, src: Path) -> dict[str, Any]:
+        """Split name -> what holds it (a folder, a set of manifest files)."""
+        raise NotImplementedError
+
+    def check_split(self, opts, split: str, found: Any) -> None:
+        """The deep check of one split's source (paths, audio, transcripts)."""
+        raise NotImplementedError
+
+    def read_split(self, split: str, found: Any, progress: bool) -> tuple:
+        """One split as (recordings, supervisions, drops) for :attr:`Context.save`."""
+        raise NotImplementedError
+
+    def describe(self, found: dict[str, Any]) -> dict[str, Any]:
+        """What the prepared corpus records of its source's files."""
+        raise NotImplementedError
+
+    def check_source(self, src: Path, opts, deep: bool = False) -> None:
+        found = self.find(src)
+        layout_from_names(list(found), opts.unit, str(src))
+        if deep:
+            for split, item in found.items():
+                self.check_split(opts, split, item)
+
+    def manifests(self, ctx: Context, opts) -> Layout:
+        found = self.find(ctx.src)
+        layout = layout_from_names(list(found), opts.unit, str(ctx.src))
+        for split, item in found.items():
+            if not ctx.have(split):
+                ctx.save(split, *self.read_split(split, item, ctx.progress))
+        layout.info = {"corpus": self.name, "source": str(ctx.src), **self.describe(found)}
+        return layout
+
 
 def check_texts(recipe: Recipe, opts: CorpusOptions, split: str, texts: dict[str, str], where: str) -> None:
     """What preparation would refuse in one split's transcripts, found before it starts (``plan``):
