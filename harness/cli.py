@@ -14,7 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "variants": ("harness.commands.variants", "list registered variants or describe one"),
     "profile": ("harness.commands.profile", "params per part and encoder GFLOPs vs the paper"),
-    "data": ("harness.commands.data", "prepare corpora (synthetic, LibriSpeech, Aishell-1)"),
+    "data": ("harness.commands.data", "prepare corpora (synthetic, LibriSpeech, Aishell-1, lhotse manifests, Kaldi dirs)"),
     "plan": ("harness.commands.plan", "print a grid's cells, their size and cost, train nothing"),
     "run": ("harness.commands.run", "train, decode and record every cell of a grid"),
     "status": ("harness.commands.status", "each cell's state and progress"),
