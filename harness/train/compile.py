@@ -1,36 +1,79 @@
 """``train.compile``: the encoder's forward and backward through ``torch.compile``.
 
-What is compiled: the encoder stacks (``model.encoder``), in place
+What is compiled: each layer of the encoder (the items of its ``nn.ModuleList``
+children: the Zipformer's stacks, the Conformer's layers), in place
 (``nn.Module.compile``: parameter names, checkpoints and the running average
 are unchanged), with dynamic shapes so that batches of another size or length
-reuse the compiled code instead of compiling again. Conv-Embed, the heads and
-the losses stay eager (Conv-Embed checks its lengths' values, which a compiled
-graph cannot branch on without recompiling). Balancer, Whitener and dropout
-draw Python random numbers each step: Dynamo breaks the graph there, so their
-schedules act exactly as in eager mode.
+reuse the compiled code instead of compiling again. Conv-Embed, the encoder's
+own glue (feature masks, output combination), the heads and the losses stay
+eager.
 
-Known limit (measured on CPU): Dynamo guards on those random draws and on
-the schedule values (ScheduledFloat) it reads, so training steps recompile as
-they change, until each frame's cache limit sends it back to eager; that and
-the compile time (~100 s of CPU for the demo's Zipformer) are why
-``train.compile`` is off by default.
+Per-step decisions are drawn before the compiled region: a forward pre-hook on
+the encoder calls ``decide`` on every module that makes one (Balancer, Whitener,
+Bypass and its layer skip, the attention weights' draws, the block's constant
+attention, and every ScheduledFloat), in ``modules()`` order, and those modules
+(switched to ``predrawn``) read the step's draws and schedule values from 0-dim
+tensors. The compiled graphs therefore guard on no Python random number or
+schedule value and do not compile again per step; a Balancer or Whitener that
+does not act on a step still runs, its gradient change multiplied by 0 (see
+variants/components/scheduled_float.py). Same seed, same draws; the Python
+random stream is consumed in another order than in eager mode, so a compiled run
+is reproducible but not draw-for-draw the eager run.
 
 The arithmetic is the eager one up to float rounding (inductor fuses
-element-wise chains and may reorder sums); tests/harness/test_train_compile.py
-compares a compiled training step with the eager one on the CPU backend.
+element-wise chains and may reorder sums); tests/harness/train/test_train_compile.py
+compares a compiled training step with the same drawn decisions run eagerly on
+the CPU backend, and checks that steps with changing decisions compile no new graph.
 """
 from __future__ import annotations
 
 from torch import nn
 
-#: torch.compile's settings for the encoder
+from variants.components.scheduled_float import decision_modules, draw_decisions, set_predrawn
+
+#: torch.compile's settings for the encoder's layers
 COMPILE_OPTIONS = {"dynamic": True}
 
 
-def compile_encoder(model: nn.Module) -> None:
-    """Compile ``model.encoder`` in place (the first forward then compiles)."""
+def compiled_parts(encoder: nn.Module) -> list[nn.Module]:
+    """The modules :func:`compile_encoder` compiles: the items of the encoder's ModuleLists."""
+    parts = [m for child in encoder.children() if isinstance(child, nn.ModuleList) for m in child]
+    if not parts:
+        raise ValueError("train.compile: the encoder has no list of layers to compile")
+    return parts
+
+
+def _draw_hook(encoder: nn.Module, args: tuple) -> None:
+    if encoder.training:
+        param = next(encoder.parameters())
+        draw_decisions(encoder._decision_modules, param.device)
+
+
+def install_decisions(encoder: nn.Module) -> None:
+    """Draw the encoder's per-step decisions before its forward (a pre-hook), as tensors."""
+    if getattr(encoder, "_decision_modules", None) is not None:
+        return
+    set_predrawn(encoder, True)
+    encoder._decision_modules = decision_modules(encoder)
+    encoder.register_forward_pre_hook(_draw_hook)
+
+
+def compile_encoder(model: nn.Module, **options) -> None:
+    """Compile ``model.encoder``'s layers in place (the first forward then compiles);
+    ``options`` override :data:`COMPILE_OPTIONS` (tests: ``backend``)."""
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, nn.Module):
         raise ValueError("train.compile: the model has no encoder module to compile")
-    encoder.compile(**COMPILE_OPTIONS)
+    parts = compiled_parts(encoder)
+    install_decisions(encoder)
+    for part in parts:
+        part.compile(**{**COMPILE_OPTIONS, **options})
+
+
+def dynamo_counts() -> dict[str, int]:
+    """Graphs torch.compile has made so far in this process, and its recompiles and graph breaks."""
+    from torch._dynamo.utils import counters
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "recompiles": int(sum(counters["recompiles"].values())),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
 

@@ -67,7 +67,9 @@ def activation_dropout_linear(x: torch.Tensor, activation: torch.nn.Module, line
     ``fn_and_deriv``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
     or None.
     """
-    if not (torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)):
+    # compiled (torch.compile): the plain ops, which inductor fuses and keeps lean itself
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled()
+                                             and (x.requires_grad or linear.weight.requires_grad)):
         y = activation(x)
         y = y if mask is None else y * mask
         if y.dim() == 3 and not y.is_contiguous() and linear.bias is not None:

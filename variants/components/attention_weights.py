@@ -18,7 +18,7 @@ from torch import nn
 
 from .balancer import make_balancer
 from .scaled_linear import scaled_linear
-from .scheduled_float import FloatLike, ScheduledFloat
+from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
 from .whitener import make_whitener
 
 
@@ -38,6 +38,20 @@ class PenalizeAbsValuesGt(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         (sign_over,) = ctx.saved_tensors
         return grad + ctx.penalty * sign_over.to(grad.dtype), None, None
+
+
+class _PenalizeAbsValuesGtDrawn(torch.autograd.Function):
+    """PenalizeAbsValuesGt with the penalty as a 0-dim tensor (0 on a step that does not act)."""
+
+    @staticmethod
+    def forward(ctx, x, limit, penalty):  # type: ignore[override]
+        ctx.save_for_backward((x.sign() * (x.abs() > limit)).to(torch.int8), penalty)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        sign_over, penalty = ctx.saved_tensors
+        return grad + penalty.to(grad.dtype) * sign_over.to(grad.dtype), None, None
 
 
 class _AttentionSoftmax(torch.autograd.Function):
@@ -97,7 +111,7 @@ def _no_grad(*tensors: torch.Tensor) -> bool:
 def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
     """(..., T, 2T-1) scores per relative offset -> (..., T, T) with [i, j] = offset j - i."""
     *lead, t, n = pos_scores.shape
-    if is_tracing():
+    if is_tracing() or torch.compiler.is_compiling():     # (compiled: no as_strided offsets)
         return gather_relative(pos_scores)
     if n != 2 * t - 1:
         raise ValueError(f"relative scores need 2T-1 = {2 * t - 1} offsets, got {n}")
@@ -140,6 +154,16 @@ class MultiHeadAttentionWeights(nn.Module):
         self.pos_emb_skip_rate = (ScheduledFloat((0.0, 0.5), (4000.0, 0.0))
                                   if pos_emb_skip_rate is None else pos_emb_skip_rate)
 
+    #: the step's two draws from :meth:`decide` (drawn before a compiled region: scheduled_float.py)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """[keep the positional scores, penalise large scores] as 0/1: the forward's two draws."""
+        keep_pos = random.random() >= float(self.pos_emb_skip_rate)
+        self._decision = fill_decision(self._decision, [float(keep_pos), float(random.random() < 0.1)],
+                                       device)
+
     def forward(self, x: torch.Tensor, pos_emb: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
@@ -153,16 +177,21 @@ class MultiHeadAttentionWeights(nn.Module):
         q = q.reshape(b, t, h, qd).permute(2, 0, 1, 3)        # (h, B, T, qd)
         k = k.reshape(b, t, h, qd).permute(2, 0, 3, 1)        # (h, B, qd, T)
         scores = torch.matmul(q, k)                           # (h, B, T, T)
-        if not self.training or random.random() >= float(self.pos_emb_skip_rate):
+        drawn = self.predrawn and self.training
+        if drawn or not self.training or random.random() >= float(self.pos_emb_skip_rate):
             if pos_emb.shape[-2] != 2 * t - 1:
                 raise ValueError(f"pos_emb must have 2T-1 = {2 * t - 1} positions, got {tuple(pos_emb.shape)}")
             pos = self.linear_pos(pos_emb)                    # (1, 2T-1, h*pd)
             pos = pos.reshape(-1, 2 * t - 1, h, pd).permute(2, 0, 3, 1)  # (h, 1, pd, 2T-1)
             p = p.reshape(b, t, h, pd).permute(2, 0, 1, 3)    # (h, B, T, pd)
             rel = relative_to_absolute(torch.matmul(p, pos))
+            if drawn:      # the step's draw: 1 keeps the positional scores, 0 skips them
+                rel = rel * self._decision[0].to(rel.dtype)
             # no gradient: in place (one (h, B, T, T) tensor fewer to allocate, same values)
             scores = scores.add_(rel) if _no_grad(scores, rel) else scores + rel
-        if self.training and random.random() < 0.1:
+        if drawn:
+            scores = _PenalizeAbsValuesGtDrawn.apply(scores, 25.0, self._decision[1] * 1.0e-4)
+        elif self.training and random.random() < 0.1:
             # failsafe against implausibly large scores (authors: limit 25, penalty 1e-4)
             scores = PenalizeAbsValuesGt.apply(scores, 25.0, 1.0e-4)
         if key_padding_mask is not None:

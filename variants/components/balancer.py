@@ -9,6 +9,11 @@ The limits are given, as in the paper, as a proportion of positive values
 (p_min, p_max -> mu via arctanh(2p - 1) / (sqrt(pi) log 2)) and a mean absolute
 value (a_min, a_max -> r = sqrt(pi/2) a). As in the authors' implementation it
 acts on a random fraction ``prob`` of training steps, and only in training.
+
+With drawn decisions (``predrawn``, for torch.compile: see scheduled_float.py)
+the step's draw and limits arrive as one float64 tensor and the backward adds
+the constraint gradient times the 0/1 draw, from the closed-form gradient of
+eq. 9 in the per-channel moments (no autograd inside the backward).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import fast_paths
-from .scheduled_float import FloatLike, ScheduledFloat
+from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
 
 
 def proportion_positive_to_mean(p: float) -> float:
@@ -108,6 +113,54 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, fl
         return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype)
 
 
+def _moment_grads(mean: torch.Tensor, u: torch.Tensor, min_mean: torch.Tensor, max_mean: torch.Tensor,
+                  min_rms: torch.Tensor, max_rms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(sum of eq. 9)/d mean and d/d u of :func:`_loss_from_moments`, in closed form (the
+    derivative autograd takes there, clamps included: a clamp passes the gradient on its
+    boundary, |.| has derivative sign(.), 0 at 0)."""
+    var = u - mean * mean
+    sd = var.clamp(min=1.0e-20).sqrt()
+    rms = u.clamp(min=1.0e-20).sqrt()
+    m = mean / sd
+    dm = torch.sign(m - torch.clamp(m, min=min_mean, max=max_mean))          # d|m - clamp(m)|/dm
+    q = (torch.clamp(rms, min=min_rms, max=max_rms) / rms).log()
+    drms = -torch.sign(q) / rms                                               # d|q|/d rms (0 in range)
+    dsd_dvar = (var >= 1.0e-20).to(var.dtype) * 0.5 / sd
+    dm_dvar = -m / sd * dsd_dvar                                              # m = mean / sd(var)
+    d_mean = dm * (1.0 / sd + dm_dvar * (-2.0 * mean))
+    d_u = dm * dm_dvar + drms * (u >= 1.0e-20).to(u.dtype) * 0.5 / rms
+    return d_mean, d_u
+
+
+class _PredrawnBalancerFunction(torch.autograd.Function):
+    """Identity; the backward adds the constraint gradient times the step's 0/1 draw
+    (``decision``: float64 [act, min_mean, max_mean, min_rms, max_rms, grad_scale])."""
+
+    @staticmethod
+    def forward(ctx, x, decision, channel_dim):  # type: ignore[override]
+        ctx.save_for_backward(x, decision)
+        ctx.channel_dim = channel_dim
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, d = ctx.saved_tensors
+        act, min_mean, max_mean, min_rms, max_rms, grad_scale = d.unbind()
+        dims = [i for i in range(x.ndim) if i != ctx.channel_dim]
+        xf = x.detach().float()
+        n = xf.numel() // xf.shape[ctx.channel_dim]
+        mean = xf.sum(dim=dims, keepdim=True).double() / n
+        u = (xf * xf).sum(dim=dims, keepdim=True).double() / n
+        d_mean, d_u = _moment_grads(mean, u, min_mean, max_mean, min_rms, max_rms)
+        a, b = d_mean / n, d_u * (2.0 / n)      # as in _fused_backward
+        c = a + b * mean
+        rms = (c * c + b * b * (u - mean * mean).clamp(min=0.0)).sqrt().clamp(min=1.0e-20)
+        coef = grad_scale * act / rms            # act 0: the extra gradient is exactly 0
+        loss_grad = torch.addcmul((c * coef).float(), xf - mean.float(), (b * coef).float())
+        g = grad.float()
+        return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype), None, None
+
+
 def apply_balancer(x: torch.Tensor, args: tuple) -> torch.Tensor:
     """Identity on ``x`` whose backward adds the constraint gradient (``args``: :meth:`Balancer.draw`)."""
     return _BalancerFunction.apply(x, *args)
@@ -137,9 +190,30 @@ class Balancer(nn.Module):
         # authors' default: often at first, then 1 step in 8
         self.prob = ScheduledFloat((0.0, 0.5), (8000.0, 0.125), default=0.4) if prob is None else prob
 
+    #: take the step's decision from :meth:`decide` (drawn before a compiled region runs)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.predrawn and self.training:
+            if not x.requires_grad:
+                return x
+            channel_dim = self.channel_dim % x.ndim
+            if x.shape[channel_dim] != self.num_channels:
+                raise ValueError(f"Balancer expected {self.num_channels} channels on dim "
+                                 f"{self.channel_dim}, got shape {tuple(x.shape)}")
+            return _PredrawnBalancerFunction.apply(x, self._decision, channel_dim)
         args = self.draw(x.shape, x.requires_grad)
         return x if args is None else apply_balancer(x, args)
+
+    def decide(self, device: torch.device) -> None:
+        """The step's draw (the one :meth:`draw` makes) and limits, into one float64 tensor."""
+        act = random.random() < float(self.prob)
+        values = [float(act), proportion_positive_to_mean(float(self.min_positive)),
+                  proportion_positive_to_mean(float(self.max_positive)),
+                  abs_to_rms(float(self.min_abs)), abs_to_rms(float(self.max_abs)),
+                  float(self.grad_scale)]
+        self._decision = fill_decision(self._decision, values, device)
 
     def draw(self, shape: torch.Size | tuple[int, ...], requires_grad: bool) -> tuple | None:
         """Whether a forward on a tensor of ``shape`` acts (the one random draw it makes):

@@ -14,10 +14,13 @@ keeps ``x`` and the per-frame RMS and computes the gradients from them.
 """
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import nn
 
-from .param_limit import limit_param_value
+from .param_limit import limit_param_value, limit_param_value_drawn
+from .scheduled_float import fill_decision
 
 
 def _rms(x: torch.Tensor, bias: torch.Tensor, channel_dim: int) -> torch.Tensor:
@@ -66,6 +69,15 @@ class BiasNorm(nn.Module):
         self.log_scale_min = log_scale_min
         self.log_scale_max = log_scale_max
 
+    #: the limit's draw from :meth:`decide` (drawn before a compiled region: scheduled_float.py)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """The step's draw of the log-scale limit (the one limit_param_value makes)."""
+        self._decision = fill_decision(self._decision, [float(random.random() < 0.6),
+                                                        self.log_scale_min, self.log_scale_max], device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[self.channel_dim] != self.num_channels:
             raise ValueError(f"BiasNorm expected {self.num_channels} channels on dim "
@@ -76,7 +88,9 @@ class BiasNorm(nn.Module):
             shape[self.channel_dim] = -1
             bias = bias.view(shape)
         log_scale = self.log_scale
-        if self.training:
+        if self.training and self.predrawn:
+            log_scale = limit_param_value_drawn(log_scale, self._decision)
+        elif self.training:
             log_scale = limit_param_value(log_scale, self.log_scale_min, self.log_scale_max)
         if torch.is_grad_enabled() and (x.requires_grad or log_scale.requires_grad
                                         or bias.requires_grad):

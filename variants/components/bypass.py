@@ -12,12 +12,14 @@ The Bypass at the end of each block also does per-sequence layer skipping
 """
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import nn
 
 from .lean_autograd import bypass_combine
-from .param_limit import limit_param_value
-from .scheduled_float import FloatLike, ScheduledFloat
+from .param_limit import limit_param_value, limit_param_value_drawn
+from .scheduled_float import FloatLike, ScheduledFloat, fill_decision, rate_value
 
 
 def bypass_scale_min() -> ScheduledFloat:
@@ -37,10 +39,27 @@ class Bypass(nn.Module):
         self.scale_min = bypass_scale_min() if scale_min is None else scale_min
         self.scale_max = scale_max
 
+    #: the limit's draw and range, and the skip rate, from :meth:`decide` (scheduled_float.py)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """The step's draw of the limit (the one limit_param_value makes) and its range."""
+        lo, hi = float(self.scale_min), float(self.scale_max)
+        if hi < lo:
+            raise ValueError(f"limit_param_value: max {hi} < min {lo}")
+        self._decision = fill_decision(self._decision, [float(random.random() < 0.6), lo, hi], device)
+
     def scale(self, batch_size: int) -> torch.Tensor:
         """c, shape (C,) in eval; (B, 1, C) or (C,) in training."""
         c = self.bypass_scale
         if not self.training:
+            return c
+        if self.predrawn:
+            c = limit_param_value_drawn(c, self._decision)
+            skip_rate = rate_value(self.skip_rate, True)
+            if isinstance(skip_rate, torch.Tensor) or skip_rate != 0.0:
+                c = c * (torch.rand(batch_size, 1, 1, device=c.device) > skip_rate)
             return c
         c = limit_param_value(c, float(self.scale_min), float(self.scale_max))
         skip_rate = float(self.skip_rate)
@@ -67,13 +86,16 @@ class NoBypass(nn.Module):
     the learnable combination is removed.
     """
 
+    #: the skip rate from its drawn tensor (see scheduled_float.py)
+    predrawn = False
+
     def __init__(self, skip_rate: FloatLike = 0.0):
         super().__init__()
         self.skip_rate = skip_rate
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        skip_rate = float(self.skip_rate) if self.training else 0.0
-        if skip_rate == 0.0:
+        skip_rate = rate_value(self.skip_rate, self.predrawn) if self.training else 0.0
+        if not isinstance(skip_rate, torch.Tensor) and skip_rate == 0.0:
             return y
         keep = (torch.rand(x.shape[0], 1, 1, device=x.device) > skip_rate).to(y.dtype)
         return x + (y - x) * keep

@@ -35,3 +35,25 @@ def limit_param_value(x: torch.Tensor, lo: float, hi: float, prob: float = 0.6) 
     if random.random() < prob:
         return _LimitParamValue.apply(x, lo, hi)
     return x
+
+
+class _LimitParamValueDrawn(torch.autograd.Function):
+    """:class:`_LimitParamValue` with the step's draw and range as a float64 tensor
+    ``decision`` = [act (0/1), lo, hi] (drawn before a compiled region: scheduled_float.py)."""
+
+    @staticmethod
+    def forward(ctx, x, decision):  # type: ignore[override]
+        ctx.save_for_backward(x, decision)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, d = ctx.saved_tensors
+        act, lo, hi = d.unbind()
+        flip = ((grad > 0) & (x < lo)) | ((grad < 0) & (x > hi))   # one of the two, never both
+        return torch.where(flip & (act > 0), -grad, grad), None
+
+
+def limit_param_value_drawn(x: torch.Tensor, decision: torch.Tensor) -> torch.Tensor:
+    """:func:`limit_param_value` with its draw and range taken from ``decision``."""
+    return _LimitParamValueDrawn.apply(x, decision)

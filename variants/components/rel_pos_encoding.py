@@ -61,6 +61,9 @@ class RelPositionalEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq_len = x.shape[1]
+        if torch.compiler.is_compiling():       # in the graph: no cache for guards to watch
+            pe = compact_rel_pos_encoding(seq_len, self.pos_dim, self.length_factor, x.device)
+            return nn.functional.dropout(pe.unsqueeze(0), p=float(self.dropout), training=self.training)
         cache = self._cache
         if cache is None or cache.device != x.device or cache.shape[0] < 2 * seq_len - 1:
             cache = compact_rel_pos_encoding(seq_len, self.pos_dim, self.length_factor, x.device)

@@ -7,11 +7,22 @@ last point the value is held constant. ``AsrModel.set_batch_count(n)`` writes
 ``batch_count`` on every module that has the attribute, this one included.
 As in the authors' implementation, ``default`` is returned in eval mode and
 while ``batch_count`` has never been set.
+
+Drawn decisions (for ``torch.compile``, see harness/train/compile.py): a
+compiled graph that reads ``float(...)`` of a schedule, or a Python random draw,
+is specialised on the value and compiles again when it changes, i.e. every
+training step. A module with ``predrawn = True`` instead takes its per-step
+decisions from 0-dim tensors that :func:`draw_decisions` fills before the
+compiled region runs (``decide`` on each module, in ``modules()`` order, the
+same Python random draws and schedule reads it would make in its forward); the
+graph reads them as data, so one graph serves every step. The eager default
+(``predrawn = False``) is unchanged.
 """
 from __future__ import annotations
 
 from typing import Union
 
+import torch
 from torch import nn
 
 
@@ -53,6 +64,54 @@ class ScheduledFloat(nn.Module):
 
     def extra_repr(self) -> str:
         return f"points={self.points}, default={self.default}, batch_count={self.batch_count}"
+
+    #: the value :meth:`decide` last read, as a float64 0-dim tensor (None before)
+    tensor: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """Read the value into :attr:`tensor` (in place: a compiled graph reads it as data)."""
+        value, t = float(self), self.tensor
+        if t is None or t.device != device:
+            self.tensor = torch.tensor(value, dtype=torch.float64, device=device)
+        else:
+            t.fill_(value)
+
+
+def fill_decision(t: torch.Tensor | None, values: list[float], device: torch.device) -> torch.Tensor:
+    """``values`` in the float64 tensor ``t``, in place (a new one if ``t`` is None or elsewhere)."""
+    host = torch.tensor(values, dtype=torch.float64)
+    if t is None or t.device != device or t.shape != host.shape:
+        return host.to(device)
+    return t.copy_(host, non_blocking=True)
+
+
+def rate_value(f: FloatLike, predrawn: bool) -> "float | torch.Tensor":
+    """A rate as the module's forward uses it: the drawn 0-dim tensor of a ScheduledFloat
+    when its decisions were drawn beforehand (``predrawn``), else ``float(f)``."""
+    if predrawn and isinstance(f, ScheduledFloat):
+        if f.tensor is None:
+            raise RuntimeError("a predrawn module ran before draw_decisions filled its schedules")
+        return f.tensor
+    return float(f)
+
+
+def decision_modules(module: nn.Module) -> list[nn.Module]:
+    """The modules under ``module`` that draw per-step decisions, in ``modules()`` order."""
+    return [m for m in module.modules() if callable(getattr(m, "decide", None))]
+
+
+def set_predrawn(module: nn.Module, on: bool = True) -> None:
+    """Switch every module under ``module`` that can take drawn decisions (``predrawn``)."""
+    for m in module.modules():
+        if hasattr(type(m), "predrawn"):
+            m.predrawn = on
+
+
+def draw_decisions(modules: list[nn.Module], device: torch.device) -> None:
+    """One training step's decisions: ``decide`` on each module (eval: nothing to draw)."""
+    for m in modules:
+        if m.training:
+            m.decide(device)
 
 
 FloatLike = Union[float, ScheduledFloat]

@@ -38,7 +38,7 @@ def _swoosh(x: torch.Tensor, offset: float, constant: float) -> torch.Tensor:
     # passes over it (softplus written in place, x * 0.08 fused into the subtraction);
     # the same arithmetic as the gradient path, bit for bit (x * 0.08 is fused into the
     # subtraction everywhere: add with alpha = -0.08)
-    if torch.jit.is_tracing():                # the ONNX exporter has no out= variants
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():   # no out= variants there
         return torch.add(F.softplus(x - offset), x, alpha=-0.08).sub_(constant)
     z = torch.sub(x, offset)
     torch._C._nn.softplus(z, 1.0, 20.0, out=z)
@@ -120,7 +120,8 @@ class _Swoosh(nn.Module):
     constant: float
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
+        # compiled (torch.compile): the plain ops (inductor derives and fuses the backward)
+        if torch.is_grad_enabled() and x.requires_grad and not torch.compiler.is_compiling():
             return _SwooshFunction.apply(x, self.offset, self.constant)
         return _swoosh(x, self.offset, self.constant)
 

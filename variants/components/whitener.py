@@ -9,6 +9,13 @@ location), it adds g' = grad(L_whiten) scaled to alpha * ||g|| / ||g'||
 each whitened separately and pushed towards equal traces. Training only; it
 acts on a random fraction of steps: ``prob`` = (min, max), max while the
 metric is above the limit, min while below (authors' behaviour).
+
+With drawn decisions (``predrawn``, for torch.compile: see scheduled_float.py)
+the step's draw and limit arrive as a float64 tensor; the forward computes the
+metric (no gradient), sets the next probability in place and passes a 0/1 flag
+(acting and above the limit) to the backward, which adds the penalty gradient
+times the flag: the same decisions and arithmetic, no Python state written in
+the backward.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import fast_paths
-from .scheduled_float import FloatLike
+from .scheduled_float import FloatLike, fill_decision
 
 
 def whitening_metric(x: torch.Tensor, num_groups: int = 1) -> torch.Tensor:
@@ -102,6 +109,50 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: fl
         return _apply(w, draw, mean_sq / den, grad, penalty_grad)
 
 
+def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """xc (groups, frames, d), x centred per group, and C = xc^T xc (groups, d, d), in float32."""
+    xf = x.detach().float()
+    channels = xf.shape[-1]
+    per_group = channels // num_groups
+    xc = xf.reshape(-1, num_groups, per_group).transpose(0, 1)
+    xc = xc - xc.mean(dim=1, keepdim=True)
+    return xc, torch.matmul(xc.transpose(1, 2), xc)
+
+
+def _metric_parts(covar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean_diag t, mean_sq s, t^2 + 1e-20) of :func:`_fused_backward`; the metric is s / that."""
+    k = covar.shape[0] * covar.shape[1]
+    mean_diag = torch.diagonal(covar, dim1=1, dim2=2).sum() / k
+    mean_sq = (covar * covar).sum() / k
+    return mean_diag, mean_sq, mean_diag * mean_diag + 1.0e-20
+
+
+class _PredrawnWhitenerFunction(torch.autograd.Function):
+    """Identity; the backward adds the penalty gradient (scaled to grad_scale * ||grad||)
+    times ``flag`` (0/1, decided in the forward)."""
+
+    @staticmethod
+    def forward(ctx, x, covar, flag, grad_scale, num_groups):  # type: ignore[override]
+        ctx.save_for_backward(x, covar, flag, grad_scale)
+        ctx.num_groups = num_groups
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, covar, flag, grad_scale = ctx.saved_tensors
+        with torch.autocast(x.device.type, enabled=False):
+            xc, _ = _centred_covariance(x, ctx.num_groups)
+            mean_diag, mean_sq, den = _metric_parts(covar)
+            k = covar.shape[0] * covar.shape[1]
+            d_covar = covar * (2.0 / (k * den))
+            eye = torch.eye(covar.shape[1], dtype=covar.dtype, device=covar.device)
+            d_covar = d_covar - eye * (2.0 * mean_sq * mean_diag / (k * den * den))
+            penalty_grad = torch.matmul(xc, d_covar) * 2.0            # (groups, frames, d)
+            penalty_grad = penalty_grad.transpose(0, 1).reshape(x.shape)
+            scale = (grad_scale * flag).float() * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
+            return grad + (penalty_grad * scale).to(grad.dtype), None, None, None, None
+
+
 class Whitener(nn.Module):
     """Keeps the feature covariance from being dominated by a few eigenvalues."""
 
@@ -142,7 +193,37 @@ class Whitener(nn.Module):
             self._max_t = torch.full((), self.max_prob, dtype=torch.float64, device=device)
         return self._prob_t
 
+    #: take the step's draw from :meth:`decide` (drawn before a compiled region runs)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """The step's draw (the one the forward makes), limit and grad_scale, as float64."""
+        self._prob_tensor(device)
+        values = [random.random(), float(self.whitening_limit), float(self.grad_scale)]
+        self._decision = fill_decision(self._decision, values, device)
+
+    def _forward_predrawn(self, x: torch.Tensor) -> torch.Tensor:
+        draw, limit, grad_scale = self._decision.unbind()
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            _, covar = _centred_covariance(x, self.num_groups)
+            _, mean_sq, den = _metric_parts(covar)
+            metric = mean_sq / den
+            prob = self._prob_t
+            acting = prob >= draw
+            above = ~(metric < limit.float())
+            prob.copy_(torch.where(acting, torch.where(above, self._max_t, self._min_t), prob))
+            flag = (acting & above).float()
+        return _PredrawnWhitenerFunction.apply(x, covar, flag, grad_scale, self.num_groups)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.predrawn and self.training:
+            if not x.requires_grad:
+                return x
+            if x.shape[-1] % self.num_groups:
+                raise ValueError(f"Whitener: {x.shape[-1]} channels not divisible by "
+                                 f"num_groups={self.num_groups}")
+            return self._forward_predrawn(x)
         # The draw happens on the host as before; whether it falls within the probability
         # (min or max, set on the device by the metric) is decided in the backward, so the
         # op is applied whenever the draw is within the largest probability it can have.

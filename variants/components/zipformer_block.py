@@ -32,7 +32,7 @@ from .convolution_module import ConvolutionModule
 from .feed_forward import FeedForward
 from .nonlinear_attention import NonlinearAttention
 from .norm import create_norm
-from .scheduled_float import FloatLike, ScheduledFloat
+from .scheduled_float import FloatLike, ScheduledFloat, fill_decision, rate_value
 from .self_attention import SelfAttention
 from .whitener import make_whitener
 
@@ -76,9 +76,11 @@ def ffn_skip_schedule() -> ScheduledFloat:
     return ScheduledFloat((0.0, 0.1), (4000.0, 0.01), (50000.0, 0.0), default=0.0)
 
 
-def sequence_keep_mask(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor | None:
-    """(B, 1, 1) 0/1 mask dropping whole sequences with probability ``rate``; None if nothing to drop."""
-    if not training or rate == 0.0:
+def sequence_keep_mask(x: torch.Tensor, rate: float | torch.Tensor,
+                       training: bool) -> torch.Tensor | None:
+    """(B, 1, 1) 0/1 mask dropping whole sequences with probability ``rate``; None if nothing to drop
+    (a drawn 0-dim tensor ``rate``, see scheduled_float.py: always a mask)."""
+    if not training or (not isinstance(rate, torch.Tensor) and rate == 0.0):
         return None
     return (torch.rand(x.shape[0], 1, 1, device=x.device) > rate).to(x.dtype)
 
@@ -171,6 +173,19 @@ class ZipformerBlock(nn.Module):
         # back so that counts equal theirs exactly (D per block).
         self.register_buffer(UNUSED_BYPASS_SCALE, torch.full((d,), 0.5))
 
+    #: skip rates and the constant-attention draw from :meth:`decide` (see scheduled_float.py)
+    predrawn = False
+    _decision: torch.Tensor | None = None
+
+    def decide(self, device: torch.device) -> None:
+        """The step's constant-attention draw (the one the forward makes), as a 0/1 tensor."""
+        if self.nonlinear_attention is not None:
+            const = random.random() < float(self.const_attention_rate)
+            self._decision = fill_decision(self._decision, [float(const)], device)
+
+    def _rate(self, rate: FloatLike) -> float | torch.Tensor:
+        return rate_value(rate, self.predrawn and self.training)
+
     def _norm(self, name: str, y: torch.Tensor) -> torch.Tensor:
         return self.module_norms[name](y) if name in self.module_norms else y
 
@@ -180,27 +195,30 @@ class ZipformerBlock(nn.Module):
         orig = x
         weights = self.self_attn_weights(x, pos_emb, padding_mask)
         x = x + self._norm("ff1", self.feed_forward1(x))
-        attn_keep = sequence_keep_mask(x, float(self.attention_skip_rate), train)
+        attn_keep = sequence_keep_mask(x, self._rate(self.attention_skip_rate), train)
         if self.nonlinear_attention is not None:
             w0 = weights[0:1]
-            if train and random.random() < float(self.const_attention_rate):
+            if train and self.predrawn:
+                const = (w0 > 0.0).to(w0.dtype)
+                w0 = torch.where(self._decision.bool(), const / const.sum(dim=-1, keepdim=True), w0)
+            elif train and random.random() < float(self.const_attention_rate):
                 # constant weights over the unmasked keys: pushes NLA towards averaging
                 w0 = (w0 > 0.0).to(w0.dtype)
                 w0 = w0 / w0.sum(dim=-1, keepdim=True)
             na = self.balancer_na(self._norm("nla", self.nonlinear_attention(x, w0)))
             x = x + apply_keep_mask(attn_keep, na)
         x = x + apply_keep_mask(attn_keep, self._norm("sa1", self.self_attn1(x, weights)))
-        conv_keep = sequence_keep_mask(x, float(self.conv_skip_rate), train)
+        conv_keep = sequence_keep_mask(x, self._rate(self.conv_skip_rate), train)
         x = x + apply_keep_mask(conv_keep, self._norm("conv1", self.conv_module1(x, padding_mask)))
-        ff2_keep = sequence_keep_mask(x, float(self.ff2_skip_rate), train)
+        ff2_keep = sequence_keep_mask(x, self._rate(self.ff2_skip_rate), train)
         x = x + apply_keep_mask(ff2_keep, self.balancer_ff2(self._norm("ff2", self.feed_forward2(x))))
         x = self.bypass_mid(orig, x)
         if self.self_attn_weights2 is not None:
             weights = self.self_attn_weights2(x, pos_emb, padding_mask)
         x = x + apply_keep_mask(attn_keep, self._norm("sa2", self.self_attn2(x, weights)))
-        conv_keep = sequence_keep_mask(x, float(self.conv_skip_rate), train)
+        conv_keep = sequence_keep_mask(x, self._rate(self.conv_skip_rate), train)
         x = x + apply_keep_mask(conv_keep, self._norm("conv2", self.conv_module2(x, padding_mask)))
-        ff3_keep = sequence_keep_mask(x, float(self.ff3_skip_rate), train)
+        ff3_keep = sequence_keep_mask(x, self._rate(self.ff3_skip_rate), train)
         x = x + apply_keep_mask(ff3_keep, self.balancer_ff3(self._norm("ff3", self.feed_forward3(x))))
         x = self.norm(self.balancer1(x))
         x = self.bypass(orig, x)
