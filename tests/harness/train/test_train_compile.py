@@ -1,4 +1,5 @@
-"""train.compile: a compiled training step (inductor's CPU backend) against eager."""
+"""train.compile: a compiled training step (inductor's CPU backend) against eager, and compiled
+steps whose per-step decisions change without compiling again."""
 from __future__ import annotations
 
 import random
@@ -7,8 +8,9 @@ import pytest
 import torch
 
 from harness.losses import compute_loss
-from harness.train.compile import compile_encoder
+from harness.train.compile import compile_encoder, dynamo_counts, install_decisions
 from variants import build_model
+from variants.components.balancer import Balancer
 from variants.optim import build_optimizer
 
 
@@ -17,26 +19,37 @@ SMALL = {"downsampling_factor": [1], "num_encoder_layers": [1], "encoder_dim": [
          "cnn_module_kernel": [7]}
 
 
-def _steps(compiled: bool, batches) -> list[float]:
+def _batches(lengths):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(2, n, 80, generator=g), torch.tensor([n, n - 9]), [[5, 6, 7], [8, 9]])
+            for n in lengths]
+
+
+def _steps(backend: str | None, batches, batch_counts, after_step=None) -> list[float]:
+    """``backend``: torch.compile's; None: eager, decisions drawn before the encoder as compiled."""
     torch.manual_seed(0)
     random.seed(0)
     # one stack of zipformer-tiny (every module of a block; compiling all six takes minutes)
     model = build_model("zipformer-tiny", objective="ctc", **SMALL).train()
-    model.set_batch_count(100.0)
-    if compiled:
-        compile_encoder(model)
+    if backend is None:
+        install_decisions(model.encoder)
+    else:
+        compile_encoder(model, backend=backend)
     opt = build_optimizer("scaled_adam", model, lr=0.05)
     losses = []
-    for i, (x, lens, tokens) in enumerate(batches):
+    for i, ((x, lens, tokens), n) in enumerate(zip(batches, batch_counts)):
         random.seed(i)
         torch.manual_seed(i)
-        loss, _ = compute_loss(model, x, lens, tokens, batch_count=100.0 + i)
+        model.set_batch_count(n)
+        loss, _ = compute_loss(model, x, lens, tokens, batch_count=n)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss))
-    assert not compiled or type(model.encoder).__name__ != "OptimizedModule"   # compiled in place
-    assert "encoder._orig_mod" not in "".join(model.state_dict())
+        if after_step is not None:
+            after_step(model)
+    assert type(model.encoder).__name__ != "OptimizedModule"   # compiled in place
+    assert "_orig_mod" not in "".join(model.state_dict())
     return losses
 
 
@@ -46,11 +59,37 @@ def test_compiled_steps_match_eager(one_thread, monkeypatch):
     # the compiled graphs draw dropout masks from torch's generator, as eager does
     import torch._inductor.config as inductor_config
     monkeypatch.setattr(inductor_config, "fallback_random", True)
-    g = torch.Generator().manual_seed(0)
-    # two batch shapes: the second reuses the dynamic-shape graphs
-    batches = [(torch.randn(2, n, 80, generator=g), torch.tensor([n, n - 9]), [[5, 6, 7], [8, 9]])
-               for n in (90, 110)]
-    eager = _steps(False, batches)
-    compiled = _steps(True, batches)
+    torch._dynamo.reset()
+    # two batch shapes and two schedule points: the second step reuses the first's graphs
+    batches, counts = _batches((90, 110)), (100.0, 3000.0)
+    eager = _steps(None, batches, counts)
+    graphs: list[int] = []
+    compiled = _steps("inductor", batches, counts, lambda m: graphs.append(dynamo_counts()["graphs"]))
     for a, b in zip(compiled, eager):
         assert abs(a - b) <= 1e-4 * abs(b), (compiled, eager)
+    assert graphs[0] >= 1 and graphs[1] == graphs[0], graphs
+    assert dynamo_counts()["graph_breaks"] == 0
+
+
+def test_changing_decisions_do_not_recompile(one_thread):
+    """Six steps (Dynamo only: the eager backend) across the schedules' range, different
+    lengths and random draws: the graphs of the first step serve all of them."""
+    torch._dynamo.reset()
+    counts: list[dict[str, int]] = []
+    acts: set[tuple[float, ...]] = set()
+
+    def record(model):
+        counts.append(dynamo_counts())
+        acts.add(tuple(float(m._decision[0]) for m in model.encoder.modules()
+                      if isinstance(m, Balancer)))
+
+    lengths = (90, 110, 70, 130, 90, 100)
+    batch_counts = (0.0, 500.0, 2000.0, 4000.0, 12000.0, 30000.0)
+    eager = _steps(None, _batches(lengths), batch_counts)
+    torch._dynamo.reset()
+    compiled = _steps("eager", _batches(lengths), batch_counts, record)   # Dynamo's graphs, run eagerly
+    assert len(acts) > 1, "the Balancers' draws did not change between steps"
+    assert all(c == counts[0] for c in counts), counts
+    assert counts[0]["graphs"] >= 1 and counts[0]["graph_breaks"] == 0, counts[0]
+    for a, b in zip(compiled, eager):
+        assert abs(a - b) <= 1e-5 * abs(b), (compiled, eager)
