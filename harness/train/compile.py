@@ -2,8 +2,10 @@
 
 What is compiled: each layer of the encoder (the items of its ``nn.ModuleList``
 children: the Zipformer's stacks, the Conformer's layers), in place
-(``nn.Module.compile``: parameter names, checkpoints and the running average
-are unchanged), with dynamic shapes so that batches of another size or length
+(as ``nn.Module.compile`` does: parameter names, checkpoints and the running
+average are unchanged), for training steps only (in eval or without gradients,
+e.g. validation, the layers run eagerly instead of compiling a second set of
+graphs), with dynamic shapes so that batches of another size or length
 reuse the compiled code instead of compiling again. Conv-Embed, the encoder's
 own glue (feature masks, output combination), the heads and the losses stay
 eager.
@@ -27,6 +29,7 @@ the CPU backend, and checks that steps with changing decisions compile no new gr
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from variants.components.scheduled_float import decision_modules, draw_decisions, set_predrawn
@@ -58,16 +61,32 @@ def install_decisions(encoder: nn.Module) -> None:
     encoder.register_forward_pre_hook(_draw_hook)
 
 
+class _TrainingCall:
+    """A compiled layer's call (``nn.Module._compiled_call_impl``): the compiled code in
+    training with gradients, the eager call otherwise (validation compiles nothing more)."""
+
+    def __init__(self, module: nn.Module, compiled):
+        self.module, self.compiled = module, compiled
+
+    def __call__(self, *args, **kwargs):
+        if self.module.training and torch.is_grad_enabled():
+            return self.compiled(*args, **kwargs)
+        return self.module._call_impl(*args, **kwargs)
+
+
 def compile_encoder(model: nn.Module, **options) -> None:
-    """Compile ``model.encoder``'s layers in place (the first forward then compiles);
-    ``options`` override :data:`COMPILE_OPTIONS` (tests: ``backend``)."""
+    """Compile ``model.encoder``'s layers in place for training steps (the first one then
+    compiles; eval and no-grad calls stay eager); ``options`` override
+    :data:`COMPILE_OPTIONS` (tests: ``backend``)."""
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, nn.Module):
         raise ValueError("train.compile: the model has no encoder module to compile")
     parts = compiled_parts(encoder)
     install_decisions(encoder)
     for part in parts:
-        part.compile(**{**COMPILE_OPTIONS, **options})
+        # what nn.Module.compile does, with the training-only switch
+        part._compiled_call_impl = _TrainingCall(
+            part, torch.compile(part._call_impl, **{**COMPILE_OPTIONS, **options}))
 
 
 def dynamo_counts() -> dict[str, int]:

@@ -25,7 +25,7 @@ def _batches(lengths):
             for n in lengths]
 
 
-def _steps(backend: str | None, batches, batch_counts, after_step=None) -> list[float]:
+def _steps(backend: str | None, batches, batch_counts, after_step=None, models=None) -> list[float]:
     """``backend``: torch.compile's; None: eager, decisions drawn before the encoder as compiled."""
     torch.manual_seed(0)
     random.seed(0)
@@ -50,6 +50,8 @@ def _steps(backend: str | None, batches, batch_counts, after_step=None) -> list[
             after_step(model)
     assert type(model.encoder).__name__ != "OptimizedModule"   # compiled in place
     assert "_orig_mod" not in "".join(model.state_dict())
+    if models is not None:
+        models.append(model)
     return losses
 
 
@@ -87,7 +89,12 @@ def test_changing_decisions_do_not_recompile(one_thread):
     batch_counts = (0.0, 500.0, 2000.0, 4000.0, 12000.0, 30000.0)
     eager = _steps(None, _batches(lengths), batch_counts)
     torch._dynamo.reset()
-    compiled = _steps("eager", _batches(lengths), batch_counts, record)   # Dynamo's graphs, run eagerly
+    models: list = []
+    compiled = _steps("eager", _batches(lengths), batch_counts, record, models)  # Dynamo, run eagerly
+    with torch.no_grad():                                     # validation: eager, no new graph
+        x, lens, _ = _batches((80,))[0]
+        models[0].eval()(x, lens)
+    record(models[0])
     assert len(acts) > 1, "the Balancers' draws did not change between steps"
     assert all(c == counts[0] for c in counts), counts
     assert counts[0]["graphs"] >= 1 and counts[0]["graph_breaks"] == 0, counts[0]
