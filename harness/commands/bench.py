@@ -181,7 +181,8 @@ def _train(args: argparse.Namespace, names: list[str], batch: int, duration: flo
             mode = "compiled" if compiled else "eager"
             print(f"{name:<28} {mode:<8} {r.median_s:>9.3f} {r.steps_per_s:>8.2f} {r.p25_s:>8.3f} "
                   f"{r.p75_s:>8.3f} {r.peak_mem_mb:>9.1f} {r.live_peak_mb:>9.1f} {r.saved_mb:>9.1f}  {shares}"
-                  + (f"  (first step +{r.compile_s:.1f} s compiling)" if r.compile_s is not None else ""))
+                  + (f"  (first step +{r.compile_s:.1f} s compiling, {r.graphs} graphs)"
+                     if r.compile_s is not None else ""))
             if compiled:
                 compiled_rows.append(name)
             elif store is not None:

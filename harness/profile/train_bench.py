@@ -25,7 +25,9 @@ zero_grad); each boundary synchronises on CUDA.
 
 ``compile``: the encoder through ``torch.compile`` as ``train.compile`` does
 (:mod:`harness.train.compile`); ``compile_s`` is the first warm-up step's time
-less the median step (what compiling cost).
+less the median step (what compiling cost); ``graphs`` the number of graphs it
+made (one per compiled layer and shape class; steps do not add to it, see
+harness/train/compile.py).
 
 ``precision`` "bf16" runs the forward under ``torch.autocast`` in bfloat16 on
 the measuring device (on CPU with CPU autocast's own policy).
@@ -70,6 +72,9 @@ class TrainBenchResult:
     #: median share of the step per phase (forward, loss, backward, optimizer)
     phases: dict[str, float] = field(default_factory=dict)
     compile_s: float | None = None
+    #: compiled: the graphs torch.compile made (Dynamo's count after the last step; steps
+    #: that compiled again would add to it)
+    graphs: int | None = None
 
 
 def check_train_args(precision: str, objective: str, tokens_per_s: float) -> None:
@@ -190,5 +195,11 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
                             live_peak_mb=live.peak / 2**20,
                             compiled=compile, steps_per_s=1.0 / med if med > 0 else 0.0,
                             phases={k: statistics.median(s[k] for s in shares) for k in PHASES},
-                            compile_s=(max(first - med, 0.0) if compile and warmup else None))
+                            compile_s=(max(first - med, 0.0) if compile and warmup else None),
+                            graphs=_graph_count() if compile else None)
+
+
+def _graph_count() -> int:
+    from harness.train.compile import dynamo_counts
+    return dynamo_counts()["graphs"]
 
