@@ -63,6 +63,10 @@ class Upsample(nn.Module):
         self.factor = factor
 
     def forward(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        if length is not None and torch.compiler.is_compiling():
+            # by index (the same values): a cut repetition's layout depends on length % factor,
+            # which a compiled graph would guard on and compile again for
+            return x.index_select(1, torch.arange(length, device=x.device) // self.factor)
         y = x.repeat_interleave(self.factor, dim=1)
         if length is not None:
             if length > y.shape[1]:
