@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--row", default="zipformer")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fixed-length", action="store_true",
+                    help="pad every batch to the longest one's length (inductor compiles again for "
+                         "each new length: this times the steady state of one set of graphs)")
     ap.add_argument("--backend", default="inductor",
                     help="torch.compile's backend (eager: Dynamo's graphs only, to count them fast)")
     ap.add_argument("--experiment", default=str(ROOT / "experiments" / "default.yaml"))
@@ -62,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     row = Row(cells[0], batch_count=0.0)
     batches = demo_batches(8, row.max_duration, seed=1)
+    if args.fixed_length:
+        t = max(b[0].shape[1] for b in batches)
+        batches = [(torch.nn.functional.pad(f, (0, 0, 0, t - f.shape[1])), lens, tok)
+                   for f, lens, tok in batches]
     timed(row, batches, 0, 2)                                   # warm-up
     eager = timed(row, batches, 2, args.steps)
     from torch._dynamo.utils import counters
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     compiled = timed(row, batches, 3 + args.steps, args.steps)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     print(json.dumps({
-        "row": args.row, "backend": args.backend, "threads": args.threads, "steps_each": args.steps,
+        "row": args.row, "backend": args.backend, "fixed_length": args.fixed_length, "threads": args.threads, "steps_each": args.steps,
         "eager_s_per_step": round(sum(eager) / len(eager), 4), "eager_median": round(med(eager), 4),
         "compiled_s_per_step": round(sum(compiled) / len(compiled), 4),
         "compiled_median": round(med(compiled), 4),
