@@ -36,9 +36,6 @@ from variants.components.scheduled_float import decision_modules, draw_decisions
 
 #: torch.compile's settings for the encoder's layers
 COMPILE_OPTIONS = {"dynamic": True}
-#: inductor's settings: no layout optimisation (with it, AOT autograd gives the backward the
-#: first batch's concrete strides of the saved tensors, so every new length compiled again)
-INDUCTOR_OPTIONS = {"layout_optimization": False}
 
 
 def compiled_parts(encoder: nn.Module) -> list[nn.Module]:
@@ -87,8 +84,6 @@ def compile_encoder(model: nn.Module, **options) -> None:
     parts = compiled_parts(encoder)
     install_decisions(encoder)
     options = {**COMPILE_OPTIONS, **options}
-    if options.get("backend", "inductor") == "inductor":
-        options["options"] = {**INDUCTOR_OPTIONS, **options.get("options", {})}
     for part in parts:
         # what nn.Module.compile does, with the training-only switch
         part._compiled_call_impl = _TrainingCall(part, torch.compile(part._call_impl, **options))
