@@ -44,7 +44,7 @@ def timed(row: Row, batches, start: int, steps: int) -> list[float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--row", default="zipformer")
     ap.add_argument("--steps", type=int, default=30)
@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiment", default=str(ROOT / "experiments" / "default.yaml"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cells = [c for c in load_cells(args.experiment)[1] if row_name(c) == args.row]
+    all_cells = load_cells(args.experiment)[1]
+    cells = [c for c in all_cells if row_name(c) == args.row]
     if not cells:
-        print(f"error: {args.experiment}: row: no row {args.row!r}", file=sys.stderr)
-        return 2
+        rows = ", ".join(dict.fromkeys(row_name(c) for c in all_cells))
+        print(f"error: {args.experiment}: --row: {args.row!r}; allowed: {rows}", file=sys.stderr)
+        raise SystemExit(2)
     random.seed(0)
     torch.manual_seed(0)
     row = Row(cells[0], batch_count=0.0)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     graphs_first = dynamo_counts()
     compiled = timed(row, batches, 3 + args.steps, args.steps)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    print(json.dumps({
+    result = {
         "row": args.row, "backend": args.backend, "fixed_length": args.fixed_length, "threads": args.threads, "steps_each": args.steps,
         "eager_s_per_step": round(sum(eager) / len(eager), 4), "eager_median": round(med(eager), 4),
         "compiled_s_per_step": round(sum(compiled) / len(compiled), 4),
@@ -90,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                            if k.startswith("fxgraph_cache")},
         "fx_graph_cache_on": bool(__import__("torch._inductor.config").
                                   _inductor.config.fx_graph_cache),
-        "speedup": round(sum(eager) / sum(compiled), 3)}))
-    return 0
+        "speedup": round(sum(eager) / sum(compiled), 3)}
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -110,11 +110,11 @@ class TrainSection(StrictSection):
     oom_check: bool = True
     #: per-cell wall-clock budget in minutes (None: unlimited); a safety net
     max_minutes: Optional[float] = Field(None, gt=0)
-    #: compile the encoder's forward and backward with torch.compile (dynamic shapes;
-    #: harness.train.compile). Off by default: on one CPU core the demo's Zipformer took
-    #: ~100 s of CPU time to compile its first step (eager: ~0.2 s a step), and training
-    #: recompiles as Balancer/Whitener/attention random draws and schedule values change;
-    #: ``harness bench --train --compile both`` measures what it buys on a machine
+    #: compile the encoder's layers with torch.compile for training steps (dynamic shapes,
+    #: per-step decisions drawn outside the graphs; harness.train.compile). Off by default:
+    #: on one CPU core the demo's Zipformer took ~230 s of CPU to compile its first step and
+    #: then ran at 0.95-1.1x eager's ~0.2 s a step, and inductor compiles again for each new
+    #: batch length; ``harness bench --train --compile both`` measures what it buys on a machine
     compile: bool = False
 
     @model_validator(mode="after")

@@ -22,6 +22,37 @@ variants/components/scheduled_float.py). Same seed, same draws; the Python
 random stream is consumed in another order than in eager mode, so a compiled run
 is reproducible but not draw-for-draw the eager run.
 
+Inside the compiled layers a few fused eager paths give way to plain ops that
+inductor fuses itself (``torch.compiler.is_compiling()``): Swoosh and
+activation-dropout-linear without their custom autograd Functions, the
+relative-position shift and Upsample by index (no guards on strides or on
+length % factor), the positional encoding without its cache.
+
+Measured (CPU, one thread, the demo's Zipformer row, benchmarks/compile_speed.py,
+torch 2.13):
+
+- graphs: 4 (one per stack), no graph break, and no new graph over 8 steps
+  (Dynamo only, ``--backend eager``) with batch size, length and the schedules'
+  batch count changing every step; before the decisions moved out, the stacks
+  broke into many graphs and compiled again each step until Dynamo's recompile
+  limit sent them back to eager. 1 run.
+- inductor, every batch padded to one length (``--fixed-length``): the first
+  compiled step took 231 s of CPU (308 s wall, machine loaded), then 0.199 s per
+  step compiled against 0.189 s eager (0.95x; 20 steps each, 4 graphs, none new).
+  A second process with the same TORCHINDUCTOR_CACHE_DIR: the FX graph cache hit
+  3 of 16 lookups, the first step took 226 s of CPU again (272 s wall, idle
+  machine), median steps 0.191 s compiled against 0.215 s eager, but 4 more
+  graphs were compiled during the timed steps. 1 run each.
+- lengths: with inductor the backward is compiled for the first batch's length
+  (AOT autograd fixes the saved tensors' strides to that batch's, adding a guard
+  ``Eq(T, 41)``), so each new length compiles again (seen on the one-stack test
+  model); Dynamo's graphs alone are length-generic.
+
+So on CPU it does not pay: ~230 s of compiling against at most a few
+hundredths of a second saved per step (a demo cell is ~1,100 steps, ~3 minutes of
+training), and more compiling for each new length. ``train.compile`` stays off by
+default; the GPU figure is left to ``PARTS=4 bash benchmarks/gpu_checks.sh``.
+
 The arithmetic is the eager one up to float rounding (inductor fuses
 element-wise chains and may reorder sums); tests/harness/train/test_train_compile.py
 compares a compiled training step with the same drawn decisions run eagerly on
@@ -84,6 +115,10 @@ def compile_encoder(model: nn.Module, **options) -> None:
     parts = compiled_parts(encoder)
     install_decisions(encoder)
     options = {**COMPILE_OPTIONS, **options}
+    # no duck shaping: a length that happens to equal a channel count (128 frames, 128
+    # channels) would otherwise share its symbol and guard, and compile again at the next length
+    import torch.fx.experimental._config as fx_config
+    fx_config.use_duck_shape = False
     for part in parts:
         # what nn.Module.compile does, with the training-only switch
         part._compiled_call_impl = _TrainingCall(part, torch.compile(part._call_impl, **options))
