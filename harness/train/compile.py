@@ -26,7 +26,10 @@ Inside the compiled layers a few fused eager paths give way to plain ops that
 inductor fuses itself (``torch.compiler.is_compiling()``): Swoosh and
 activation-dropout-linear without their custom autograd Functions, the
 relative-position shift and Upsample by index (no guards on strides or on
-length % factor), the positional encoding without its cache.
+length % factor), the positional encoding without its cache. Duck shaping is
+turned off (``torch.fx.experimental._config.use_duck_shape``, process-wide): a
+length equal by chance to a channel count (128) otherwise shared its symbol and
+the next length compiled again.
 
 Measured (CPU, one thread, the demo's Zipformer row, benchmarks/compile_speed.py,
 torch 2.13):
@@ -42,7 +45,9 @@ torch 2.13):
   A second process with the same TORCHINDUCTOR_CACHE_DIR: the FX graph cache hit
   3 of 16 lookups, the first step took 226 s of CPU again (272 s wall, idle
   machine), median steps 0.191 s compiled against 0.215 s eager, but 4 more
-  graphs were compiled during the timed steps. 1 run each.
+  graphs were compiled during the timed steps. 1 run each, both before duck
+  shaping was turned off (a batch of 4 shared its size symbol with the
+  downsampling factor or head count: the likely cause of those 4 graphs).
 - lengths: with inductor the backward is compiled for the first batch's length
   (AOT autograd fixes the saved tensors' strides to that batch's, adding a guard
   ``Eq(T, 41)``), so each new length compiles again (seen on the one-stack test
