@@ -98,8 +98,7 @@ class Row:
 
     def __init__(self, cell, batch_count: float):
         torch.manual_seed(0)
-        self.model = build_asr_model(cell.config.variant, cell.config.objective,
-                                     cell.config.overrides, _Tokenizer())
+        self.model = build_asr_model(cell.spec, cell.config.objective, _Tokenizer())
         self.module = LossModule(self.model, build_loss_config(cell)).train()
         self.optimizer, self.scheduler, self.opt_name = build_optimization(cell, self.model)
         self.ref_duration = cell.config.data.ref_duration
@@ -181,8 +180,7 @@ def measure_authors(cell, authors_dir: Path, batch: int, duration: float, steps:
     modules = import_authors(authors_dir)
     zipformer, subsampling, scaling = modules
     torch.manual_seed(0)
-    model = build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides,
-                            _Tokenizer())
+    model = build_asr_model(cell.spec, cell.config.objective, _Tokenizer())
     cfg = model.spec.encoder
     ours = Ours(model)
     sf = scaling.ScheduledFloat
