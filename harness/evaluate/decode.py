@@ -89,7 +89,8 @@ def decode_model(model: nn.Module, data: CellData, settings: DecodeSettings, met
             refs += list(batch_texts(batch))
             for m in methods:  # in fp32, as the authors decode
                 hyps[m] += [data.tokenizer.decode(h)
-                            for h in decode(model, feats, feat_lens, m, beam=settings.beam)]
+                            for h in decode(model, feats, feat_lens, m, beam=settings.beam,
+                                           unk_id=data.tokenizer.unk_id)]
         for m in methods:
             out[(test_name, m)] = utterance_errors(refs, hyps[m], data.unit, ids=ids, speakers=speakers)
             write_recogs(out_dir / f"recogs-{test_name}-{m}.txt", ids, refs, hyps[m])
