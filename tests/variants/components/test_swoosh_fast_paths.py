@@ -1,0 +1,72 @@
+"""Swoosh's CPU fast path (softplus as exp, + 1, log on large tensors) against the reference."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from variants import fast_paths
+from variants.components import swoosh
+from variants.components.activation_dropout_linear import activation_dropout_linear
+from variants.components.swoosh import SwooshL, SwooshR
+
+
+def _x(n: int = swoosh.EXP_LOG_MIN_NUMEL * 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    # the whole range that matters: far below the kink, around it, and past softplus's
+    # threshold (z > 20), where it returns z itself
+    return torch.cat([torch.randn(n - 4, generator=g) * 6, torch.tensor([-90.0, 0.0, 25.0, 60.0])])
+
+
+@pytest.mark.parametrize("module", [SwooshL(), SwooshR()])
+def test_exp_log_form_matches_softplus_within_roundings(module):
+    x = _x().requires_grad_(True)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for reference in (True, False):
+        x.grad = None
+        with fast_paths.reference_paths(reference):
+            y = module(x)
+            y.backward(g)
+            with torch.no_grad():
+                y_eval = module(x)
+            y_fn, d_fn = module.fn_and_deriv(x.detach())
+        out[reference] = (y.detach(), x.grad.clone(), y_eval, y_fn, d_fn)
+    ref, fast = out[True], out[False]
+    for a, b in zip(fast, ref):
+        # a few roundings of the terms (|0.08 x| + the constant), never more
+        tol = 8 * torch.finfo(torch.float32).eps * (0.08 * x.detach().abs() + 1.0)
+        assert torch.all((a - b).abs() <= tol)
+    # the byte derivative: sigmoid is computed as before, so the same bytes
+    assert torch.equal(fast[1], ref[1])
+
+
+def test_exp_log_form_is_not_used_where_exp_overflows_or_on_small_tensors():
+    big = torch.full((swoosh.EXP_LOG_MIN_NUMEL,), 1.0)
+    assert swoosh._exp_log(big)
+    big[7] = swoosh.EXP_LOG_MAX_Z + 1.0
+    assert not swoosh._exp_log(big)
+    big[7] = float("nan")
+    assert not swoosh._exp_log(big)
+    assert not swoosh._exp_log(torch.ones(swoosh.EXP_LOG_MIN_NUMEL - 1))
+    with fast_paths.reference_paths():
+        assert not swoosh._exp_log(torch.ones(swoosh.EXP_LOG_MIN_NUMEL))
+    # where it is not used the values are torch's softplus, bit for bit (inf stays finite)
+    x = torch.tensor([100.0, -100.0] * swoosh.EXP_LOG_MIN_NUMEL)
+    assert torch.equal(swoosh.swoosh_r(x), torch.add(torch.nn.functional.softplus(x - 1.0), x,
+                                                      alpha=-0.08) - 0.313261687)
+
+
+def test_activation_dropout_linear_with_the_fast_path():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 32)
+    x = (torch.randn(4, 40, 256) * 3).requires_grad_(True)
+    res = {}
+    for reference in (True, False):
+        x.grad = None
+        lin.zero_grad()
+        with fast_paths.reference_paths(reference):
+            y = activation_dropout_linear(x, SwooshL(), lin)
+            y.square().sum().backward()
+        res[reference] = (y.detach(), x.grad.clone(), lin.weight.grad.clone())
+    for a, b in zip(res[False], res[True]):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
