@@ -146,6 +146,12 @@ class ConvEmbed(nn.Module):
         y = x.unsqueeze(1)                                   # (B, 1, T, F)
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
+            if fast_paths.cpu_layout(y) and y.is_contiguous():
+                # one channel: the same memory seen with channels-last strides, so the
+                # first convolution runs, and returns its output, channels-last (no layout
+                # copy of the output; its forward + backward 1.2 instead of 2.7 ms for
+                # 5 x 236 frames, one thread)
+                y = y.as_strided(y.shape, (y.stride(0), 1, y.stride(2), y.stride(3)))
             y = self.conv[0](y)
             if fast_paths.cpu_layout(y):
                 # channels-last from here on: the next convolutions and ConvNeXt run faster

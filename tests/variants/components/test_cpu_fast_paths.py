@@ -1,5 +1,7 @@
-"""Swoosh's CPU fast path (softplus as exp, + 1, log on large tensors) against the reference."""
+"""CPU fast paths (Swoosh softplus as exp, + 1, log; activation_dropout_linear; Conv-Embed) against the reference."""
 from __future__ import annotations
+
+import random
 
 import pytest
 import torch
@@ -70,3 +72,22 @@ def test_activation_dropout_linear_with_the_fast_path():
         res[reference] = (y.detach(), x.grad.clone(), lin.weight.grad.clone())
     for a, b in zip(res[False], res[True]):
         assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+
+
+def test_conv_embed_channels_last_first_convolution_matches_reference():
+    from variants.components.conv_embed import ConvEmbed
+
+    x = torch.randn(2, 60, 80)
+    lens = torch.tensor([60, 51])
+    res = {}
+    for reference in (True, False):
+        torch.manual_seed(0)         # a fresh module each time: the Whitener keeps state
+        m = ConvEmbed(80, 32, channels=(4, 8, 16)).train()
+        torch.manual_seed(1)
+        random.seed(1)               # the Balancer's and Whitener's draws
+        with fast_paths.reference_paths(reference):
+            y, _ = m(x, lens)
+            y.square().sum().backward()
+        res[reference] = [y.detach(), m.conv[0].weight.grad.clone(), m.conv[0].bias.grad.clone()]
+    for a, b in zip(res[False], res[True]):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-4
