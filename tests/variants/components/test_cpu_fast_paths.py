@@ -90,3 +90,21 @@ def test_conv_embed_channels_last_first_convolution_matches_reference():
         res[reference] = [y.detach(), m.conv[0].weight.grad.clone(), m.conv[0].bias.grad.clone()]
     for a, b in zip(res[False], res[True]):
         assert float((a - b).abs().max() / b.abs().max()) < 1e-4
+
+
+def test_conv2d_subsampling_channels_last_matches_reference():
+    from variants.components.conv2d_subsampling import Conv2dSubsampling
+
+    torch.manual_seed(0)
+    m = Conv2dSubsampling(80, 16)
+    x = torch.randn(2, 40, 80)
+    lens = torch.tensor([40, 31])
+    res = {}
+    for reference in (True, False):
+        m.zero_grad()
+        with fast_paths.reference_paths(reference):
+            y, y_lens = m(x, lens)
+            y.square().sum().backward()
+        res[reference] = [y.detach()] + [p.grad.clone() for p in m.parameters()]
+    for a, b in zip(res[False], res[True]):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
