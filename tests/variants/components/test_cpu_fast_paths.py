@@ -108,3 +108,24 @@ def test_conv2d_subsampling_channels_last_matches_reference():
         res[reference] = [y.detach()] + [p.grad.clone() for p in m.parameters()]
     for a, b in zip(res[False], res[True]):
         assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_zero_padded_frames_is_bit_for_bit(channels_last):
+    from variants.components.conv_embed import zero_padded_frames
+
+    x = torch.randn(3, 4, 11, 5)
+    x[1, 2, 9, 3] = float("nan")                     # in a padded frame: zeroed too
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    lens = torch.tensor([11, 8, 5])
+    g = torch.randn(3, 4, 11, 5)
+    out = {}
+    for reference in (True, False):
+        xi = x.detach().requires_grad_(True)
+        with fast_paths.reference_paths(reference):
+            y = zero_padded_frames(xi, lens, time_dim=2)
+        y.backward(g)
+        out[reference] = (y.detach(), xi.grad, y.is_contiguous(memory_format=torch.channels_last))
+    assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
+    assert out[False][2] == out[True][2]
