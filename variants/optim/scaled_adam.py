@@ -92,8 +92,10 @@ def _dot_products(xs: list[Tensor], ys: list[Tensor], dtype: torch.dtype) -> Ten
         # one dot kernel per tensor: on the CPU a (1, n) x (n, 1) matrix product is ~5x
         # slower than torch.dot for the same sum (measured: 0.5 vs 2.9 ms for 200 tensors
         # of 1.2 M elements in all, one thread)
-        prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
-    elif hasattr(torch, "_foreach_mm"):               # one multi-tensor call where torch has it
+        # (0-dim results: stacked as they are)
+        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1))
+                            for x, y in zip(xs, ys)]).to(dtype)
+    if hasattr(torch, "_foreach_mm"):               # one multi-tensor call where torch has it
         prods = torch._foreach_mm([x.reshape(1, -1) for x in xs], [y.reshape(-1, 1) for y in ys])
     else:
         prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
