@@ -94,6 +94,9 @@ def _swoosh_and_sigmoid(x: torch.Tensor, offset: float, constant: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(swoosh(x), sigmoid(x - offset)); the derivative is the latter - 0.08."""
     z = x - offset
+    if fast_paths.enabled():
+        # in place (two new tensors instead of five); the same values, bit for bit
+        return _softplus(z).add_(x, alpha=-0.08).sub_(constant), z.sigmoid_()
     return torch.add(_softplus(z), x, alpha=-0.08) - constant, torch.sigmoid(z)
 
 
