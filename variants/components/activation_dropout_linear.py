@@ -43,11 +43,15 @@ class _ActivationDropoutLinear(torch.autograd.Function):
         keep = fast_paths.cpu_layout(x)
         with torch.autocast(x.device.type, enabled=False):
             if keep:
+                # (fn_and_deriv returns new tensors: masked in place, the derivative too,
+                # so the backward pass has nothing left to mask)
                 y, d = fn_and_deriv(x.float())
+                if mask is not None:
+                    y, d = y.mul_(mask), d.mul_(mask)
             else:
                 y, d = fn(x.float()), None
-            if mask is not None:
-                y = y * mask
+                if mask is not None:
+                    y = y * mask
             out = F.linear(y.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
         if keep:
             ctx.save_for_backward(y, weight, mask, d)
@@ -79,8 +83,11 @@ class _ActivationDropoutLinear(torch.autograd.Function):
             if need_b and ctx.has_bias:
                 grad_b = g2.sum(dim=0).to(weight.dtype)
             if need_x:
-                d = d if mask is None else d * mask
-                grad_x = ((g @ weight.to(dtype)).float() * d).to(ctx.x_dtype)
+                if ctx.keep:                        # d is masked already; g @ w is new
+                    grad_x = (g @ weight.to(dtype)).float().mul_(d).to(ctx.x_dtype)
+                else:
+                    d = d if mask is None else d * mask
+                    grad_x = ((g @ weight.to(dtype)).float() * d).to(ctx.x_dtype)
         return grad_x, grad_w, grad_b, None, None, None
 
 
