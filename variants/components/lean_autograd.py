@@ -12,7 +12,9 @@ intermediate in the backward pass instead of keeping it:
   instead of the difference ``y - x`` (``x`` and, in mid-block, ``y`` are kept
   by the next modules' input projections);
 - :func:`weighted_group_sum`: the gather-then-weighted-sum of Downsample keeps
-  the un-gathered input instead of also its gathered copy.
+  the un-gathered input instead of also its gathered copy, and its backward
+  works on one group member at a time (temporaries of 1/k the input's size,
+  not four of its size: it runs at the peak of training memory).
 """
 from __future__ import annotations
 
@@ -96,15 +98,16 @@ class _WeightedGroupSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, index, weights = ctx.saved_tensors
-        b, t_out, c = grad.shape
-        g = grad.unsqueeze(2)                                    # (B, T', 1, C)
+        k = ctx.k
         gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gxg = (g * weights).reshape(b, t_out * ctx.k, c)
-            gx = torch.zeros_like(x).scatter_add_(1, index, gxg.to(x.dtype))
+        # one group member j (frames j, j + k, ...) at a time: temporaries of 1/k the input's size
         if ctx.needs_input_grad[2]:
-            xg = torch.gather(x, 1, index).reshape(b, t_out, ctx.k, c)
-            gw = _sum_to(xg * g, weights)
+            gw = torch.stack([(torch.gather(x, 1, index[:, j::k]) * grad).sum()
+                              for j in range(k)]).reshape(weights.shape).to(weights.dtype)
+        if ctx.needs_input_grad[0]:
+            gx = torch.zeros_like(x)
+            for j in range(k):
+                gx.scatter_add_(1, index[:, j::k], (grad * weights[j]).to(x.dtype))
         return gx, None, gw, None
 
 
