@@ -24,14 +24,28 @@ def _chunks(n: int, parts: int = 4) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+def _pieces(b: int, t: int, halo: int, parts: int = 4) -> list[tuple[slice, slice, slice]]:
+    """About ``parts`` pieces of a (B, C, T, F) tensor: slices of the batch, and when there
+    are fewer than ``parts`` of those, of time too. Each piece is (batch, time to compute
+    on: the piece's frames and ``halo`` more each side, kept frames within that)."""
+    batches = _chunks(b, parts)
+    pieces = []
+    for bs in batches:
+        for ts in _chunks(t, -(-parts // len(batches))):
+            lo, hi = max(0, ts.start - halo), min(t, ts.stop + halo)
+            pieces.append((bs, slice(lo, hi), slice(ts.start - lo, ts.stop - lo)))
+    return pieces
+
+
 class _LeanHidden(torch.autograd.Function):
     """``pointwise_conv2(activation(balancer(pointwise_conv1(depthwise_conv(x)))))`` keeping only ``x``.
 
     The 3x-wide hidden layer is the largest thing Conv-Embed would keep for the
     backward pass (its activation's output, and its derivative as a byte), and
     the depth-wise convolution's output another tensor of ``x``'s size. Here
-    the backward pass recomputes them in a few slices of the batch (a quarter
-    each), so it never holds the whole hidden layer; with the hidden Balancer
+    the backward pass recomputes them in a few pieces (a quarter each: slices
+    of the batch, or of time with the depth-wise kernel's reach of frames more
+    each side when the batch is small), so it never holds the whole hidden layer; with the hidden Balancer
     acting this step (``balance``: its :meth:`Balancer.draw`), the
     pre-activation is recomputed whole, as the Balancer's gradient needs
     statistics over all of it. The forward values are those of the modules
@@ -70,11 +84,13 @@ class _LeanHidden(torch.autograd.Function):
         enabled, dtype = ctx.autocast
         with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=enabled):
             if balance is None:
-                for s in _chunks(x.shape[0]):
-                    xi = x[s].detach().requires_grad_(need_x)
-                    post(pre(xi)).backward(grad[s])
+                if need_x:
+                    grad_x.zero_()
+                for bs, ts, keep in _pieces(x.shape[0], x.shape[2], m.padding[0]):
+                    xi = x[bs, :, ts].detach().requires_grad_(need_x)
+                    post(pre(xi))[:, :, keep].backward(grad[bs, :, ts][:, :, keep])
                     if need_x:
-                        grad_x[s] = xi.grad
+                        grad_x[bs, :, ts] += xi.grad
             else:
                 with torch.no_grad():
                     h = pre(x)
