@@ -140,8 +140,11 @@ class ConvNeXt(nn.Module):
         c0, c1, c2 = self.depthwise_conv, self.pointwise_conv1, self.pointwise_conv2
         if fast_paths.cpu_layout(x):
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
-            # and the point-wise ones become plain matrix products (see _pointwise)
-            y = c0(x.contiguous(memory_format=torch.channels_last))
+            # and the point-wise ones become plain matrix products (see _pointwise);
+            # the residual is added in that layout too (adding tensors of two layouts is
+            # several times slower than either)
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = c0(x)
             y = self.activation(self.hidden_balancer(_pointwise(y, c1)))
             y = _pointwise(y, c2)
         elif (self.training and torch.is_grad_enabled() and None not in (c0.bias, c1.bias, c2.bias)
@@ -161,7 +164,9 @@ class ConvNeXt(nn.Module):
             if rate != 0.0:
                 keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
                 y = y * keep.to(y.dtype)
-        y = self.out_balancer(x + y)
+        # no gradient (eval): y is this layer's own new tensor, add in place (same values)
+        y = self.out_balancer(y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
+                              else x + y)
         if y.requires_grad and self.training:
             # whitening is over channels, which it expects last
             y = self.out_whiten(y.transpose(1, 3)).transpose(1, 3)

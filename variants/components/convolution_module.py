@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from .. import fast_paths
 from .activation import create_activation
 from .activation_dropout_linear import activation_dropout_linear
-from .attention_weights import whitening_limit_schedule
+from .attention_weights import is_tracing, whitening_limit_schedule
 from .balancer import Balancer, apply_balancer, make_balancer
 from .lean_autograd import gate
 from .scaled_linear import scaled_linear
@@ -75,9 +75,17 @@ class ConvolutionModule(nn.Module):
             s = self.balancer1(s)
         elif balance is not None:
             s = apply_balancer(s, balance)
+        if fast_paths.enabled() and not (torch.is_grad_enabled() and x.requires_grad) and not is_tracing():
+            # no gradient (eval): the projection's output is new; the sigmoid in place and
+            # the product written straight into the (B, D, T) layout the convolution reads
+            # (exporters: the plain ops below, they have no out= variants)
+            b, t, d = x.shape
+            y = torch.empty(b, d, t, dtype=x.dtype, device=x.device)
+            torch.mul(x, s.sigmoid_(), out=y.transpose(1, 2))
+            if padding_mask is not None:
+                y.masked_fill_(padding_mask.unsqueeze(1), 0.0)
+            return self.depthwise_conv(y)
         x = gate(x, s, "sigmoid")   # keeps no sigmoid output for backward
         if padding_mask is not None:
-            # no gradient (eval): the gate's output is new, fill it in place
-            fill = x.masked_fill_ if not (torch.is_grad_enabled() and x.requires_grad) else x.masked_fill
-            x = fill(padding_mask.unsqueeze(-1), 0.0)
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return self.depthwise_conv(x.transpose(1, 2))
