@@ -27,7 +27,9 @@ median forward + backward time, and (issue 22):
   ``--infer-duration`` s (float32) in ``--infer-runs`` pairs, ours and theirs
   alternating (the first of a pair swapping): the median and quartiles of the per-pair
   ratios, of wall time and on CPU of process CPU time (``infer_time``: CPU time on
-  CPU, wall time on CUDA), and their outputs' largest difference. ``--device cpu`` runs the same code on CPU
+  CPU, wall time on CUDA), and their outputs' largest difference. On a shared CPU run
+  it with ``OMP_WAIT_POLICY=PASSIVE`` (recorded in the summary): threads that wait
+  for a preempted sibling then sleep instead of spinning, so CPU time counts the work. ``--device cpu`` runs the same code on CPU
 (no peak memory; for checking the script with tiny sizes, e.g. ``--batch 1
 --duration 1``). Prints one JSON line per measurement and a summary.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     frames = int(round(args.duration * FRAME_RATE))
     summary = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                "torch": torch.__version__, "precision": args.precision,
-               "batch": f"{args.batch} x {args.duration:g} s", "results": []}
+               "batch": f"{args.batch} x {args.duration:g} s", "threads": torch.get_num_threads(),
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "results": []}
     for variant in args.variants.split(","):
         torch.manual_seed(0)
         model = build_model(variant, objective="ctc")
