@@ -20,6 +20,7 @@ from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import whitening_limit_schedule
 from .balancer import Balancer, apply_balancer, make_balancer
 from .dropout import TimeSharedDropout
+from .lean_autograd import recompute_enabled
 from .scaled_linear import scaled_linear
 from .scheduled_float import FloatLike
 from .whitener import make_whitener
@@ -45,6 +46,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.training and torch.is_grad_enabled() and not fast_paths.cpu_layout(x)
+                and recompute_enabled()
                 and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
             return self.out_whiten(self._recomputed(x))
         x = self.hidden_balancer(self.in_proj(x))

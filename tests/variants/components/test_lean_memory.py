@@ -18,7 +18,7 @@ from variants.components.balancer import Balancer, apply_balancer
 from variants.components.convnext import ConvNeXt
 from variants.components.convolution_module import ConvolutionModule
 from variants.components.feed_forward import FeedForward
-from variants.components.lean_autograd import bypass_combine, gate, weighted_group_sum
+from variants.components.lean_autograd import bypass_combine, gate, keep_hidden_layers, weighted_group_sum
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +168,8 @@ def test_feed_forward_and_convolution_module_recompute_their_hidden_layers(monke
         for a, b in zip(g1, g2):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert kept2 - kept1 >= 3 * 11 * hidden * 4, type(m).__name__
+        with keep_hidden_layers():                  # the switch: plain autograd, same values
+            y3, g3, kept3 = run()
+        assert torch.equal(y1, y3) and kept3 == kept2
+        for a, b in zip(g1, g3):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
