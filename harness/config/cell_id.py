@@ -16,7 +16,7 @@ from .schema import CellConfig
 #: keys that do not change a cell's trained weights, left out of its id (the ``decode``
 #: section and ``data.test_sets`` are decoding settings: they make the decode key)
 NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes", "keep_last_k",
-                          "keep_optimizer_k"},
+                          "keep_optimizer_k", "recompute"},
                 "data": {"num_workers", "test_sets"}}
 NOT_TRAINING_SECTIONS = ("decode",)
 #: spec fields that are labels, not model structure
