@@ -98,8 +98,7 @@ class Row:
 
     def __init__(self, cell, batch_count: float):
         torch.manual_seed(0)
-        self.model = build_asr_model(cell.config.variant, cell.config.objective,
-                                     cell.config.overrides, _Tokenizer())
+        self.model = build_asr_model(cell.spec, cell.config.objective, _Tokenizer())
         self.module = LossModule(self.model, build_loss_config(cell)).train()
         self.optimizer, self.scheduler, self.opt_name = build_optimization(cell, self.model)
         self.ref_duration = cell.config.data.ref_duration
@@ -145,7 +144,10 @@ class Row:
 def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float) -> dict:
     row = Row(cell, batch_count)
     batches = demo_batches(8, row.max_duration, seed=1)
-    # warm-up (both paths), then the state every timed run starts from
+    # warm-up (both paths), then the state every timed run starts from (seeded: the
+    # Balancer's, Whitener's and layer skip's draws use Python's random module)
+    random.seed(0)
+    torch.manual_seed(0)
     for i in range(warmup):
         with fast_paths.reference_paths(i % 2 == 0):
             row.step(i, batches[i % len(batches)])
@@ -181,8 +183,7 @@ def measure_authors(cell, authors_dir: Path, batch: int, duration: float, steps:
     modules = import_authors(authors_dir)
     zipformer, subsampling, scaling = modules
     torch.manual_seed(0)
-    model = build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides,
-                            _Tokenizer())
+    model = build_asr_model(cell.spec, cell.config.objective, _Tokenizer())
     cfg = model.spec.encoder
     ours = Ours(model)
     sf = scaling.ScheduledFloat

@@ -23,9 +23,13 @@ median forward + backward time, and (issue 22):
 - ``host_syncs``: values read back to the host in one forward + backward
   (:class:`harness.profile.host_syncs.HostSyncs`, with the lines), and on CUDA
   ``cuda_sync_warnings``: what ``torch.cuda.set_sync_debug_mode("warn")`` reports;
-- with ``--infer-batch``: the median eval-mode, no-grad forward time on
-  ``--infer-batch`` x ``--infer-duration`` s (float32), alternating ours and
-  theirs, and their outputs' largest difference. ``--device cpu`` runs the same code on CPU
+- with ``--infer-batch``: eval-mode, no-grad forward time on ``--infer-batch`` x
+  ``--infer-duration`` s (float32) in ``--infer-runs`` pairs, ours and theirs
+  alternating (the first of a pair swapping): the median and quartiles of the per-pair
+  ratios, of wall time and on CPU of process CPU time (``infer_time``: CPU time on
+  CPU, wall time on CUDA), and their outputs' largest difference. On a shared CPU run
+  it with ``OMP_WAIT_POLICY=PASSIVE`` (recorded in the summary): threads that wait
+  for a preempted sibling then sleep instead of spinning, so CPU time counts the work. ``--device cpu`` runs the same code on CPU
 (no peak memory; for checking the script with tiny sizes, e.g. ``--batch 1
 --duration 1``). Prints one JSON line per measurement and a summary.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -206,33 +211,55 @@ def measure(name: str, model: torch.nn.Module, x, lens, device: str, bf16: bool,
     return r
 
 
+def _quantiles(v: list[float]) -> dict:
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return {"median": round(q[1], 3), "q1": round(q[0], 3), "q3": round(q[2], 3),
+            "min": round(min(v), 3), "max": round(max(v), 3)}
+
+
 def measure_inference(impls, x, lens, device: str, runs: int) -> dict:
-    """Median eval, no-grad forward time per implementation (runs alternate), and max |ours - theirs|."""
+    """Eval, no-grad forward time per implementation in ``runs`` pairs, and max |ours - theirs|.
+
+    The two implementations alternate within each pair, the first one swapping from
+    pair to pair, so a slow spell on a shared machine hits both about equally. Per pair:
+    the ratio of wall times and, on CPU, of process CPU times (all threads; time spent
+    waiting for a core while other jobs run is not counted). Reported: the per-pair
+    ratios' median and quartiles (``infer_time`` is the median of the CPU-time ratios on
+    CPU, of the wall-time ratios on CUDA) and each implementation's median times.
+    """
     cuda = device == "cuda"
-    times: dict[str, list[float]] = {name: [] for name, _ in impls}
+    wall: dict[str, list[float]] = {name: [] for name, _ in impls}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in impls}
     outs = {}
     for _, m in impls:
         m.to(device).eval()
     with torch.no_grad():
         for name, m in impls:               # warm-up, and the outputs to compare
             outs[name] = m(x, lens).float().cpu()
-        for _ in range(runs):
-            for name, m in impls:
+        for i in range(runs):
+            for name, m in (impls if i % 2 == 0 else impls[::-1]):
                 if cuda:
                     torch.cuda.synchronize()
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 m(x, lens)
                 if cuda:
                     torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - t0)
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     for _, m in impls:
         m.to("cpu")
-    r = {f"infer_s_{name}": round(statistics.median(t), 4) for name, t in times.items()}
-    r.update({f"infer_times_{name}": [round(v, 3) for v in t] for name, t in times.items()})
+    r: dict = {f"infer_s_{name}": round(statistics.median(t), 4) for name, t in wall.items()}
+    r.update({f"infer_times_{name}": [round(v, 3) for v in t] for name, t in wall.items()})
+    if not cuda:
+        r.update({f"infer_cpu_s_{name}": round(statistics.median(t), 4) for name, t in cpu.items()})
     r["infer_runs"] = runs
     if len(impls) == 2:
-        (a, ta), (b, tb) = times.items()
-        r["infer_time"] = round(statistics.median(ta) / statistics.median(tb), 3)
+        (a, b) = (name for name, _ in impls)
+        wall_ratio = [ta / tb for ta, tb in zip(wall[a], wall[b])]
+        r["infer_pair_ratio_wall"] = _quantiles(wall_ratio)
+        if not cuda:
+            r["infer_pair_ratio_cpu"] = _quantiles([ta / tb for ta, tb in zip(cpu[a], cpu[b])])
+        r["infer_time"] = r["infer_pair_ratio_wall" if cuda else "infer_pair_ratio_cpu"]["median"]
         r["infer_max_abs_diff"] = float((outs[a] - outs[b]).abs().max())
     return r
 
@@ -252,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--infer-batch", type=int, default=0,
                     help="also time eval-mode inference on this many utterances (0: skip)")
     ap.add_argument("--infer-duration", type=float, default=30.0, help="seconds per inference utterance")
-    ap.add_argument("--infer-runs", type=int, default=3, help="timed inference passes per implementation")
+    ap.add_argument("--infer-runs", type=int, default=3, help="timed inference pairs (one pass of each implementation)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--no-train", action="store_true", help="inference timing only")
     args = ap.parse_args(argv)
@@ -266,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     frames = int(round(args.duration * FRAME_RATE))
     summary = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                "torch": torch.__version__, "precision": args.precision,
-               "batch": f"{args.batch} x {args.duration:g} s", "results": []}
+               "batch": f"{args.batch} x {args.duration:g} s", "threads": torch.get_num_threads(),
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "results": []}
     for variant in args.variants.split(","):
         torch.manual_seed(0)
         model = build_model(variant, objective="ctc")

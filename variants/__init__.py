@@ -12,6 +12,7 @@ from .registry import (  # noqa: F401
     describe_variant,
     get_spec,
     list_variants,
+    model_from_spec,
     register_ablation,
     register_variant,
 )

@@ -3,13 +3,18 @@
 The fused paths compute the same quantities as the reference ones (within
 float rounding; tests compare the two): the Balancer's backward from
 per-channel statistics in closed form, ConvNeXt's point-wise convolutions as
-matrix products, and its depth-wise convolution in channels-last layout.
+matrix products, and its depth-wise convolution in channels-last layout;
+ScaledAdam's per-tensor sums ``sum(grad * param)`` as dot products (not
+``(1, n) x (n, 1)`` matrix products, ~5x slower on the CPU) and, on the CPU,
+its per-tensor scalars (step counts, scale moments) as views of one vector each;
+Swoosh's softplus as exp and log on large CPU tensors.
 They are on by default; ``reference_paths()`` turns them off for a block (the
 speed benchmark and the equality tests run both in one process).
 
-The CPU-only layout paths (channels-last Conv-Embed and ConvNeXt) take the place
-of ConvNeXt's memory-lean recomputation on CPU, where step time matters more
-than memory; ``device_independent()`` turns off only those, so a CPU measurement
+The CPU-only layout paths (channels-last Conv-Embed and ConvNeXt; Swoosh and
+activation_dropout_linear keeping float32 derivatives instead of a byte or a
+recomputation) take the place of the memory-lean paths on CPU, where step time
+matters more than memory; ``device_independent()`` turns off only those, so a CPU measurement
 runs what a GPU runs (the CPU proxy of GPU training memory).
 """
 from __future__ import annotations

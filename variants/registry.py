@@ -1,4 +1,6 @@
-"""The variant registry: build any model from a variant name plus overrides.
+"""The variant registry: a variant name plus overrides resolve to a :class:`ModelSpec`
+(:func:`get_spec`, the one resolve function), and a model is built from a spec
+(:func:`model_from_spec`).
 
 timm-style: a decorator registers a zero-argument preset returning a
 :class:`~variants.spec.ModelSpec`; ablations are registered with
@@ -10,6 +12,7 @@ imported; this module imports none of them.
     >>> list_variants("zipformer-m*")
     >>> model = build_model("zipformer-m-layernorm", objective="ctc")
     >>> model = build_model("zipformer-s", num_encoder_layers=(1,) * 6)
+    >>> model = model_from_spec(get_spec("zipformer-s", {"norm": "layer_norm"}), "ctc")
 """
 from __future__ import annotations
 
@@ -108,6 +111,9 @@ def _entry(name: str) -> Entry:
 
 
 def get_spec(name: str, overrides: Mapping[str, Any] | None = None) -> ModelSpec:
+    """The spec variant ``name`` with ``overrides`` resolves to: the one place a
+    (variant, overrides) pair becomes a :class:`ModelSpec`, for a grid's cells and for
+    the config a checkpoint stores alike."""
     spec = _entry(name).preset()
     if overrides:
         spec = apply_overrides(spec, overrides, context=f"variant {name!r}")
@@ -221,9 +227,13 @@ def resolve_objective(objective: str | tuple[str, ...] | list[str]) -> tuple[str
     return heads
 
 
-def build_model(name: str, objective: str | tuple[str, ...] = "transducer", **overrides: Any):
-    """Build the :class:`~variants.model.AsrModel` for a variant."""
+def model_from_spec(spec: ModelSpec, objective: str | tuple[str, ...] | list[str] = "transducer"):
+    """The :class:`~variants.model.AsrModel` of a resolved spec with the heads of ``objective``."""
     from .model import AsrModel  # torch and every component: not needed to list or resolve specs
 
-    spec = get_spec(name, overrides)
     return AsrModel(spec, resolve_objective(objective))
+
+
+def build_model(name: str, objective: str | tuple[str, ...] | list[str] = "transducer", **overrides: Any):
+    """Shorthand for scripts and tests: ``model_from_spec(get_spec(name, overrides), objective)``."""
+    return model_from_spec(get_spec(name, overrides), objective)

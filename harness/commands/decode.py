@@ -100,7 +100,6 @@ def _settings(base, args):
 
 def _run_grid(args: argparse.Namespace) -> int:
     from harness.decoding import DecodeSettings
-    from harness.grid.cells import adopt_legacy_cells
     from harness.evaluate.cell_log import cell_logger
     from harness.evaluate.checkpoint import epoch_checkpoints
     from harness.evaluate.data_setup import load_test_data
@@ -111,8 +110,6 @@ def _run_grid(args: argparse.Namespace) -> int:
     run_root = Path(args.run_root) if args.run_root else grid.run_root
     spath = store_path(args, grid)
     store = open_store(spath)
-    for note in adopt_legacy_cells(cells, store, run_root):
-        print(note, file=sys.stderr)
     device = select_device(args.device, 0)
     rows, skipped, chosen = [], [], []
     for cell in cells:  # every cell's --epoch and --avg checked before any decoding

@@ -18,6 +18,7 @@ import torch
 
 from harness.evaluate import checkpoint
 from harness.evaluate.model_average import average_epochs
+from variants.spec import ModelSpec
 
 
 class SourceError(ValueError):
@@ -117,8 +118,10 @@ def read_source(path: str | Path, choice: Choice = Choice()) -> Source:
     return Source(state["model"], state["config"], str(note), epoch, step)
 
 
-def model_config(cfg: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[str, Any, dict[str, Any]]:
-    """(variant, objective, overrides) to rebuild the model whose ``weights`` these are."""
+def model_config(cfg: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelSpec, Any]:
+    """(model spec, objective) of the model whose ``weights`` these are: the config's variant and
+    overrides resolved once, with the vocabulary the weights hold (a bad one: ``VariantError``)."""
+    from variants import get_spec
     from variants.interop.icefall import infer_head_overrides
 
     if "variant" not in cfg:
@@ -130,7 +133,7 @@ def model_config(cfg: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple
     if vocab is not None:
         overrides.setdefault("heads.vocab_size", vocab)
     overrides.setdefault("heads.blank_id", 0)
-    return cfg["variant"], objective, overrides
+    return get_spec(cfg["variant"], overrides), objective
 
 
 def load_model(path: str | Path, choice: Choice = Choice()):
@@ -140,16 +143,17 @@ def load_model(path: str | Path, choice: Choice = Choice()):
 
 def load_source_model(path: str | Path, choice: Choice = Choice()):
     """(eval-mode AsrModel, :class:`Source`) of the weights ``choice`` picks at ``path``."""
-    from variants import VariantError, build_model
+    from variants import VariantError, model_from_spec
 
     path = Path(path)
     source = read_source(path, choice)
     weights, cfg = source.weights, source.config
-    variant, objective, overrides = model_config(cfg, weights)
     try:
-        model = build_model(variant, objective, **overrides)
+        spec, objective = model_config(cfg, weights)
+        model = model_from_spec(spec, objective)
     except VariantError as e:
         raise SourceError(f"{path}: config: {e}") from None
+    variant = cfg["variant"]
     result = model.load_state_dict(weights, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise SourceError(f"{path}: weights do not fit {variant} ({objective}): missing "

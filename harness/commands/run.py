@@ -118,13 +118,10 @@ def run(args: argparse.Namespace) -> int:
         problem = writable_run_root(run_root)
         if problem:
             raise UserError(problem)
-        from harness.grid.cells import adopt_legacy_cells
         from harness.store.journal import replay_cells
 
         try:
             store = ResultsStore(spath)
-            for note in adopt_legacy_cells(cells, store, run_root):
-                print(note, file=sys.stderr)
             # results an earlier run kept in a cell's journal because the store refused them
             replay_cells(store, [run_root / c.cell_id for c in cells], lambda m: print(m, file=sys.stderr))
             todo = _todo(grid, cells, store, run_root, options, settled)

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--method: {method} does not apply to this model's heads "
                         f"({', '.join(model.head_names)}); allowed: {', '.join(methods)}")
     results, totals = transcribe(model, tokenizer.decode, args.audio, method, beam=args.beam,
-                                 max_duration=args.batch_duration, device=select_device(args.device, 0))
+                                 max_duration=args.batch_duration, device=select_device(args.device, 0),
+                                 unk_id=tokenizer.unk_id)
     for r in results:
         if isinstance(r, Failure):
             print(f"error: {r.path}: {r.reason}", file=sys.stderr)

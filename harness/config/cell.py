@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from variants import get_spec
 from variants.spec import ModelSpec
 
 from .schema import CellConfig
@@ -18,9 +17,10 @@ class Cell:
     grid: str
     name: str
     config: CellConfig
+    #: the model spec ``config`` resolves to (``variants.get_spec`` of its variant and
+    #: overrides), resolved once where the cell is made and passed down from there
+    spec: ModelSpec = field(compare=False, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
-    #: the model spec ``config`` resolves to, when the grid's expansion resolved it already
-    spec: ModelSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def variant(self) -> str:
@@ -34,7 +34,3 @@ class Cell:
     def resolved(self) -> dict[str, Any]:
         """The fully resolved config as plain JSON-able data."""
         return self.config.model_dump(mode="json")
-
-    def model_spec(self) -> ModelSpec:
-        """The model spec of the cell's variant and overrides (resolved once)."""
-        return self.spec if self.spec is not None else get_spec(self.config.variant, self.config.overrides)

@@ -27,11 +27,12 @@ from harness.data import batch_cut_ids, batch_lengths, batch_speakers, batch_tex
 from harness.decoding import (DecodeSettings, ErrorStats, UtteranceErrors, available_methods, decode,
                               utterance_errors)
 from harness.decoding.result_files import write_errs, write_recogs, write_wer_summary
+from variants import get_spec
 
 from .checkpoint import epoch_checkpoints
 from .data_setup import CellData
 from .model_average import average_epochs
-from .model_setup import build_cell_model
+from .model_setup import build_asr_model, build_cell_model
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def decode_model(model: nn.Module, data: CellData, settings: DecodeSettings, met
             refs += list(batch_texts(batch))
             for m in methods:  # in fp32, as the authors decode
                 hyps[m] += [data.tokenizer.decode(h)
-                            for h in decode(model, feats, feat_lens, m, beam=settings.beam)]
+                            for h in decode(model, feats, feat_lens, m, beam=settings.beam,
+                                           unk_id=data.tokenizer.unk_id)]
         for m in methods:
             out[(test_name, m)] = utterance_errors(refs, hyps[m], data.unit, ids=ids, speakers=speakers)
             write_recogs(out_dir / f"recogs-{test_name}-{m}.txt", ids, refs, hyps[m])
@@ -221,19 +223,17 @@ def decode_checkpoints(paths: list[Path], data: CellData, settings: DecodeSettin
     else:
         weights = average_plain([s["model"] for s in states])
         note = names + (" (plain average)" if len(states) > 1 else " (its own weights)")
-    from .model_setup import build_asr_model
-
-    vocab = overrides.pop("heads.vocab_size", None)
+    vocab = overrides.get("heads.vocab_size")
     if vocab is not None and int(vocab) != int(data.tokenizer.vocab_size):
         raise CheckpointError(f"the checkpoint's vocabulary has {vocab} units but the corpus's tokenizer "
                               f"has {data.tokenizer.vocab_size}: decode with the corpus (BPE model) it "
                               "was trained with")
-    blank = overrides.pop("heads.blank_id", None)
+    blank = overrides.get("heads.blank_id")
     if blank is not None and int(blank) != int(data.tokenizer.blank_id):
         raise CheckpointError(f"the checkpoint's blank id is {blank} but the corpus's tokenizer's is "
                               f"{data.tokenizer.blank_id}")
     try:
-        model = build_asr_model(variant, objective, overrides, data.tokenizer)
+        model = build_asr_model(get_spec(variant, overrides), objective, data.tokenizer)
         model.load_state_dict(weights)
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

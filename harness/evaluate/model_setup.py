@@ -8,7 +8,8 @@ from torch import nn
 
 from harness.config import Cell
 from harness.losses import LossConfig, compute_loss
-from variants import build_model
+from variants import apply_overrides, model_from_spec
+from variants.spec import ModelSpec
 from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
 
@@ -26,16 +27,21 @@ class LossModule(nn.Module):
 
 
 def build_cell_model(cell: Cell, tokenizer: Any) -> nn.Module:
-    """The cell's AsrModel with its vocabulary taken from the tokenizer."""
-    return build_asr_model(cell.config.variant, cell.config.objective, cell.config.overrides, tokenizer)
+    """The cell's AsrModel (its spec, resolved when the cell was made) with its vocabulary
+    taken from the tokenizer."""
+    return build_asr_model(cell.spec, cell.config.objective, tokenizer)
 
 
-def build_asr_model(variant: str, objective: Any, overrides: dict[str, Any], tokenizer: Any) -> nn.Module:
-    """A variant's AsrModel for ``objective`` with its vocabulary taken from the tokenizer."""
-    overrides = dict(overrides)
-    overrides["heads.vocab_size"] = int(tokenizer.vocab_size)
-    overrides["heads.blank_id"] = int(tokenizer.blank_id)
-    return build_model(variant, objective if isinstance(objective, str) else tuple(objective), **overrides)
+def with_vocabulary(spec: ModelSpec, tokenizer: Any) -> ModelSpec:
+    """``spec`` with the tokenizer's vocabulary size and blank id."""
+    return apply_overrides(spec, {"heads.vocab_size": int(tokenizer.vocab_size),
+                                  "heads.blank_id": int(tokenizer.blank_id)},
+                           context="the tokenizer's vocabulary")
+
+
+def build_asr_model(spec: ModelSpec, objective: Any, tokenizer: Any) -> nn.Module:
+    """The AsrModel of ``spec`` for ``objective`` with its vocabulary taken from the tokenizer."""
+    return model_from_spec(with_vocabulary(spec, tokenizer), objective)
 
 
 def build_loss_config(cell: Cell) -> Any:

@@ -116,10 +116,12 @@ def duration_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]
 @torch.no_grad()
 def transcribe(model: torch.nn.Module, to_text: Callable[[list[int]], str], paths: Sequence[str],
                method: str, beam: int = 4, max_duration: float = 200.0,
-               device: torch.device | str = "cpu") -> tuple[list[Transcript | Failure], dict[str, float]]:
+               device: torch.device | str = "cpu",
+               unk_id: int | None = None) -> tuple[list[Transcript | Failure], dict[str, float]]:
     """One :class:`Transcript` or :class:`Failure` per path, in order, and the run's totals:
     ``audio_seconds``, ``seconds`` (reading, features and decoding) and ``rtfx`` (audio
-    seconds per second of processing, as the open ASR leaderboard reports it)."""
+    seconds per second of processing, as the open ASR leaderboard reports it).
+    ``unk_id`` (the tokenizer's ``<unk>``) is never emitted by the transducer searches."""
     from lhotse.utils import LOG_EPSILON
 
     start = time.perf_counter()
@@ -149,7 +151,7 @@ def transcribe(model: torch.nn.Module, to_text: Callable[[list[int]], str], path
         x = torch.full((len(items), int(lens.max()), items[0].feats.shape[1]), LOG_EPSILON)
         for k, item in enumerate(items):
             x[k, :item.feats.shape[0]] = item.feats
-        hyps = decode(model, x.to(device), lens.to(device), method, beam=beam)
+        hyps = decode(model, x.to(device), lens.to(device), method, beam=beam, unk_id=unk_id)
         spent = time.perf_counter() - t0
         total = float(lens.sum())
         for item, hyp, n in zip(items, hyps, lens.tolist()):

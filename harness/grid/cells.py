@@ -1,8 +1,10 @@
 """Expand a grid into cells: base and ablation rows x axes x seeds.
 
-Each cell's config is fully resolved (every default filled in) and gets a
-stable id: a hash of what changes its trained weights (the config less its
-decoding settings, and the model spec it resolves to), so a cell is retrained
+Each cell's config is fully resolved (every default filled in), its model spec is
+resolved once here (``Cell.spec``, passed down to training, decoding and the checks),
+and it gets a stable id (:func:`harness.config.cell_id.cell_id`): a hash of what changes
+its trained weights (the config less its decoding settings, and the model spec it
+resolves to), so a cell is retrained
 only when its training changes. Decoding settings (``decode.*``,
 ``data.test_sets``) make a separate decode key
 (:meth:`harness.decoding.settings.DecodeSettings.key`): changing them decodes the
@@ -11,15 +13,13 @@ saved checkpoints again.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from harness.config import Cell, CellConfig, Row
+from harness.config.cell_id import cell_id
 from variants import VariantError, get_spec
 from variants.registry import resolve_objective
 from variants.spec import ModelSpec
@@ -29,14 +29,6 @@ from .loader import Grid, load_grid
 
 #: dict-valued keys whose sub-keys are free-form (a dotted rest is one key)
 FREE_DICTS = ("overrides", "loss", "optimizer.options", "optimizer.schedule_options", "data.options")
-#: keys that do not change a cell's trained weights, left out of its id (the ``decode``
-#: section and ``data.test_sets`` are decoding settings: they make the decode key)
-NON_SEMANTIC = {"train": {"log_interval", "oom_check", "max_minutes", "keep_last_k",
-                          "keep_optimizer_k"},
-                "data": {"num_workers", "test_sets"}}
-NOT_TRAINING_SECTIONS = ("decode",)
-#: spec fields that are labels, not model structure
-_SPEC_LABELS = {"description", "paper_params_m", "paper_gflops"}
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> None:
@@ -58,54 +50,6 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
             raise KeyError(f"{part!r} is not a mapping")
         node = nxt
     node[parts[-1]] = copy.deepcopy(value)
-
-
-def cell_id(config: CellConfig, spec: ModelSpec) -> str:
-    """12 hex digits of SHA-256 over the cell's training config and the model spec it resolves to.
-
-    The decoding settings are left out (see :data:`NON_SEMANTIC`), so changing
-    ``decode.avg`` or a beam keeps the id and decodes the saved checkpoints again.
-
-    Values left at their schema defaults are left out of the hash, so adding a
-    field with a default (the schema growing) keeps every existing id; any value
-    that differs from a default, in the grid or in a variant preset, changes it.
-    The store keeps the fully resolved config and the code version beside the id.
-    """
-    cfg = config.model_dump(mode="json", exclude_defaults=True)
-    for section in NOT_TRAINING_SECTIONS:
-        cfg.pop(section, None)
-    for section, keys in NON_SEMANTIC.items():
-        for k in keys:
-            cfg.get(section, {}).pop(k, None)
-    return _hash(cfg, spec)
-
-
-def legacy_cell_id(config: CellConfig, spec: ModelSpec) -> str:
-    """The id the same cell had before decoding settings left the id (they were hashed too,
-    and ``train.keep_last_k`` defaulted to 30): finds runs trained under that id."""
-    cfg = config.model_dump(mode="json", exclude_defaults=True)
-    decode = cfg.get("decode", {})
-    if decode.get("methods") == ["greedy_search"]:  # the default decode.methods then
-        decode.pop("methods")
-        if not decode:
-            cfg.pop("decode")
-    for section, keys in (("train", ("log_interval", "oom_check", "max_minutes", "keep_optimizer_k")),
-                          ("data", ("num_workers",))):
-        for k in keys:
-            cfg.get(section, {}).pop(k, None)
-    train = cfg.get("train", {})
-    if train.get("keep_last_k", 30) == 30:
-        train.pop("keep_last_k", None)
-    elif "keep_last_k" not in train:  # at today's default, which was not the default then
-        train["keep_last_k"] = config.train.keep_last_k
-    return _hash(cfg, spec)
-
-
-def _hash(cfg: dict[str, Any], spec: ModelSpec) -> str:
-    model = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
-             if k not in _SPEC_LABELS}
-    blob = json.dumps({"config": cfg, "model": model}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _axis_rows(grid: Grid) -> list[list[tuple[str, str, dict[str, Any]]]]:
@@ -239,21 +183,3 @@ def load_cells(path: str, overrides: dict[str, Any] | None = None) -> tuple[Grid
     grid = load_grid(path)
     return grid, expand(grid, overrides)
 
-
-def adopt_legacy_cells(cells: list[Cell], store: Any, run_root: Path) -> list[str]:
-    """Cells trained under their legacy id (:func:`legacy_cell_id`) take their new id: the
-    store's rows and the run directory move, so nothing is retrained. Returns what moved."""
-    moved = []
-    for c in cells:
-        if store.cell(c.cell_id) is not None:
-            continue
-        old = legacy_cell_id(c.config, c.model_spec())
-        if old == c.cell_id or store.cell(old) is None:
-            continue
-        old_dir, new_dir = Path(run_root) / old, Path(run_root) / c.cell_id
-        if old_dir.is_dir() and not new_dir.exists():
-            old_dir.rename(new_dir)
-        store.rename_cell(old, c.cell_id, run_dir=str(new_dir))
-        moved.append(f"cell {c.name}: id {old} -> {c.cell_id} (decoding settings are no longer part "
-                     "of the id; its runs and results moved)")
-    return moved

@@ -28,18 +28,18 @@ def params_of(cell: Cell, vocab_size: Optional[int] = None) -> tuple[Optional[in
     """Total params, built on the meta device (no memory); (None, why) if it cannot be built."""
     import torch
 
-    from variants import build_model
+    from variants import apply_overrides, model_from_spec
 
-    overrides = dict(cell.config.overrides)
-    if vocab_size:
-        overrides["heads.vocab_size"] = vocab_size
-    objective = cell.config.objective if isinstance(cell.config.objective, str) else tuple(cell.config.objective)
+    def build():
+        spec = apply_overrides(cell.spec, {"heads.vocab_size": vocab_size}) if vocab_size else cell.spec
+        return model_from_spec(spec, cell.config.objective)
+
     try:
         with torch.device("meta"):
-            model = build_model(cell.config.variant, objective, **overrides)
+            model = build()
     except Exception:  # some init code cannot run on meta: build for real
         try:
-            model = build_model(cell.config.variant, objective, **overrides)
+            model = build()
         except Exception as e:  # model code not available / broken: say why
             return None, f"model cannot be built: {type(e).__name__}: {e}"
     return int(model.param_counts()["total"]), ""
@@ -57,7 +57,7 @@ def gflops_of(cell: Cell, store: Any = None, measure: bool = True) -> tuple[Opti
     the encoder does not depend on the objective), else the paper's figure.
     """
     # FLOPs are counted in eval mode, where the training-only parts do nothing
-    enc = {k: v for k, v in cell.model_spec().encoder.model_dump().items() if k not in _TRAIN_ONLY}
+    enc = {k: v for k, v in cell.spec.encoder.model_dump().items() if k not in _TRAIN_ONLY}
     key = json.dumps(enc, sort_keys=True, default=str)
     if key in _GFLOPS_CACHE:
         return _GFLOPS_CACHE[key]
@@ -71,14 +71,14 @@ def gflops_of(cell: Cell, store: Any = None, measure: bool = True) -> tuple[Opti
         try:
             from harness.profile.flops import measure_encoder_flops
 
-            from variants import build_model
+            from variants import model_from_spec
 
-            model = build_model(cell.config.variant, "ctc", **cell.config.overrides)
+            model = model_from_spec(cell.spec, "ctc")
             out = (measure_encoder_flops(model).gflops(), "measured (DeepSpeed + the authors' rules)")
         except Exception as e:  # profiler missing or failing: say why, fall back to the paper
             out = (None, f"FLOPs not measured: {type(e).__name__}: {e}")
     if out[0] is None:
-        spec = cell.model_spec()
+        spec = cell.spec
         encoder_as_published = all(k.startswith("heads.") for k in cell.config.overrides)
         if spec.paper_gflops is not None and encoder_as_published:
             out = (float(spec.paper_gflops), "paper figure (not measured)")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 from harness.config import Cell
 from harness.config import CellConfig
+from variants.spec import ModelSpec
 from harness.processes import child_of_this_process
 from harness.train import interrupt
 from harness.train.cell_runner import RunOptions
@@ -34,22 +35,25 @@ RUNNER_DIED = signal.SIGUSR1
 
 
 def cell_to_json(cell: Cell) -> str:
-    """What a job needs to run a cell: its id, names and resolved config."""
+    """What a job needs to run a cell: its id, names, resolved config and the model spec
+    that config resolved to when the grid was expanded."""
     return json.dumps({"cell_id": cell.cell_id, "grid": cell.grid, "name": cell.name,
-                       "labels": cell.labels, "config": cell.resolved()})
+                       "labels": cell.labels, "config": cell.resolved(),
+                       "spec": cell.spec.model_dump(mode="json")})
 
 
 def cell_from_json(text: str) -> Cell:
     d = json.loads(text)
     return Cell(cell_id=d["cell_id"], grid=d["grid"], name=d["name"], labels=d["labels"],
-                config=CellConfig.model_validate(d["config"]))
+                config=CellConfig.model_validate(d["config"]), spec=ModelSpec.model_validate(d["spec"]))
 
 
 def run_cell_job(cell_json: str, store_path: str, run_root: str, options_json: str = "") -> str:
     """Entry point of a job (submitit, a worker process): run one cell.
 
-    The job gets the cell's resolved config, not the grid file, so editing the grid
-    (or the code's defaults) while a grid runs cannot change what a queued job trains.
+    The job gets the cell's resolved config and model spec, not the grid file, so editing the
+    grid (or the code's defaults or variant presets) while a grid runs cannot change what a
+    queued job trains.
     SIGINT/SIGTERM stop it at a step with a checkpoint: it returns ``interrupted``.
     """
     from harness.train import distributed

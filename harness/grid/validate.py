@@ -318,15 +318,13 @@ def optimizer_problems(cell: Cell) -> list[Problem]:
     model when ``lr_scales`` names its modules): their constructors check every option."""
     from torch import nn
 
-    from variants import get_spec
+    from variants import model_from_spec
     from variants.optim import build_optimizer, build_scheduler, default_scheduler_for
 
     o = cell.config.optimizer
-    name = o.name or get_spec(cell.variant, cell.config.overrides).optimizer
+    name = o.name or cell.spec.optimizer
     if "lr_scales" in o.options:
-        from variants.registry import build_model
-
-        target: Any = build_model(cell.variant, _heads(cell), **cell.config.overrides)
+        target: Any = model_from_spec(cell.spec, _heads(cell))
     else:
         target = nn.Linear(2, 2)
     out: list[Problem] = []

@@ -24,6 +24,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from harness.config import Cell
+from harness.config.cell_id import SPEC_LABELS
+from variants import get_spec
+from variants.spec import ModelSpec
 
 from .data import configured_keys, norm_set, paper_values, prefer_decode
 
@@ -31,8 +34,6 @@ from .data import configured_keys, norm_set, paper_values, prefer_decode
 RE_DECODE = "re-decode with `harness decode` for intervals"
 #: paper sections whose rows are switches of their Zipformer-M row
 ABLATION_SECTIONS = {"ablations": "Table 5", "activation_constraints": "Table 6"}
-#: model spec fields that are labels, not structure
-_SPEC_LABELS = {"description", "paper_params_m", "paper_gflops"}
 
 
 class NoResults(ValueError):
@@ -150,23 +151,15 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _spec_fields(variant: str, overrides: Mapping[str, Any] | None = None,
-                 optimizer: Optional[str] = None) -> dict[str, Any]:
+def _spec_fields(spec: ModelSpec, optimizer: Optional[str] = None) -> dict[str, Any]:
     """A model spec's structure as flat fields, with the optimizer the cell trains with."""
-    from variants import get_spec
-
-    spec = get_spec(variant, dict(overrides or {}))
-    fields = _flat(spec.model_dump(mode="json", exclude=_SPEC_LABELS))
+    fields = _flat(spec.model_dump(mode="json", exclude=SPEC_LABELS))
     fields["optimizer"] = optimizer or spec.optimizer
     return fields
 
 
 def _changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return {k: b.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-
-
-def _cell_fields(cell: Cell) -> dict[str, Any]:
-    return _spec_fields(cell.config.variant, cell.config.overrides, cell.config.optimizer.name)
 
 
 def _scale(variant: str) -> Optional[str]:
@@ -217,10 +210,7 @@ def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
     exactly as a Table 5/6 variant differs from Zipformer-M."""
     if row.objective != base.objective:
         return None
-    try:
-        a, b = _cell_fields(base), _cell_fields(row)
-    except Exception:  # an unregistered variant: nothing to match
-        return None
+    a, b = (_spec_fields(c.spec, c.config.optimizer.name) for c in (base, row))
     kinds = (a.get("encoder.kind"), b.get("encoder.kind"))
     values = paper_values()
     if kinds in (("zipformer", "conformer"), ("conformer", "zipformer")):
@@ -246,13 +236,13 @@ def paper_claim(row: Cell, base: Cell) -> Optional[PaperClaim]:
         base_row = next((r for r in section["rows"] if r.get("variant") == "zipformer-m"), None)
         if base_row is None:
             continue
-        ref = _spec_fields("zipformer-m")
+        ref = _spec_fields(get_spec("zipformer-m"))
         for r in section["rows"]:
             v = r.get("variant")
             if not v or v == "zipformer-m":
                 continue
             try:
-                theirs = _changes(ref, _spec_fields(v))
+                theirs = _changes(ref, _spec_fields(get_spec(v)))
             except Exception:
                 continue
             if theirs == change:

@@ -24,7 +24,9 @@ Faults are one-line :class:`StoreError` messages naming the file and what to
 do: a missing, empty (0 bytes), corrupt, read-only or locked store. Reading
 commands open it read-only (never creating or changing it); a lock held by
 another writer is waited out with backoff for up to ``HARNESS_STORE_WAIT_S``
-seconds (default 300) before it is an error.
+seconds (default 300) before it is an error. A store written by an older version is
+brought up to date when opened for writing: missing columns are added, and the
+versioned steps of :mod:`harness.store.migrations` run once.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from . import migrations
 
 CELL_STATUSES = ("pending", "running", "interrupted", "done", "failed", "diverged")
 #: seconds one statement waits on a lock before the retry loop backs off and tries again
@@ -185,8 +189,9 @@ def default_store_path() -> Path:
     return Path(os.environ.get("HARNESS_STORE", "runs/results.sqlite"))
 
 
-def _migrate(con: sqlite3.Connection, table: str, col_sql: str, pk: str) -> None:
-    """Bring a table written by an older version up to :data:`SCHEMA`.
+def add_missing_columns(con: sqlite3.Connection, table: str, col_sql: str, pk: str) -> None:
+    """Bring a table written by an older version up to :data:`SCHEMA` (on every open; the
+    versioned migrations, run once, are :mod:`harness.store.migrations`).
 
     A missing plain column is added (NULL in old rows); a missing key column
     (``wers.decode_key``) means a new primary key, so the table is copied into
@@ -283,15 +288,15 @@ class ResultsStore:
             for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
                 p.unlink(missing_ok=True)
 
-    @staticmethod
-    def _create(con: sqlite3.Connection) -> None:
+    def _create(self, con: sqlite3.Connection) -> None:
         if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             con.execute("PRAGMA journal_mode=WAL")
         for table, cols in SCHEMA.items():
             col_sql = ", ".join(f'"{c}" {t}' for c, t in cols.items())
             pk = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({col_sql}, PRIMARY KEY ({pk}))")
-            _migrate(con, table, col_sql, pk)
+            add_missing_columns(con, table, col_sql, pk)
+        migrations.migrate(con, self.warn)
 
     def _recreate_if_deleted(self) -> None:
         """A writer whose store was deleted while in use makes a new one (SQLite alone would
@@ -425,7 +430,7 @@ class ResultsStore:
     def rename_cell(self, old: str, new: str, **fields: Any) -> None:
         """Give cell ``old`` (and its epoch, WER and utterance rows) the id ``new``, in one transaction."""
         def rename(con: sqlite3.Connection) -> None:
-            for table in ("cells", "epochs", "wers", "utterances"):
+            for table in migrations.CELL_TABLES:
                 con.execute(f"UPDATE {table} SET cell_id=? WHERE cell_id=?", (new, old))
 
         self._run(rename)

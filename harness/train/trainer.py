@@ -28,6 +28,7 @@ from harness.evaluate import checkpoint
 from harness.evaluate.data_setup import CellData
 from harness.evaluate.model_average import new_average, update_average
 from harness.evaluate.model_setup import LossModule, build_cell_model, build_loss_config, build_optimization
+from variants.components.lean_autograd import keep_hidden_layers
 from variants.components.whitener import load_whitener_probs, whitener_probs
 from variants.tensor_bytes import tensor_bytes
 
@@ -105,6 +106,11 @@ class Trainer:
     # ---- main -------------------------------------------------------------
     def run(self) -> TrainResult:
         """Set up (or resume), train epoch by epoch within the budget, checkpoint, report."""
+        # train.recompute: the same values either way, so not part of the cell's id
+        with keep_hidden_layers(not self.cfg.train.recompute):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         t = self.cfg.train
         state = self.setup()
         self.restore(state)

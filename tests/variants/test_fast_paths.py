@@ -156,3 +156,22 @@ def test_cpu_layout_paths_are_cpu_only_and_off_in_device_independent_blocks():
         assert not fast_paths.cpu_layout(x)
     assert fast_paths.cpu_layout(x)
     assert not fast_paths.cpu_layout(torch.zeros(1, device="meta"))
+
+
+def test_eval_forward_matches_reference():
+    """Inference (eval, no gradient): the in-place and layout shortcuts of the convolution
+    module, NLA and ConvNeXt give the reference arithmetic's output, padding included."""
+    torch.manual_seed(0)
+    model = build_model("zipformer-tiny", objective="ctc").eval()
+    for p in model.parameters():                   # small initial scales hide differences
+        p.data.add_(0.1 * torch.randn_like(p))
+    x, lens = torch.randn(2, 150, 80), torch.tensor([150, 111])
+
+    def run():
+        with torch.no_grad():
+            out, out_lens = model.forward_encoder(x, lens)
+        return out, out_lens
+
+    (ref, ref_lens), (fast, fast_lens) = both(run)
+    assert torch.equal(ref_lens, fast_lens)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)

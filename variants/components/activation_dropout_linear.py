@@ -9,6 +9,11 @@ recomputes the activation in the backward pass, as the authors'
 ``ActivationDropoutAndLinear`` does. The forward values are those of
 ``linear(dropout(activation(x)))``: the activation in float32, the Linear in
 autocast's dtype when autocast is on.
+
+On CPU (``variants.fast_paths.cpu_layout``) it keeps instead the activation's
+output and derivative, computed once in the forward pass: no recomputation, for
+a second hidden-sized tensor (the CPU proxy of GPU memory,
+``fast_paths.device_independent()``, keeps ``x`` alone).
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .. import fast_paths
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,33 +36,58 @@ class _ActivationDropoutLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, fn, fn_and_deriv, mask):  # type: ignore[override]
         dtype = _compute_dtype(x)
+        # CPU fast path: the activation and its derivative computed once, here, and kept
+        # (two hidden-sized float tensors instead of x): no recomputation in the backward
+        # pass, where step time matters more than memory (as the CPU layout paths of
+        # Conv-Embed and ConvNeXt); the same values as the recomputation
+        keep = fast_paths.cpu_layout(x)
         with torch.autocast(x.device.type, enabled=False):
-            y = fn(x.float())
-            if mask is not None:
-                y = y * mask
+            if keep:
+                # (fn_and_deriv returns new tensors: masked in place, the derivative too,
+                # so the backward pass has nothing left to mask)
+                y, d = fn_and_deriv(x.float())
+                if mask is not None:
+                    y, d = y.mul_(mask), d.mul_(mask)
+            else:
+                y, d = fn(x.float()), None
+                if mask is not None:
+                    y = y * mask
             out = F.linear(y.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
-        ctx.save_for_backward(x, weight, mask)
+        if keep:
+            ctx.save_for_backward(y, weight, mask, d)
+        else:
+            ctx.save_for_backward(x, weight, mask)
+        ctx.keep, ctx.x_dtype = keep, x.dtype
         ctx.fn_and_deriv, ctx.dtype, ctx.has_bias = fn_and_deriv, dtype, bias is not None
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, weight, mask = ctx.saved_tensors
+        if ctx.keep:
+            y, weight, mask, d = ctx.saved_tensors
+            y_masked = True
+        else:
+            x, weight, mask = ctx.saved_tensors
+            y_masked = False
         dtype = ctx.dtype
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
-        with torch.autocast(x.device.type, enabled=False):
-            y, d = ctx.fn_and_deriv(x.float())
+        with torch.autocast(grad.device.type, enabled=False):
+            if not ctx.keep:
+                y, d = ctx.fn_and_deriv(x.float())
             g = grad.to(dtype)
             g2 = g.reshape(-1, g.shape[-1])
             if need_w:
-                y = y if mask is None else y * mask
+                y = y if mask is None or y_masked else y * mask
                 grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
             if need_b and ctx.has_bias:
                 grad_b = g2.sum(dim=0).to(weight.dtype)
             if need_x:
-                d = d if mask is None else d * mask
-                grad_x = ((g @ weight.to(dtype)).float() * d).to(x.dtype)
+                if ctx.keep:                        # d is masked already; g @ w is new
+                    grad_x = (g @ weight.to(dtype)).float().mul_(d).to(ctx.x_dtype)
+                else:
+                    d = d if mask is None else d * mask
+                    grad_x = ((g @ weight.to(dtype)).float() * d).to(ctx.x_dtype)
         return grad_x, grad_w, grad_b, None, None, None
 
 

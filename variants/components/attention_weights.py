@@ -16,6 +16,7 @@ import random
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .balancer import make_balancer
 from .scaled_linear import scaled_linear
 from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
@@ -122,6 +123,33 @@ def relative_to_absolute(pos_scores: torch.Tensor) -> torch.Tensor:
         storage_offset=pos_scores.storage_offset() + s[-1] * (t - 1))
 
 
+def add_relative_in_blocks(scores: torch.Tensor, p: torch.Tensor, pos: torch.Tensor,
+                           rows: int = 64) -> torch.Tensor:
+    """``scores += relative_to_absolute(p @ pos)`` in place, a block of ``rows`` query rows at
+    a time (no gradient; the CPU inference path).
+
+    ``scores`` (h, B, T, T), ``p`` (h, B, T, pd), ``pos`` (h, 1 or B, pd, 2T-1). Rows i0..i1
+    need only the offsets T-i1 .. 2T-2-i0 (T + rows - 1 of them), so each block computes
+    about half the products of the whole (T, 2T-1) matrix, and the block stays in cache
+    while it is added: the whole matrix, twice the size of the scores, is never written.
+    """
+    h, b, t, _ = scores.shape
+    pd = p.shape[-1]
+    s3 = scores.view(h * b, t, t)
+    p3 = p.reshape(h * b, t, pd)
+    pos3 = pos.expand(h, b, pd, 2 * t - 1).reshape(h * b, pd, 2 * t - 1)
+    for i0 in range(0, t, rows):
+        i1 = min(t, i0 + rows)
+        r = i1 - i0
+        blk = torch.bmm(p3[:, i0:i1], pos3[:, :, t - i1:2 * t - 1 - i0])   # (hB, r, T + r - 1)
+        # row ii, key j: offset (T - 1 - i) + j, column (r - 1) - ii + j of the block
+        st = blk.stride()
+        rel = blk.as_strided((h * b, r, t), (st[0], st[1] - st[2], st[2]),
+                             storage_offset=blk.storage_offset() + (r - 1) * st[2])
+        s3[:, i0:i1].add_(rel)
+    return scores
+
+
 def whitening_limit_schedule(start: float, ratio: float = 2.0) -> ScheduledFloat:
     """The authors' Whitener limit: ``start`` at first, ``ratio * start`` from 20000 batches."""
     return ScheduledFloat((0.0, start), (20000.0, ratio * start), default=start)
@@ -184,11 +212,16 @@ class MultiHeadAttentionWeights(nn.Module):
             pos = self.linear_pos(pos_emb)                    # (1, 2T-1, h*pd)
             pos = pos.reshape(-1, 2 * t - 1, h, pd).permute(2, 0, 3, 1)  # (h, 1, pd, 2T-1)
             p = p.reshape(b, t, h, pd).permute(2, 0, 1, 3)    # (h, B, T, pd)
-            rel = relative_to_absolute(torch.matmul(p, pos))
-            if drawn:      # the step's draw: 1 keeps the positional scores, 0 skips them
-                rel = rel * self._decision[0].to(rel.dtype)
-            # no gradient: in place (one (h, B, T, T) tensor fewer to allocate, same values)
-            scores = scores.add_(rel) if _no_grad(scores, rel) else scores + rel
+            if (not drawn and _no_grad(scores, p, pos) and scores.device.type == "cpu"
+                    and fast_paths.enabled() and not is_tracing()
+                    and not torch.compiler.is_compiling()):
+                scores = add_relative_in_blocks(scores, p, pos)
+            else:
+                rel = relative_to_absolute(torch.matmul(p, pos))
+                if drawn:      # the step's draw: 1 keeps the positional scores, 0 skips them
+                    rel = rel * self._decision[0].to(rel.dtype)
+                # no gradient: in place (one (h, B, T, T) tensor fewer to allocate, same values)
+                scores = scores.add_(rel) if _no_grad(scores, rel) else scores + rel
         if drawn:
             scores = _PenalizeAbsValuesGtDrawn.apply(scores, 25.0, self._decision[1] * 1.0e-4)
         elif self.training and random.random() < 0.1:

@@ -24,14 +24,28 @@ def _chunks(n: int, parts: int = 4) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+def _pieces(b: int, t: int, halo: int, parts: int = 4) -> list[tuple[slice, slice, slice]]:
+    """About ``parts`` pieces of a (B, C, T, F) tensor: slices of the batch, and when there
+    are fewer than ``parts`` of those, of time too. Each piece is (batch, time to compute
+    on: the piece's frames and ``halo`` more each side, kept frames within that)."""
+    batches = _chunks(b, parts)
+    pieces = []
+    for bs in batches:
+        for ts in _chunks(t, -(-parts // len(batches))):
+            lo, hi = max(0, ts.start - halo), min(t, ts.stop + halo)
+            pieces.append((bs, slice(lo, hi), slice(ts.start - lo, ts.stop - lo)))
+    return pieces
+
+
 class _LeanHidden(torch.autograd.Function):
     """``pointwise_conv2(activation(balancer(pointwise_conv1(depthwise_conv(x)))))`` keeping only ``x``.
 
     The 3x-wide hidden layer is the largest thing Conv-Embed would keep for the
     backward pass (its activation's output, and its derivative as a byte), and
     the depth-wise convolution's output another tensor of ``x``'s size. Here
-    the backward pass recomputes them in a few slices of the batch (a quarter
-    each), so it never holds the whole hidden layer; with the hidden Balancer
+    the backward pass recomputes them in a few pieces (a quarter each: slices
+    of the batch, or of time with the depth-wise kernel's reach of frames more
+    each side when the batch is small), so it never holds the whole hidden layer; with the hidden Balancer
     acting this step (``balance``: its :meth:`Balancer.draw`), the
     pre-activation is recomputed whole, as the Balancer's gradient needs
     statistics over all of it. The forward values are those of the modules
@@ -70,11 +84,13 @@ class _LeanHidden(torch.autograd.Function):
         enabled, dtype = ctx.autocast
         with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=enabled):
             if balance is None:
-                for s in _chunks(x.shape[0]):
-                    xi = x[s].detach().requires_grad_(need_x)
-                    post(pre(xi)).backward(grad[s])
+                if need_x:
+                    grad_x.zero_()
+                for bs, ts, keep in _pieces(x.shape[0], x.shape[2], m.padding[0]):
+                    xi = x[bs, :, ts].detach().requires_grad_(need_x)
+                    post(pre(xi))[:, :, keep].backward(grad[bs, :, ts][:, :, keep])
                     if need_x:
-                        grad_x[s] = xi.grad
+                        grad_x[bs, :, ts] += xi.grad
             else:
                 with torch.no_grad():
                     h = pre(x)
@@ -124,8 +140,11 @@ class ConvNeXt(nn.Module):
         c0, c1, c2 = self.depthwise_conv, self.pointwise_conv1, self.pointwise_conv2
         if fast_paths.cpu_layout(x):
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
-            # and the point-wise ones become plain matrix products (see _pointwise)
-            y = c0(x.contiguous(memory_format=torch.channels_last))
+            # and the point-wise ones become plain matrix products (see _pointwise);
+            # the residual is added in that layout too (adding tensors of two layouts is
+            # several times slower than either)
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = c0(x)
             y = self.activation(self.hidden_balancer(_pointwise(y, c1)))
             y = _pointwise(y, c2)
         elif (self.training and torch.is_grad_enabled() and None not in (c0.bias, c1.bias, c2.bias)
@@ -145,7 +164,9 @@ class ConvNeXt(nn.Module):
             if rate != 0.0:
                 keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
                 y = y * keep.to(y.dtype)
-        y = self.out_balancer(x + y)
+        # no gradient (eval): y is this layer's own new tensor, add in place (same values)
+        y = self.out_balancer(y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
+                              else x + y)
         if y.requires_grad and self.training:
             # whitening is over channels, which it expects last
             y = self.out_whiten(y.transpose(1, 3)).transpose(1, 3)

@@ -1,17 +1,25 @@
 """Convolution module of the Zipformer block: Linear to 2D -> gating
 x * sigmoid(s) -> depth-wise Conv1d over time -> activation (SwooshR) ->
 Linear. Padded frames are zeroed before the depth-wise convolution, so they
-never leak into valid frames."""
+never leak into valid frames.
+
+In training (off the CPU-only fast paths, see :mod:`variants.fast_paths`) the
+part up to the depth-wise convolution keeps nothing of its own for the
+backward pass: the projection, gate and zeroed frames are recomputed from
+the input, which the residual stream keeps anyway (the first Balancer's
+random draw is made once, before, so the recomputation repeats it)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from .. import fast_paths
 from .activation import create_activation
 from .activation_dropout_linear import activation_dropout_linear
-from .attention_weights import whitening_limit_schedule
-from .balancer import make_balancer
-from .lean_autograd import gate
+from .attention_weights import is_tracing, whitening_limit_schedule
+from .balancer import Balancer, apply_balancer, make_balancer
+from .lean_autograd import gate, recompute_enabled
 from .scaled_linear import scaled_linear
 from .scheduled_float import ScheduledFloat
 from .whitener import make_whitener
@@ -46,12 +54,39 @@ class ConvolutionModule(nn.Module):
         self.out_proj = scaled_linear(channels, channels, bias=True, initial_scale=0.05)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x, s = self.in_proj(x).chunk(2, dim=-1)
-        x = gate(x, self.balancer1(s), "sigmoid")   # keeps no sigmoid output for backward
-        if padding_mask is not None:
-            # no gradient (eval): the gate's output is new, fill it in place
-            fill = x.masked_fill_ if not (torch.is_grad_enabled() and x.requires_grad) else x.masked_fill
-            x = fill(padding_mask.unsqueeze(-1), 0.0)
-        x = self.balancer2(self.depthwise_conv(x.transpose(1, 2)))  # (B, D, T)
+        if (self.training and torch.is_grad_enabled() and not fast_paths.cpu_layout(x)
+                and recompute_enabled()
+                and isinstance(self.balancer1, (Balancer, nn.Identity))):
+            balance = (self.balancer1.draw((*x.shape[:-1], self.depthwise_conv.in_channels), True)
+                       if isinstance(self.balancer1, Balancer) else None)
+            x = checkpoint(self._gated_conv, x, padding_mask, balance,
+                           use_reentrant=False, preserve_rng_state=False)
+        else:
+            x = self._gated_conv(x, padding_mask)
+        x = self.balancer2(x)                                    # (B, D, T)
         x = self.whiten(x.transpose(1, 2))
         return activation_dropout_linear(x, self.activation, self.out_proj)
+
+    def _gated_conv(self, x: torch.Tensor, padding_mask: torch.Tensor | None,
+                    balance: tuple | None | bool = False) -> torch.Tensor:
+        """in_proj -> gate (first Balancer: ``balance`` drawn already, or False: the module
+        draws) -> zeroed padding -> depth-wise convolution; (B, T, D) -> (B, D, T)."""
+        x, s = self.in_proj(x).chunk(2, dim=-1)
+        if balance is False:
+            s = self.balancer1(s)
+        elif balance is not None:
+            s = apply_balancer(s, balance)
+        if fast_paths.enabled() and not (torch.is_grad_enabled() and x.requires_grad) and not is_tracing():
+            # no gradient (eval): the projection's output is new; the sigmoid in place and
+            # the product written straight into the (B, D, T) layout the convolution reads
+            # (exporters: the plain ops below, they have no out= variants)
+            b, t, d = x.shape
+            y = torch.empty(b, d, t, dtype=x.dtype, device=x.device)
+            torch.mul(x, s.sigmoid_(), out=y.transpose(1, 2))
+            if padding_mask is not None:
+                y.masked_fill_(padding_mask.unsqueeze(1), 0.0)
+            return self.depthwise_conv(y)
+        x = gate(x, s, "sigmoid")   # keeps no sigmoid output for backward
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return self.depthwise_conv(x.transpose(1, 2))

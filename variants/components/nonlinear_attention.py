@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention_weights import whitening_limit_schedule
+from .. import fast_paths
+from .attention_weights import is_tracing, whitening_limit_schedule
 from .balancer import make_balancer
 from .lean_autograd import gate
 from .scaled_linear import scaled_linear
@@ -46,6 +47,12 @@ class NonlinearAttention(nn.Module):
             raise ValueError(f"NonlinearAttention expected weights of shape (heads, {b}, {t}, {t}), "
                              f"got {tuple(attn_weights.shape)}")
         gate_in, value, out_gate = self.in_proj(x).chunk(3, dim=-1)   # B, C, A of the paper
+        if fast_paths.enabled() and not (torch.is_grad_enabled() and gate_in.requires_grad) and not is_tracing():
+            # no gradient (eval): the projection's and the product's outputs are new, so
+            # tanh and the output gate act in place (same values, two tensors fewer)
+            value = torch.mul(self.whiten1(value), self.balancer(gate_in).tanh_())
+            y = torch.matmul(attn_weights[0:1], value.unsqueeze(0)).squeeze(0).mul_(out_gate)
+            return self.whiten2(self.out_proj(y))
         value = gate(self.whiten1(value), self.balancer(gate_in), "tanh")  # keeps no tanh output
         value = torch.matmul(attn_weights[0:1], value.unsqueeze(0))  # (1, B, T, hidden)
         y = value.squeeze(0) * out_gate

@@ -15,6 +15,10 @@ the rounding, which costs a random number per element and ~30 % more time
 here): a quarter of a float32 copy, the forward values unchanged. Where the activation
 is followed by dropout and a Linear, :mod:`.activation_dropout_linear` keeps
 only the activation's input and recomputes.
+
+On CPU (``variants.fast_paths.cpu_layout``, where step time matters more than
+memory) the rounded derivative is kept as the float32 value its byte stands
+for (the same values, bit for bit), which saves the byte conversions both ways.
 """
 from __future__ import annotations
 
@@ -29,6 +33,44 @@ DERIV_MIN, DERIV_MAX = -0.08, 0.925
 _STEP = (DERIV_MAX - DERIV_MIN) / 255.0
 
 
+#: the exp/log form of softplus (below) is used on CPU tensors of at least this many
+#: elements (under it the extra kernel launches cost more than they save)
+EXP_LOG_MIN_NUMEL = 1 << 14
+#: above this z softplus is z itself (torch's threshold); exp is taken of min(z, this)
+EXP_LOG_THRESHOLD = 20.0
+
+
+def _exp_log(z: torch.Tensor) -> bool:
+    """Whether ``softplus(z)`` is computed as ``max(log(1 + exp(min(z, 20))), z)``.
+
+    torch's fused CPU softplus spends most of its time in an unvectorised
+    ``log1p`` (3.3 ms for 2.1 M float32 elements, one thread); ``min``, ``exp``,
+    ``+ 1``, ``log`` and ``max`` take 2.5 ms, with no value read back. The two
+    agree to a few float32 roundings: ``1 + exp(z)`` rounds away ``exp(z)``
+    below about ``6e-8`` (an absolute error of that size in a Swoosh value);
+    above ``z = 20`` both are ``z`` itself (``log(1 + exp(z)) > z`` everywhere, so
+    the ``max`` picks the log below it); NaN and infinities come out as
+    softplus's. A fast path (off under :func:`~variants.fast_paths.reference_paths`).
+    """
+    return (z.device.type == "cpu" and z.dtype == torch.float32
+            and z.numel() >= EXP_LOG_MIN_NUMEL and fast_paths.enabled()
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+
+def _exp_log_softplus(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """softplus(z) in the exp/log form (see :func:`_exp_log`), into ``out`` if given
+    (``out`` may be ``z``)."""
+    e = torch.clamp_max(z, EXP_LOG_THRESHOLD).exp_().add_(1.0).log_()
+    return torch.maximum(e, z, out=e if out is None else out)
+
+
+def _softplus(z: torch.Tensor) -> torch.Tensor:
+    """softplus(z), a new tensor (``z`` unchanged); no autograd graph."""
+    if _exp_log(z):
+        return _exp_log_softplus(z)
+    return F.softplus(z)
+
+
 # log(1 + exp(z)) is softplus(z): one fused kernel, no zeros tensor to allocate
 # (softplus switches to the identity above z = 20, where the two agree to 2e-9).
 def _swoosh(x: torch.Tensor, offset: float, constant: float) -> torch.Tensor:
@@ -41,7 +83,10 @@ def _swoosh(x: torch.Tensor, offset: float, constant: float) -> torch.Tensor:
     if torch.jit.is_tracing() or torch.compiler.is_compiling():   # no out= variants there
         return torch.add(F.softplus(x - offset), x, alpha=-0.08).sub_(constant)
     z = torch.sub(x, offset)
-    torch._C._nn.softplus(z, 1.0, 20.0, out=z)
+    if _exp_log(z):
+        _exp_log_softplus(z, out=z)
+    else:
+        torch._C._nn.softplus(z, 1.0, 20.0, out=z)
     return z.add_(x, alpha=-0.08).sub_(constant)
 
 
@@ -49,17 +94,32 @@ def _swoosh_and_sigmoid(x: torch.Tensor, offset: float, constant: float
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(swoosh(x), sigmoid(x - offset)); the derivative is the latter - 0.08."""
     z = x - offset
-    return torch.add(F.softplus(z), x, alpha=-0.08) - constant, torch.sigmoid(z)
+    if fast_paths.enabled():
+        # in place (two new tensors instead of five); the same values, bit for bit
+        return _softplus(z).add_(x, alpha=-0.08).sub_(constant), z.sigmoid_()
+    return torch.add(_softplus(z), x, alpha=-0.08) - constant, torch.sigmoid(z)
 
 
 def _swoosh_and_byte_deriv(x: torch.Tensor, offset: float, constant: float
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(swoosh(x), the byte _SwooshFunction keeps): the same arithmetic as the
-    reference path (bit for bit) in three new float tensors instead of six (in-place steps)."""
+    reference path in three new float tensors instead of six (in-place steps); bit for
+    bit where torch's softplus is used (see :func:`_exp_log`)."""
     z = x - offset
-    y = F.softplus(z).add_(x, alpha=-0.08).sub_(constant)
+    y = _softplus(z).add_(x, alpha=-0.08).sub_(constant)
     q = z.sigmoid_().mul_(1.0 / _STEP).add_(0.5).to(torch.uint8)
     return y, q
+
+
+def _swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(swoosh(x), the float32 derivative the byte of :func:`_swoosh_and_byte_deriv` stands
+    for), bit for bit: the byte's level (the rounded value is in [0.5, 254], so ``floor``
+    is the byte conversion's truncation) dequantized without a byte in between."""
+    z = x - offset
+    y = _softplus(z).add_(x, alpha=-0.08).sub_(constant)
+    d = z.sigmoid_().mul_(1.0 / _STEP).add_(0.5).floor_().mul_(_STEP).add_(DERIV_MIN)
+    return y, d
 
 
 def swoosh_r(x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +145,14 @@ class _SwooshFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offset, constant):  # type: ignore[override]
         with torch.autocast(x.device.type, enabled=False):
+            ctx.level = False
+            if fast_paths.cpu_layout(x):
+                # CPU: the dequantized derivative itself is kept (float32, 4x the byte's
+                # memory; the same values), one pass in the backward instead of four
+                y, d = _swoosh_and_level_deriv(x.float(), offset, constant)
+                ctx.save_for_backward(d)
+                ctx.level = True
+                return y.to(x.dtype)
             if fast_paths.enabled():
                 y, q = _swoosh_and_byte_deriv(x.float(), offset, constant)
                 ctx.save_for_backward(q)
@@ -98,6 +166,8 @@ class _SwooshFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (q,) = ctx.saved_tensors
+        if ctx.level:
+            return torch.mul(q, grad).to(grad.dtype), None, None
         return dequantize_deriv(q).mul_(grad).to(grad.dtype), None, None
 
 

@@ -4,7 +4,7 @@
   :class:`Eden` schedule (paper section 3.5, Algorithm 1, eq. 8);
 - ``optimizer: adam`` -> ``torch.optim.Adam`` (lr = the Noam base 7.5, betas
   (0.9, 0.98), eps 1e-9 as in Gulati et al.) with the :class:`Noam` schedule
-  (section 4.0.3).
+  (section 4.0.3); its fused kernel on the CPU (:class:`.adam.Adam`).
 
     >>> opt = build_optimizer("scaled_adam", model)
     >>> sched = build_scheduler(default_scheduler_for("scaled_adam"), opt)
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..tensor_bytes import tensor_bytes
+from .adam import Adam
 from .eden import EDEN_DEFAULTS, Eden, eden_factor, eden_lr
 from .grad_clipping import ClippingEvent, MedianGradClipping
 from .lr_schedule import BatchEpochSchedule
@@ -93,7 +94,7 @@ def build_optimizer(name: str, model_or_params: Any, lr: float | None = None,
         _check_kwargs("build_optimizer('scaled_adam')", ScaledAdam.__init__, kwargs, ("self", "params", "lr"))
         return ScaledAdam(groups, lr=lr, **kwargs)
     _check_kwargs("build_optimizer('adam')", torch.optim.Adam.__init__, kwargs, ("self", "params", "lr"))
-    return torch.optim.Adam(groups, lr=lr, **{**ADAM_DEFAULTS, **kwargs})
+    return Adam(groups, lr=lr, **{**ADAM_DEFAULTS, **kwargs})
 
 
 def default_scheduler_for(optimizer_name: str) -> str:

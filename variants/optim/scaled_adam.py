@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .. import fast_paths
 from .grad_clipping import ClippingEvent, MedianGradClipping
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,14 @@ def _dot_products(xs: list[Tensor], ys: list[Tensor], dtype: torch.dtype) -> Ten
         flat = torch.cat([t.reshape(-1) for t in torch._foreach_mul(xs, ys)]).to(dtype)
         lengths = torch.tensor([x.numel() for x in xs], device=device)
         return torch.segment_reduce(flat, "sum", lengths=lengths)
-    if hasattr(torch, "_foreach_mm"):                 # one multi-tensor call where torch has it
+    if fast_paths.enabled():
+        # one dot kernel per tensor: on the CPU a (1, n) x (n, 1) matrix product is ~5x
+        # slower than torch.dot for the same sum (measured: 0.5 vs 2.9 ms for 200 tensors
+        # of 1.2 M elements in all, one thread)
+        # (0-dim results: stacked as they are)
+        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1))
+                            for x, y in zip(xs, ys)]).to(dtype)
+    if hasattr(torch, "_foreach_mm"):               # one multi-tensor call where torch has it
         prods = torch._foreach_mm([x.reshape(1, -1) for x in xs], [y.reshape(-1, 1) for y in ys])
     else:
         prods = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
@@ -113,6 +121,30 @@ class _Bucket:
         self.names: list[str] = []
         self.rms: Tensor | None = None          # per-tensor RMS before the step
         self.norm_sq: Tensor | None = None      # per-tensor contribution to the clipping norm
+
+
+class _FlatScalars:
+    """A bucket's per-tensor ``step``, ``scale_exp_avg`` and ``scale_exp_avg_sq`` as the
+    elements of three vectors: the state keeps its 0-dim tensors (``state_dict()``
+    and checkpoints are unchanged), but they are views of one vector each, so the
+    step updates them in one operation instead of one per tensor (on the CPU, with
+    ~200 tensors, the per-tensor copies and stacks took ~1 ms of a ~10 ms step)."""
+
+    _KEYS = ("step", "scale_exp_avg", "scale_exp_avg_sq")
+
+    def __init__(self, states: list[dict[str, Tensor]]) -> None:
+        self.step, self.n, self.w = (torch.stack([st[k] for st in states]) for k in self._KEYS)
+        views = [v.unbind(0) for v in (self.step, self.n, self.w)]
+        for i, st in enumerate(states):
+            for k, v in zip(self._KEYS, views):
+                st[k] = v[i]
+        self.views = list(zip(*views))
+
+    def holds(self, states: list[dict[str, Tensor]]) -> bool:
+        """Whether ``states`` are, in order, the tensors these vectors were built for."""
+        return len(states) == len(self.views) and all(
+            st["step"] is a and st["scale_exp_avg"] is b and st["scale_exp_avg_sq"] is c
+            for st, (a, b, c) in zip(states, self.views))
 
 
 class ScaledAdam(Optimizer):
@@ -197,6 +229,19 @@ class ScaledAdam(Optimizer):
                 state["scale_exp_avg"] = torch.zeros((), dtype=_small_dtype(p), device=p.device)
                 state["scale_exp_avg_sq"] = torch.zeros((), dtype=_small_dtype(p), device=p.device)
         return state
+
+    def _flat_scalars(self, group: dict[str, Any], b: _Bucket) -> "_FlatScalars | None":
+        """The bucket's per-tensor scalars as three vectors (CPU tensors only), built
+        once and rebuilt when the state's tensors were replaced (a loaded checkpoint,
+        a move to another device, another set of tensors with gradients)."""
+        if b.params[0].device.type != "cpu":
+            return None
+        cache: dict[Any, _FlatScalars] = self.__dict__.setdefault("_flat_cache", {})
+        key = (id(group), b.params[0].dtype)
+        flat = cache.get(key)
+        if flat is None or not flat.holds(b.states):
+            flat = cache[key] = _FlatScalars(b.states)
+        return flat
 
     def _buckets(self) -> list[tuple[dict[str, Any], _Bucket, bool]]:
         """(group, bucket, is_scalar) for every parameter that has a gradient."""
@@ -287,17 +332,24 @@ class ScaledAdam(Optimizer):
                 torch._foreach_mul_(b.grads, scale)
 
     @staticmethod
-    def _moments(group: dict[str, Any], b: _Bucket) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """Update m and v in place; return them and the bias corrections (CPU float64)."""
+    def _moments(group: dict[str, Any], b: _Bucket, flat_steps: Tensor | None = None
+                 ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """Update m and v in place; return them and the bias corrections (CPU float64).
+
+        ``flat_steps``: the bucket's step counts as one vector whose elements are the
+        state's ``step`` tensors (:class:`_FlatScalars`), counted in one operation."""
         beta1, beta2 = group["betas"]
         exp_avg = [s["exp_avg"] for s in b.states]
         exp_avg_sq = [s["exp_avg_sq"] for s in b.states]
         torch._foreach_lerp_(exp_avg, b.grads, 1.0 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, b.grads, b.grads, value=1.0 - beta2)
-        steps = [s["step"] for s in b.states]
-        torch._foreach_add_(steps, 1.0)
-        t = torch.stack(steps).to("cpu", torch.float64)
+        if flat_steps is not None:
+            t = flat_steps.add_(1.0).to(torch.float64)
+        else:
+            steps = [s["step"] for s in b.states]
+            torch._foreach_add_(steps, 1.0)
+            t = torch.stack(steps).to("cpu", torch.float64)
         correction = (1.0 - beta2 ** t).sqrt() / (1.0 - beta1 ** t)
         return exp_avg, exp_avg_sq, correction
 
@@ -314,14 +366,21 @@ class ScaledAdam(Optimizer):
         lr, eta, eps = group["lr"], group["eta"], group["eps"]
         min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
         assert b.rms is not None
-        n_list = [s["scale_exp_avg"] for s in b.states]
-        w_list = [s["scale_exp_avg_sq"] for s in b.states]
-        h = _dot_products(b.grads, b.params, n_list[0].dtype)      # before theta changes
-        exp_avg, exp_avg_sq, correction = self._moments(group, b)
-        n = torch.stack(n_list) * beta1 + (1.0 - beta1) * h
-        w = torch.stack(w_list) * beta2 + (1.0 - beta2) * h * h
-        torch._foreach_copy_(n_list, list(n.unbind(0)))
-        torch._foreach_copy_(w_list, list(w.unbind(0)))
+        flat = self._flat_scalars(group, b) if fast_paths.enabled() else None
+        if flat is not None:
+            h = _dot_products(b.grads, b.params, flat.n.dtype)     # before theta changes
+            exp_avg, exp_avg_sq, correction = self._moments(group, b, flat.step)
+            n = flat.n.mul_(beta1).add_((1.0 - beta1) * h)
+            w = flat.w.mul_(beta2).add_((1.0 - beta2) * h * h)
+        else:
+            n_list = [s["scale_exp_avg"] for s in b.states]
+            w_list = [s["scale_exp_avg_sq"] for s in b.states]
+            h = _dot_products(b.grads, b.params, n_list[0].dtype)      # before theta changes
+            exp_avg, exp_avg_sq, correction = self._moments(group, b)
+            n = torch.stack(n_list) * beta1 + (1.0 - beta1) * h
+            w = torch.stack(w_list) * beta2 + (1.0 - beta2) * h * h
+            torch._foreach_copy_(n_list, list(n.unbind(0)))
+            torch._foreach_copy_(w_list, list(w.unbind(0)))
         # the per-tensor scalars, fetched once, in float64 on the CPU
         rms, n, w = torch.stack([b.rms.to(n.dtype), n, w]).to("cpu", torch.float64).unbind(0)
         # relative scale change (positive shrinks), with the authors' limits

@@ -172,3 +172,21 @@ def test_version(capsys):
     version = re.search(r'^version = "(.+)"', (Path(__file__).resolve().parents[3] / "pyproject.toml")
                         .read_text(), re.M).group(1)
     assert out.startswith(f"harness {version} (torch {torch.__version__}, python ")
+
+
+def test_unk_is_never_emitted_by_the_transducer_searches(trained_cell, audio):
+    """As in the authors' searches, ``<unk>`` extends no hypothesis: a model that prefers it
+    everywhere transcribes nothing rather than '⁇' (sentencepiece's text for <unk>)."""
+    from harness.data import PreparedCorpus, Tokenizer
+    from harness.evaluate.transcribe import transcribe
+
+    model = load_model(trained_cell)
+    cfg = torch.load(trained_cell / "checkpoints" / "epoch-2.pt", weights_only=False)["config"]
+    tok = Tokenizer(PreparedCorpus.load(cfg["data"]["dir"]).bpe_model)
+    with torch.no_grad():
+        model.joiner.output_linear.bias[tok.unk_id] += 50.0
+    for method in ("greedy_search", "modified_beam_search"):
+        plain, _ = transcribe(model, tok.decode, [str(audio["flac16"])], method)
+        assert "⁇" in plain[0].text, (method, plain[0].text)  # without unk_id: <unk> all along
+        silent, _ = transcribe(model, tok.decode, [str(audio["flac16"])], method, unk_id=tok.unk_id)
+        assert "⁇" not in silent[0].text, (method, silent[0].text)

@@ -37,7 +37,7 @@ def test_rows_times_axes_times_seeds(write_grid):
     assert names[:4] == ["base/ctc/seed1", "base/ctc/seed2", "base/transducer/seed1",
                          "base/transducer/seed2"]
     ln = [c for c in cells if c.labels["row"] == "layernorm"][0]
-    assert ln.config.overrides["norm"] == "layer_norm" and ln.model_spec().encoder.norm == "layer_norm"
+    assert ln.config.overrides["norm"] == "layer_norm" and ln.spec.encoder.norm == "layer_norm"
     adam = [c for c in cells if c.labels["row"] == "adam"][0]
     assert adam.config.optimizer.name == "adam" and adam.config.optimizer.lr == 7.5
     assert {c.config.seed for c in cells} == {1, 2}

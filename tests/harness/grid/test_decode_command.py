@@ -182,16 +182,21 @@ def test_decode_mistakes_are_one_line(trained, capsys, tmp_path):
 
 
 def test_a_cell_trained_under_its_legacy_id_is_adopted_not_retrained(trained, capsys):
-    from harness.grid.cells import legacy_cell_id
+    import sqlite3
+
+    from harness.store.migrations import legacy_cell_id
 
     path, grid, cell = trained
     store = ResultsStore(grid.spec.store)
     run_root = Path(grid.spec.run_root)
-    old = legacy_cell_id(cell.config, cell.model_spec())
+    old = legacy_cell_id(cell.config, cell.spec)
     assert old != cell.cell_id  # decode.methods is not the default: it was hashed before
-    # as an older version left it: store rows and run directory under the legacy id
+    # as an older version left it: store rows and run directory under the legacy id, in a store
+    # that has not had the migration (its user_version before there were versions)
     (run_root / cell.cell_id).rename(run_root / old)
-    store.rename_cell(cell.cell_id, old)
+    store.rename_cell(cell.cell_id, old, run_dir=str(run_root / old))
+    with sqlite3.connect(grid.spec.store) as con:
+        con.execute("PRAGMA user_version=0")
     capsys.readouterr()
     assert main(["run", path]) == 0
     err = capsys.readouterr().err

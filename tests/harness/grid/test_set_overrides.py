@@ -13,7 +13,7 @@ def test_set_changes_every_cell_and_its_id(write_grid, tmp_path, capsys):
     changed = expand(grid, {"train.max_steps": 40, "overrides.activation": "swish", "optimizer.lr": 0.02})
     assert [c.config.train.max_steps for c in changed] == [40, 40]
     assert [c.config.overrides.get("norm") for c in changed] == [None, "layer_norm"]
-    assert {c.model_spec().encoder.activation for c in changed} == {"swish"}
+    assert {c.spec.encoder.activation for c in changed} == {"swish"}
     assert not {c.cell_id for c in plain} & {c.cell_id for c in changed}
     # decoding settings are not training: the id stays
     same = expand(grid, {"decode.avg": 5, "decode.methods": ["ctc_greedy_search"], "data.test_sets": ["test"]})

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from variants.components.activation import create_activation
-from variants.components.attention_weights import MultiHeadAttentionWeights, gather_relative, relative_to_absolute
+from variants.components.attention_weights import (MultiHeadAttentionWeights, add_relative_in_blocks, gather_relative,
+                                                   relative_to_absolute)
 from variants.components.conv_embed import ConvEmbed, conv_embed_lengths
 from variants.components.convolution_module import ConvolutionModule
 from variants.components.feed_forward import FeedForward
@@ -143,3 +144,16 @@ def test_conv_embed_shapes_lengths_and_params():
         embed(torch.randn(1, 6, 80), torch.tensor([6]))
     with pytest.raises(ValueError, match="2 or 4"):
         ConvEmbed(80, 16, time_stride=3)
+
+
+@pytest.mark.parametrize("t,rows", [(1, 64), (7, 3), (37, 8), (40, 64)])
+def test_relative_scores_added_in_blocks_equal_the_whole_matrix(t, rows):
+    """The CPU inference path of MHAW: row blocks of the positional scores, added in place."""
+    torch.manual_seed(0)
+    h, b, pd = 3, 2, 4
+    scores = torch.randn(h, b, t, t)
+    p = torch.randn(b, t, h, pd).permute(2, 0, 1, 3)       # (h, B, T, pd), a strided view
+    pos = torch.randn(h, 1, pd, 2 * t - 1)
+    expected = scores + relative_to_absolute(torch.matmul(p, pos))
+    out = add_relative_in_blocks(scores.clone(), p, pos, rows=rows)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from variants import fast_paths
 from harness.profile.saved_bytes import count_saved_bytes, cuda_autocast_policy
 from variants.components.activation_dropout_linear import activation_dropout_linear
 from variants.components.attention_weights import (MultiHeadAttentionWeights, PenalizeAbsValuesGt,
@@ -47,7 +48,8 @@ def test_swoosh_keeps_a_byte_derivative(dtype, module, offset, formula):
     tol = STEP / 2 * 1.01 if dtype == torch.float32 else STEP / 2 + 0.005  # bf16 rounds the product
     assert (gx.float() - exact).abs().max() <= tol
     assert abs((gx.float() - exact).mean()) < STEP / 10
-    _, saved = count_saved_bytes(lambda: module(x))
+    with fast_paths.device_independent():      # what a GPU keeps (the CPU keeps the level)
+        _, saved = count_saved_bytes(lambda: module(x))
     assert [s.dtype for s in saved] == ["uint8"]
 
 

@@ -364,3 +364,32 @@ def test_bad_hyperparameters_are_named():
     q.grad = torch.ones(3).to_sparse()
     with pytest.raises(RuntimeError, match="sparse"):
         ScaledAdam([q]).step()
+
+
+def test_fast_paths_match_the_reference_step():
+    """The CPU fast path (dot products, flat per-tensor scalars) against the reference
+    loop, alternating between the two on one optimizer (as the speed benchmark does)."""
+    from variants import fast_paths
+
+    runs = []
+    for schedule in ([True] * 12, [False] * 12, [True, False] * 6):
+        model = _make()
+        opt = build_optimizer("scaled_adam", model)
+        sched = build_scheduler("eden", opt)
+        gen = torch.Generator().manual_seed(0)
+        for i, reference in enumerate(schedule):
+            with fast_paths.reference_paths(reference):
+                _train(model, opt, 1, gen, sched, start=i)
+        runs.append((model, opt))
+    (ref_model, ref_opt), *others = runs
+    for model, opt in others:
+        for a, b in zip(model.parameters(), ref_model.parameters()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+        sd, ref_sd = opt.state_dict(), ref_opt.state_dict()
+        assert sd["state"].keys() == ref_sd["state"].keys()
+        for k, st in ref_sd["state"].items():
+            assert st.keys() == sd["state"][k].keys()
+            for name, value in st.items():
+                other = sd["state"][k][name]
+                assert other.shape == value.shape and other.dtype == value.dtype, (k, name)
+                assert torch.allclose(other, value, rtol=1e-5, atol=1e-9), (k, name)
