@@ -92,25 +92,40 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, fl
     and RMS[a + b x]^2 = a^2 + 2 a b m + b^2 u. The extra gradient
     |g| (a + b x) alpha / RMS is then |g| (a' + b' x) with a', b' per channel.
     """
-    dims = [d for d in range(x.ndim) if d != channel_dim]
-    xf = x.detach().float()
-    n = xf.numel() // xf.shape[channel_dim]
     # the per-channel scalars in float64 (a and b x nearly cancel for a channel far from 0)
     with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
-        mean = (xf.sum(dim=dims, keepdim=True).double() / n).requires_grad_(True)
-        u = ((xf * xf).sum(dim=dims, keepdim=True).double() / n).requires_grad_(True)
+        xf, n, mean, u = _channel_moments(x, channel_dim)
+        mean, u = mean.requires_grad_(True), u.requires_grad_(True)
         loss = _loss_from_moments(mean, u, *limits)
         d_mean, d_u = torch.autograd.grad(loss.sum(), (mean, u))
     with torch.no_grad():
-        a, b = d_mean / n, d_u * (2.0 / n)
-        mean, u = mean.detach(), u.detach()
-        # a + b x = c + b (x - mean), c = a + b mean;  RMS^2 = c^2 + b^2 Var[x]
-        c = a + b * mean
-        rms = (c * c + b * b * (u - mean * mean).clamp(min=0.0)).sqrt().clamp(min=1.0e-20)
-        coef = grad_scale / rms
-        loss_grad = torch.addcmul((c * coef).float(), xf - mean.float(), (b * coef).float())
-        g = grad.float()
-        return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype)
+        return _extra_gradient(xf, grad, n, mean.detach(), u.detach(), d_mean, d_u, grad_scale)
+
+
+def _channel_moments(x: torch.Tensor, channel_dim: int
+                     ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+    """x in float32, the frames per channel N, and each channel's E[x] and E[x^2] in float64."""
+    dims = [d for d in range(x.ndim) if d != channel_dim]
+    xf = x.detach().float()
+    n = xf.numel() // xf.shape[channel_dim]
+    mean = xf.sum(dim=dims, keepdim=True).double() / n
+    u = (xf * xf).sum(dim=dims, keepdim=True).double() / n
+    return xf, n, mean, u
+
+
+def _extra_gradient(xf: torch.Tensor, grad: torch.Tensor, n: int, mean: torch.Tensor, u: torch.Tensor,
+                    d_mean: torch.Tensor, d_u: torch.Tensor, grad_scale: "float | torch.Tensor"
+                    ) -> torch.Tensor:
+    """grad + |grad| (a + b x) grad_scale / RMS[a + b x] from eq. 9's gradient in the moments
+    (see :func:`_fused_backward`)."""
+    a, b = d_mean / n, d_u * (2.0 / n)
+    # a + b x = c + b (x - mean), c = a + b mean;  RMS^2 = c^2 + b^2 Var[x]
+    c = a + b * mean
+    rms = (c * c + b * b * (u - mean * mean).clamp(min=0.0)).sqrt().clamp(min=1.0e-20)
+    coef = grad_scale / rms
+    loss_grad = torch.addcmul((c * coef).float(), xf - mean.float(), (b * coef).float())
+    g = grad.float()
+    return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype)
 
 
 def _moment_grads(mean: torch.Tensor, u: torch.Tensor, min_mean: torch.Tensor, max_mean: torch.Tensor,
@@ -146,19 +161,10 @@ class _PredrawnBalancerFunction(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, d = ctx.saved_tensors
         act, min_mean, max_mean, min_rms, max_rms, grad_scale = d.unbind()
-        dims = [i for i in range(x.ndim) if i != ctx.channel_dim]
-        xf = x.detach().float()
-        n = xf.numel() // xf.shape[ctx.channel_dim]
-        mean = xf.sum(dim=dims, keepdim=True).double() / n
-        u = (xf * xf).sum(dim=dims, keepdim=True).double() / n
+        xf, n, mean, u = _channel_moments(x, ctx.channel_dim)
         d_mean, d_u = _moment_grads(mean, u, min_mean, max_mean, min_rms, max_rms)
-        a, b = d_mean / n, d_u * (2.0 / n)      # as in _fused_backward
-        c = a + b * mean
-        rms = (c * c + b * b * (u - mean * mean).clamp(min=0.0)).sqrt().clamp(min=1.0e-20)
-        coef = grad_scale * act / rms            # act 0: the extra gradient is exactly 0
-        loss_grad = torch.addcmul((c * coef).float(), xf - mean.float(), (b * coef).float())
-        g = grad.float()
-        return torch.addcmul(g, g.abs(), loss_grad).to(grad.dtype), None, None
+        # act 0: the extra gradient is exactly 0
+        return _extra_gradient(xf, grad, n, mean, u, d_mean, d_u, grad_scale * act), None, None
 
 
 def apply_balancer(x: torch.Tensor, args: tuple) -> torch.Tensor:

@@ -91,22 +91,9 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: fl
     sum to zero).
     """
     with torch.autocast(x.device.type, enabled=False):
-        xf = x.detach().float()
-        channels = xf.shape[-1]
-        frames = xf.numel() // channels
-        per_group = channels // w.num_groups
-        xc = xf.reshape(frames, w.num_groups, per_group).transpose(0, 1)
-        xc = xc - xc.mean(dim=1, keepdim=True)
-        covar = torch.matmul(xc.transpose(1, 2), xc)              # (groups, d, d)
-        k = w.num_groups * per_group
-        mean_diag = torch.diagonal(covar, dim1=1, dim2=2).sum() / k
-        mean_sq = (covar * covar).sum() / k
-        den = mean_diag * mean_diag + 1.0e-20
-        d_covar = covar * (2.0 / (k * den))
-        d_covar.diagonal(dim1=1, dim2=2).sub_(2.0 * mean_sq * mean_diag / (k * den * den))
-        penalty_grad = torch.matmul(xc, d_covar).mul_(2.0)           # (groups, frames, d)
-        penalty_grad = penalty_grad.transpose(0, 1).reshape(x.shape)
-        return _apply(w, draw, mean_sq / den, grad, penalty_grad)
+        xc, covar = _centred_covariance(x, w.num_groups)
+        penalty_grad, metric = _penalty_grad(xc, covar, x.shape)
+        return _apply(w, draw, metric, grad, penalty_grad)
 
 
 def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +114,18 @@ def _metric_parts(covar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return mean_diag, mean_sq, mean_diag * mean_diag + 1.0e-20
 
 
+def _penalty_grad(xc: torch.Tensor, covar: torch.Tensor,
+                  shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """dM/dx in ``shape`` and the metric M from :func:`_centred_covariance`'s (xc, C)
+    (the closed form in :func:`_fused_backward`'s docstring)."""
+    mean_diag, mean_sq, den = _metric_parts(covar)
+    k = covar.shape[0] * covar.shape[1]
+    d_covar = covar * (2.0 / (k * den))
+    d_covar.diagonal(dim1=1, dim2=2).sub_(2.0 * mean_sq * mean_diag / (k * den * den))
+    penalty_grad = torch.matmul(xc, d_covar).mul_(2.0)           # (groups, frames, d)
+    return penalty_grad.transpose(0, 1).reshape(shape), mean_sq / den
+
+
 class _PredrawnWhitenerFunction(torch.autograd.Function):
     """Identity; the backward adds the penalty gradient (scaled to grad_scale * ||grad||)
     times ``flag`` (0/1, decided in the forward)."""
@@ -142,13 +141,7 @@ class _PredrawnWhitenerFunction(torch.autograd.Function):
         x, covar, flag, grad_scale = ctx.saved_tensors
         with torch.autocast(x.device.type, enabled=False):
             xc, _ = _centred_covariance(x, ctx.num_groups)
-            mean_diag, mean_sq, den = _metric_parts(covar)
-            k = covar.shape[0] * covar.shape[1]
-            d_covar = covar * (2.0 / (k * den))
-            eye = torch.eye(covar.shape[1], dtype=covar.dtype, device=covar.device)
-            d_covar = d_covar - eye * (2.0 * mean_sq * mean_diag / (k * den * den))
-            penalty_grad = torch.matmul(xc, d_covar) * 2.0            # (groups, frames, d)
-            penalty_grad = penalty_grad.transpose(0, 1).reshape(x.shape)
+            penalty_grad, _ = _penalty_grad(xc, covar, x.shape)
             scale = (grad_scale * flag).float() * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
             return grad + (penalty_grad * scale).to(grad.dtype), None, None, None, None
 
