@@ -57,15 +57,11 @@ class Bypass(nn.Module):
             return c
         if self.predrawn:
             c = limit_param_value_drawn(c, self._decision)
-            skip_rate = rate_value(self.skip_rate, True)
-            if isinstance(skip_rate, torch.Tensor) or skip_rate != 0.0:
-                c = c * (torch.rand(batch_size, 1, 1, device=c.device) > skip_rate)
-            return c
-        c = limit_param_value(c, float(self.scale_min), float(self.scale_max))
-        skip_rate = float(self.skip_rate)
-        if skip_rate != 0.0:
-            keep = torch.rand(batch_size, 1, 1, device=c.device) > skip_rate
-            c = c * keep
+        else:
+            c = limit_param_value(c, float(self.scale_min), float(self.scale_max))
+        skip_rate = rate_value(self.skip_rate, self.predrawn)   # drawn: a 0-dim tensor, always a mask
+        if isinstance(skip_rate, torch.Tensor) or skip_rate != 0.0:
+            c = c * (torch.rand(batch_size, 1, 1, device=c.device) > skip_rate)
         return c
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
