@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     timed(row, batches, 0, 2)                                   # warm-up
     eager = timed(row, batches, 2, args.steps)
     from torch._dynamo.utils import counters
+    # count this row's graphs only (earlier compiles in the process, e.g. other tests, would add theirs)
+    torch._dynamo.reset()
+    counters.clear()
     compile_encoder(row.model, backend=args.backend)
     t0, w0 = time.process_time(), time.time()
     first = timed(row, batches, 2 + args.steps, 1)[0]
