@@ -63,12 +63,10 @@ class _ActivationDropoutLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        if ctx.keep:
+        if ctx.keep:                                # y and d masked in the forward pass
             y, weight, mask, d = ctx.saved_tensors
-            y_masked = True
         else:
             x, weight, mask = ctx.saved_tensors
-            y_masked = False
         dtype = ctx.dtype
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
@@ -78,7 +76,7 @@ class _ActivationDropoutLinear(torch.autograd.Function):
             g = grad.to(dtype)
             g2 = g.reshape(-1, g.shape[-1])
             if need_w:
-                y = y if mask is None or y_masked else y * mask
+                y = y if mask is None or ctx.keep else y * mask
                 grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
             if need_b and ctx.has_bias:
                 grad_b = g2.sum(dim=0).to(weight.dtype)
