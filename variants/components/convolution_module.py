@@ -19,7 +19,7 @@ from .activation import create_activation
 from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import is_tracing, whitening_limit_schedule
 from .balancer import Balancer, apply_balancer, make_balancer
-from .lean_autograd import gate, recompute_enabled
+from .lean_autograd import gate, recomputes_hidden
 from .scaled_linear import scaled_linear
 from .scheduled_float import ScheduledFloat
 from .whitener import make_whitener
@@ -54,9 +54,7 @@ class ConvolutionModule(nn.Module):
         self.out_proj = scaled_linear(channels, channels, bias=True, initial_scale=0.05)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if (self.training and torch.is_grad_enabled() and not fast_paths.cpu_layout(x)
-                and recompute_enabled()
-                and isinstance(self.balancer1, (Balancer, nn.Identity))):
+        if recomputes_hidden(x, self.training, self.balancer1):
             balance = (self.balancer1.draw((*x.shape[:-1], self.depthwise_conv.in_channels), True)
                        if isinstance(self.balancer1, Balancer) else None)
             x = checkpoint(self._gated_conv, x, padding_mask, balance,

@@ -14,13 +14,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .. import fast_paths
 from .activation import create_activation
 from .activation_dropout_linear import activation_dropout_linear
 from .attention_weights import whitening_limit_schedule
 from .balancer import Balancer, apply_balancer, make_balancer
 from .dropout import TimeSharedDropout
-from .lean_autograd import recompute_enabled
+from .lean_autograd import recomputes_hidden
 from .scaled_linear import scaled_linear
 from .scheduled_float import FloatLike
 from .whitener import make_whitener
@@ -45,9 +44,7 @@ class FeedForward(nn.Module):
                                         prob=(0.025, 0.25), grad_scale=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.training and torch.is_grad_enabled() and not fast_paths.cpu_layout(x)
-                and recompute_enabled()
-                and isinstance(self.hidden_balancer, (Balancer, nn.Identity))):
+        if recomputes_hidden(x, self.training, self.hidden_balancer):
             return self.out_whiten(self._recomputed(x))
         x = self.hidden_balancer(self.in_proj(x))
         # activation -> dropout -> out_proj keeps only x for backward (float32 mask)

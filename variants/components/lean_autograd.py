@@ -24,6 +24,10 @@ import contextlib
 from typing import Iterator
 
 import torch
+from torch import nn
+
+from .. import fast_paths
+from .balancer import Balancer
 
 _recompute = True
 
@@ -32,6 +36,19 @@ def recompute_enabled() -> bool:
     """Whether the feed-forward and convolution modules recompute their hidden layers in the
     backward pass (training off the CPU fast paths; on by default: memory over time)."""
     return _recompute
+
+
+def recomputes_hidden(x: torch.Tensor, training: bool, balancer: nn.Module) -> bool:
+    """Whether a feed-forward or convolution module's forward on ``x`` recomputes its hidden
+    layer in the backward pass: training with gradients, off the CPU-only fast paths, with the
+    switch on, and ``balancer`` (the hidden layer's) drawing its own decision in the forward.
+    Not under ``torch.compile`` or with decisions drawn beforehand for it (``predrawn``): the
+    compiled graphs keep what they need, and the recomputation's own draw would be a Python
+    random number inside the traced code."""
+    return (training and torch.is_grad_enabled() and recompute_enabled()
+            and not fast_paths.cpu_layout(x) and not torch.compiler.is_compiling()
+            and (isinstance(balancer, nn.Identity)
+                 or (isinstance(balancer, Balancer) and not balancer.predrawn)))
 
 
 @contextlib.contextmanager

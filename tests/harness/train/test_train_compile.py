@@ -2,6 +2,7 @@
 steps whose per-step decisions change without compiling again."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from harness.losses import compute_loss
 from harness.train.compile import compile_encoder, dynamo_counts, install_decisions
-from variants import build_model
+from variants import build_model, fast_paths
 from variants.components.balancer import Balancer
 from variants.optim import build_optimizer
 
@@ -75,9 +76,17 @@ def test_compiled_steps_match_eager(one_thread, monkeypatch):
     assert dynamo_counts()["graph_breaks"] == 0
 
 
-def test_changing_decisions_do_not_recompile(one_thread):
+@pytest.mark.parametrize("gpu_arithmetic", [False, True], ids=["cpu-paths", "gpu-paths"])
+def test_changing_decisions_do_not_recompile(one_thread, gpu_arithmetic):
     """Six steps (Dynamo only: the eager backend) across the schedules' range, different
-    lengths and random draws: the graphs of the first step serve all of them."""
+    lengths and random draws: the graphs of the first step serve all of them. gpu-paths:
+    the arithmetic a GPU takes (``fast_paths.device_independent()``: no CPU layout paths,
+    the feed-forward and convolution modules' recomputation where not compiled)."""
+    with fast_paths.device_independent() if gpu_arithmetic else contextlib.nullcontext():
+        _changing_decisions_do_not_recompile()
+
+
+def _changing_decisions_do_not_recompile() -> None:
     torch._dynamo.reset()
     counts: list[dict[str, int]] = []
     acts: set[tuple[float, ...]] = set()
