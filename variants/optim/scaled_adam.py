@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from typing import Any, Callable, Iterable
 
 import torch
@@ -121,6 +122,10 @@ class _Bucket:
         self.names: list[str] = []
         self.rms: Tensor | None = None          # per-tensor RMS before the step
         self.norm_sq: Tensor | None = None      # per-tensor contribution to the clipping norm
+        self.fused = False                      # updated by the fused CPU path
+        self.sqrt_numel: Tensor | None = None   # cached sqrt(numel) per tensor (fast path)
+        self.flat_views: list[bool] = []        # whether a tensor needs reshape(-1) for a dot
+        self.clip_scale = 1.0                   # clipping factor left to the fused kernel
 
 
 class _FlatScalars:
@@ -139,12 +144,50 @@ class _FlatScalars:
             for k, v in zip(self._KEYS, views):
                 st[k] = v[i]
         self.views = list(zip(*views))
+        self.views_step = list(views[0])
 
     def holds(self, states: list[dict[str, Tensor]]) -> bool:
         """Whether ``states`` are, in order, the tensors these vectors were built for."""
         return len(states) == len(self.views) and all(
             st["step"] is a and st["scale_exp_avg"] is b and st["scale_exp_avg_sq"] is c
             for st, (a, b, c) in zip(states, self.views))
+
+
+def _fused_available() -> bool:
+    """Whether this torch has the fused AdamW kernel the CPU fast path calls."""
+    return hasattr(torch, "_fused_adamw_")
+
+
+class _Plan:
+    """The buckets of one step, kept for the next ones, with what they were built from."""
+
+    def __init__(self, opt: "ScaledAdam", buckets: list[tuple[dict[str, Any], _Bucket, bool]]):
+        self.state = opt.state
+        self.groups = [(g, list(g["params"]), [p.grad is not None for p in g["params"]])
+                       for g in opt.param_groups]
+        self.buckets = buckets
+        self.checks = [(b.params, b.states, b.params[0].dtype, b.params[0].is_cpu,
+                        None if b.params[0].is_cpu else b.params[0].device)
+                       for _, b, _ in buckets]
+
+    def valid(self, opt: "ScaledAdam") -> bool:
+        """Whether the buckets still describe the optimizer's parameters and state."""
+        if opt.state is not self.state or len(opt.param_groups) != len(self.groups):
+            return False
+        for group, (g, params, has_grad) in zip(opt.param_groups, self.groups):
+            current = group["params"]
+            if (group is not g or len(current) != len(params)
+                    or not all(map(operator.is_, current, params))
+                    or [p.grad is not None for p in current] != has_grad):
+                return False
+        state = opt.state
+        for params, states, dtype, is_cpu, device in self.checks:
+            for p, st in zip(params, states):
+                if p.dtype is not dtype or p.is_cpu is not is_cpu or state.get(p) is not st:
+                    return False
+            if device is not None and any(p.device != device for p in params):
+                return False
+        return True
 
 
 class ScaledAdam(Optimizer):
@@ -281,26 +324,126 @@ class ScaledAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        buckets = self._buckets()
+        fast = _fused_available() and fast_paths.enabled()
+        buckets = self._cached_buckets() if fast else self._buckets()
         if not buckets:
             return loss
         for group, b, scalar in buckets:
             if not scalar:
-                small = _small_dtype(b.params[0])
-                numel = torch.tensor([p.numel() for p in b.params], dtype=small,
-                                     device=b.params[0].device)
-                b.rms = torch.stack(torch._foreach_norm(b.params)).to(small) / numel.sqrt()
+                b.rms = self._rms(b, cached=fast)
+        for _, b, _ in buckets:
+            b.clip_scale = 1.0
         if self.clipping.enabled:
-            self._clip(buckets)
+            self._clip(buckets, fused=fast)
         for group, b, scalar in buckets:
             if scalar:
                 self._scalar_update(group, b)
+            elif fast and b.fused:
+                self._fused_tensor_update(group, b)
             else:
                 self._tensor_update(group, b)
         return loss
 
-    def _clip(self, buckets: list[tuple[dict[str, Any], _Bucket, bool]]) -> None:
-        """Scale all gradients so the normalized norm stays under the threshold."""
+    @staticmethod
+    def _rms(b: _Bucket, cached: bool = False) -> Tensor:
+        """Each tensor's RMS (before the step), as a vector of the bucket's small dtype."""
+        small = _small_dtype(b.params[0])
+        if cached and b.sqrt_numel is not None:
+            sqrt_numel = b.sqrt_numel
+        else:
+            sqrt_numel = torch.tensor([p.numel() for p in b.params], dtype=small,
+                                      device=b.params[0].device).sqrt()
+            if cached:
+                b.sqrt_numel = sqrt_numel
+        return torch.stack(torch._foreach_norm(b.params)).to(small) / sqrt_numel
+
+    # ---------------------------------------------------------- CPU fast path
+    def _cached_buckets(self) -> list[tuple[dict[str, Any], _Bucket, bool]]:
+        """:meth:`_buckets`, built once and reused while nothing it depends on changed
+        (the groups and their parameters, which of them have gradients, the parameters'
+        device and dtype, the state's dicts); only the gradients are fetched anew each
+        step. Building the buckets took ~1 ms of a ~9 ms step (~200 tensors, one CPU
+        thread); this check takes ~0.1 ms."""
+        plan: _Plan | None = self.__dict__.get("_plan")
+        if plan is not None and plan.valid(self):
+            for _, b, _ in plan.buckets:
+                b.grads = [p.grad for p in b.params]
+            return plan.buckets
+        buckets = self._buckets()
+        for _, b, scalar in buckets:
+            p = b.params[0]
+            b.fused = (not scalar and p.device.type == "cpu"
+                       and p.dtype in (torch.float32, torch.float64))
+            b.flat_views = [q.dim() == 1 and q.is_contiguous() for q in b.params]
+        self.__dict__["_plan"] = _Plan(self, buckets)
+        return buckets
+
+    def _fused_tensor_update(self, group: dict[str, Any], b: _Bucket) -> None:
+        """:meth:`_tensor_update` for float32/float64 CPU tensors: the same arithmetic, with
+        the moments, the scale update and the RMS-scaled Adam update of each tensor done
+        in one pass by torch's fused AdamW kernel (``torch._fused_adamw_``), one call per
+        tensor with that tensor's step size as its lr and its scale change as a (decoupled,
+        possibly negative) weight decay.
+
+        In AdamW's terms: ``theta <- theta (1 - lr wd) - lr / (1 - b1^t) * m /
+        (sqrt(v) / sqrt(1 - b2^t) + eps')``. With lr = the step size ``lr r``, wd = the
+        relative scale change over it and ``eps' = eps / sqrt(1 - b2^t)`` this is
+        Algorithm 1's ``theta (1 - shrink) - lr r c m / (sqrt(v) + eps)``, c = sqrt(1 -
+        b2^t) / (1 - b1^t). Measured on the demo Zipformer (~190 tensors, 1.2 M
+        elements, one thread): the six multi-tensor passes of the reference update took
+        ~4.5 ms, the per-tensor fused calls ~1.2 ms; keeping m and v in one flat buffer
+        instead (one kernel per pass) gained less than the ~0.5 ms a flat copy of the
+        gradients costs, so the state stays one tensor per parameter.
+        """
+        beta1, beta2 = group["betas"]
+        lr, eta, eps = group["lr"], group["eta"], group["eps"]
+        min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
+        assert b.rms is not None
+        flat = self._flat_scalars(group, b)
+        assert flat is not None
+        # h = sum(g * theta) per tensor, before theta changes (1-D tensors need no reshape)
+        one_d = b.flat_views
+        grads = [g if d else g.reshape(-1) for g, d in zip(b.grads, one_d)]
+        params = [p if d else p.reshape(-1) for p, d in zip(b.params, one_d)]
+        h = torch.stack(list(map(torch.dot, grads, params))).to(flat.n.dtype)
+        grad_scale = None
+        if b.clip_scale != 1.0:
+            # clipped: the kernel divides the gradients by 1 / scale (and stores them)
+            h = h * b.clip_scale
+            grad_scale = torch.tensor(1.0 / b.clip_scale, dtype=torch.float32)
+        t = flat.step.add_(1.0).to(torch.float64)
+        n = flat.n.mul_(beta1).add_((1.0 - beta1) * h)
+        w = flat.w.mul_(beta2).add_((1.0 - beta2) * h * h)
+        bc2_sqrt = (1.0 - beta2 ** t).sqrt()
+        correction = bc2_sqrt / (1.0 - beta1 ** t)
+        rms, n, w = torch.stack([b.rms.to(n.dtype), n, w]).to(torch.float64).unbind(0)
+        shrink = eta * lr * correction * n / (w.sqrt() + eps)
+        shrink = shrink.masked_fill(rms < min_rms, 0.0)
+        shrink = shrink.clamp(-group["max_scale_step"], group["max_scale_step"])
+        shrink = torch.maximum(shrink, 1.0 - max_rms / rms)
+        step_lr = lr * rms.clamp(min=min_rms)          # the tensor's lr before bias corrections
+        # wd such that lr * wd = shrink (lr 0: the scale change is applied on its own)
+        positive = step_lr > 0
+        wd = torch.where(positive, shrink / torch.where(positive, step_lr, 1.0), 0.0)
+        step_lrs, wds, epss = torch.stack([step_lr, wd, eps / bc2_sqrt]).tolist()
+        if not bool(positive.all()):
+            for p, s, ok in zip(b.params, shrink.tolist(), positive.tolist()):
+                if not ok:
+                    p.mul_(1.0 - s)
+        fused = torch._fused_adamw_
+        for p, g, st, step, lr_i, wd_i, eps_i in zip(b.params, b.grads, b.states, flat.views_step,
+                                                      step_lrs, wds, epss):
+            fused([p], [g], [st["exp_avg"]], [st["exp_avg_sq"]], [], [step], lr=lr_i,
+                  beta1=beta1, beta2=beta2, weight_decay=wd_i, eps=eps_i, amsgrad=False,
+                  maximize=False, grad_scale=grad_scale)
+
+    def _clip(self, buckets: list[tuple[dict[str, Any], _Bucket, bool]],
+              fused: bool = False) -> None:
+        """Scale all gradients so the normalized norm stays under the threshold.
+
+        ``fused``: the buckets the fused CPU path updates get the factor as
+        ``b.clip_scale`` instead; that path's kernel scales their gradients (in
+        place, as here) in the pass that reads them."""
         device = buckets[0][1].params[0].device
         sums = []
         for group, b, scalar in buckets:
@@ -328,6 +471,8 @@ class ScaledAdam(Optimizer):
         for _, b, _ in buckets:
             if scale == 0.0:
                 torch._foreach_zero_(b.grads)
+            elif fused and b.fused:
+                b.clip_scale = scale
             else:
                 torch._foreach_mul_(b.grads, scale)
 
