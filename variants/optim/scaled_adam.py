@@ -248,6 +248,11 @@ class ScaledAdam(Optimizer):
         """The most recent step whose gradients were clipped (None if none yet)."""
         return self.clipping.last_event
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's Optimizer pickles (and deep-copies) only defaults, state and groups:
+        # the clipping state goes too; the caches of the fast path are rebuilt
+        return {**super().__getstate__(), "clipping": self.clipping}
+
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["clipping"] = self.clipping.state_dict()

@@ -228,3 +228,25 @@ def test_cached_buckets_follow_new_groups_and_loaded_state():
     for x, y in zip(*results):
         assert _close(x, y, 1e-6)
     assert not torch.equal(results[0][0], start[0])
+
+
+def test_deep_copy_keeps_clipping_and_steps_like_the_original():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
+    opt = build_optimizer("scaled_adam", model, lr=0.02)
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(12):                       # past step 10: a clipping threshold is set
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen)
+        opt.step()
+    model2, opt2 = copy.deepcopy((model, opt))
+    assert opt2.clipping.threshold == opt.clipping.threshold and "_plan" not in opt2.__dict__
+    for _ in range(3):
+        for p, q in zip(model.parameters(), model2.parameters()):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        opt.step()
+        opt2.step()
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+    assert opt2.clipping.step == opt.clipping.step == 15
