@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+from itertools import chain
 from typing import Any, Callable, Iterable
 
 import torch
@@ -428,6 +429,13 @@ class ScaledAdam(Optimizer):
         lr, eta, eps = group["lr"], group["eta"], group["eps"]
         min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
         assert b.rms is not None
+        exp_avgs = [st["exp_avg"] for st in b.states]
+        exp_avg_sqs = [st["exp_avg_sq"] for st in b.states]
+        if not all(map(Tensor.is_contiguous, chain(b.params, b.grads, exp_avgs, exp_avg_sqs))):
+            # torch's fused CPU kernel walks raw memory, ignoring strides: it is right only
+            # when all four share one layout; other layouts take the multi-tensor update
+            self._tensor_update(group, b)
+            return
         flat = self._flat_scalars(group, b)
         assert flat is not None
         # h = sum(g * theta) per tensor, before theta changes (1-D tensors need no reshape)
@@ -460,9 +468,9 @@ class ScaledAdam(Optimizer):
                 if not ok:
                     p.mul_(1.0 - s)
         fused = torch._fused_adamw_
-        for p, g, st, step, lr_i, wd_i, eps_i in zip(b.params, b.grads, b.states, flat.views_step,
-                                                      step_lrs, wds, epss):
-            fused([p], [g], [st["exp_avg"]], [st["exp_avg_sq"]], [], [step], lr=lr_i,
+        for p, g, m, v, step, lr_i, wd_i, eps_i in zip(b.params, b.grads, exp_avgs, exp_avg_sqs,
+                                                        flat.views_step, step_lrs, wds, epss):
+            fused([p], [g], [m], [v], [], [step], lr=lr_i,
                   beta1=beta1, beta2=beta2, weight_decay=wd_i, eps=eps_i, amsgrad=False,
                   maximize=False, grad_scale=grad_scale)
 

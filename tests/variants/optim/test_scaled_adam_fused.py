@@ -250,3 +250,24 @@ def test_deep_copy_keeps_clipping_and_steps_like_the_original():
     for a, b in zip(model.parameters(), model2.parameters()):
         assert torch.equal(a, b)
     assert opt2.clipping.step == opt.clipping.step == 15
+
+
+def test_tensors_of_other_layouts_match_reference():
+    """torch's fused CPU kernel ignores strides: a channels-last parameter with a
+    contiguous gradient, and a transposed one, must still get the reference update."""
+    results = []
+    for reference in (True, False):
+        torch.manual_seed(9)
+        conv = nn.Parameter(torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last))
+        lin = nn.Parameter(torch.randn(5, 6).t())
+        plain = nn.Parameter(torch.randn(7))
+        opt = ScaledAdam([conv, lin, plain], lr=0.05, clipping_scale=None)
+        gen = torch.Generator().manual_seed(9)
+        with fast_paths.reference_paths(reference):
+            for _ in range(4):
+                for p in (conv, lin, plain):
+                    p.grad = torch.randn(p.shape, generator=gen)     # contiguous
+                opt.step()
+        results.append([p.detach().clone() for p in (conv, lin, plain)])
+    for a, b in zip(*results):
+        assert _close(a, b, 1e-6)
