@@ -434,6 +434,8 @@ class ScaledAdam(Optimizer):
         if not all(map(Tensor.is_contiguous, chain(b.params, b.grads, exp_avgs, exp_avg_sqs))):
             # torch's fused CPU kernel walks raw memory, ignoring strides: it is right only
             # when all four share one layout; other layouts take the multi-tensor update
+            if b.clip_scale != 1.0:
+                torch._foreach_mul_(b.grads, b.clip_scale)
             self._tensor_update(group, b)
             return
         flat = self._flat_scalars(group, b)

@@ -252,22 +252,31 @@ def test_deep_copy_keeps_clipping_and_steps_like_the_original():
     assert opt2.clipping.step == opt.clipping.step == 15
 
 
-def test_tensors_of_other_layouts_match_reference():
-    """torch's fused CPU kernel ignores strides: a channels-last parameter with a
-    contiguous gradient, and a transposed one, must still get the reference update."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layouts", ["contiguous", "mixed"])
+def test_clipped_steps_and_tensor_layouts_match_reference(dtype, layouts):
+    """Clipped steps (at step 12 a 1000x gradient) in float32 and float64, with all
+    tensors contiguous (the fused kernel) or some not (torch's fused CPU kernel ignores
+    strides: a channels-last parameter with a contiguous gradient and a transposed one
+    must take the multi-tensor update, clipped as well)."""
     results = []
     for reference in (True, False):
         torch.manual_seed(9)
-        conv = nn.Parameter(torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last))
-        lin = nn.Parameter(torch.randn(5, 6).t())
-        plain = nn.Parameter(torch.randn(7))
-        opt = ScaledAdam([conv, lin, plain], lr=0.05, clipping_scale=None)
+        conv = torch.randn(4, 3, 2, 2, dtype=dtype)
+        lin = torch.randn(5, 6, dtype=dtype)
+        if layouts == "mixed":
+            conv, lin = conv.to(memory_format=torch.channels_last), lin.t()
+        params = [nn.Parameter(conv), nn.Parameter(lin), nn.Parameter(torch.randn(7, dtype=dtype)),
+                  nn.Parameter(torch.tensor(0.5, dtype=dtype))]
+        opt = ScaledAdam(params, lr=0.05)
         gen = torch.Generator().manual_seed(9)
         with fast_paths.reference_paths(reference):
-            for _ in range(4):
-                for p in (conv, lin, plain):
-                    p.grad = torch.randn(p.shape, generator=gen)     # contiguous
+            for step in range(14):
+                for i, p in enumerate(params):
+                    g = torch.randn(p.shape, generator=gen, dtype=dtype)      # contiguous
+                    p.grad = g * 1000.0 if step == 12 and i == 0 else g
                 opt.step()
-        results.append([p.detach().clone() for p in (conv, lin, plain)])
+        assert opt.last_clip is not None and opt.last_clip.step == 12
+        results.append([p.detach().clone() for p in params] + [p.grad.clone() for p in params])
     for a, b in zip(*results):
         assert _close(a, b, 1e-6)
