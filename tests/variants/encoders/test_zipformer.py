@@ -219,6 +219,21 @@ def test_build_model_and_set_batch_count():
     assert out.shape == (2, 10, 24) and out_lens.tolist() == [10, 6]
 
 
+def test_set_batch_count_reaches_modules_replaced_after_the_first_call():
+    # set_batch_count caches its walk of the module tree; registering a submodule anywhere
+    # (here deep inside the encoder) must make the next call find the new schedules
+    model = build_model("zipformer-s", objective="ctc", **TINY)
+    model.set_batch_count(100.0)
+    block = model.encoder.encoders[0].layers[0]
+    block.bypass.skip_rate = ScheduledFloat((0.0, 0.5), (1000.0, 0.0))
+    block.feed_forward1.dropout.p = ScheduledFloat((0.0, 0.3), (1000.0, 0.1))
+    model.set_batch_count(500.0)
+    assert block.bypass.skip_rate.batch_count == 500.0
+    assert float(block.feed_forward1.dropout.p) == pytest.approx(0.2)
+    scheds = [m for m in model.modules() if isinstance(m, ScheduledFloat)]
+    assert all(s.batch_count == 500.0 for s in scheds)
+
+
 def test_batch_count_drives_the_schedules():
     _, enc = build(tiny())
     enc.train()
