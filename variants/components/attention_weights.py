@@ -211,10 +211,10 @@ class MultiHeadAttentionWeights(nn.Module):
         if d != self.embed_dim:
             raise ValueError(f"MHAW expected embed dim {self.embed_dim}, got input {tuple(x.shape)}")
         h, qd, pd = self.num_heads, self.query_head_dim, self.pos_head_dim
-        proj = self.in_proj(x)
-        q = proj[..., : h * qd]
-        k = self.whiten_keys(self.balance_keys(proj[..., h * qd: 2 * h * qd]))
-        p = proj[..., 2 * h * qd:]
+        # split, not sliced: its backward writes the three gradients into one tensor, where
+        # each slice's would allocate a zero tensor of the whole projection, to be summed
+        q, k, p = self.in_proj(x).split((h * qd, h * qd, h * pd), dim=-1)
+        k = self.whiten_keys(self.balance_keys(k))
         q = q.reshape(b, t, h, qd).permute(2, 0, 1, 3)        # (h, B, T, qd)
         k = k.reshape(b, t, h, qd).permute(2, 0, 3, 1)        # (h, B, qd, T)
         scores = torch.matmul(q, k)                           # (h, B, T, T)
