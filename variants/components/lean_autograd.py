@@ -7,7 +7,9 @@ intermediate in the backward pass instead of keeping it:
 
 - :func:`gate`: ``x * sigmoid(s)`` or ``x * tanh(s)`` keeps ``x`` and ``s``
   (usually two halves of one projection's output, kept by the projection's
-  other uses) instead of also the sigmoid's / tanh's output;
+  other uses) instead of also the sigmoid's / tanh's output (on the CPU fast
+  paths, :func:`variants.fast_paths.cpu_layout`, it keeps that output instead of
+  ``s``: no sigmoid / tanh pass in the backward);
 - :func:`bypass_combine`: ``x + (y - x) * c`` keeps ``x``, ``y`` and ``c``
   instead of the difference ``y - x`` (``x`` and, in mid-block, ``y`` are kept
   by the next modules' input projections);
@@ -90,21 +92,26 @@ def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _Gate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s, use_tanh):  # type: ignore[override]
-        ctx.save_for_backward(x, s)
+        a = torch.tanh(s) if use_tanh else torch.sigmoid(s)
+        # CPU fast path (as activation_dropout_linear's): the gate's value kept, not
+        # recomputed in the backward pass (the same values; a tensor more memory)
+        ctx.keep = fast_paths.cpu_layout(s)
+        ctx.save_for_backward(x, a if ctx.keep else s)
         ctx.use_tanh = use_tanh
-        return x * (torch.tanh(s) if use_tanh else torch.sigmoid(s))
+        return x * a
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, s = ctx.saved_tensors
-        a = torch.tanh(s) if ctx.use_tanh else torch.sigmoid(s)
+        x, a = ctx.saved_tensors
+        if not ctx.keep:                   # a is s
+            a = torch.tanh(a) if ctx.use_tanh else torch.sigmoid(a)
         gx = gs = None
         if ctx.needs_input_grad[0]:
             gx = _sum_to(grad * a, x)
         if ctx.needs_input_grad[1]:
             # (in place on the new temporaries: the same values, three tensors fewer)
             da = torch.mul(a, a).neg_().add_(1.0) if ctx.use_tanh else torch.sub(1.0, a).mul_(a)
-            gs = _sum_to((grad * x).mul_(da), s)
+            gs = _sum_to((grad * x).mul_(da), a)        # (a has s's shape and dtype)
         return gx, gs, None
 
 
