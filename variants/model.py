@@ -6,6 +6,8 @@ parameters (encoder_embed, encoder, decoder, joiner, ...), so
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -13,15 +15,19 @@ from .components.zipformer_block import UNUSED_BYPASS_SCALE
 from .encoders import build_encoder
 from .spec import ModelSpec
 
-#: bumped whenever any module registers a submodule (torch calls the hook from ``__setattr__``,
-#: ``add_module`` and ``ModuleList``/``ModuleDict`` edits): a cached list of a model's modules
-#: stays valid while the count is unchanged
+#: the modules of the models whose lists of modules are cached (AsrModel.set_batch_count)
+_watched: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+#: bumped whenever one of them registers a submodule (torch calls the hook below from every
+#: module's ``__setattr__`` and ``add_module``, so ``ModuleList``/``ModuleDict`` edits too): a
+#: cached list stays valid while the count is unchanged. Registrations elsewhere (a new
+#: container, e.g. a slice of a Sequential made in a forward pass) leave it as it is.
 _module_tree_edits = 0
 
 
 def _count_module_edit(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
     global _module_tree_edits
-    _module_tree_edits += 1
+    if module in _watched:
+        _module_tree_edits += 1
 
 
 torch.nn.modules.module.register_module_module_registration_hook(_count_module_edit)
@@ -97,7 +103,9 @@ class AsrModel(nn.Module):
         """
         cached = self.__dict__.get("_scheduled")
         if cached is None or cached[0] != _module_tree_edits:
-            cached = (_module_tree_edits, [(m, "batch_count" in vars(m)) for m in self.modules()
+            modules = list(self.modules())
+            _watched.update(modules)
+            cached = (_module_tree_edits, [(m, "batch_count" in vars(m)) for m in modules
                                            if hasattr(m, "batch_count")])
             self.__dict__["_scheduled"] = cached
         value = float(batch_count)
@@ -106,6 +114,12 @@ class AsrModel(nn.Module):
                 object.__setattr__(m, "batch_count", value)
             else:
                 m.batch_count = value
+
+    def __getstate__(self) -> dict:
+        # a copy (deepcopy, pickle) walks its own tree on its first set_batch_count
+        state = self.__dict__.copy()
+        state.pop("_scheduled", None)
+        return state
 
     def param_counts(self) -> dict[str, int]:
         """Parameters per part, named as in the paper's accounting."""
