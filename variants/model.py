@@ -96,8 +96,9 @@ class AsrModel(nn.Module):
         """Drive every schedule (Bypass minimum, Balancer/Whitener, dropout).
 
         Called every training step: the modules that hold a ``batch_count`` are found by one
-        walk of the module tree, cached until a submodule is registered anywhere (a walk of
-        the ~500 modules of a small Zipformer took 1 ms of a ~50 ms step); a plain float
+        walk of the module tree, cached until a submodule is registered into one of its
+        modules (a walk of the ~500 modules of a small Zipformer took 1 ms of a ~50 ms
+        step; a module deleted since is still written to, harmlessly); a plain float
         attribute (a ScheduledFloat's) is written directly: ``nn.Module.__setattr__`` would
         first look it up among the parameters, buffers and submodules.
         """
