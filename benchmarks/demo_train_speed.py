@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--default-allocator", action="store_true",
                     help="keep glibc's allocator settings (the trainer changes them on CPU)")
     ap.add_argument("--only-after", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also time each row's step on the code of git revision REV (exported to "
+                         "a temporary folder; glibc's allocator defaults, as that code ran) against "
+                         "this code (the trainer's allocator settings), in alternating child "
+                         "processes (benchmarks/demo_step_timer.py), --against-rounds pairs")
+    ap.add_argument("--against-rounds", type=int, default=3)
     args = ap.parse_args(argv)
     global _clock
     _clock = time.perf_counter if args.wall or args.threads > 1 else time.process_time
@@ -302,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"torch": torch.__version__, "threads": args.threads,
                "clock": "wall" if _clock is time.perf_counter else "process CPU", "rows": []}
     summary["allocator"] = "glibc defaults" if args.default_allocator else "trainer's (keep_freed_memory)"
+    old_tree = export_revision(args.against) if args.against else None
     for cell in cells:
         if args.only_after:
             r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count, ("after",))
@@ -314,6 +321,8 @@ def main(argv: list[str] | None = None) -> dict:
             # today's code ran with glibc's defaults: its steps per second over the fast path's
             # with the trainer's allocator settings (the in-process ratio times the children's)
             r["speedup_with_allocator"] = round(r["speedup"] * r["allocator"]["gain"], 3)
+        if old_tree is not None:
+            r["against"] = measure_against(cell, old_tree, args)
         if args.authors and row_name(cell) == "zipformer":
             b, _, s = args.authors_batch.partition("x")
             a = measure_authors(cell, args.authors, int(b), float(s), max(3, args.steps // 2),
@@ -351,6 +360,66 @@ def measure_allocator(row: str, args) -> dict:
     default, trainer = statistics.median(seconds["default"]), statistics.median(seconds["trainer"])
     return {"default_s_per_step": seconds["default"], "trainer_s_per_step": seconds["trainer"],
             "gain": round(default / trainer, 3)}
+
+
+def export_revision(rev: str) -> Path:
+    """The project's files at git revision ``rev`` in a temporary folder (removed at exit)."""
+    import atexit
+    import shutil
+    import subprocess
+    import tempfile
+    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        print(f"error: --against: {rev!r} is not a commit of this clone; allowed: a git revision "
+              f"(e.g. a commit hash from `git log`)", file=sys.stderr)
+        raise SystemExit(2)
+    folder = Path(tempfile.mkdtemp(prefix="demo-speed-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", found.stdout.strip()],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def measure_against(cell, old_tree: Path, args) -> dict:
+    """Seconds per step of ``cell``'s row on the exported old code and on this code, each in
+    its own child process (benchmarks/demo_step_timer.py), alternating; medians and their ratio."""
+    import os
+    import subprocess
+    from variants.optim import default_scheduler_for
+    opt = cell.config.optimizer
+    name = opt.name or cell.spec.optimizer
+    job = {"variant": cell.config.variant, "objective": cell.config.objective,
+           "overrides": dict(cell.config.overrides), "vocab": VOCAB,
+           "optimizer": {"name": name, "lr": opt.lr, "options": dict(opt.options),
+                         "schedule": opt.schedule or default_scheduler_for(name),
+                         "schedule_options": dict(opt.schedule_options)},
+           "loss": dict(cell.config.loss), "max_duration": cell.config.data.max_duration,
+           "ref_duration": cell.config.data.ref_duration, "batch_count": args.batch_count,
+           "warmup": args.warmup, "steps": args.steps * args.rounds}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base_env["OMP_NUM_THREADS"] = "1"
+    timer = str(ROOT / "benchmarks" / "demo_step_timer.py")
+    runs: dict[str, list[dict]] = {"old": [], "new": []}
+    for r in range(args.against_rounds):
+        for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            tree = old_tree if side == "old" else ROOT
+            env = dict(base_env, PYTHONPATH=str(tree))
+            side_job = dict(job, keep_freed_memory=(side == "new"))
+            out = subprocess.run([sys.executable, timer, json.dumps(side_job)], env=env, cwd=str(tree),
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"demo_step_timer.py on the {side} code failed:\n{out.stderr[-2000:]}")
+            runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    old = statistics.median(x["s_per_step"] for x in runs["old"])
+    new = statistics.median(x["s_per_step"] for x in runs["new"])
+    lo, ln = runs["old"][0]["losses"], runs["new"][0]["losses"]
+    return {"rev": args.against, "pairs": args.against_rounds,
+            "old_s_per_step": [round(x["s_per_step"], 4) for x in runs["old"]],
+            "new_s_per_step": [round(x["s_per_step"], 4) for x in runs["new"]],
+            "speedup": round(old / new, 3),
+            "loss_max_rel_diff": float(f"{max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(ln, lo)):.3g}")}
 
 
 def _with_override(cell, key: str, value):
