@@ -26,3 +26,22 @@ def test_unknown_row_is_a_usage_error(capsys, load_script):
         load_script("demo_train_speed").main(["--rows", "nope"])
     assert exc.value.code == 2
     assert "--rows: ['nope']; allowed: zipformer" in capsys.readouterr().err
+
+
+def test_against_an_older_commit_times_both_codes(load_script):
+    # HEAD stands in for the older commit: the same step on an exported copy of the code and
+    # on this checkout, each in its own child process; equal losses show both ran the same step
+    summary = load_script("demo_train_speed").main(
+        ["--rows", "zipformer", "--steps", "1", "--rounds", "1", "--warmup", "0",
+         "--against", "HEAD", "--against-rounds", "1"])
+    against = summary["rows"][0]["against"]
+    assert against["rev"] == "HEAD" and len(against["old_s_per_step"]) == 1
+    assert against["old_s_per_step"][0] > 0 and against["new_s_per_step"][0] > 0
+    assert against["loss_max_rel_diff"] < 1e-4
+
+
+def test_against_an_unknown_revision_is_a_usage_error(capsys, load_script):
+    with pytest.raises(SystemExit) as exc:
+        load_script("demo_train_speed").main(["--rows", "zipformer", "--against", "no-such-rev"])
+    assert exc.value.code == 2
+    assert "--against: 'no-such-rev' is not a commit" in capsys.readouterr().err
