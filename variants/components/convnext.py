@@ -115,41 +115,41 @@ class _LeanHidden(torch.autograd.Function):
         return (grad_x, *grads, None, None)
 
 
-def _channels_first_padded(t: torch.Tensor, pad: int) -> torch.Tensor:
-    """A channels-last (B, C, T, F) ``t`` as a contiguous (C, B, T + 2 pad, F) copy with
-    ``pad`` zero frames each side of every utterance (one 2-D transpose per utterance:
-    a 4-D permuted copy is several times slower)."""
+def channels_first(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last (B, C, T, F) ``t`` as a contiguous (C, B, T, F) copy: one 2-D
+    transpose of its (B T F, C) memory (a 4-D permuted copy is several times slower)."""
     b, c, t_, f = t.shape
-    out = t.new_empty(c, b, t_ + 2 * pad, f)
-    if pad:
-        out[:, :, :pad].zero_()
-        out[:, :, t_ + pad:].zero_()
-    for i in range(b):
-        out[:, i, pad:pad + t_].view(c, t_ * f).copy_(t[i].permute(1, 2, 0).reshape(t_ * f, c).t())
-    return out
+    return t.permute(0, 2, 3, 1).reshape(b * t_ * f, c).t().contiguous().view(c, b, t_, f)
 
 
-def depthwise_weight_grad(x: torch.Tensor, grad_cf: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+def depthwise_weight_grad(x_cf: torch.Tensor, grad_cf: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """The weight gradient (C, 1, kh, kw) of a depth-wise convolution with odd ``kernel`` and
-    'same' padding, from its channels-last input ``x`` (B, C, T, F) and the gradient of its
-    output as a contiguous channels-first (C, B, T, F) ``grad_cf``.
+    'same' zero padding, from its input ``x_cf`` and the gradient of its output ``grad_cf``,
+    both contiguous channels-first (C, B, T, F) (:func:`channels_first`).
 
-    dW[c, i, j] = sum_{b,t,f} g[b,c,t,f] x[b,c,t+i-ph,f+j-pw]. For each time shift i one
-    batched matrix product over (channel, utterance) gives A_i[f, f'] = sum_t g[t,f]
-    x[t+i-ph, f'] (F x F), and dW[c, i, j] = sum_b sum_f A_i[f, f+j-pw]: ~200 MFLOP in
-    small matrix products instead of mkldnn's depth-wise weight gradient (3.3 + 2 ms of
-    copies against 8-10 ms at 5 x 64 x 124 x 19, one thread). The same sums in another
+    dW[c, i, j] = sum_{b,t,f} g[b,c,t,f] x[b,c,t+s,f+j-pw] with s = i - ph. For each time
+    shift one batched matrix product over (channel, utterance), on the frames where
+    t + s lies inside the utterance (so no padded copy), gives A_s[f, f'] = sum_t g[t,f]
+    x[t+s, f'] (F x F), and dW[c, i, j] = sum_b sum_f A_s[f, f+j-pw]: ~200 MFLOP of small
+    matrix products and two transposes instead of mkldnn's depth-wise weight gradient
+    (5-6 against 8-10 ms at 5 x 64 x 124 x 19, one thread). The same sums in another
     order (float32 roundings).
     """
-    b, c, t, f = x.shape
+    c, b, t, f = x_cf.shape
     kh, kw = kernel
     ph, pw = (kh - 1) // 2, (kw - 1) // 2
-    xs = _channels_first_padded(x, ph).view(c * b, t + 2 * ph, f)
+    xs = x_cf.view(c * b, t, f)
     gt = grad_cf.view(c * b, t, f).transpose(1, 2)                   # (C*B, F, T)
-    out = x.new_empty(kh, c * b, f, f)
+    out = x_cf.new_empty(kh, c * b, f, f)
     for i in range(kh):
-        torch.bmm(gt, xs[:, i:i + t], out=out[i])
-    a = out.view(kh, c, b, f, f).sum(2)                              # (kh, C, F, F)
+        s = i - ph
+        t0, t1 = max(0, -s), min(t, t - s)
+        if t1 > t0:
+            torch.bmm(gt[:, :, t0:t1], xs[:, t0 + s:t1 + s], out=out[i])
+        else:                                    # a shift past every frame
+            out[i].zero_()
+    # the sum over utterances as a product with ones (a strided sum over that axis is slow)
+    a = torch.matmul(x_cf.new_ones(1, b), out.view(kh * c, b, f * f)).view(kh, c, f, f)
     a = torch.nn.functional.pad(a, (pw, pw))                         # (kh, C, F, F + 2 pw)
     w = f + 2 * pw
     diag = a.as_strided((kh, c, f, kw), (c * f * w, f * w, w + 1, 1), a.storage_offset())
@@ -225,7 +225,8 @@ class _FusedHiddenCPU(torch.autograd.Function):
             grad_x = torch.ops.aten.convolution_backward(
                 g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
                 [True, False, False])[0]
-        dw0 = depthwise_weight_grad(x, grad_dw.t().contiguous(), tuple(w0.shape[2:]))
+        dw0 = depthwise_weight_grad(channels_first(x), grad_dw.t().contiguous().view(c, bsz, t, f),
+                                    tuple(w0.shape[2:]))
         return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None)
 
 
@@ -306,7 +307,10 @@ class ConvNeXt(nn.Module):
             rate = float(self.layerdrop_rate)
             if rate != 0.0:
                 keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
-                y = y * keep.to(y.dtype)
+                # on the CPU, reading whether every utterance keeps its branch costs no
+                # synchronisation, and then the multiply by ones is skipped (same values)
+                if not (fast_paths.cpu_layout(y) and bool(keep.all())):
+                    y = y * keep.to(y.dtype)
         # no gradient (eval): y is this layer's own new tensor, add in place (same values)
         y = self.out_balancer(y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
                               else x + y)
