@@ -133,7 +133,8 @@ def level_deriv(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Swoosh whose shifted input is ``z``, computed in ``z``'s memory if ``inplace``.
 
     On a large float32 CPU tensor (:func:`_exp_log`) each of the two affine maps is one
-    ``addcmul`` pass instead of a multiply and an add: 4 passes instead of 6. Its fused
+    pass (``add`` of a 0-dim tensor with ``alpha``) instead of a multiply and an add: 4
+    passes instead of 6. Its fused
     multiply-add rounds once where the two ops round twice, so the dequantized value can
     differ from the reference's by one float32 rounding (~6e-8); the level itself
     (floor of sigmoid / step + 0.5) changes only if that single rounding crosses an
@@ -141,10 +142,9 @@ def level_deriv(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """
     s = z.sigmoid_() if inplace else torch.sigmoid(z)
     if _exp_log(z):
-        scale, shift, step, low = (torch.tensor(v, dtype=torch.float32)
-                                   for v in (1.0 / _STEP, 0.5, _STEP, DERIV_MIN))
-        torch.addcmul(shift, s, scale, out=s).floor_()
-        return torch.addcmul(low, s, step, out=s)
+        shift, low = torch.tensor(0.5), torch.tensor(DERIV_MIN)
+        torch.add(shift, s, alpha=1.0 / _STEP, out=s).floor_()
+        return torch.add(low, s, alpha=_STEP, out=s)
     return s.mul_(1.0 / _STEP).add_(0.5).floor_().mul_(_STEP).add_(DERIV_MIN)
 
 
