@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import fast_paths
 from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
+from .scratch import scratch
 
 
 def proportion_positive_to_mean(p: float) -> float:
@@ -144,10 +145,13 @@ def _fused_backward_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float,
     matrices of the same strides: the moments from two reductions, and the extra gradient
     in three passes (A + B x, |grad|, the sum) instead of four."""
     n = x.shape[0]
+    # temporaries in scratch buffers kept between steps (see .scratch: no page faults)
+    tmp = torch.mul(x, x, out=scratch("balancer.tmp", tuple(x.shape), x))
     s1 = x.sum(dim=0).double()
-    s2 = torch.mul(x, x).sum(dim=0).double()
+    s2 = tmp.sum(dim=0).double()
     a, b = affine_loss_grad(s1, s2, n, limits, grad_scale)
-    return torch.addcmul(grad, grad.abs(), torch.addcmul(a, x, b))
+    lg = torch.addcmul(a, x, b, out=tmp)
+    return torch.addcmul(grad, torch.abs(grad, out=scratch("balancer.abs", tuple(grad.shape), grad)), lg)
 
 
 def _as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | None:

@@ -13,6 +13,7 @@ from . import swoosh
 from .balancer import Balancer, affine_loss_grad, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
+from .scratch import scratch
 from .swoosh import SwooshL
 from .whitener import make_whitener
 
@@ -115,11 +116,14 @@ class _LeanHidden(torch.autograd.Function):
         return (grad_x, *grads, None, None)
 
 
-def channels_first(t: torch.Tensor) -> torch.Tensor:
-    """A channels-last (B, C, T, F) ``t`` as a contiguous (C, B, T, F) copy: one 2-D
-    transpose of its (B T F, C) memory (a 4-D permuted copy is several times slower)."""
+def channels_first(t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A channels-last (B, C, T, F) ``t`` as a contiguous (C, B, T, F) copy (into ``out``, a
+    contiguous tensor of C x B T F elements, if given): one 2-D transpose of its (B T F, C)
+    memory (a 4-D permuted copy is several times slower)."""
     b, c, t_, f = t.shape
-    return t.permute(0, 2, 3, 1).reshape(b * t_ * f, c).t().contiguous().view(c, b, t_, f)
+    m = t.permute(0, 2, 3, 1).reshape(b * t_ * f, c).t()
+    out = m.contiguous() if out is None else out.view(c, b * t_ * f).copy_(m)
+    return out.view(c, b, t_, f)
 
 
 def depthwise_weight_grad(x_cf: torch.Tensor, grad_cf: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -140,7 +144,7 @@ def depthwise_weight_grad(x_cf: torch.Tensor, grad_cf: torch.Tensor, kernel: tup
     ph, pw = (kh - 1) // 2, (kw - 1) // 2
     xs = x_cf.view(c * b, t, f)
     gt = grad_cf.view(c * b, t, f).transpose(1, 2)                   # (C*B, F, T)
-    out = x_cf.new_empty(kh, c * b, f, f)
+    out = scratch("depthwise_weight_grad", (kh, c * b, f, f), x_cf)
     for i in range(kh):
         s = i - ph
         t0, t1 = max(0, -s), min(t, t - s)
@@ -208,16 +212,18 @@ class _FusedHiddenCPU(torch.autograd.Function):
         w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
         db2 = g2.sum(0)
         dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
-        grad_h = torch.mm(g2, w2m).mul_(d)
+        # the temporaries in scratch buffers kept between steps (no page faults)
+        grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2)).mul_(d)
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
-            s1, s2 = h.sum(0).double(), torch.mul(h, h).sum(0).double()
+            tmp = torch.mul(h, h, out=scratch("convnext.tmp", (n, hidden), h))
+            s1, s2 = h.sum(0).double(), tmp.sum(0).double()
             ca, cb = affine_loss_grad(s1, s2, n, limits, grad_scale)
-            grad_h.addcmul_(grad_h.abs(), torch.addcmul(ca, h, cb))
+            lg = torch.addcmul(ca, h, cb, out=tmp)
+            grad_h.addcmul_(torch.abs(grad_h, out=scratch("convnext.abs", (n, hidden), h)), lg)
         db1 = grad_h.sum(0)
         dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
-        grad_dw = torch.mm(grad_h, w1m)                                   # (N, C)
-        del grad_h
+        grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
         db0 = grad_dw.sum(0)
         g4 = grad_dw.view(bsz, t, f, c).permute(0, 3, 1, 2)               # channels-last
         grad_x = None
@@ -225,7 +231,8 @@ class _FusedHiddenCPU(torch.autograd.Function):
             grad_x = torch.ops.aten.convolution_backward(
                 g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
                 [True, False, False])[0]
-        dw0 = depthwise_weight_grad(channels_first(x), grad_dw.t().contiguous().view(c, bsz, t, f),
+        g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
+        dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
                                     tuple(w0.shape[2:]))
         return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None)
 
