@@ -175,8 +175,9 @@ class ConvEmbed(nn.Module):
             y = self.conv(y)
         y = self.convnext(zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
         b, c, t, f = y.shape
-        if fast_paths.cpu_layout(y) and y.is_contiguous(memory_format=torch.channels_last):
-            # channels-last: each frame's (F', C) values are contiguous, so the Linear takes
+        if (self.training and torch.is_grad_enabled() and fast_paths.cpu_layout(y)
+                and y.is_contiguous(memory_format=torch.channels_last)):
+            # training on the CPU, channels-last: each frame's (F', C) values are contiguous, so the Linear takes
             # them as they lie with its weight's columns permuted to (F', C) order (a copy of
             # the small weight instead of the activations', and the gradient comes back
             # channels-last, as ConvNeXt's backward wants it; same sums in another order)

@@ -316,7 +316,8 @@ class ConvNeXt(nn.Module):
                 keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
                 # on the CPU, reading whether every utterance keeps its branch costs no
                 # synchronisation, and then the multiply by ones is skipped (same values)
-                if not (fast_paths.cpu_layout(y) and bool(keep.all())):
+                if not (fast_paths.cpu_layout(y) and not torch.compiler.is_compiling()
+                        and bool(keep.all())):
                     y = y * keep.to(y.dtype)
         # no gradient (eval): y is this layer's own new tensor, add in place (same values)
         y = self.out_balancer(y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
