@@ -123,7 +123,8 @@ def softplus_unclamped(z: torch.Tensor) -> torch.Tensor:
     costs no synchronisation): 4 passes instead of 5, and no clamped copy. It agrees
     with softplus within float32 roundings (above z = 20, where softplus is z itself,
     log(1 + exp(z)) rounds to z)."""
-    if float(z.max()) <= EXP_NO_CLAMP_MAX:        # False for NaN: the clamped form below
+    # amax: max() of a channels-last tensor makes a contiguous copy first
+    if float(z.amax()) <= EXP_NO_CLAMP_MAX:       # False for NaN: the clamped form below
         return torch.exp(z).add_(1.0).log_()
     return _exp_log_softplus(z)
 
