@@ -161,9 +161,12 @@ def depthwise_weight_grad(x_cf: torch.Tensor, grad_cf: torch.Tensor, kernel: tup
 
 
 class _FusedHiddenCPU(torch.autograd.Function):
-    """ConvNeXt's residual branch ``pointwise_conv2(SwooshL(balancer(pointwise_conv1(
-    depthwise_conv(x)))))`` on the CPU in channels-last layout, with few passes over the
-    3x-wide hidden layer (2.2 M elements in the demo's batches).
+    """``x + keep * pointwise_conv2(SwooshL(balancer(pointwise_conv1(depthwise_conv(x)))))``,
+    ConvNeXt's residual branch with its layer drop (``keep``: 0/1 per utterance, or None for
+    all 1) and residual, on the CPU in channels-last layout, with few passes over the
+    3x-wide hidden layer (2.2 M elements in the demo's batches); the residual is added in
+    place into the branch's output, and its gradient into the input's (no separate
+    tensors for either).
 
     Forward: the depth-wise convolution (mkldnn); z = h - 4 = x W1^T + (b1 - 4) as one
     matrix product (the SwooshL shift folded into the bias); softplus(z) as log(1 + exp(z))
@@ -179,7 +182,7 @@ class _FusedHiddenCPU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w0, b0, w1, b1, w2, b2, padding, balance):  # type: ignore[override]
+    def forward(ctx, x, w0, b0, w1, b1, w2, b2, padding, balance, keep):  # type: ignore[override]
         bsz, c, t, f = x.shape
         hidden = w1.shape[0]
         n = bsz * t * f
@@ -198,17 +201,23 @@ class _FusedHiddenCPU(torch.autograd.Function):
         d = swoosh.level_deriv(z, inplace=True)
         del z
         out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
-        ctx.save_for_backward(x, dw, a, d, w0, w1, w2, h)
+        if keep is not None:                      # the layer drop: branch times 0/1 per utterance
+            out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
+        out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
+        ctx.save_for_backward(x, dw, a, d, w0, w1, w2, h, keep)
         ctx.padding, ctx.balance = padding, balance
         return out.view(bsz, t, f, c).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, dw, a, d, w0, w1, w2, h = ctx.saved_tensors
+        x, dw, a, d, w0, w1, w2, h, keep = ctx.saved_tensors
         bsz, c, t, f = x.shape
         hidden = w1.shape[0]
         n = bsz * t * f
-        g2 = grad.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(n, c)
+        grad = grad.contiguous(memory_format=torch.channels_last)         # also the residual's
+        g2 = grad.permute(0, 2, 3, 1).reshape(n, c)
+        if keep is not None:
+            g2 = (g2.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
         w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
         db2 = g2.sum(0)
         dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
@@ -231,10 +240,11 @@ class _FusedHiddenCPU(torch.autograd.Function):
             grad_x = torch.ops.aten.convolution_backward(
                 g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
                 [True, False, False])[0]
+            grad_x = grad_x.contiguous(memory_format=torch.channels_last).add_(grad)
         g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
         dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
                                     tuple(w0.shape[2:]))
-        return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None)
+        return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None, None)
 
 
 #: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4
@@ -287,8 +297,17 @@ class ConvNeXt(nn.Module):
             shape = (x.shape[0], c1.out_channels, *x.shape[2:])
             balance = (self.hidden_balancer.draw(shape, True)
                        if isinstance(self.hidden_balancer, Balancer) else None)
+            # the layer drop's draw (the same torch.rand as below), applied inside with the
+            # residual; None when every utterance keeps its branch (read on the CPU: no sync)
+            keep = None
+            rate = float(self.layerdrop_rate)
+            if rate != 0.0:
+                keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
+                keep = None if bool(keep.all()) else keep.to(x.dtype).view(-1)
             y = _FusedHiddenCPU.apply(x, c0.weight, c0.bias, c1.weight, c1.bias, c2.weight, c2.bias,
-                                      self.padding, balance)
+                                      self.padding, balance, keep)
+            y = self.out_balancer(y)
+            return self.out_whiten(y.transpose(1, 3)).transpose(1, 3) if y.requires_grad else y
         elif fast_paths.cpu_layout(x):
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
             # and the point-wise ones become plain matrix products (see _pointwise);
@@ -314,11 +333,7 @@ class ConvNeXt(nn.Module):
             rate = float(self.layerdrop_rate)
             if rate != 0.0:
                 keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
-                # on the CPU, reading whether every utterance keeps its branch costs no
-                # synchronisation, and then the multiply by ones is skipped (same values)
-                if not (fast_paths.cpu_layout(y) and not torch.compiler.is_compiling()
-                        and bool(keep.all())):
-                    y = y * keep.to(y.dtype)
+                y = y * keep.to(y.dtype)
         # no gradient (eval): y is this layer's own new tensor, add in place (same values)
         y = self.out_balancer(y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
                               else x + y)

@@ -168,18 +168,19 @@ def test_depthwise_weight_grad_matches_mkldnn(kernel, frames):
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * float(want.abs().max()))
 
 
-def _convnext_run(reference: bool, scale: float, prob: float):
+def _convnext_run(reference: bool, scale: float, prob: float, layerdrop: float = 0.0):
     from variants.components.convnext import ConvNeXt
     from variants.components.scheduled_float import ScheduledFloat
 
     torch.manual_seed(0)
-    m = ConvNeXt(16, layerdrop_rate=0.0).train()
+    m = ConvNeXt(16, layerdrop_rate=layerdrop).train()
     for p in m.parameters():                       # the 0.01 initial scale hides differences
         p.data.normal_(std=0.3)
     m.hidden_balancer.prob = ScheduledFloat((0.0, prob), default=prob)
     x = (torch.randn(3, 16, 30, 11) * scale).requires_grad_(True)
     g = torch.randn(3, 16, 30, 11)
     random.seed(0)
+    torch.manual_seed(5)                             # the layer drop's draw: utterance 2 dropped
     with fast_paths.reference_paths(reference):
         y = m(x)
         y.backward(g)
@@ -206,6 +207,22 @@ def test_convnext_fused_cpu_path_matches_reference(scale, monkeypatch):
         # the Balancer's extra gradient is in there: without it the hidden weights' differ
         quiet = _convnext_run(True, scale, prob=0.0)
         assert float((quiet[4] - ref[4]).abs().max() / ref[4].abs().max()) > 1e-3
+
+
+def test_convnext_fused_cpu_path_with_layer_drop_matches_reference():
+    """The layer drop inside the fused path (branch times 0/1 per utterance, the residual
+    added in place): output and gradients as the reference's, a dropped utterance's output
+    exactly its input."""
+    torch.manual_seed(5)
+    keep = torch.rand(3, 1, 1, 1) > 0.5
+    assert not bool(keep.all()) and bool(keep.any())  # the seed drops some, keeps some
+    fused = _convnext_run(False, 1.0, prob=0.0, layerdrop=0.5)
+    ref = _convnext_run(True, 1.0, prob=0.0, layerdrop=0.5)
+    for a, b in zip(fused, ref):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+    torch.manual_seed(0)
+    dropped = int((~keep.view(-1)).nonzero()[0])
+    assert torch.equal(fused[0][dropped], ref[0][dropped])
 
 
 @pytest.mark.parametrize("spread", [3.0, 0.02])
