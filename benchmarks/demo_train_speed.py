@@ -1,7 +1,7 @@
 """Steps per second of the main job's training step, before and after the speed-ups, in one run.
 
     python3 benchmarks/demo_train_speed.py [--rows zipformer,conformer,layernorm,adam]
-        [--steps 12] [--rounds 2] [--authors /path/to/icefall-files] [--threads 1]
+        [--steps 12] [--rounds 2] [--authors /path/to/icefall-files] [--threads 1] [--allocator]
 
 Each row of ``experiments/default.yaml`` (the demo's cells) is built as the
 trainer builds it (model, optimizer, schedule, loss settings; vocabulary 500)
@@ -28,6 +28,13 @@ Conv-Embed + encoder forward + backward for the Zipformer row's size at
 ``--authors-batch`` (default 1 x 10 s) with our weights, and prints our
 full training step's time over theirs (the issue's target: at most 0.42).
 
+Both paths run with the trainer's allocator settings (``harness/train/allocator.py``:
+glibc keeps freed memory instead of returning it, fewer page faults per step);
+``--default-allocator`` keeps glibc's. ``--allocator`` also times the fast path in
+two child processes, glibc's defaults against the trainer's settings, and reports
+``speedup_with_allocator``: the in-process speedup times that gain (today's code ran
+with glibc's defaults).
+
 Times are this process's CPU time (one thread: the step's own time, free of the
 waits a shared machine adds; ``--wall`` for the wall clock).
 Prints one JSON line per row and a SUMMARY line; nothing is asserted (speed
@@ -53,6 +60,7 @@ if str(ROOT) not in sys.path:
 from harness.grid.cells import load_cells  # noqa: E402
 from harness.evaluate.model_setup import (LossModule, build_asr_model, build_loss_config,  # noqa: E402
                                        build_optimization)
+from harness.train.allocator import keep_freed_memory  # noqa: E402
 from variants import fast_paths  # noqa: E402
 
 FRAME_RATE = 100
@@ -141,7 +149,8 @@ class Row:
         return seconds, losses
 
 
-def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float) -> dict:
+def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float,
+                paths: tuple[str, ...] = ("before", "after")) -> dict:
     row = Row(cell, batch_count)
     batches = demo_batches(8, row.max_duration, seed=1)
     # warm-up (both paths), then the state every timed run starts from (seeded: the
@@ -157,12 +166,16 @@ def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float) 
     for r in range(rounds):
         for name, reference in (("before", True), ("after", False)) if r % 2 == 0 else \
                 (("after", False), ("before", True)):
-            s, ls = row.run(batches, steps, reference, seed=100)
-            times[name] += s
-            losses[name] = ls
+            if name in paths:
+                s, ls = row.run(batches, steps, reference, seed=100)
+                times[name] += s
+                losses[name] = ls
+    n = steps * rounds
+    if paths == ("after",):
+        return {"row": row_name(cell), "after_s_per_step": round(times["after"] / n, 4),
+                "after_steps_per_s": round(n / times["after"], 3)}
     before, after = losses["before"], losses["after"]
     rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(after, before))
-    n = steps * rounds
     return {"row": row_name(cell), "seed": cell.config.seed, "optimizer": row.opt_name,
             "params_m": round(sum(p.numel() for p in row.model.parameters()) / 1e6, 3),
             "batch_shapes": [tuple(b[0].shape[:2]) for b in batches[:4]],
@@ -253,10 +266,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--authors-batch", default="1x10", help="BATCHxSECONDS (default: %(default)s)")
     ap.add_argument("--wall", action="store_true",
                     help="time by the wall clock (default: this process's CPU time)")
+    ap.add_argument("--allocator", action="store_true",
+                    help="also time each row's fast path in two child processes, with glibc's "
+                         "default allocator settings and with the trainer's "
+                         "(harness/train/allocator.py), alternating --allocator-rounds times")
+    ap.add_argument("--allocator-rounds", type=int, default=2)
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="keep glibc's allocator settings (the trainer changes them on CPU)")
+    ap.add_argument("--only-after", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     global _clock
     _clock = time.perf_counter if args.wall or args.threads > 1 else time.process_time
     torch.set_num_threads(args.threads)
+    if not args.default_allocator:
+        keep_freed_memory()   # as the trainer does on CPU: both paths run with it
     _, all_cells = load_cells(args.grid)
     # one cell per row (the grid may repeat each row over seeds: same step, other seed)
     cells, seen = [], set()
@@ -278,8 +301,19 @@ def main(argv: list[str] | None = None) -> dict:
         cells = [_with_override(c, key, json.loads(value)) for c in cells]
     summary = {"torch": torch.__version__, "threads": args.threads,
                "clock": "wall" if _clock is time.perf_counter else "process CPU", "rows": []}
+    summary["allocator"] = "glibc defaults" if args.default_allocator else "trainer's (keep_freed_memory)"
     for cell in cells:
+        if args.only_after:
+            r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count, ("after",))
+            print(json.dumps(r), flush=True)
+            summary["rows"].append(r)
+            continue
         r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count)
+        if args.allocator:
+            r["allocator"] = measure_allocator(row_name(cell), args)
+            # today's code ran with glibc's defaults: its steps per second over the fast path's
+            # with the trainer's allocator settings (the in-process ratio times the children's)
+            r["speedup_with_allocator"] = round(r["speedup"] * r["allocator"]["gain"], 3)
         if args.authors and row_name(cell) == "zipformer":
             b, _, s = args.authors_batch.partition("x")
             a = measure_authors(cell, args.authors, int(b), float(s), max(3, args.steps // 2),
@@ -293,6 +327,30 @@ def main(argv: list[str] | None = None) -> dict:
         summary["rows"].append(r)
     print("SUMMARY " + json.dumps(summary), flush=True)
     return summary
+
+
+def measure_allocator(row: str, args) -> dict:
+    """The fast path's seconds per step with glibc's defaults over those with the trainer's
+    allocator settings: each in its own child process (glibc's settings are per process),
+    alternating, ``args.allocator_rounds`` pairs; the median of each side."""
+    import os
+    import subprocess
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--only-after", "--rows", row,
+           "--grid", args.grid, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--rounds", str(args.rounds), "--threads", str(args.threads),
+           "--batch-count", str(args.batch_count)] + sum((["--set", kv] for kv in args.set), [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    seconds: dict[str, list[float]] = {"default": [], "trainer": []}
+    for r in range(args.allocator_rounds):
+        order = ("default", "trainer") if r % 2 == 0 else ("trainer", "default")
+        for name in order:
+            extra = ["--default-allocator"] if name == "default" else []
+            out = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, check=True).stdout
+            line = next(ln for ln in out.splitlines() if ln.startswith("SUMMARY "))
+            seconds[name].append(json.loads(line[len("SUMMARY "):])["rows"][0]["after_s_per_step"])
+    default, trainer = statistics.median(seconds["default"]), statistics.median(seconds["trainer"])
+    return {"default_s_per_step": seconds["default"], "trainer_s_per_step": seconds["trainer"],
+            "gain": round(default / trainer, 3)}
 
 
 def _with_override(cell, key: str, value):

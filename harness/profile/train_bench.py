@@ -107,6 +107,9 @@ def measure_train(variant: str, batch: int, duration_s: float, steps: int, warmu
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
     torch.set_num_threads(threads)
+    if device == "cpu":   # as the trainer does
+        from harness.train.allocator import keep_freed_memory
+        keep_freed_memory()
     torch.manual_seed(0)
     random.seed(0)
     model = build_model(variant, objective=objective, **dict(overrides or {})).to(device).train()

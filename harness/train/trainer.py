@@ -32,7 +32,7 @@ from variants.components.lean_autograd import keep_hidden_layers
 from variants.components.whitener import load_whitener_probs, whitener_probs
 from variants.tensor_bytes import tensor_bytes
 
-from . import counters, distributed, interrupt
+from . import allocator, counters, distributed, interrupt
 from .compile import compile_encoder
 from .distributed import DistInfo
 from .oom_check import check_oom
@@ -106,6 +106,8 @@ class Trainer:
     # ---- main -------------------------------------------------------------
     def run(self) -> TrainResult:
         """Set up (or resume), train epoch by epoch within the budget, checkpoint, report."""
+        if self.device.type == "cpu":
+            allocator.keep_freed_memory()   # ~6 % more CPU steps per second (issue 24)
         # train.recompute: the same values either way, so not part of the cell's id
         with keep_hidden_layers(not self.cfg.train.recompute):
             return self._run()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import fast_paths
+from .lean_autograd import autocast_off, cast
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -41,7 +42,7 @@ class _ActivationDropoutLinear(torch.autograd.Function):
         # pass, where step time matters more than memory (as the CPU layout paths of
         # Conv-Embed and ConvNeXt); the same values as the recomputation
         keep = fast_paths.cpu_layout(x)
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             if keep:
                 # (fn_and_deriv returns new tensors: masked in place, the derivative too,
                 # so the backward pass has nothing left to mask)
@@ -52,7 +53,7 @@ class _ActivationDropoutLinear(torch.autograd.Function):
                 y, d = fn(x.float()), None
                 if mask is not None:
                     y = y * mask
-            out = F.linear(y.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
+            out = F.linear(cast(y, dtype), cast(weight, dtype), None if bias is None else cast(bias, dtype))
         if keep:
             ctx.save_for_backward(y, weight, mask, d)
         else:
@@ -70,22 +71,24 @@ class _ActivationDropoutLinear(torch.autograd.Function):
         dtype = ctx.dtype
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
-        with torch.autocast(grad.device.type, enabled=False):
+        with autocast_off(grad.device.type):
             if not ctx.keep:
                 y, d = ctx.fn_and_deriv(x.float())
-            g = grad.to(dtype)
+            g = cast(grad, dtype)
             g2 = g.reshape(-1, g.shape[-1])
             if need_w:
                 y = y if mask is None or ctx.keep else y * mask
-                grad_w = (g2.t() @ y.to(dtype).reshape(-1, y.shape[-1])).to(weight.dtype)
+                grad_w = cast(torch.mm(g2.t(), cast(y, dtype).reshape(-1, y.shape[-1])), weight.dtype)
             if need_b and ctx.has_bias:
-                grad_b = g2.sum(dim=0).to(weight.dtype)
+                grad_b = cast(g2.sum(dim=0), weight.dtype)
             if need_x:
+                # (g2 @ w is what g @ w computes for a 3-d g: one matrix product)
+                gx = torch.mm(g2, cast(weight, dtype)).view(*g.shape[:-1], weight.shape[-1])
                 if ctx.keep:                        # d is masked already; g @ w is new
-                    grad_x = (g @ weight.to(dtype)).float().mul_(d).to(ctx.x_dtype)
+                    grad_x = cast(gx.float().mul_(d), ctx.x_dtype)
                 else:
                     d = d if mask is None else d * mask
-                    grad_x = ((g @ weight.to(dtype)).float() * d).to(ctx.x_dtype)
+                    grad_x = cast(gx.float() * d, ctx.x_dtype)
         return grad_x, grad_w, grad_b, None, None, None
 
 

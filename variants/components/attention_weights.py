@@ -18,6 +18,7 @@ from torch import nn
 
 from .. import fast_paths
 from .balancer import make_balancer
+from .lean_autograd import autocast_off, cast
 from .scaled_linear import scaled_linear
 from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
 from .whitener import make_whitener
@@ -63,14 +64,23 @@ class _AttentionSoftmax(torch.autograd.Function):
     Here the output is rounded to autocast's dtype once (the value those matmuls
     would use) and that copy alone is kept; the backward pass computes in
     float32. Without autocast it equals ``x.softmax(dim)``.
+
+    ``mask`` (True at padded keys) sets those scores to -1000 first, as a
+    ``masked_fill`` before it would, without that op's own backward pass (a
+    full-size pass and a node): there the output is exactly 0, so softmax's
+    backward gives them 0 too (the masked fill's gradient), unless a row's
+    largest unmasked score is below about -900.
     """
 
     @staticmethod
-    def forward(ctx, x, dim):  # type: ignore[override]
+    def forward(ctx, x, dim, mask):  # type: ignore[override]
         t = x.device.type
         dtype = torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else x.dtype
-        with torch.autocast(t, enabled=False):
-            y = x.float().softmax(dim=dim).to(dtype)
+        with autocast_off(t):
+            x32 = x.float()
+            if mask is not None:
+                x32 = x32.masked_fill(mask, -1000.0)
+            y = cast(x32.softmax(dim=dim), dtype)
         ctx.save_for_backward(y)
         ctx.dim, ctx.x_dtype = dim, x.dtype
         return y
@@ -78,15 +88,18 @@ class _AttentionSoftmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (y,) = ctx.saved_tensors
-        with torch.autocast(grad.device.type, enabled=False):
+        with autocast_off(grad.device.type):
             g = torch._softmax_backward_data(grad.float(), y.float(), ctx.dim, torch.float32)
-        return g.to(ctx.x_dtype), None
+        return cast(g, ctx.x_dtype), None, None
 
 
-def attention_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``x.softmax(dim)``, keeping one compute-dtype copy for backward when a gradient is needed."""
+def attention_softmax(x: torch.Tensor, dim: int = -1, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``x.masked_fill(mask, -1000).softmax(dim)`` (no mask: ``x.softmax(dim)``), keeping one
+    compute-dtype copy for backward when a gradient is needed."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return _AttentionSoftmax.apply(x, dim)
+        return _AttentionSoftmax.apply(x, dim, mask)
+    if mask is not None:
+        x = x.masked_fill(mask, -1000.0)
     return x.softmax(dim=dim)
 
 
@@ -198,10 +211,10 @@ class MultiHeadAttentionWeights(nn.Module):
         if d != self.embed_dim:
             raise ValueError(f"MHAW expected embed dim {self.embed_dim}, got input {tuple(x.shape)}")
         h, qd, pd = self.num_heads, self.query_head_dim, self.pos_head_dim
-        proj = self.in_proj(x)
-        q = proj[..., : h * qd]
-        k = self.whiten_keys(self.balance_keys(proj[..., h * qd: 2 * h * qd]))
-        p = proj[..., 2 * h * qd:]
+        # split, not sliced: its backward writes the three gradients into one tensor, where
+        # each slice's would allocate a zero tensor of the whole projection, to be summed
+        q, k, p = self.in_proj(x).split((h * qd, h * qd, h * pd), dim=-1)
+        k = self.whiten_keys(self.balance_keys(k))
         q = q.reshape(b, t, h, qd).permute(2, 0, 1, 3)        # (h, B, T, qd)
         k = k.reshape(b, t, h, qd).permute(2, 0, 3, 1)        # (h, B, qd, T)
         scores = torch.matmul(q, k)                           # (h, B, T, T)
@@ -232,6 +245,8 @@ class MultiHeadAttentionWeights(nn.Module):
                 raise ValueError(f"key_padding_mask must have shape ({b}, {t}), got "
                                  f"{tuple(key_padding_mask.shape)}")
             # -1000 (not -inf): exp underflows to exactly 0 without NaNs
-            fill = scores.masked_fill_ if _no_grad(scores) else scores.masked_fill
-            scores = fill(key_padding_mask.unsqueeze(1), -1000.0)
+            mask = key_padding_mask.unsqueeze(1)
+            if _no_grad(scores):        # in place; with a gradient the softmax's own fill
+                return scores.masked_fill_(mask, -1000.0).softmax(dim=-1)
+            return attention_softmax(scores, dim=-1, mask=mask)
         return attention_softmax(scores, dim=-1)

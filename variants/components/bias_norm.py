@@ -19,6 +19,7 @@ import random
 import torch
 from torch import nn
 
+from .lean_autograd import autocast_off, cast
 from .param_limit import limit_param_value, limit_param_value_drawn
 from .scheduled_float import fill_decision
 
@@ -41,21 +42,22 @@ class _BiasNormFunction(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, bias, log_scale, rms = ctx.saved_tensors
         c = ctx.channel_dim
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             wide = torch.promote_types(x.dtype, torch.float32)
-            xf, g, rms = x.to(wide), grad.to(wide), rms.to(wide)
-            scale = log_scale.to(wide).exp()
+            xf, g, rms = cast(x, wide), cast(grad, wide), cast(rms, wide)
+            scale = cast(log_scale, wide).exp()
             gx = (g * xf).sum(dim=c, keepdim=True)               # sum_c g x
             # d rms / d x_c = (x_c - b_c) / (C rms), zero where the clamp is active
             coef = gx * scale / rms ** 3 / x.shape[c]
-            coef = torch.where(rms > 1e-10, coef, torch.zeros_like(coef))
-            centred_coef = (xf - bias.to(wide)) * coef
-            grad_x = g * (scale / rms) - centred_coef
+            coef = torch.where(rms > 1e-10, coef, 0.0)
+            centred_coef = (xf - cast(bias, wide)).mul_(coef)
+            scale_over_rms = scale / rms
+            grad_x = (g * scale_over_rms).sub_(centred_coef)
             reduce = [d for d in range(x.ndim) if d != c % x.ndim]
             grad_bias = centred_coef.sum(dim=reduce).reshape(bias.shape)
-            grad_log_scale = (gx * (scale / rms)).sum().reshape(log_scale.shape)
-        return (grad_x.to(x.dtype), grad_bias.to(bias.dtype),
-                grad_log_scale.to(log_scale.dtype), None)
+            grad_log_scale = (gx * scale_over_rms).sum().reshape(log_scale.shape)
+        return (cast(grad_x, x.dtype), cast(grad_bias, bias.dtype),
+                cast(grad_log_scale, log_scale.dtype), None)
 
 
 class BiasNorm(nn.Module):

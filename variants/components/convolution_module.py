@@ -11,6 +11,7 @@ random draw is made once, before, so the recomputation repeats it)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -87,4 +88,19 @@ class ConvolutionModule(nn.Module):
         x = gate(x, s, "sigmoid")   # keeps no sigmoid output for backward
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        return self.depthwise_conv(x.transpose(1, 2))
+        x = x.transpose(1, 2)
+        if fast_paths.cpu_layout(x):
+            return depthwise_conv_channels_last(self.depthwise_conv, x)
+        return self.depthwise_conv(x)
+
+
+def depthwise_conv_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for ``x`` (B, C, T) held channels-last ((B, T, C) in memory), as a 2-d
+    convolution over (B, C, 1, T), which the CPU runs in that layout: forward + backward
+    took half the time of the 1-d convolution (5 x 96 x 66, kernel 15, one thread: 0.53
+    vs 1.09 ms). The output is channels-last too (its transpose, read next, is contiguous).
+    The same values within float rounding (sums in another order; a CPU-only layout
+    path, see :mod:`variants.fast_paths`)."""
+    y = F.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, stride=(1, conv.stride[0]),
+                 padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]), groups=conv.groups)
+    return y.squeeze(2)

@@ -7,12 +7,18 @@ intermediate in the backward pass instead of keeping it:
 
 - :func:`gate`: ``x * sigmoid(s)`` or ``x * tanh(s)`` keeps ``x`` and ``s``
   (usually two halves of one projection's output, kept by the projection's
-  other uses) instead of also the sigmoid's / tanh's output;
+  other uses) instead of also the sigmoid's / tanh's output (on the CPU fast
+  paths, :func:`variants.fast_paths.cpu_layout`, it keeps that output instead of
+  ``s``: no sigmoid / tanh pass in the backward);
 - :func:`bypass_combine`: ``x + (y - x) * c`` keeps ``x``, ``y`` and ``c``
   instead of the difference ``y - x`` (``x`` and, in mid-block, ``y`` are kept
   by the next modules' input projections);
 - :func:`recompute_enabled` / :func:`keep_hidden_layers`: the switch of the
   feed-forward and convolution modules' recomputed hidden layers;
+- :func:`autocast_off` / :func:`cast`: what the Functions here and elsewhere use to
+  compute in a given dtype without the cost of a no-op (an autocast context entered
+  while autocast is off, a ``.to`` to the dtype a tensor has: a few microseconds each,
+  ~85 contexts and ~500 conversions per training step of the demo's Zipformer);
 - :func:`weighted_group_sum`: the gather-then-weighted-sum of Downsample keeps
   the un-gathered input instead of also its gathered copy, and its backward
   works on one group member at a time (temporaries of 1/k the input's size,
@@ -64,30 +70,48 @@ def keep_hidden_layers(keep: bool = True) -> Iterator[None]:
         _recompute = old
 
 
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast(device_type, enabled=False)``, or no context when autocast is off."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)`` (``t`` itself when it has that dtype, as ``.to`` returns it too)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``t`` summed over the axes that ``like`` broadcast along, in ``like``'s dtype."""
     if t.shape != like.shape:
         t = t.sum_to_size(like.shape)
-    return t.to(like.dtype)
+    return cast(t, like.dtype)
 
 
 class _Gate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s, use_tanh):  # type: ignore[override]
-        ctx.save_for_backward(x, s)
+        a = torch.tanh(s) if use_tanh else torch.sigmoid(s)
+        # CPU fast path (as activation_dropout_linear's): the gate's value kept, not
+        # recomputed in the backward pass (the same values; a tensor more memory)
+        ctx.keep = fast_paths.cpu_layout(s)
+        ctx.save_for_backward(x, a if ctx.keep else s)
         ctx.use_tanh = use_tanh
-        return x * (torch.tanh(s) if use_tanh else torch.sigmoid(s))
+        return x * a
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, s = ctx.saved_tensors
-        a = torch.tanh(s) if ctx.use_tanh else torch.sigmoid(s)
+        x, a = ctx.saved_tensors
+        if not ctx.keep:                   # a is s
+            a = torch.tanh(a) if ctx.use_tanh else torch.sigmoid(a)
         gx = gs = None
         if ctx.needs_input_grad[0]:
             gx = _sum_to(grad * a, x)
         if ctx.needs_input_grad[1]:
-            da = (1.0 - a * a) if ctx.use_tanh else a * (1.0 - a)
-            gs = _sum_to(grad * x * da, s)
+            # (in place on the new temporaries: the same values, three tensors fewer)
+            da = torch.mul(a, a).neg_().add_(1.0) if ctx.use_tanh else torch.sub(1.0, a).mul_(a)
+            gs = _sum_to((grad * x).mul_(da), a)        # (a has s's shape and dtype)
         return gx, gs, None
 
 

@@ -23,9 +23,10 @@ class _LimitParamValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        grad = grad * torch.where((grad > 0) & (x < ctx.lo), -1.0, 1.0)
-        grad = grad * torch.where((grad < 0) & (x > ctx.hi), -1.0, 1.0)
-        return grad, None, None
+        # a gradient that would move x further below lo or above hi has its sign flipped
+        # (one of the two cases at most, as lo <= hi)
+        flip = ((grad > 0) & (x < ctx.lo)) | ((grad < 0) & (x > ctx.hi))
+        return torch.where(flip, -grad, grad), None, None
 
 
 def limit_param_value(x: torch.Tensor, lo: float, hi: float, prob: float = 0.6) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """The Zipformer encoder: tiny configs, real forward/backward; exact parameter
 counts of zipformer-s/m/l against the authors' implementation; Table 5 rows."""
+import copy
+
 import pytest
 import torch
 
@@ -217,6 +219,39 @@ def test_build_model_and_set_batch_count():
     with torch.no_grad():
         out, out_lens = model(x, lens)
     assert out.shape == (2, 10, 24) and out_lens.tolist() == [10, 6]
+
+
+def test_set_batch_count_reaches_modules_replaced_after_the_first_call():
+    # set_batch_count caches its walk of the module tree; registering a submodule anywhere
+    # (here deep inside the encoder) must make the next call find the new schedules
+    model = build_model("zipformer-s", objective="ctc", **TINY)
+    model.set_batch_count(100.0)
+    block = model.encoder.encoders[0].layers[0]
+    block.bypass.skip_rate = ScheduledFloat((0.0, 0.5), (1000.0, 0.0))
+    block.feed_forward1.dropout.p = ScheduledFloat((0.0, 0.3), (1000.0, 0.1))
+    model.set_batch_count(500.0)
+    assert block.bypass.skip_rate.batch_count == 500.0
+    assert float(block.feed_forward1.dropout.p) == pytest.approx(0.2)
+    scheds = [m for m in model.modules() if isinstance(m, ScheduledFloat)]
+    assert all(s.batch_count == 500.0 for s in scheds)
+    # a copy has its own modules: its first call finds them, and edits to it are seen
+    twin = copy.deepcopy(model)
+    twin.encoder.encoders[0].layers[0].bypass.skip_rate = ScheduledFloat((0.0, 0.5), (1000.0, 0.0))
+    twin.set_batch_count(700.0)
+    assert all(s.batch_count == 700.0 for s in twin.modules() if isinstance(s, ScheduledFloat))
+    assert block.bypass.skip_rate.batch_count == 500.0
+
+
+def test_set_batch_count_walks_the_module_tree_once_across_training_steps(monkeypatch):
+    model = build_model("zipformer-s", objective="ctc", **TINY).train()
+    walks = []
+    modules = model.modules
+    monkeypatch.setattr(model, "modules", lambda: walks.append(1) or modules())
+    x, lens = padded_batch()
+    for step in range(3):
+        model.set_batch_count(100.0 * step)
+        model(x, lens)[0].sum().backward()     # (a forward may build containers of its own)
+    assert len(walks) == 1
 
 
 def test_batch_count_drives_the_schedules():
