@@ -175,6 +175,15 @@ class ConvEmbed(nn.Module):
             y = self.conv(y)
         y = self.convnext(zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
         b, c, t, f = y.shape
-        y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
+        if (self.training and torch.is_grad_enabled() and fast_paths.cpu_layout(y)
+                and y.is_contiguous(memory_format=torch.channels_last)):
+            # training on the CPU, channels-last: each frame's (F', C) values are contiguous, so the Linear takes
+            # them as they lie with its weight's columns permuted to (F', C) order (a copy of
+            # the small weight instead of the activations', and the gradient comes back
+            # channels-last, as ConvNeXt's backward wants it; same sums in another order)
+            w = self.out.weight.view(-1, c, f).transpose(1, 2).reshape(-1, f * c)
+            y = torch.nn.functional.linear(y.permute(0, 2, 3, 1).reshape(b, t, f * c), w, self.out.bias)
+        else:
+            y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
         y = self.dropout(self.out_norm(self.out_whiten(y)))
         return y, out_lens

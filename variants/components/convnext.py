@@ -9,9 +9,12 @@ from torch import nn
 
 from .. import fast_paths
 from .activation import create_activation
-from .balancer import Balancer, apply_balancer, make_balancer
+from . import swoosh
+from .balancer import Balancer, affine_loss_grad, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
+from .scratch import scratch
+from .swoosh import SwooshL
 from .whitener import make_whitener
 
 
@@ -113,6 +116,156 @@ class _LeanHidden(torch.autograd.Function):
         return (grad_x, *grads, None, None)
 
 
+def channels_first(t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A channels-last (B, C, T, F) ``t`` as a contiguous (C, B, T, F) copy (into ``out``, a
+    contiguous tensor of C x B T F elements, if given): one 2-D transpose of its (B T F, C)
+    memory (a 4-D permuted copy is several times slower)."""
+    b, c, t_, f = t.shape
+    m = t.permute(0, 2, 3, 1).reshape(b * t_ * f, c).t()
+    out = m.contiguous() if out is None else out.view(c, b * t_ * f).copy_(m)
+    return out.view(c, b, t_, f)
+
+
+def depthwise_weight_grad(x_cf: torch.Tensor, grad_cf: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """The weight gradient (C, 1, kh, kw) of a depth-wise convolution with odd ``kernel`` and
+    'same' zero padding, from its input ``x_cf`` and the gradient of its output ``grad_cf``,
+    both contiguous channels-first (C, B, T, F) (:func:`channels_first`).
+
+    dW[c, i, j] = sum_{b,t,f} g[b,c,t,f] x[b,c,t+s,f+j-pw] with s = i - ph. For each time
+    shift one batched matrix product over (channel, utterance), on the frames where
+    t + s lies inside the utterance (so no padded copy), gives A_s[f, f'] = sum_t g[t,f]
+    x[t+s, f'] (F x F), and dW[c, i, j] = sum_b sum_f A_s[f, f+j-pw]: ~200 MFLOP of small
+    matrix products and two transposes instead of mkldnn's depth-wise weight gradient
+    (5-6 against 8-10 ms at 5 x 64 x 124 x 19, one thread). The same sums in another
+    order (float32 roundings).
+    """
+    c, b, t, f = x_cf.shape
+    kh, kw = kernel
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    xs = x_cf.view(c * b, t, f)
+    gt = grad_cf.view(c * b, t, f).transpose(1, 2)                   # (C*B, F, T)
+    out = scratch("depthwise_weight_grad", (kh, c * b, f, f), x_cf)
+    for i in range(kh):
+        s = i - ph
+        t0, t1 = max(0, -s), min(t, t - s)
+        if t1 > t0:
+            torch.bmm(gt[:, :, t0:t1], xs[:, t0 + s:t1 + s], out=out[i])
+        else:                                    # a shift past every frame
+            out[i].zero_()
+    # the sum over utterances as a product with ones (a strided sum over that axis is slow)
+    a = torch.matmul(x_cf.new_ones(1, b), out.view(kh * c, b, f * f)).view(kh, c, f, f)
+    a = torch.nn.functional.pad(a, (pw, pw))                         # (kh, C, F, F + 2 pw)
+    w = f + 2 * pw
+    diag = a.as_strided((kh, c, f, kw), (c * f * w, f * w, w + 1, 1), a.storage_offset())
+    return diag.sum(2).transpose(0, 1).unsqueeze(1)                  # (C, 1, kh, kw)
+
+
+class _FusedHiddenCPU(torch.autograd.Function):
+    """``x + keep * pointwise_conv2(SwooshL(balancer(pointwise_conv1(depthwise_conv(x)))))``,
+    ConvNeXt's residual branch with its layer drop (``keep``: 0/1 per utterance, or None for
+    all 1) and residual, on the CPU in channels-last layout, with few passes over the
+    3x-wide hidden layer (2.2 M elements in the demo's batches); the residual is added in
+    place into the branch's output, and its gradient into the input's (no separate
+    tensors for either).
+
+    Forward: the depth-wise convolution (mkldnn); z = h - 4 = x W1^T + (b1 - 4) as one
+    matrix product (the SwooshL shift folded into the bias); softplus(z) as log(1 + exp(z))
+    (:func:`swoosh.softplus_unclamped`), the rounded derivative level in z's memory; a = softplus(z)
+    - 0.08 z, which is SwooshL(h) + 0.355, so the constant is folded into the second
+    bias: b2 - 0.355 W2 1. Backward: the matrix products' gradients (dW2 gets the
+    constant back as -0.355 colsum(grad)), the derivative multiplied in place, the
+    Balancer's extra gradient (when it acts this step: then h is kept) from per-channel
+    sums of h in three passes (:func:`balancer.affine_loss_grad`), and the depth-wise weight gradient
+    from :func:`depthwise_weight_grad` (the input gradient from mkldnn). The same
+    arithmetic as the modules applied in turn, within float32 roundings (the derivative
+    levels bit for bit).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w0, b0, w1, b1, w2, b2, padding, balance, keep):  # type: ignore[override]
+        bsz, c, t, f = x.shape
+        hidden = w1.shape[0]
+        n = bsz * t * f
+        dw = torch.nn.functional.conv2d(x, w0, b0, padding=padding, groups=c)
+        dw = dw.contiguous(memory_format=torch.channels_last)
+        dwm = dw.permute(0, 2, 3, 1).reshape(n, c)
+        w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
+        if balance is None:
+            z, h = torch.addmm(b1 - SWOOSH_L_OFFSET, dwm, w1m.t()), None
+        else:
+            # the Balancer's statistics need h itself (the moments of h - 4 would cancel
+            # in float32 for a channel of small values)
+            h = torch.addmm(b1, dwm, w1m.t())
+            z = h - SWOOSH_L_OFFSET
+        a = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08)
+        d = swoosh.level_deriv(z, inplace=True)
+        del z
+        out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
+        if keep is not None:                      # the layer drop: branch times 0/1 per utterance
+            out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
+        out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
+        ctx.save_for_backward(x, dw, a, d, w0, w1, w2, h, keep)
+        ctx.padding, ctx.balance = padding, balance
+        return out.view(bsz, t, f, c).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, dw, a, d, w0, w1, w2, h, keep = ctx.saved_tensors
+        bsz, c, t, f = x.shape
+        hidden = w1.shape[0]
+        n = bsz * t * f
+        grad = grad.contiguous(memory_format=torch.channels_last)         # also the residual's
+        g2 = grad.permute(0, 2, 3, 1).reshape(n, c)
+        if keep is not None:
+            g2 = (g2.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
+        w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
+        db2 = g2.sum(0)
+        dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
+        # the temporaries in scratch buffers kept between steps (no page faults)
+        grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2)).mul_(d)
+        if ctx.balance is not None:
+            limits, grad_scale, _ = ctx.balance
+            tmp = torch.mul(h, h, out=scratch("convnext.tmp", (n, hidden), h))
+            s1, s2 = h.sum(0).double(), tmp.sum(0).double()
+            ca, cb = affine_loss_grad(s1, s2, n, limits, grad_scale)
+            lg = torch.addcmul(ca, h, cb, out=tmp)
+            grad_h.addcmul_(torch.abs(grad_h, out=scratch("convnext.abs", (n, hidden), h)), lg)
+        db1 = grad_h.sum(0)
+        dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
+        grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
+        db0 = grad_dw.sum(0)
+        g4 = grad_dw.view(bsz, t, f, c).permute(0, 3, 1, 2)               # channels-last
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
+                [True, False, False])[0]
+            grad_x = grad_x.contiguous(memory_format=torch.channels_last).add_(grad)
+        g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
+        dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
+                                    tuple(w0.shape[2:]))
+        return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None, None)
+
+
+#: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4
+SWOOSH_L_OFFSET, SWOOSH_L_CONSTANT = 4.0, 0.355
+
+
+def _fused_hidden_applies(m: "ConvNeXt", x: torch.Tensor) -> bool:
+    """Whether :class:`_FusedHiddenCPU` computes ``m``'s residual branch for ``x``."""
+    c0, c1, c2 = m.depthwise_conv, m.pointwise_conv1, m.pointwise_conv2
+    kh, kw = c0.kernel_size
+    return (fast_paths.cpu_layout(x) and m.training and torch.is_grad_enabled()
+            and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+            and type(m.activation) is SwooshL
+            and None not in (c0.bias, c1.bias, c2.bias)
+            and kh % 2 == 1 and kw % 2 == 1 and tuple(c0.padding) == m.padding
+            and tuple(c0.stride) == (1, 1) and tuple(c0.dilation) == (1, 1)
+            and (type(m.hidden_balancer) is nn.Identity
+                 or (isinstance(m.hidden_balancer, Balancer) and not m.hidden_balancer.predrawn)))
+
+
 class ConvNeXt(nn.Module):
     """x (B, C, T, F) -> same shape."""
 
@@ -138,7 +291,24 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c0, c1, c2 = self.depthwise_conv, self.pointwise_conv1, self.pointwise_conv2
-        if fast_paths.cpu_layout(x):
+        if _fused_hidden_applies(self, x):
+            # the CPU training path: few passes over the hidden layer (see _FusedHiddenCPU)
+            x = x.contiguous(memory_format=torch.channels_last)
+            shape = (x.shape[0], c1.out_channels, *x.shape[2:])
+            balance = (self.hidden_balancer.draw(shape, True)
+                       if isinstance(self.hidden_balancer, Balancer) else None)
+            # the layer drop's draw (the same torch.rand as below), applied inside with the
+            # residual; None when every utterance keeps its branch (read on the CPU: no sync)
+            keep = None
+            rate = float(self.layerdrop_rate)
+            if rate != 0.0:
+                keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > rate
+                keep = None if bool(keep.all()) else keep.to(x.dtype).view(-1)
+            y = _FusedHiddenCPU.apply(x, c0.weight, c0.bias, c1.weight, c1.bias, c2.weight, c2.bias,
+                                      self.padding, balance, keep)
+            y = self.out_balancer(y)
+            return self.out_whiten(y.transpose(1, 3)).transpose(1, 3) if y.requires_grad else y
+        elif fast_paths.cpu_layout(x):
             # channels-last: the depth-wise convolution's backward is ~1.7x faster on CPU
             # and the point-wise ones become plain matrix products (see _pointwise);
             # the residual is added in that layout too (adding tensors of two layouts is

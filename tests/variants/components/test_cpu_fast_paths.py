@@ -38,8 +38,13 @@ def test_exp_log_form_matches_softplus_within_roundings(module):
         # a few roundings of the terms (|0.08 x| + the constant), never more
         tol = 8 * torch.finfo(torch.float32).eps * (0.08 * x.detach().abs() + 1.0)
         assert torch.all((a - b).abs() <= tol)
-    # the byte derivative: sigmoid is computed as before, so the same bytes
-    assert torch.equal(fast[1], ref[1])
+    # the byte derivative: sigmoid is computed as before, so the same levels; the level's
+    # dequantized value (one fused multiply-add) within one float32 rounding (~6e-8)
+    level_ref = ((ref[1] / g - swoosh.DERIV_MIN) / swoosh._STEP).round()
+    level_fast = ((fast[1] / g - swoosh.DERIV_MIN) / swoosh._STEP).round()
+    keep = g.abs() > 1e-3
+    assert torch.equal(level_fast[keep], level_ref[keep])
+    assert torch.all((fast[1] - ref[1]).abs() <= 1.2e-7 * g.abs())
 
 
 def test_exp_log_form_on_large_tensors_only_and_exact_at_the_extremes():
@@ -129,3 +134,179 @@ def test_zero_padded_frames_is_bit_for_bit(channels_last):
         out[reference] = (y.detach(), xi.grad, y.is_contiguous(memory_format=torch.channels_last))
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
     assert out[False][2] == out[True][2]
+
+
+def test_softplus_unclamped_matches_softplus_and_takes_the_clamped_form_past_the_limit():
+    n = swoosh.EXP_LOG_MIN_NUMEL
+    z = torch.randn(n, generator=torch.Generator().manual_seed(3)) * 8
+    want = torch.nn.functional.softplus(z)
+    got = swoosh.softplus_unclamped(z)
+    assert torch.all((got - want).abs() <= 4 * torch.finfo(torch.float32).eps * (want.abs() + 1.0))
+    # past EXP_NO_CLAMP_MAX (exp would overflow), infinities and NaN: softplus's values
+    for extreme in (85.0, 1e30, float("inf"), float("nan")):
+        ze = z.clone()
+        ze[7] = extreme
+        torch.testing.assert_close(swoosh.softplus_unclamped(ze)[7:8],
+                                   torch.nn.functional.softplus(ze[7:8]), rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize("kernel", [(7, 7), (3, 5), (5, 3)])
+@pytest.mark.parametrize("frames", [2, 4, 23])
+def test_depthwise_weight_grad_matches_mkldnn(kernel, frames):
+    from variants.components.convnext import channels_first, depthwise_weight_grad
+
+    g = torch.Generator().manual_seed(frames)
+    x = torch.randn(3, 5, frames, 11, generator=g).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(3, 5, frames, 11, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(5, 1, *kernel, dtype=torch.float64)
+    pad = [(kernel[0] - 1) // 2, (kernel[1] - 1) // 2]
+    want = torch.ops.aten.convolution_backward(grad.double(), x.double(), w, None, [1, 1], pad, [1, 1],
+                                               False, [0, 0], 5, [False, True, False])[1]
+    got = depthwise_weight_grad(channels_first(x), channels_first(grad), kernel)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * float(want.abs().max()))
+
+
+def _convnext_run(reference: bool, scale: float, prob: float, layerdrop: float = 0.0):
+    from variants.components.convnext import ConvNeXt
+    from variants.components.scheduled_float import ScheduledFloat
+
+    torch.manual_seed(0)
+    m = ConvNeXt(16, layerdrop_rate=layerdrop).train()
+    for p in m.parameters():                       # the 0.01 initial scale hides differences
+        p.data.normal_(std=0.3)
+    m.hidden_balancer.prob = ScheduledFloat((0.0, prob), default=prob)
+    x = (torch.randn(3, 16, 30, 11) * scale).requires_grad_(True)
+    g = torch.randn(3, 16, 30, 11)
+    random.seed(0)
+    torch.manual_seed(5)                             # the layer drop's draw: utterance 2 dropped
+    with fast_paths.reference_paths(reference):
+        y = m(x)
+        y.backward(g)
+    return [y.detach(), x.grad] + [p.grad for p in m.parameters()]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.05])
+def test_convnext_fused_cpu_path_matches_reference(scale, monkeypatch):
+    """The fused CPU hidden path (ConvNeXt in training, channels-last), Balancer acting: the
+    output and every gradient of the modules applied in turn, within float rounding (a small
+    ``scale`` puts the hidden pre-activations below the Balancer's min_abs, so it acts)."""
+    from variants.components import convnext
+
+    calls = []
+    apply = convnext._FusedHiddenCPU.apply
+    monkeypatch.setattr(convnext._FusedHiddenCPU, "apply", lambda *a: calls.append(1) or apply(*a))
+    fused = _convnext_run(False, scale, prob=1.0)
+    assert calls                                     # the fused path ran
+    ref = _convnext_run(True, scale, prob=1.0)
+    for a, b in zip(fused, ref):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+    if scale < 1.0:
+        # the Balancer's extra gradient is in there: without it the hidden weights' differ
+        quiet = _convnext_run(True, scale, prob=0.0)
+        assert float((quiet[4] - ref[4]).abs().max() / ref[4].abs().max()) > 1e-3
+
+
+def test_convnext_fused_cpu_path_with_layer_drop_matches_reference():
+    """The layer drop inside the fused path (branch times 0/1 per utterance, the residual
+    added in place): output and gradients as the reference's, a dropped utterance's output
+    exactly its input."""
+    torch.manual_seed(5)
+    keep = torch.rand(3, 1, 1, 1) > 0.5
+    assert not bool(keep.all()) and bool(keep.any())  # the seed drops some, keeps some
+    fused = _convnext_run(False, 1.0, prob=0.0, layerdrop=0.5)
+    ref = _convnext_run(True, 1.0, prob=0.0, layerdrop=0.5)
+    for a, b in zip(fused, ref):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+    torch.manual_seed(0)
+    dropped = int((~keep.view(-1)).nonzero()[0])
+    assert torch.equal(fused[0][dropped], ref[0][dropped])
+
+
+@pytest.mark.parametrize("spread", [3.0, 0.02])
+def test_balancer_frames_by_channels_path_matches_reference(spread):
+    """Large CPU tensors take the (frames, channels) backward (sums per channel, three passes),
+    channel dim 1 of a channels-last tensor and the last dim of a contiguous one; the result
+    keeps the gradient's layout. Against the earlier fused path (per-channel moments too)
+    within 1e-5 of the added gradient always; against the autograd reference within 1e-4
+    where |mean| / std stays moderate (with channels at |mean| / std ~ 100, ``spread``
+    0.02, float32 sums of x^2 cancel in the variance: both fused paths are then ~1e-3
+    from the reference, as before)."""
+    from variants.components import balancer as bal
+    from variants.components.balancer import Balancer
+
+    for shape, channel_dim, layout in (((4, 12, 40, 19), 1, torch.channels_last),
+                                      ((3, 3000, 12), -1, torch.contiguous_format)):
+        c = shape[channel_dim]
+        assert torch.Size(shape).numel() >= bal.FRAMES_BY_CHANNELS_MIN_NUMEL
+        view = [1] * len(shape)
+        view[channel_dim] = c
+        gen = torch.Generator().manual_seed(c)
+        x = (torch.randn(shape, generator=gen) * torch.linspace(spread, 3.0, c).view(view)
+             + torch.linspace(-2.0, 2.0, c).view(view)).contiguous(memory_format=layout)
+        grad = torch.randn(shape, generator=gen).contiguous(memory_format=layout)
+        m = Balancer(c, channel_dim=channel_dim, min_abs=0.5, max_abs=2.0, prob=1.0).train()
+        out = {}
+        for mode in ("reference", "fused", "frames_by_channels"):
+            xi = x.detach().requires_grad_(True)
+            random.seed(0)
+            limit = bal.FRAMES_BY_CHANNELS_MIN_NUMEL
+            bal.FRAMES_BY_CHANNELS_MIN_NUMEL = 1 << 62 if mode == "fused" else limit
+            try:
+                with fast_paths.reference_paths(mode == "reference"):
+                    m(xi).backward(grad)
+            finally:
+                bal.FRAMES_BY_CHANNELS_MIN_NUMEL = limit
+            out[mode] = xi.grad
+        ref, new = out["reference"], out["frames_by_channels"]
+        assert not torch.equal(ref, grad)                      # the constraints acted
+        added = (ref - grad).abs().max()
+        assert float((new - out["fused"]).abs().max() / added) < 1e-5
+        if spread > 1.0:
+            assert float((new - ref).abs().max() / added) < 1e-4
+        assert new.stride() == grad.stride()
+
+
+def test_conv_embed_fast_cpu_paths_match_reference_in_every_gradient():
+    """Conv-Embed in training with every CPU path (fused ConvNeXt, the out Linear on
+    channels-last, the Swoosh levels, the Balancer's backward): output and all gradients
+    within float rounding of the reference, on a padded batch. (Measured on such a batch:
+    the CPU paths before this change were already ~3e-4 from the reference on the
+    depth-wise weights' gradient, as these are; the fused ConvNeXt alone is within 1e-5,
+    test above.)"""
+    from variants.components.conv_embed import ConvEmbed
+
+    x = torch.randn(3, 90, 80)
+    lens = torch.tensor([90, 71, 40])
+    res = {}
+    for reference in (True, False):
+        torch.manual_seed(0)         # a fresh module each time: the Whitener keeps state
+        m = ConvEmbed(80, 32, channels=(4, 8, 16)).train()
+        for p in m.convnext.parameters():           # small initial scales hide differences
+            p.data.add_(0.2 * torch.randn_like(p))
+        torch.manual_seed(1)
+        random.seed(1)               # the Balancer's, Whitener's and layer drop's draws
+        with fast_paths.reference_paths(reference):
+            y, y_lens = m(x, lens)
+            (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+        res[reference] = [y.detach()] + [p.grad.clone() for p in m.parameters()]
+    assert len(res[True]) == len(res[False])
+    assert float((res[False][0] - res[True][0]).abs().max() / res[True][0].abs().max()) < 1e-5
+    for a, b in zip(res[False], res[True]):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-3
+
+
+def test_scratch_buffers_are_reused_per_name_and_grow():
+    from variants.components.scratch import clear, scratch
+
+    like = torch.zeros(1)
+    a = scratch("test.a", (4, 5), like)
+    b = scratch("test.a", (2, 3), like)
+    assert b.data_ptr() == a.data_ptr() and b.shape == (2, 3) and b.is_contiguous()
+    assert scratch("test.b", (4, 5), like).data_ptr() != a.data_ptr()
+    c = scratch("test.a", (10, 10), like)                 # larger: a new buffer
+    assert c.shape == (10, 10) and scratch("test.a", (3,), like).data_ptr() == c.data_ptr()
+    clear()
