@@ -175,3 +175,23 @@ def test_eval_forward_matches_reference():
     (ref, ref_lens), (fast, fast_lens) = both(run)
     assert torch.equal(ref_lens, fast_lens)
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_whitener_backward_on_a_transposed_channels_last_view():
+    # ConvNeXt whitens (B, F, T, C) = a channels-last (B, C, T, F) tensor transposed: the
+    # CPU path reads it as (frames, channels) in memory order, without a copy
+    torch.manual_seed(0)
+    base = torch.randn(2, 6, 7, 5).contiguous(memory_format=torch.channels_last)
+    base = base + base[:, :1] * 3.0                              # one dominant direction
+    x = base.transpose(1, 3).detach().requires_grad_(True)       # (2, 5, 7, 6)
+    g = torch.randn(2, 6, 7, 5).contiguous(memory_format=torch.channels_last).transpose(1, 3)
+    w = Whitener(num_groups=1, whitening_limit=1.2, prob=1.0, grad_scale=0.05).train()
+
+    def run():
+        x.grad = None
+        w(x).backward(g)
+        return x.grad.clone()
+
+    ref, fused = both(run)
+    assert not torch.equal(ref, g)
+    assert rel(fused - g, ref - g) < 1e-4

@@ -78,8 +78,8 @@ class _BalancerFunction(torch.autograd.Function):
         if fast_paths.enabled():
             if (x.device.type == "cpu" and x.dtype == grad.dtype == torch.float32
                     and x.numel() >= FRAMES_BY_CHANNELS_MIN_NUMEL):
-                xm = _as_frames_by_channels(x, ctx.channel_dim)
-                gm = _as_frames_by_channels(grad, ctx.channel_dim)
+                xm = as_frames_by_channels(x, ctx.channel_dim)
+                gm = as_frames_by_channels(grad, ctx.channel_dim)
                 if xm is not None and gm is not None and xm.stride() == gm.stride():
                     out = _fused_backward_2d(xm, gm, ctx.limits, ctx.grad_scale)
                     return out.view(gm.shape).as_strided(grad.shape, grad.stride()), None, None, None
@@ -150,13 +150,15 @@ def _fused_backward_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float,
     return torch.addcmul(grad, torch.abs(grad, out=scratch("balancer.abs", tuple(grad.shape), grad)), lg)
 
 
-def _as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | None:
-    """``t`` as a (frames, channels) view with the channels last, or None where no view is."""
-    if channel_dim == t.ndim - 1:
-        perm = list(range(t.ndim))
-    else:
-        perm = [d for d in range(t.ndim) if d != channel_dim] + [channel_dim]
-    p = t.permute(perm)
+def as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | None:
+    """``t`` as a (frames, channels) view with the channels last, or None where no view is.
+
+    The frames come in memory order (the other axes sorted by stride), so a transposed view
+    such as ConvNeXt's (B, F, T, C) of a channels-last tensor is one too; per-channel
+    statistics and frame-wise maps do not depend on the frames' order."""
+    channel_dim %= t.ndim
+    others = sorted((d for d in range(t.ndim) if d != channel_dim), key=lambda d: -t.stride(d))
+    p = t.permute(others + [channel_dim])
     if not p.is_contiguous():
         return None
     return p.view(-1, t.shape[channel_dim])

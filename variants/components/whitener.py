@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import fast_paths
+from .balancer import as_frames_by_channels
 from .scheduled_float import FloatLike, fill_decision
 
 
@@ -60,6 +61,13 @@ class _WhitenerFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         w: Whitener = ctx.module
         if fast_paths.enabled():
+            if (w.num_groups == 1 and x.device.type == "cpu"
+                    and x.dtype == grad.dtype == torch.float32):
+                xm = as_frames_by_channels(x, x.ndim - 1)
+                gm = as_frames_by_channels(grad, grad.ndim - 1)
+                if xm is not None and gm is not None and xm.stride() == gm.stride():
+                    out = _fused_backward_2d(xm, gm, w, ctx.draw)
+                    return out.view(gm.shape).as_strided(grad.shape, grad.stride()), None, None
             return _fused_backward(x, grad, w, ctx.draw), None, None
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             xf = x.detach().float().requires_grad_(True)
@@ -94,6 +102,32 @@ def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: fl
         xc, covar = _centred_covariance(x, w.num_groups)
         penalty_grad, metric = _penalty_grad(xc, covar, x.shape)
         return _apply(w, draw, metric, grad, penalty_grad)
+
+
+def _fused_backward_2d(xm: torch.Tensor, gm: torch.Tensor, w: "Whitener", draw: float) -> torch.Tensor:
+    """:func:`_fused_backward` for one group, float32 ``x`` and ``grad`` seen as (frames,
+    channels) matrices of the same strides (in memory order, whatever the tensors' layout:
+    the covariance and the penalty gradient are sums over frames and maps of each frame),
+    so nothing is copied into another layout and back (ConvNeXt's (B, F, T, C) view of a
+    channels-last tensor: 7.8 ms a step at 4 x 64 x 103 x 19 before). The penalty
+    gradient is added scaled by 0 or 1 (acting and above the limit, decided on the device
+    as before) in place of a ``torch.where``: two passes instead of four. Within float32
+    rounding of :func:`_fused_backward` (the frames are summed in another order)."""
+    xc = xm - xm.mean(dim=0)
+    covar = torch.mm(xc.t(), xc).unsqueeze(0)                   # (1, d, d)
+    mean_diag, mean_sq, den = _metric_parts(covar)
+    k = covar.shape[1]
+    d_covar = covar[0] * (2.0 / (k * den))
+    d_covar.diagonal().sub_(2.0 * mean_sq * mean_diag / (k * den * den))
+    half = torch.mm(xc, d_covar)                                # the penalty gradient / 2
+    del xc
+    prob = w._prob_tensor(gm.device)
+    acting = prob >= draw
+    above = ~(mean_sq / den < float(w.whitening_limit))
+    w._prob_t = torch.where(acting, torch.where(above, w._max_t, w._min_t), prob)
+    # grad_scale ||g|| / ||penalty|| times the penalty = that over ||half|| times half
+    scale = (float(w.grad_scale) * gm.norm() / (2.0 * half.norm() + 1.0e-20)) * 2.0
+    return half.mul_(scale * (acting & above).float()).add_(gm)
 
 
 def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
