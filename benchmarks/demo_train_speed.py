@@ -63,7 +63,10 @@ from harness.evaluate.model_setup import (LossModule, build_asr_model, build_los
 from harness.train.allocator import keep_freed_memory  # noqa: E402
 from variants import fast_paths  # noqa: E402
 
-FRAME_RATE = 100
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo_step_timer  # noqa: E402  (benchmarks/: the child process of --against)
+
+FRAME_RATE = demo_step_timer.FRAME_RATE
 VOCAB = 500
 
 
@@ -78,22 +81,9 @@ class _Tokenizer:
 
 def demo_batches(n: int, max_duration: float, seed: int, min_s: float = 1.3, max_s: float = 2.7,
                  tokens_per_s: float = 4.0) -> list[tuple[torch.Tensor, torch.Tensor, list[list[int]]]]:
-    """``n`` padded batches of utterances filling ``max_duration`` seconds each."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        lens: list[int] = []
-        while True:
-            d = min_s + (max_s - min_s) * float(torch.rand((), generator=g))
-            if lens and (sum(lens) + d * FRAME_RATE) / FRAME_RATE > max_duration:
-                break
-            lens.append(int(d * FRAME_RATE))
-        t = max(lens)
-        feats = torch.randn(len(lens), t, 80, generator=g)
-        tokens = [torch.randint(3, VOCAB, (max(1, int(l / FRAME_RATE * tokens_per_s)),),
-                                generator=g).tolist() for l in lens]
-        out.append((feats, torch.tensor(lens), tokens))
-    return out
+    """``n`` padded batches of utterances filling ``max_duration`` seconds each (vocabulary
+    :data:`VOCAB`; the child timer of ``--against`` draws the same ones)."""
+    return demo_step_timer.demo_batches(n, max_duration, seed, VOCAB, min_s, max_s, tokens_per_s)
 
 
 def row_name(cell) -> str:
