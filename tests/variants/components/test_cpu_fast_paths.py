@@ -310,3 +310,54 @@ def test_scratch_buffers_are_reused_per_name_and_grow():
     c = scratch("test.a", (10, 10), like)                 # larger: a new buffer
     assert c.shape == (10, 10) and scratch("test.a", (3,), like).data_ptr() == c.data_ptr()
     clear()
+
+
+def _conv_stack_run(mode: str, prob: float, monkeypatch):
+    """Conv-Embed's output and gradients in training, its three Balancers acting with
+    ``prob``; ``mode``: "fused" (the stages as _ConvBalancedSwooshRCPU), "layout" (the
+    CPU layout path without it) or "reference" (reference_paths)."""
+    from variants.components import conv_embed
+    from variants.components.scheduled_float import ScheduledFloat
+
+    calls = []
+    apply = conv_embed._ConvBalancedSwooshRCPU.apply
+    monkeypatch.setattr(conv_embed._ConvBalancedSwooshRCPU, "apply",
+                        lambda *a: calls.append(a[-1] is not None) or apply(*a))
+    if mode == "layout":
+        monkeypatch.setattr(conv_embed, "_fused_stack_applies", lambda *a: False)
+    x = 3.0 * torch.randn(3, 90, 80, generator=torch.Generator().manual_seed(3))
+    lens = torch.tensor([90, 71, 40])
+    torch.manual_seed(0)
+    m = conv_embed.ConvEmbed(80, 32, channels=(8, 16, 64)).train()
+    for i in (1, 4, 7):
+        m.conv[i].prob = ScheduledFloat((0.0, prob), default=prob)
+    torch.manual_seed(1)
+    random.seed(1)
+    with fast_paths.reference_paths(mode == "reference"):
+        y, _ = m(x, lens)
+        (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+    monkeypatch.undo()
+    return calls, [y.detach()] + [p.grad.clone() for p in m.conv.parameters()]
+
+
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
+    """The three Conv2d -> Balancer -> SwooshR stages as one Function each (CPU, training):
+    the output and the convolutions' gradients as the layout path's within float32
+    roundings (the shift folded into the bias can move a derivative level by one where the
+    two round differently: a few elements of ~1e5), and as the reference's within the
+    tolerance of the whole-module test above; with the Balancers acting (their extra
+    gradient changes the gradients) and not."""
+    calls, fused = _conv_stack_run("fused", prob, monkeypatch)
+    assert calls == [prob == 1.0] * 3                         # the fused stages ran
+    layout_calls, layout = _conv_stack_run("layout", prob, monkeypatch)
+    assert not layout_calls
+    _, ref = _conv_stack_run("reference", prob, monkeypatch)
+    assert len(fused) == len(layout) == len(ref) == 7
+    for a, b, r in zip(fused, layout, ref):
+        assert a.shape == b.shape == r.shape
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-4
+        assert float((a - r).abs().max() / r.abs().max()) < 1e-3
+    if prob == 1.0:
+        _, quiet = _conv_stack_run("fused", 0.0, monkeypatch)
+        assert max(float((q - f).abs().max() / f.abs().max()) for q, f in zip(quiet[1:], fused[1:])) > 1e-2
