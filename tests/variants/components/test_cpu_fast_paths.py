@@ -322,7 +322,7 @@ def _conv_stack_run(mode: str, prob: float, monkeypatch):
     calls = []
     apply = conv_embed._ConvBalancedSwooshRCPU.apply
     monkeypatch.setattr(conv_embed._ConvBalancedSwooshRCPU, "apply",
-                        lambda *a: calls.append(a[-1] is not None) or apply(*a))
+                        lambda *a: calls.append(a[5] is not None) or apply(*a))
     if mode == "layout":
         monkeypatch.setattr(conv_embed, "_fused_stack_applies", lambda *a: False)
     x = 3.0 * torch.randn(3, 90, 80, generator=torch.Generator().manual_seed(3))
@@ -344,10 +344,9 @@ def _conv_stack_run(mode: str, prob: float, monkeypatch):
 def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
     """The three Conv2d -> Balancer -> SwooshR stages as one Function each (CPU, training):
     the output and the convolutions' gradients as the layout path's within float32
-    roundings (the shift folded into the bias can move a derivative level by one where the
-    two round differently: a few elements of ~1e5), and as the reference's within the
-    tolerance of the whole-module test above; with the Balancers acting (their extra
-    gradient changes the gradients) and not."""
+    roundings (the shift folded into the bias can move a derivative level by one where
+    the two round differently), and as the reference's; with the Balancers acting (their
+    extra gradient changes the gradients) and not."""
     calls, fused = _conv_stack_run("fused", prob, monkeypatch)
     assert calls == [prob == 1.0] * 3                         # the fused stages ran
     layout_calls, layout = _conv_stack_run("layout", prob, monkeypatch)
@@ -356,8 +355,8 @@ def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
     assert len(fused) == len(layout) == len(ref) == 7
     for a, b, r in zip(fused, layout, ref):
         assert a.shape == b.shape == r.shape
-        assert float((a - b).abs().max() / b.abs().max()) < 1e-4
-        assert float((a - r).abs().max() / r.abs().max()) < 1e-3
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5     # measured: 1.6e-6
+        assert float((a - r).abs().max() / r.abs().max()) < 2e-5     # measured: 4e-6
     if prob == 1.0:
         _, quiet = _conv_stack_run("fused", 0.0, monkeypatch)
         assert max(float((q - f).abs().max() / f.abs().max()) for q, f in zip(quiet[1:], fused[1:])) > 1e-2
