@@ -57,33 +57,26 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
     on the CPU in training (channels-last), with fewer passes over the stage's output and
     no fresh tensors in the backward.
 
-    Forward: the convolution (mkldnn) writes z = h - 1 directly when the Balancer does
-    not act (the SwooshR shift folded into the bias; when it acts h itself is kept, as its
-    statistics need it, and z = h - 1 is one pass); softplus(z) as log(1 + exp(z))
-    (:func:`swoosh.softplus_unclamped`); y = softplus(z) - 0.08 z - (0.313261687 + 0.08),
-    which is SwooshR(h); the rounded derivative level in z's memory
-    (:func:`swoosh.level_deriv`). Backward: the derivative multiplied in the saved level
-    tensor's memory; the Balancer's extra gradient (when it acts this step) from
-    per-channel sums of h (:func:`balancer.affine_loss_grad`), in place; the convolution's
-    gradients from ``aten.convolution_backward``. The same arithmetic as the modules
-    applied in turn within float32 roundings (the derivative levels as the helpers keep
-    them; z = h - 1 folded into the bias can move a level across a rounding boundary
-    only where the two differ by one rounding).
+    Forward: the convolution (mkldnn); then SwooshR's CPU arithmetic on its output h
+    (:func:`swoosh.swoosh_and_level_deriv`, the value and the rounded derivative level),
+    h kept only when the Balancer acts.
+    Backward: the derivative times the incoming gradient into a scratch buffer (no fresh
+    pages; it goes no further than the convolution's backward); the Balancer's extra
+    gradient (when it acts this step) from per-channel sums of h
+    (:func:`balancer.affine_loss_grad`), in place; the convolution's gradients from
+    ``aten.convolution_backward``. The values, derivative levels and gradients of the
+    modules applied in turn on the CPU layout path, bit for bit (tested); what it saves
+    is the Balancer's and SwooshR's separate autograd nodes, the Balancer's fresh
+    output-sized gradient and the SwooshR backward's fresh product.
     """
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, balance):  # type: ignore[override]
-        if balance is None:
-            z, h = torch.nn.functional.conv2d(x, w, b - SWOOSH_R_OFFSET, stride, padding), None
-            z = z.contiguous(memory_format=torch.channels_last)
-        else:
-            h = torch.nn.functional.conv2d(x, w, b, stride, padding)
-            h = h.contiguous(memory_format=torch.channels_last)
-            z = torch.sub(h, SWOOSH_R_OFFSET)
-        y = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08).sub_(SWOOSH_R_CONSTANT)
-        d = swoosh.level_deriv(z, inplace=True)
-        del z
-        ctx.save_for_backward(x, w, d, h)
+        h = torch.nn.functional.conv2d(x, w, b, stride, padding)
+        h = h.contiguous(memory_format=torch.channels_last)
+        # the SwooshR module's CPU arithmetic on h (the same helper: bit for bit)
+        y, d = swoosh.swoosh_and_level_deriv(h, SwooshR.offset, SwooshR.constant)
+        ctx.save_for_backward(x, w, d, h if balance is not None else None)
         ctx.stride, ctx.padding, ctx.balance = stride, padding, balance
         return y
 
@@ -110,10 +103,6 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
         gx, gw, gb = torch.ops.aten.convolution_backward(
             gh, x, w, [c], list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1, mask)
         return gx, gw, gb, None, None, None
-
-
-#: SwooshR(h) = softplus(h - 1) - 0.08 h - 0.313261687 = softplus(z) - 0.08 z - 0.393261687, z = h - 1
-SWOOSH_R_OFFSET, SWOOSH_R_CONSTANT = 1.0, 0.313261687 + 0.08
 
 
 def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
