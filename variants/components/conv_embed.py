@@ -20,6 +20,11 @@ ConvNeXt sees there the zeros it sees past the end of an utterance alone, and
 an utterance's output does not depend on its padding or its batch. The
 authors' Conv2dSubsampling masks nothing (its output for a padded utterance
 depends on the padding); for an unpadded batch the two are identical.
+
+CPU training (``fast_paths.cpu_layout``, float32): each of the three Conv2d ->
+Balancer -> SwooshR stages is one autograd Function (:class:`_ConvBalancedSwooshRCPU`),
+bit for bit the modules applied in turn, with fewer autograd nodes and no fresh
+output-sized tensors in its backward.
 """
 from __future__ import annotations
 

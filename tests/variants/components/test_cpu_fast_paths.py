@@ -350,7 +350,8 @@ def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
     assert calls == [prob == 1.0] * 3                         # the fused stages ran
     layout_calls, layout = _conv_stack_run("layout", prob, monkeypatch)
     assert not layout_calls
-    _, ref = _conv_stack_run("reference", prob, monkeypatch)
+    ref_calls, ref = _conv_stack_run("reference", prob, monkeypatch)
+    assert not ref_calls                                      # reachable under reference_paths()
     assert len(fused) == len(layout) == len(ref) == 7
     for a, b, r in zip(fused, layout, ref):
         assert torch.equal(a, b)
@@ -358,3 +359,28 @@ def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
     if prob == 1.0:
         _, quiet = _conv_stack_run("fused", 0.0, monkeypatch)
         assert max(float((q - f).abs().max() / f.abs().max()) for q, f in zip(quiet[1:], fused[1:])) > 1e-2
+
+
+def test_conv_embed_fused_conv_stack_off_where_a_gpu_would_not_take_it():
+    """device_independent() (the arithmetic a GPU runs), eval and no-grad runs keep the
+    modules applied in turn."""
+    from variants.components import conv_embed
+
+    m = conv_embed.ConvEmbed(80, 32, channels=(4, 8, 16)).train()
+    y = torch.randn(2, 1, 40, 80)
+    assert conv_embed._fused_stack_applies(m, y)
+    with fast_paths.device_independent():
+        assert not conv_embed._fused_stack_applies(m, y)
+    assert not conv_embed._fused_stack_applies(m, y.requires_grad_(True))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not conv_embed._fused_stack_applies(m, y.detach())
+    calls = []
+    apply = conv_embed._ConvBalancedSwooshRCPU.apply
+    conv_embed._ConvBalancedSwooshRCPU.apply = lambda *a: calls.append(1) or apply(*a)
+    try:
+        with torch.no_grad():
+            m(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+        m.eval()(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+    finally:
+        conv_embed._ConvBalancedSwooshRCPU.apply = apply
+    assert not calls
