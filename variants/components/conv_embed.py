@@ -20,6 +20,11 @@ ConvNeXt sees there the zeros it sees past the end of an utterance alone, and
 an utterance's output does not depend on its padding or its batch. The
 authors' Conv2dSubsampling masks nothing (its output for a padded utterance
 depends on the padding); for an unpadded batch the two are identical.
+
+CPU training (``fast_paths.cpu_layout``, float32): each of the three Conv2d ->
+Balancer -> SwooshR stages is one autograd Function (:class:`_ConvBalancedSwooshRCPU`),
+bit for bit the modules applied in turn, with fewer autograd nodes and no fresh
+output-sized tensors in its backward.
 """
 from __future__ import annotations
 
@@ -29,13 +34,16 @@ from torch import nn
 from .. import fast_paths
 from .activation import create_activation
 from .attention_weights import is_tracing
-from .balancer import make_balancer
+from . import balancer, swoosh
+from .balancer import Balancer, make_balancer
 from .convnext import ConvNeXt
 from .dropout import TimeSharedDropout
 from .norm import create_norm
 from .scheduled_float import FloatLike, ScheduledFloat
 from .whitener import make_whitener
 from .padding_mask import padding_mask
+from .scratch import scratch
+from .swoosh import SwooshR
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -47,6 +55,59 @@ class _ScaleGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         return grad * ctx.alpha, None
+
+
+class _ConvBalancedSwooshRCPU(torch.autograd.Function):
+    """``SwooshR(balancer(conv2d(x, w, b)))``, one stage of Conv-Embed's convolution stack,
+    on the CPU in training (channels-last), with fewer passes over the stage's output and
+    no fresh tensors in the backward.
+
+    Forward: the convolution (mkldnn); then SwooshR's CPU arithmetic on its output h
+    (:func:`swoosh.swoosh_and_level_deriv`, the value and the rounded derivative level),
+    h kept only when the Balancer acts.
+    Backward: the derivative times the incoming gradient into a scratch buffer (no fresh
+    pages; it goes no further than the convolution's backward); the Balancer's extra
+    gradient (when it acts this step) from per-channel sums of h
+    (:func:`balancer.affine_loss_grad`), in place; the convolution's gradients from
+    ``aten.convolution_backward``. The values, derivative levels and gradients of the
+    modules applied in turn on the CPU layout path, bit for bit (tested); what it saves
+    is the Balancer's and SwooshR's separate autograd nodes, the Balancer's fresh
+    output-sized gradient and the SwooshR backward's fresh product.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, balance):  # type: ignore[override]
+        h = torch.nn.functional.conv2d(x, w, b, stride, padding)
+        h = h.contiguous(memory_format=torch.channels_last)
+        # the SwooshR module's CPU arithmetic on h (the same helper: bit for bit)
+        y, d = swoosh.swoosh_and_level_deriv(h, SwooshR.offset, SwooshR.constant)
+        ctx.save_for_backward(x, w, d, h if balance is not None else None)
+        ctx.stride, ctx.padding, ctx.balance = stride, padding, balance
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, w, d, h = ctx.saved_tensors
+        c = w.shape[0]
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        # the gradient at h lives in a scratch buffer (it goes no further than the
+        # convolution's backward below; no fresh pages), channels-last
+        bsz, _, t, f = d.shape
+        gh = torch.mul(d, grad, out=scratch("conv_embed.grad_h", (bsz, t, f, c), d).permute(0, 3, 1, 2))
+        if ctx.balance is not None:
+            limits, grad_scale, _ = ctx.balance
+            hm = h.permute(0, 2, 3, 1).reshape(-1, c)
+            gm = gh.permute(0, 2, 3, 1).reshape(-1, c)
+            n = hm.shape[0]
+            tmp = torch.mul(hm, hm, out=scratch("conv_embed.tmp", (n, c), hm))
+            s1, s2 = hm.sum(0).double(), tmp.sum(0).double()
+            ca, cb = balancer.affine_loss_grad(s1, s2, n, limits, grad_scale)
+            lg = torch.addcmul(ca, hm, cb, out=tmp)
+            gm.addcmul_(torch.abs(gm, out=scratch("conv_embed.abs", (n, c), gm)), lg)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            gh, x, w, [c], list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1, mask)
+        return gx, gw, gb, None, None, None
 
 
 def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
@@ -151,6 +212,8 @@ class ConvEmbed(nn.Module):
         y = x.unsqueeze(1)                                   # (B, 1, T, F)
         if self.training and torch.is_grad_enabled():
             # keeps the first conv's gradients in fp16 range under amp (authors: 0.2)
+            if _fused_stack_applies(self, y):
+                return self._fused_stack_forward(y, out_lens)
             if fast_paths.cpu_layout(y) and y.is_contiguous():
                 # one channel: the same memory seen with channels-last strides, so the
                 # first convolution runs, and returns its output, channels-last (no layout
@@ -173,6 +236,28 @@ class ConvEmbed(nn.Module):
             y = self.conv[1:](y)
         else:
             y = self.conv(y)
+        return self._tail(y, out_lens)
+
+    def _fused_stack_forward(self, y: torch.Tensor, out_lens: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three convolution stages as :class:`_ConvBalancedSwooshRCPU` (see
+        :func:`_fused_stack_applies`); the first one's input is the (B, 1, T, F) features,
+        seen channels-last, whose gradient is not needed, so the 0.2 gradient scale goes on
+        its weight and bias (as on the layout path)."""
+        y = y.as_strided(y.shape, (y.stride(0), 1, y.stride(2), y.stride(3)))
+        for i in range(3):
+            conv, bal = self.conv[3 * i], self.conv[3 * i + 1]
+            w, b = conv.weight, conv.bias
+            if i == 0:
+                w, b = _ScaleGrad.apply(w, 0.2), _ScaleGrad.apply(b, 0.2)
+            shape = (y.shape[0], conv.out_channels,
+                     *conv_output_size(y.shape[2:], conv.kernel_size, conv.stride, conv.padding))
+            balance = bal.draw(shape, True) if isinstance(bal, Balancer) else None
+            y = _ConvBalancedSwooshRCPU.apply(y, w, b, tuple(conv.stride), tuple(conv.padding), balance)
+        return self._tail(y, out_lens)
+
+    def _tail(self, y: torch.Tensor, out_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ConvNeXt, the Linear to the stack's dimension, whitening, BiasNorm, dropout."""
         y = self.convnext(zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
         b, c, t, f = y.shape
         if (self.training and torch.is_grad_enabled() and fast_paths.cpu_layout(y)
@@ -187,3 +272,27 @@ class ConvEmbed(nn.Module):
             y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
         y = self.dropout(self.out_norm(self.out_whiten(y)))
         return y, out_lens
+
+
+def conv_output_size(size, kernel, stride, padding) -> tuple[int, int]:
+    """The (H, W) output of an undilated convolution."""
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+
+
+def _fused_stack_applies(m: ConvEmbed, y: torch.Tensor) -> bool:
+    """Whether Conv-Embed's convolution stack runs as :class:`_ConvBalancedSwooshRCPU`
+    stages for the (B, 1, T, F) input ``y`` (called in training with a gradient): the CPU
+    layout paths on, float32 without autocast or compilation, the features needing no
+    gradient, SwooshR activations, biased undilated convolutions, and Balancers drawn in
+    the forward (not predrawn) or absent."""
+    if not (fast_paths.cpu_layout(y) and y.dtype == torch.float32 and y.is_contiguous()
+            and not y.requires_grad and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()):
+        return False
+    for i in range(3):
+        conv, bal, act = m.conv[3 * i], m.conv[3 * i + 1], m.conv[3 * i + 2]
+        if (type(act) is not SwooshR or conv.bias is None or conv.groups != 1
+                or tuple(conv.dilation) != (1, 1) or isinstance(conv.padding, str)
+                or not (type(bal) is nn.Identity or (type(bal) is Balancer and not bal.predrawn))):
+            return False
+    return True

@@ -161,6 +161,10 @@ def _swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
     return sp.add_(x, alpha=-0.08).sub_(constant), level_deriv(z, inplace=True)
 
 
+#: public name for the fused CPU paths built on it (Conv-Embed's convolution stages)
+swoosh_and_level_deriv = _swoosh_and_level_deriv
+
+
 def swoosh_r(x: torch.Tensor) -> torch.Tensor:
     return _swoosh(x, 1.0, 0.313261687)
 

@@ -310,3 +310,77 @@ def test_scratch_buffers_are_reused_per_name_and_grow():
     c = scratch("test.a", (10, 10), like)                 # larger: a new buffer
     assert c.shape == (10, 10) and scratch("test.a", (3,), like).data_ptr() == c.data_ptr()
     clear()
+
+
+def _conv_stack_run(mode: str, prob: float, monkeypatch):
+    """Conv-Embed's output and gradients in training, its three Balancers acting with
+    ``prob``; ``mode``: "fused" (the stages as _ConvBalancedSwooshRCPU), "layout" (the
+    CPU layout path without it) or "reference" (reference_paths)."""
+    from variants.components import conv_embed
+    from variants.components.scheduled_float import ScheduledFloat
+
+    calls = []
+    apply = conv_embed._ConvBalancedSwooshRCPU.apply
+    monkeypatch.setattr(conv_embed._ConvBalancedSwooshRCPU, "apply",
+                        lambda *a: calls.append(a[5] is not None) or apply(*a))
+    if mode == "layout":
+        monkeypatch.setattr(conv_embed, "_fused_stack_applies", lambda *a: False)
+    x = 3.0 * torch.randn(3, 90, 80, generator=torch.Generator().manual_seed(3))
+    lens = torch.tensor([90, 71, 40])
+    torch.manual_seed(0)
+    m = conv_embed.ConvEmbed(80, 32, channels=(8, 16, 64)).train()
+    for i in (1, 4, 7):
+        m.conv[i].prob = ScheduledFloat((0.0, prob), default=prob)
+    torch.manual_seed(1)
+    random.seed(1)
+    with fast_paths.reference_paths(mode == "reference"):
+        y, _ = m(x, lens)
+        (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+    monkeypatch.undo()
+    return calls, [y.detach()] + [p.grad.clone() for p in m.conv.parameters()]
+
+
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
+    """The three Conv2d -> Balancer -> SwooshR stages as one Function each (CPU, training):
+    the output and the convolutions' gradients bit for bit the layout path's (the modules
+    applied in turn), and the reference's within float32 roundings; with the Balancers
+    acting (their extra gradient changes the gradients) and not."""
+    calls, fused = _conv_stack_run("fused", prob, monkeypatch)
+    assert calls == [prob == 1.0] * 3                         # the fused stages ran
+    layout_calls, layout = _conv_stack_run("layout", prob, monkeypatch)
+    assert not layout_calls
+    ref_calls, ref = _conv_stack_run("reference", prob, monkeypatch)
+    assert not ref_calls                                      # reachable under reference_paths()
+    assert len(fused) == len(layout) == len(ref) == 7
+    for a, b, r in zip(fused, layout, ref):
+        assert torch.equal(a, b)
+        assert float((a - r).abs().max() / r.abs().max()) < 2e-5     # measured: 4e-6
+    if prob == 1.0:
+        _, quiet = _conv_stack_run("fused", 0.0, monkeypatch)
+        assert max(float((q - f).abs().max() / f.abs().max()) for q, f in zip(quiet[1:], fused[1:])) > 1e-2
+
+
+def test_conv_embed_fused_conv_stack_off_where_a_gpu_would_not_take_it():
+    """device_independent() (the arithmetic a GPU runs), eval and no-grad runs keep the
+    modules applied in turn."""
+    from variants.components import conv_embed
+
+    m = conv_embed.ConvEmbed(80, 32, channels=(4, 8, 16)).train()
+    y = torch.randn(2, 1, 40, 80)
+    assert conv_embed._fused_stack_applies(m, y)
+    with fast_paths.device_independent():
+        assert not conv_embed._fused_stack_applies(m, y)
+    assert not conv_embed._fused_stack_applies(m, y.requires_grad_(True))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not conv_embed._fused_stack_applies(m, y.detach())
+    calls = []
+    apply = conv_embed._ConvBalancedSwooshRCPU.apply
+    conv_embed._ConvBalancedSwooshRCPU.apply = lambda *a: calls.append(1) or apply(*a)
+    try:
+        with torch.no_grad():
+            m(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+        m.eval()(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+    finally:
+        conv_embed._ConvBalancedSwooshRCPU.apply = apply
+    assert not calls
