@@ -6,14 +6,19 @@ per-channel statistics in closed form, ConvNeXt's point-wise convolutions as
 matrix products, and its depth-wise convolution in channels-last layout;
 ScaledAdam's per-tensor sums ``sum(grad * param)`` as dot products (not
 ``(1, n) x (n, 1)`` matrix products, ~5x slower on the CPU) and, on the CPU,
-its per-tensor scalars (step counts, scale moments) as views of one vector each;
-Swoosh's softplus as exp and log on large CPU tensors.
+its per-tensor scalars (step counts, scale moments) as views of one vector each,
+and each tensor's update as one call of torch's fused AdamW kernel (CPU, float32/64);
+Swoosh's softplus as exp and log on large CPU tensors; the Whitener's CPU backward
+reading x and its gradient as (frames, channels) in memory order.
 They are on by default; ``reference_paths()`` turns them off for a block (the
 speed benchmark and the equality tests run both in one process).
 
-The CPU-only layout paths (channels-last Conv-Embed and ConvNeXt; Swoosh and
-activation_dropout_linear keeping float32 derivatives instead of a byte or a
-recomputation) take the place of the memory-lean paths on CPU, where step time
+The CPU-only layout paths (channels-last Conv-Embed and ConvNeXt, each as a few fused
+autograd Functions: ConvNeXt's branch with its layer drop and residual, each
+Conv2d -> Balancer -> SwooshR stage; the convolution module's depth-wise convolution as a
+channels-last 2-d one; Swoosh and activation_dropout_linear keeping float32 derivatives
+instead of a byte or a recomputation; these may read values back, free on the CPU)
+take the place of the memory-lean paths on CPU, where step time
 matters more than memory; ``device_independent()`` turns off only those, so a CPU measurement
 runs what a GPU runs (the CPU proxy of GPU training memory).
 """
