@@ -81,7 +81,7 @@ class _BalancerFunction(torch.autograd.Function):
                 xm = as_frames_by_channels(x, ctx.channel_dim)
                 gm = as_frames_by_channels(grad, ctx.channel_dim)
                 if xm is not None and gm is not None and xm.stride() == gm.stride():
-                    out = _fused_backward_2d(xm, gm, ctx.limits, ctx.grad_scale)
+                    out = add_extra_gradient_2d(xm, gm, ctx.limits, ctx.grad_scale)
                     return out.view(gm.shape).as_strided(grad.shape, grad.stride()), None, None, None
             return _fused_backward(x, grad, ctx.limits, ctx.grad_scale, ctx.channel_dim), None, None, None
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
@@ -135,11 +135,12 @@ def affine_loss_grad(s1: torch.Tensor, s2: torch.Tensor, n: int, limits: tuple[f
     return (c * coef - b * coef * mean).float(), (b * coef).float()
 
 
-def _fused_backward_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, float, float, float],
-                       grad_scale: float) -> torch.Tensor:
+def add_extra_gradient_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float, float, float, float],
+                          grad_scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`_fused_backward` for float32 ``x`` and ``grad`` seen as (frames, channels)
     matrices of the same strides: the moments from two reductions, and the extra gradient
-    in three passes (A + B x, |grad|, the sum) instead of four."""
+    in three passes (A + B x, |grad|, the sum) instead of four; into ``out`` if given
+    (``out`` may be ``grad``: the fused CPU paths add it in place)."""
     n = x.shape[0]
     # temporaries in scratch buffers kept between steps (see .scratch: no page faults)
     tmp = torch.mul(x, x, out=scratch("balancer.tmp", tuple(x.shape), x))
@@ -147,7 +148,8 @@ def _fused_backward_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[float,
     s2 = tmp.sum(dim=0).double()
     a, b = affine_loss_grad(s1, s2, n, limits, grad_scale)
     lg = torch.addcmul(a, x, b, out=tmp)
-    return torch.addcmul(grad, torch.abs(grad, out=scratch("balancer.abs", tuple(grad.shape), grad)), lg)
+    return torch.addcmul(grad, torch.abs(grad, out=scratch("balancer.abs", tuple(grad.shape), grad)),
+                         lg, out=out)
 
 
 def as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | None:

@@ -68,7 +68,7 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
     Backward: the derivative times the incoming gradient into a scratch buffer (no fresh
     pages; it goes no further than the convolution's backward); the Balancer's extra
     gradient (when it acts this step) from per-channel sums of h
-    (:func:`balancer.affine_loss_grad`), in place; the convolution's gradients from
+    (:func:`balancer.add_extra_gradient_2d`), in place; the convolution's gradients from
     ``aten.convolution_backward``. The values, derivative levels and gradients of the
     modules applied in turn on the CPU layout path, bit for bit (tested); what it saves
     is the Balancer's and SwooshR's separate autograd nodes, the Balancer's fresh
@@ -96,14 +96,9 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
         gh = torch.mul(d, grad, out=scratch("conv_embed.grad_h", (bsz, t, f, c), d).permute(0, 3, 1, 2))
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
-            hm = h.permute(0, 2, 3, 1).reshape(-1, c)
             gm = gh.permute(0, 2, 3, 1).reshape(-1, c)
-            n = hm.shape[0]
-            tmp = torch.mul(hm, hm, out=scratch("conv_embed.tmp", (n, c), hm))
-            s1, s2 = hm.sum(0).double(), tmp.sum(0).double()
-            ca, cb = balancer.affine_loss_grad(s1, s2, n, limits, grad_scale)
-            lg = torch.addcmul(ca, hm, cb, out=tmp)
-            gm.addcmul_(torch.abs(gm, out=scratch("conv_embed.abs", (n, c), gm)), lg)
+            balancer.add_extra_gradient_2d(h.permute(0, 2, 3, 1).reshape(-1, c), gm, limits,
+                                           grad_scale, out=gm)
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
         gx, gw, gb = torch.ops.aten.convolution_backward(
             gh, x, w, [c], list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1, mask)

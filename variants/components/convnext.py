@@ -10,7 +10,7 @@ from torch import nn
 from .. import fast_paths
 from .activation import create_activation
 from . import swoosh
-from .balancer import Balancer, affine_loss_grad, apply_balancer, make_balancer
+from .balancer import Balancer, add_extra_gradient_2d, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
 from .scratch import scratch
@@ -175,7 +175,7 @@ class _FusedHiddenCPU(torch.autograd.Function):
     bias: b2 - 0.355 W2 1. Backward: the matrix products' gradients (dW2 gets the
     constant back as -0.355 colsum(grad)), the derivative multiplied in place, the
     Balancer's extra gradient (when it acts this step: then h is kept) from per-channel
-    sums of h in three passes (:func:`balancer.affine_loss_grad`), and the depth-wise weight gradient
+    sums of h in three passes (:func:`balancer.add_extra_gradient_2d`), and the depth-wise weight gradient
     from :func:`depthwise_weight_grad` (the input gradient from mkldnn). The same
     arithmetic as the modules applied in turn, within float32 roundings (the derivative
     levels bit for bit).
@@ -225,11 +225,7 @@ class _FusedHiddenCPU(torch.autograd.Function):
         grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2)).mul_(d)
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
-            tmp = torch.mul(h, h, out=scratch("convnext.tmp", (n, hidden), h))
-            s1, s2 = h.sum(0).double(), tmp.sum(0).double()
-            ca, cb = affine_loss_grad(s1, s2, n, limits, grad_scale)
-            lg = torch.addcmul(ca, h, cb, out=tmp)
-            grad_h.addcmul_(torch.abs(grad_h, out=scratch("convnext.abs", (n, hidden), h)), lg)
+            add_extra_gradient_2d(h, grad_h, limits, grad_scale, out=grad_h)
         db1 = grad_h.sum(0)
         dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
         grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
