@@ -82,12 +82,19 @@ def _apply(w: "Whitener", draw: float, metric: torch.Tensor, grad: torch.Tensor,
     probability (what the authors test on the host before the forward); then the metric
     sets the next probability (min below the limit, max above) and, above the limit, the
     penalty gradient scaled to grad_scale * ||grad|| is added."""
-    prob = w._prob_tensor(grad.device)       # float64: the draw compares as on the host
+    whitens = _decide(w, draw, metric, grad.device)
+    scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
+    return torch.where(whitens, grad + (penalty_grad * scale).to(grad.dtype), grad)
+
+
+def _decide(w: "Whitener", draw: float, metric: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Whether this step whitens (0-dim bool, on the device: acting and above the limit),
+    and the next probability set from the metric where it acts (see :func:`_apply`)."""
+    prob = w._prob_tensor(device)            # float64: the draw compares as on the host
     acting = prob >= draw
     above = ~(metric < float(w.whitening_limit))
     w._prob_t = torch.where(acting, torch.where(above, w._max_t, w._min_t), prob)
-    scale = float(w.grad_scale) * grad.float().norm() / (penalty_grad.norm() + 1.0e-20)
-    return torch.where(acting & above, grad + (penalty_grad * scale).to(grad.dtype), grad)
+    return acting & above
 
 
 def _fused_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float) -> torch.Tensor:
@@ -115,19 +122,13 @@ def _fused_backward_2d(xm: torch.Tensor, gm: torch.Tensor, w: "Whitener", draw: 
     rounding of :func:`_fused_backward` (the frames are summed in another order)."""
     xc = xm - xm.mean(dim=0)
     covar = torch.mm(xc.t(), xc).unsqueeze(0)                   # (1, d, d)
-    mean_diag, mean_sq, den = _metric_parts(covar)
-    k = covar.shape[1]
-    d_covar = covar[0] * (2.0 / (k * den))
-    d_covar.diagonal().sub_(2.0 * mean_sq * mean_diag / (k * den * den))
-    half = torch.mm(xc, d_covar)                                # the penalty gradient / 2
+    d_covar, metric = _covariance_grad(covar)
+    half = torch.mm(xc, d_covar[0])                             # the penalty gradient / 2
     del xc
-    prob = w._prob_tensor(gm.device)
-    acting = prob >= draw
-    above = ~(mean_sq / den < float(w.whitening_limit))
-    w._prob_t = torch.where(acting, torch.where(above, w._max_t, w._min_t), prob)
+    whitens = _decide(w, draw, metric, gm.device)
     # grad_scale ||g|| / ||penalty|| times the penalty = that over ||half|| times half
     scale = (float(w.grad_scale) * gm.norm() / (2.0 * half.norm() + 1.0e-20)) * 2.0
-    return half.mul_(scale * (acting & above).float()).add_(gm)
+    return half.mul_(scale * whitens.float()).add_(gm)
 
 
 def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,12 +153,19 @@ def _penalty_grad(xc: torch.Tensor, covar: torch.Tensor,
                   shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
     """dM/dx in ``shape`` and the metric M from :func:`_centred_covariance`'s (xc, C)
     (the closed form in :func:`_fused_backward`'s docstring)."""
+    d_covar, metric = _covariance_grad(covar)
+    penalty_grad = torch.matmul(xc, d_covar).mul_(2.0)           # (groups, frames, d)
+    return penalty_grad.transpose(0, 1).reshape(shape), metric
+
+
+def _covariance_grad(covar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dM/dC (groups, d, d) and the metric M from C (the closed form in
+    :func:`_fused_backward`'s docstring); dM/dx is 2 xc dM/dC."""
     mean_diag, mean_sq, den = _metric_parts(covar)
     k = covar.shape[0] * covar.shape[1]
     d_covar = covar * (2.0 / (k * den))
     d_covar.diagonal(dim1=1, dim2=2).sub_(2.0 * mean_sq * mean_diag / (k * den * den))
-    penalty_grad = torch.matmul(xc, d_covar).mul_(2.0)           # (groups, frames, d)
-    return penalty_grad.transpose(0, 1).reshape(shape), mean_sq / den
+    return d_covar, mean_sq / den
 
 
 class _PredrawnWhitenerFunction(torch.autograd.Function):
