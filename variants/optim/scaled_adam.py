@@ -426,8 +426,8 @@ class ScaledAdam(Optimizer):
         per-tensor calls, dot products and norms.
         """
         beta1, beta2 = group["betas"]
-        lr, eta, eps = group["lr"], group["eta"], group["eps"]
-        min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
+        lr, eps = group["lr"], group["eps"]
+        min_rms = group["param_min_rms"]
         assert b.rms is not None
         exp_avgs = [st["exp_avg"] for st in b.states]
         exp_avg_sqs = [st["exp_avg_sq"] for st in b.states]
@@ -456,10 +456,7 @@ class ScaledAdam(Optimizer):
         bc2_sqrt = (1.0 - beta2 ** t).sqrt()
         correction = bc2_sqrt / (1.0 - beta1 ** t)
         rms, n, w = torch.stack([b.rms.to(n.dtype), n, w]).to(torch.float64).unbind(0)
-        shrink = eta * lr * correction * n / (w.sqrt() + eps)
-        shrink = shrink.masked_fill(rms < min_rms, 0.0)
-        shrink = shrink.clamp(-group["max_scale_step"], group["max_scale_step"])
-        shrink = torch.maximum(shrink, 1.0 - max_rms / rms)
+        shrink = self._scale_change(group, correction, rms, n, w)
         step_lr = lr * rms.clamp(min=min_rms)          # the tensor's lr before bias corrections
         # wd such that lr * wd = shrink (lr 0: the scale change is applied on its own)
         positive = step_lr > 0
@@ -545,10 +542,20 @@ class ScaledAdam(Optimizer):
         torch._foreach_add_(denom, group["eps"])
         torch._foreach_addcdiv_(b.params, exp_avg, denom, [-x for x in step_size])
 
+    @staticmethod
+    def _scale_change(group: dict[str, Any], correction: Tensor, rms: Tensor, n: Tensor,
+                      w: Tensor) -> Tensor:
+        """Each tensor's relative scale change (positive shrinks) from its scale moments n,
+        w and RMS (float64 vectors), with the authors' limits."""
+        shrink = group["eta"] * group["lr"] * correction * n / (w.sqrt() + group["eps"])
+        shrink = shrink.masked_fill(rms < group["param_min_rms"], 0.0)
+        shrink = shrink.clamp(-group["max_scale_step"], group["max_scale_step"])
+        return torch.maximum(shrink, 1.0 - group["param_max_rms"] / rms)
+
     def _tensor_update(self, group: dict[str, Any], b: _Bucket) -> None:
         beta1, beta2 = group["betas"]
-        lr, eta, eps = group["lr"], group["eta"], group["eps"]
-        min_rms, max_rms = group["param_min_rms"], group["param_max_rms"]
+        lr = group["lr"]
+        min_rms = group["param_min_rms"]
         assert b.rms is not None
         flat = self._flat_scalars(group, b) if fast_paths.enabled() else None
         if flat is not None:
@@ -567,11 +574,7 @@ class ScaledAdam(Optimizer):
             torch._foreach_copy_(w_list, list(w.unbind(0)))
         # the per-tensor scalars, fetched once, in float64 on the CPU
         rms, n, w = torch.stack([b.rms.to(n.dtype), n, w]).to("cpu", torch.float64).unbind(0)
-        # relative scale change (positive shrinks), with the authors' limits
-        shrink = eta * lr * correction * n / (w.sqrt() + eps)
-        shrink = shrink.masked_fill(rms < min_rms, 0.0)
-        shrink = shrink.clamp(-group["max_scale_step"], group["max_scale_step"])
-        shrink = torch.maximum(shrink, 1.0 - max_rms / rms)
+        shrink = self._scale_change(group, correction, rms, n, w)
         step_size = lr * rms.clamp(min=min_rms) * correction
         torch._foreach_mul_(b.params, (1.0 - shrink).tolist())
         self._apply(group, b, exp_avg, exp_avg_sq, step_size.tolist())
