@@ -149,7 +149,7 @@ def level_deriv(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return s.mul_(1.0 / _STEP).add_(0.5).floor_().mul_(_STEP).add_(DERIV_MIN)
 
 
-def _swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
+def swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(swoosh(x), the float32 derivative the byte of :func:`_swoosh_and_byte_deriv` stands
     for): the byte's level (the rounded value is in [0.5, 254], so ``floor`` is the byte
@@ -159,10 +159,6 @@ def _swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
     z = x - offset
     sp = softplus_unclamped(z) if _exp_log(z) else _softplus(z)
     return sp.add_(x, alpha=-0.08).sub_(constant), level_deriv(z, inplace=True)
-
-
-#: public name for the fused CPU paths built on it (Conv-Embed's convolution stages)
-swoosh_and_level_deriv = _swoosh_and_level_deriv
 
 
 def swoosh_r(x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +188,7 @@ class _SwooshFunction(torch.autograd.Function):
             if fast_paths.cpu_layout(x):
                 # CPU: the dequantized derivative itself is kept (float32, 4x the byte's
                 # memory; the same values), one pass in the backward instead of four
-                y, d = _swoosh_and_level_deriv(x.float(), offset, constant)
+                y, d = swoosh_and_level_deriv(x.float(), offset, constant)
                 ctx.save_for_backward(d)
                 ctx.level = True
                 return y.to(x.dtype)
