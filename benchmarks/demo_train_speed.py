@@ -139,8 +139,7 @@ class Row:
         return seconds, losses
 
 
-def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float,
-                paths: tuple[str, ...] = ("before", "after")) -> dict:
+def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float) -> dict:
     row = Row(cell, batch_count)
     batches = demo_batches(8, row.max_duration, seed=1)
     # warm-up (both paths), then the state every timed run starts from (seeded: the
@@ -156,14 +155,10 @@ def measure_row(cell, steps: int, warmup: int, rounds: int, batch_count: float,
     for r in range(rounds):
         for name, reference in (("before", True), ("after", False)) if r % 2 == 0 else \
                 (("after", False), ("before", True)):
-            if name in paths:
-                s, ls = row.run(batches, steps, reference, seed=100)
-                times[name] += s
-                losses[name] = ls
+            s, ls = row.run(batches, steps, reference, seed=100)
+            times[name] += s
+            losses[name] = ls
     n = steps * rounds
-    if paths == ("after",):
-        return {"row": row_name(cell), "after_s_per_step": round(times["after"] / n, 4),
-                "after_steps_per_s": round(n / times["after"], 3)}
     before, after = losses["before"], losses["after"]
     rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(after, before))
     return {"row": row_name(cell), "seed": cell.config.seed, "optimizer": row.opt_name,
@@ -263,7 +258,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--allocator-rounds", type=int, default=2)
     ap.add_argument("--default-allocator", action="store_true",
                     help="keep glibc's allocator settings (the trainer changes them on CPU)")
-    ap.add_argument("--only-after", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--against", metavar="REV", default=None,
                     help="also time each row's step on the code of git revision REV (exported to "
                          "a temporary folder; glibc's allocator defaults, as that code ran) against "
@@ -300,14 +294,9 @@ def main(argv: list[str] | None = None) -> dict:
     summary["allocator"] = "glibc defaults" if args.default_allocator else "trainer's (keep_freed_memory)"
     old_tree = export_revision(args.against) if args.against else None
     for cell in cells:
-        if args.only_after:
-            r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count, ("after",))
-            print(json.dumps(r), flush=True)
-            summary["rows"].append(r)
-            continue
         r = measure_row(cell, args.steps, args.warmup, args.rounds, args.batch_count)
         if args.allocator:
-            r["allocator"] = measure_allocator(row_name(cell), args)
+            r["allocator"] = measure_allocator(cell, args)
             # today's code ran with glibc's defaults: its steps per second over the fast path's
             # with the trainer's allocator settings (the in-process ratio times the children's)
             r["speedup_with_allocator"] = round(r["speedup"] * r["allocator"]["gain"], 3)
@@ -328,28 +317,56 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-def measure_allocator(row: str, args) -> dict:
+def measure_allocator(cell, args) -> dict:
     """The fast path's seconds per step with glibc's defaults over those with the trainer's
-    allocator settings: each in its own child process (glibc's settings are per process),
-    alternating, ``args.allocator_rounds`` pairs; the median of each side."""
-    import os
-    import subprocess
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--only-after", "--rows", row,
-           "--grid", args.grid, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--rounds", str(args.rounds), "--threads", str(args.threads),
-           "--batch-count", str(args.batch_count)] + sum((["--set", kv] for kv in args.set), [])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    seconds: dict[str, list[float]] = {"default": [], "trainer": []}
-    for r in range(args.allocator_rounds):
-        order = ("default", "trainer") if r % 2 == 0 else ("trainer", "default")
-        for name in order:
-            extra = ["--default-allocator"] if name == "default" else []
-            out = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, check=True).stdout
-            line = next(ln for ln in out.splitlines() if ln.startswith("SUMMARY "))
-            seconds[name].append(json.loads(line[len("SUMMARY "):])["rows"][0]["after_s_per_step"])
+    allocator settings: each in its own child process (glibc's settings are per process;
+    benchmarks/demo_step_timer.py on this code), alternating, ``args.allocator_rounds``
+    pairs; the median of each side."""
+    runs = time_children(timer_job(cell, args), {"default": (ROOT, False), "trainer": (ROOT, True)},
+                         args.allocator_rounds)
+    seconds = {side: [round(x["s_per_step"], 4) for x in rs] for side, rs in runs.items()}
     default, trainer = statistics.median(seconds["default"]), statistics.median(seconds["trainer"])
     return {"default_s_per_step": seconds["default"], "trainer_s_per_step": seconds["trainer"],
             "gain": round(default / trainer, 3)}
+
+
+def timer_job(cell, args) -> dict:
+    """``cell``'s row as the job of benchmarks/demo_step_timer.py."""
+    from variants.optim import default_scheduler_for
+    opt = cell.config.optimizer
+    name = opt.name or cell.spec.optimizer
+    return {"variant": cell.config.variant, "objective": cell.config.objective,
+            "overrides": dict(cell.config.overrides), "vocab": VOCAB,
+            "optimizer": {"name": name, "lr": opt.lr, "options": dict(opt.options),
+                          "schedule": opt.schedule or default_scheduler_for(name),
+                          "schedule_options": dict(opt.schedule_options)},
+            "loss": dict(cell.config.loss), "max_duration": cell.config.data.max_duration,
+            "ref_duration": cell.config.data.ref_duration, "batch_count": args.batch_count,
+            "warmup": args.warmup, "steps": args.steps * args.rounds, "threads": args.threads}
+
+
+def time_children(job: dict, sides: dict[str, tuple[Path, bool]], rounds: int) -> dict[str, list[dict]]:
+    """benchmarks/demo_step_timer.py's results for ``job`` on each side (the code tree it
+    imports, whether it keeps freed memory as the trainer does), each run in its own child
+    process (``job``'s threads, glibc's allocator defaults unless kept), the sides
+    alternating ``rounds`` times."""
+    import os
+    import subprocess
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base_env["OMP_NUM_THREADS"] = str(job.get("threads", 1))
+    timer = str(ROOT / "benchmarks" / "demo_step_timer.py")
+    names = list(sides)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            tree, keep = sides[name]
+            out = subprocess.run([sys.executable, timer, json.dumps(dict(job, keep_freed_memory=keep))],
+                                 env=dict(base_env, PYTHONPATH=str(tree)), cwd=str(tree),
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"demo_step_timer.py ({name}) failed:\n{out.stderr[-2000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
 
 
 def export_revision(rev: str) -> Path:
@@ -373,35 +390,11 @@ def export_revision(rev: str) -> Path:
 
 
 def measure_against(cell, old_tree: Path, args) -> dict:
-    """Seconds per step of ``cell``'s row on the exported old code and on this code, each in
-    its own child process (benchmarks/demo_step_timer.py), alternating; medians and their ratio."""
-    import os
-    import subprocess
-    from variants.optim import default_scheduler_for
-    opt = cell.config.optimizer
-    name = opt.name or cell.spec.optimizer
-    job = {"variant": cell.config.variant, "objective": cell.config.objective,
-           "overrides": dict(cell.config.overrides), "vocab": VOCAB,
-           "optimizer": {"name": name, "lr": opt.lr, "options": dict(opt.options),
-                         "schedule": opt.schedule or default_scheduler_for(name),
-                         "schedule_options": dict(opt.schedule_options)},
-           "loss": dict(cell.config.loss), "max_duration": cell.config.data.max_duration,
-           "ref_duration": cell.config.data.ref_duration, "batch_count": args.batch_count,
-           "warmup": args.warmup, "steps": args.steps * args.rounds}
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    base_env["OMP_NUM_THREADS"] = "1"
-    timer = str(ROOT / "benchmarks" / "demo_step_timer.py")
-    runs: dict[str, list[dict]] = {"old": [], "new": []}
-    for r in range(args.against_rounds):
-        for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
-            tree = old_tree if side == "old" else ROOT
-            env = dict(base_env, PYTHONPATH=str(tree))
-            side_job = dict(job, keep_freed_memory=(side == "new"))
-            out = subprocess.run([sys.executable, timer, json.dumps(side_job)], env=env, cwd=str(tree),
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"demo_step_timer.py on the {side} code failed:\n{out.stderr[-2000:]}")
-            runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    """Seconds per step of ``cell``'s row on the exported old code (glibc's allocator
+    defaults, as it ran) and on this code (the trainer's settings), each in its own child
+    process (:func:`time_children`), alternating; medians and their ratio."""
+    runs = time_children(timer_job(cell, args), {"old": (old_tree, False), "new": (ROOT, True)},
+                         args.against_rounds)
     old = statistics.median(x["s_per_step"] for x in runs["old"])
     new = statistics.median(x["s_per_step"] for x in runs["new"])
     lo, ln = runs["old"][0]["losses"], runs["new"][0]["losses"]

@@ -31,9 +31,13 @@ def test_unknown_row_is_a_usage_error(capsys, load_script):
 def test_against_an_older_commit_times_both_codes(load_script):
     # HEAD stands in for the older commit: the same step on an exported copy of the code and
     # on this checkout, each in its own child process; equal losses show both ran the same step
+    # (--allocator: the same child timer on this code with and without the trainer's settings)
     summary = load_script("demo_train_speed").main(
         ["--rows", "zipformer", "--steps", "1", "--rounds", "1", "--warmup", "0",
-         "--against", "HEAD", "--against-rounds", "1"])
+         "--against", "HEAD", "--against-rounds", "1", "--allocator", "--allocator-rounds", "1"])
+    allocator = summary["rows"][0]["allocator"]
+    assert len(allocator["default_s_per_step"]) == len(allocator["trainer_s_per_step"]) == 1
+    assert allocator["gain"] > 0
     against = summary["rows"][0]["against"]
     assert against["rev"] == "HEAD" and len(against["old_s_per_step"]) == 1
     assert against["old_s_per_step"][0] > 0 and against["new_s_per_step"][0] > 0
