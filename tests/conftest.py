@@ -14,6 +14,17 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no GPU: the CUDA twin of this CPU test is skipped"))]
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread (restored afterwards): the main job's cells train
+    so, and the fused C loops of the CPU fast paths (variants/components/cpu_kernels.py)
+    run only then."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> str:
     return request.param

@@ -20,12 +20,3 @@ def tiny_model():
         return cache[key]
 
     return build
-
-
-@pytest.fixture
-def one_thread():
-    """Run a test on one intra-op thread (restored afterwards)."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)

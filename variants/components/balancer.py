@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import fast_paths
 from .scheduled_float import FloatLike, ScheduledFloat, fill_decision
+from . import cpu_kernels
 from .scratch import scratch
 
 
@@ -142,6 +143,14 @@ def add_extra_gradient_2d(x: torch.Tensor, grad: torch.Tensor, limits: tuple[flo
     in three passes (A + B x, |grad|, the sum) instead of four; into ``out`` if given
     (``out`` may be ``grad``: the fused CPU paths add it in place)."""
     n = x.shape[0]
+    if (cpu_kernels.usable(x) and x.is_contiguous() and grad.is_contiguous()
+            and (out is None or out.is_contiguous())
+            and all(isinstance(v, float) for v in (*limits, grad_scale))):
+        # two passes over x and one over grad, the per-channel arithmetic in one call
+        # (csrc/balancer.c; float64 sums in another order: within float32 roundings)
+        out = torch.empty_like(grad) if out is None else out
+        cpu_kernels.call("balancer_extra_2d", x, grad, out, n, x.shape[1], *limits, grad_scale)
+        return out
     # temporaries in scratch buffers kept between steps (see .scratch: no page faults)
     tmp = torch.mul(x, x, out=scratch("balancer.tmp", tuple(x.shape), x))
     s1 = x.sum(dim=0).double()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import fast_paths
+from . import cpu_kernels
 
 #: derivative range of both Swooshes (with a margin): 256 levels, one byte
 DERIV_MIN, DERIV_MAX = -0.08, 0.925
@@ -156,6 +157,12 @@ def swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
     conversion's truncation) dequantized without a byte in between; bit for bit under
     :func:`_exp_log`'s size limit, within roundings above it (:func:`softplus_unclamped`,
     :func:`level_deriv`)."""
+    if cpu_kernels.usable(x) and cpu_kernels.dense(x):
+        # one pass (csrc/swoosh.c) instead of ~11; within float32 roundings of the torch
+        # arithmetic below (a rounding may move a derivative level by one step)
+        y, d = torch.empty_like(x), torch.empty_like(x)
+        cpu_kernels.call("swoosh_forward", x, y, d, x.numel(), offset, constant, _STEP, DERIV_MIN)
+        return y, d
     z = x - offset
     sp = softplus_unclamped(z) if _exp_log(z) else _softplus(z)
     return sp.add_(x, alpha=-0.08).sub_(constant), level_deriv(z, inplace=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from variants import fast_paths
-from variants.components import swoosh
+from variants.components import cpu_kernels, swoosh
 from variants.components.activation_dropout_linear import activation_dropout_linear
 from variants.components.swoosh import SwooshL, SwooshR
 
@@ -226,7 +226,7 @@ def test_convnext_fused_cpu_path_with_layer_drop_matches_reference():
 
 
 @pytest.mark.parametrize("spread", [3.0, 0.02])
-def test_balancer_frames_by_channels_path_matches_reference(spread):
+def test_balancer_frames_by_channels_path_matches_reference(spread, one_thread):
     """Large CPU tensors take the (frames, channels) backward (sums per channel, three passes),
     channel dim 1 of a channels-last tensor and the last dim of a contiguous one; the result
     keeps the gradient's layout. Against the earlier fused path (per-channel moments too)
@@ -249,13 +249,14 @@ def test_balancer_frames_by_channels_path_matches_reference(spread):
         grad = torch.randn(shape, generator=gen).contiguous(memory_format=layout)
         m = Balancer(c, channel_dim=channel_dim, min_abs=0.5, max_abs=2.0, prob=1.0).train()
         out = {}
-        for mode in ("reference", "fused", "frames_by_channels"):
+        for mode in ("reference", "fused", "frames_by_channels", "c_loop"):
             xi = x.detach().requires_grad_(True)
             random.seed(0)
             limit = bal.FRAMES_BY_CHANNELS_MIN_NUMEL
             bal.FRAMES_BY_CHANNELS_MIN_NUMEL = 1 << 62 if mode == "fused" else limit
             try:
-                with fast_paths.reference_paths(mode == "reference"):
+                with fast_paths.reference_paths(mode == "reference"), \
+                        cpu_kernels.disabled(mode != "c_loop"):
                     m(xi).backward(grad)
             finally:
                 bal.FRAMES_BY_CHANNELS_MIN_NUMEL = limit
@@ -267,6 +268,11 @@ def test_balancer_frames_by_channels_path_matches_reference(spread):
         if spread > 1.0:
             assert float((new - ref).abs().max() / added) < 1e-4
         assert new.stride() == grad.stride()
+        # the C loop (csrc/balancer.c) sums in float64: within 1e-4 of the reference
+        # also where the float32 sums cancel
+        if cpu_kernels.library() is not None:
+            assert float((out["c_loop"] - ref).abs().max() / added) < 1e-4
+            assert out["c_loop"].stride() == grad.stride()
 
 
 def test_conv_embed_fast_cpu_paths_match_reference_in_every_gradient():
