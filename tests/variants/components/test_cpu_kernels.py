@@ -61,6 +61,22 @@ def test_without_a_working_compiler_the_torch_paths_run(fresh_library, monkeypat
     assert torch.equal(y, y0) and torch.equal(d, d0)
 
 
+@needs_library
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("HARNESS_KERNEL_CACHE", raising=False)
+    blocked = tmp_path / "file"
+    blocked.write_text("")                               # a file where a folder would go
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setattr(cpu_kernels.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    cpu_kernels.library.cache_clear()
+    try:
+        assert cpu_kernels.library() is not None
+        assert list((tmp_path / "tmp").glob("zipformer-harness-*/*/kernels.so"))
+    finally:
+        monkeypatch.undo()
+        cpu_kernels.library.cache_clear()
+
+
 def test_switched_off_by_the_environment(fresh_library, monkeypatch):
     monkeypatch.setenv("HARNESS_CPU_KERNELS", "0")
     with warnings.catch_warnings():
