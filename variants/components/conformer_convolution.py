@@ -49,12 +49,18 @@ class ConformerConvolution(nn.Module):
         point-wise convolutions as matrix products (torch runs a kernel-1 Conv1d on a
         transposed input through its slow im2col path), the depth-wise one channels-last
         (C loops where they apply: :func:`convolution_module.depthwise_conv_channels_last`).
-        Within float rounding of the convolutions (sums in another order); a CPU layout path
-        (:mod:`variants.fast_paths`)."""
+        Within float rounding of the convolutions (sums in another order), the output in the
+        convolution's layout; a CPU layout path (:mod:`variants.fast_paths`)."""
         c1, c2 = self.pointwise_conv1, self.pointwise_conv2
         y = nn.functional.glu(nn.functional.linear(x, c1.weight.squeeze(-1), c1.bias), dim=-1)
         if padding_mask is not None:
             y = y.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         y = depthwise_conv_channels_last(self.depthwise_conv, y.transpose(1, 2)).transpose(1, 2)
         y = self.activation(self.norm(y))
-        return nn.functional.linear(y, c2.weight.squeeze(-1), c2.bias)
+        # the last product written (B, d, T) in memory, as the convolution's output was:
+        # the dropout after this module draws its mask in its input's layout, so the same
+        # seed gives the same mask as on the other paths
+        out = torch.matmul(c2.weight.squeeze(-1), y.transpose(1, 2))
+        if c2.bias is not None:
+            out = out + c2.bias.unsqueeze(-1)
+        return out.transpose(1, 2)

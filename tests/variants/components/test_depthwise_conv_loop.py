@@ -79,6 +79,8 @@ def test_conformer_convolution_time_major_path_matches_reference(c_loops, one_th
             y = m(x, pad)
         y.backward(g)
         out[mode] = [y.detach(), x.grad] + [p.grad.clone() for p in m.parameters()]
+    # the same output layout: a dropout after the module draws its mask in that layout
+    assert out["layout"][0].stride() == out["reference"][0].stride()
     assert len(out["layout"]) == 2 + len(list(m.parameters()))
     for a, r in zip(out["layout"], out["reference"]):
         assert float((a - r).abs().max() / r.abs().max()) < 1e-5          # measured: <= 6e-7
