@@ -46,6 +46,7 @@ clipping state is saved under the ``"clipping"`` key of ``state_dict()``.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import operator
@@ -57,6 +58,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import fast_paths
+from ..components import cpu_kernels
 from .grad_clipping import ClippingEvent, MedianGradClipping
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,8 @@ class _Bucket:
         self.sqrt_numel: Tensor | None = None   # cached sqrt(numel) per tensor (fast path)
         self.flat_views: list[bool] = []        # whether a tensor needs reshape(-1) for a dot
         self.clip_scale = 1.0                   # clipping factor left to the fused kernel
+        self.c_table: "_CTable | None | bool" = None  # the C step's tables (False: not usable)
+        self.c_step = False                     # this step runs in C (see ScaledAdam._c_table)
 
 
 class _FlatScalars:
@@ -157,6 +161,54 @@ class _FlatScalars:
         return len(states) == len(self.views) and all(
             st["step"] is a and st["scale_exp_avg"] is b and st["scale_exp_avg_sq"] is c
             for st, (a, b, c) in zip(states, self.views))
+
+
+class _CTable:
+    """What the C step (``csrc/scaled_adam.c``) reads for one bucket of float32 CPU
+    tensors: per tensor the addresses of the parameter, ``exp_avg``, ``exp_avg_sq``,
+    its element count and the addresses of its ``step`` (and, for non-scalars,
+    ``scale_exp_avg`` and ``scale_exp_avg_sq``: elements of :class:`_FlatScalars`),
+    as one int64 array built once per plan (rebuilt if a parameter's storage moves);
+    the gradients' addresses, filled in each step; and the statistics the first call
+    writes (per tensor RMS, clipping-norm term, ``sum(g * theta)``; then their sum)."""
+
+    TAB, STATS = 7, 3           # entries per tensor, as in scaled_adam.c
+
+    def __init__(self, b: _Bucket, flat: "_FlatScalars | None") -> None:
+        count = len(b.params)
+        self.count, self.flat = count, flat
+        self.param_ptrs = [p.data_ptr() for p in b.params]
+        rows = []
+        for i, (p, st) in enumerate(zip(b.params, b.states)):
+            rows += [p.data_ptr(), st["exp_avg"].data_ptr(), st["exp_avg_sq"].data_ptr(),
+                     p.numel(), st["step"].data_ptr()]
+            rows += [0, 0] if flat is None else [st["scale_exp_avg"].data_ptr(),
+                                                  st["scale_exp_avg_sq"].data_ptr()]
+        self.tab = (ctypes.c_int64 * len(rows))(*rows)
+        self.grads = (ctypes.c_int64 * count)()
+        self.stats = (ctypes.c_double * (self.STATS * count + 1))()
+        view = torch.frombuffer(self.stats, dtype=torch.float64)
+        self.rms = view[0:-1:self.STATS]
+        self.norm_sq = view[1:-1:self.STATS]
+        # the state tensors whose memory the table points into
+        self.keep = [(st["exp_avg"], st["exp_avg_sq"], st["step"]) for st in b.states]
+
+    @staticmethod
+    def suits(b: _Bucket, scalar: bool) -> bool:
+        """Whether the bucket's parameters and state suit the C loops: float32 CPU
+        tensors, contiguous, the moments shaped as their parameter."""
+        f32 = torch.float32
+        if not (b.fused and b.params[0].dtype == f32):
+            return False
+        for p, st in zip(b.params, b.states):
+            if not p.is_contiguous() or st["step"].dtype != f32:
+                return False
+            for x in (st["exp_avg"], st["exp_avg_sq"]):
+                if x.dtype != f32 or x.shape != p.shape or not x.is_contiguous():
+                    return False
+            if not scalar and any(st[k].dtype != f32 for k in _WIDE_STATE):
+                return False
+        return True
 
 
 def _fused_available() -> bool:
@@ -351,14 +403,22 @@ class ScaledAdam(Optimizer):
         if not buckets:
             return loss
         for group, b, scalar in buckets:
-            if not scalar:
-                b.rms = self._rms(b, cached=fast)
-        for _, b, _ in buckets:
             b.clip_scale = 1.0
+            table = self._c_table(group, b, scalar) if fast else None
+            b.c_step = table is not None
+            if table is not None:
+                # per tensor RMS, clipping-norm term and sum(g * theta), in one call
+                cpu_kernels.call("scaled_adam_stats", table.tab, table.grads, table.count,
+                                 int(scalar), float(group["eta"]), table.stats)
+                b.rms, b.norm_sq = table.rms, table.norm_sq
+            elif not scalar:
+                b.rms = self._rms(b, cached=fast)
         if self.clipping.enabled:
             self._clip(buckets, fused=fast)
         for group, b, scalar in buckets:
-            if scalar and fast and b.fused:
+            if b.c_step:
+                self._c_update(group, b, scalar)
+            elif scalar and fast and b.fused:
                 self._fused_scalar_update(group, b)
             elif scalar:
                 self._scalar_update(group, b)
@@ -401,6 +461,54 @@ class ScaledAdam(Optimizer):
             b.flat_views = [q.dim() == 1 and q.is_contiguous() for q in b.params]
         self.__dict__["_plan"] = _Plan(self, buckets)
         return buckets
+
+    def _c_table(self, group: dict[str, Any], b: _Bucket, scalar: bool) -> _CTable | None:
+        """The bucket's tables for the C step (``csrc/scaled_adam.c``), with this step's
+        gradient addresses filled in; None where that step does not apply now (not
+        :func:`cpu_kernels.usable <variants.components.cpu_kernels.usable>`: more than
+        one thread, not float32, the fused paths or the library off; a layout the C
+        loops do not take: the torch fused path runs). Built once per plan, rebuilt
+        when a parameter's storage or the bucket's :class:`_FlatScalars` changed."""
+        table = b.c_table
+        if table is False or not cpu_kernels.usable(b.params[0]):
+            return None
+        if not all(map(Tensor.is_contiguous, b.grads)):
+            return None
+        flat = None if scalar else self._flat_scalars(group, b)
+        if (table is None or table.flat is not flat
+                or list(map(Tensor.data_ptr, b.params)) != table.param_ptrs):
+            if not _CTable.suits(b, scalar):
+                b.c_table = False
+                return None
+            table = b.c_table = _CTable(b, flat)
+        table.grads[:] = list(map(Tensor.data_ptr, b.grads))
+        return table
+
+    def _c_update(self, group: dict[str, Any], b: _Bucket, scalar: bool) -> None:
+        """The bucket's update in one C call (after :meth:`_c_table` and the statistics
+        call): :meth:`_fused_tensor_update` (non-scalars) or :meth:`_fused_scalar_update`
+        (scalars) in the same arithmetic, within float32 roundings: per tensor the
+        gradient scaled by the clipping factor, the step count, the scale moments, the
+        scale change with the authors' limits (:meth:`_scale_change`), Adam's moments and
+        the RMS-scaled update, in one pass over the tensor.
+
+        Measured on the demo Zipformer (192 tensors, 1.2 M elements, one thread): the
+        whole optimizer step with clipping ~X ms, against ~Y ms for the torch fused
+        path."""
+        table = b.c_table
+        assert isinstance(table, _CTable)
+        beta1, beta2 = group["betas"]
+        if scalar:
+            cpu_kernels.call("scaled_adam_scalars", table.tab, table.grads, table.count,
+                             float(b.clip_scale), float(group["lr"]), float(beta1),
+                             float(beta2), float(group["eta"]), float(group["eps"]),
+                             float(group["scalar_max"]))
+        else:
+            cpu_kernels.call("scaled_adam_update", table.tab, table.grads, table.count,
+                             table.stats, float(b.clip_scale), float(group["lr"]), float(beta1),
+                             float(beta2), float(group["eta"]), float(group["eps"]),
+                             float(group["param_min_rms"]), float(group["param_max_rms"]),
+                             float(group["max_scale_step"]))
 
     def _fused_tensor_update(self, group: dict[str, Any], b: _Bucket) -> None:
         """:meth:`_tensor_update` for float32/float64 CPU tensors: the same arithmetic, with
@@ -479,15 +587,23 @@ class ScaledAdam(Optimizer):
 
         ``fused``: the buckets the fused CPU path updates get the factor as
         ``b.clip_scale`` instead; that path's kernel scales their gradients (in
-        place, as here) in the pass that reads them."""
+        place, as here) in the pass that reads them. So do the buckets of the C step
+        (also for the factor 0: it zeroes them), whose norms its first call computed."""
         device = buckets[0][1].params[0].device
-        sums = []
+        sums, c_sum = [], 0.0
         for group, b, scalar in buckets:
+            if b.c_step:            # the C step's statistics: b.norm_sq and their sum
+                table = b.c_table
+                assert isinstance(table, _CTable)
+                c_sum += table.stats[_CTable.STATS * table.count]
+                continue
             gnorm = torch.stack(torch._foreach_norm(b.grads)).float()
             weight = group["eta"] if scalar else b.rms.float()
             b.norm_sq = (gnorm * weight) ** 2
             sums.append(b.norm_sq.sum().to(device))
-        norm = math.sqrt(float(torch.stack(sums).sum()))          # the one round trip
+        if sums:
+            c_sum += float(torch.stack(sums).sum())              # the one round trip
+        norm = math.sqrt(c_sum)
         scale = self.clipping.scale_for(norm)
         if scale >= 1.0:
             return
@@ -505,7 +621,9 @@ class ScaledAdam(Optimizer):
                         "scaling gradients by %.3g; %s contributes %.0f%% of the norm",
                         event.step, norm, event.threshold, scale, best_name, 100 * best_share)
         for _, b, _ in buckets:
-            if scale == 0.0:
+            if b.c_step:            # the C update scales (or zeroes) the gradients
+                b.clip_scale = scale
+            elif scale == 0.0:
                 torch._foreach_zero_(b.grads)
             elif fused and b.fused:
                 b.clip_scale = scale
