@@ -50,7 +50,7 @@ import ctypes
 import logging
 import math
 import operator
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Callable, Iterable
 
 import torch
@@ -216,6 +216,9 @@ def _fused_available() -> bool:
     return hasattr(torch, "_fused_adamw_") and hasattr(torch, "_fused_adam_")
 
 
+_GRAD, _DTYPE, _IS_CPU = (operator.attrgetter(a) for a in ("grad", "dtype", "is_cpu"))
+
+
 class _Plan:
     """The buckets of one step, kept for the next ones, with what they were built from."""
 
@@ -246,14 +249,16 @@ class _Plan:
             if (group is not g or len(current) != len(params)
                     or not all(map(operator.is_, current, params))):
                 return None
-            grads = [p.grad for p in current]
-            if [x is not None for x in grads] != has_grad:
+            # (maps of C functions: ~200 tensors are checked every step)
+            grads = list(map(_GRAD, current))
+            if list(map(operator.is_not, grads, repeat(None))) != has_grad:
                 return None
             group_grads.append(grads)
         get = opt.state.get
         for params, states, dtype, is_cpu, device in self.checks:
             if (not all(map(operator.is_, map(get, params), states))
-                    or any(p.dtype is not dtype or p.is_cpu is not is_cpu for p in params)
+                    or not all(map(operator.is_, map(_DTYPE, params), repeat(dtype)))
+                    or not all(map(operator.is_, map(_IS_CPU, params), repeat(is_cpu)))
                     or (device is not None and any(p.device != device for p in params))):
                 return None
         return [[group_grads[gi][i] for i in idx] for gi, idx in self.picks]
@@ -474,7 +479,12 @@ class ScaledAdam(Optimizer):
             return None
         if not all(map(Tensor.is_contiguous, b.grads)):
             return None
-        flat = None if scalar else self._flat_scalars(group, b)
+        # a built table needs only the flat scalars' identity checked (their views are
+        # the state's tensors while the plan holds: a rebuild would replace the vectors)
+        flat = (None if scalar else
+                table.flat if table is not None and self.__dict__["_flat_cache"].get(
+                    (id(group), torch.float32)) is table.flat
+                else self._flat_scalars(group, b))
         if (table is None or table.flat is not flat
                 or list(map(Tensor.data_ptr, b.params)) != table.param_ptrs):
             if not _CTable.suits(b, scalar):
