@@ -217,9 +217,10 @@ def test_tables_follow_replaced_storage_and_layouts_fall_back(one_thread):
 
 def test_c_stats_are_the_norms_and_dots(one_thread):
     """The statistics call: per tensor the RMS, the clipping term (|g| RMS)^2 (scalars:
-    (|g| eta)^2) and sum(g * theta), and their sum, in float64."""
+    (|g| eta)^2) and sum(g * theta), and their sum: float32 products and 16-term partial
+    sums (as torch.dot), accumulated in float64: within 1e-6 of the sum of |terms|."""
     gen = torch.Generator().manual_seed(13)
-    params = [nn.Parameter(torch.randn(s, generator=gen)) for s in [(17,), (8, 40), (3, 3, 3)]]
+    params = [nn.Parameter(torch.randn(s, generator=gen)) for s in [(17,), (8, 40), (3, 3, 3), (1000,)]]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen)
     opt = ScaledAdam(params, lr=0.01, clipping_scale=None)
@@ -236,10 +237,11 @@ def test_c_stats_are_the_norms_and_dots(one_thread):
     for i, p in enumerate(params):
         x, g = p.detach().double(), p.grad.double()
         rms = float(x.pow(2).mean().sqrt())
-        assert table.rms[i].item() == pytest.approx(rms, rel=1e-7)
+        assert table.rms[i].item() == pytest.approx(rms, rel=1e-6)
         term = float(g.pow(2).sum()) * rms ** 2
-        assert table.norm_sq[i].item() == pytest.approx(term, rel=1e-6)
-        assert table.stats[3 * i + 2] == pytest.approx(float((g * x).sum()), rel=1e-9, abs=1e-12)
+        assert table.norm_sq[i].item() == pytest.approx(term, rel=2e-6)
+        dot, scale = float((g * x).sum()), float((g * x).abs().sum())
+        assert abs(table.stats[3 * i + 2] - dot) <= 1e-6 * scale
         total += table.norm_sq[i].item()
     assert table.stats[3 * len(params)] == pytest.approx(total, rel=1e-12)
     assert math.isfinite(total)

@@ -23,46 +23,57 @@ static inline float *fptr(int64_t p) { return (float *)(intptr_t)p; }
 static inline double nanmax(double a, double b) { return (a != a || a > b) ? a : b; }
 static inline double nanclamp(double a, double lo, double hi) { return a < lo ? lo : (a > hi ? hi : a); }
 
-/* sum(p^2), sum(g^2), sum(g p) in float64: two sets of 8 partial sums in vector
- * registers (GCC/Clang vector types: a plain loop of float64 sums would not vectorise
- * without licence to reorder them), added up at the end. */
+/* sum(p^2), sum(g^2), sum(g p): products and partial sums of 16 terms per lane in
+ * float32 vector registers (as torch.dot's float32 sums, which the torch fused path
+ * uses), each block's partial sums then added in float64 (GCC/Clang vector types: a
+ * plain loop of sums would not vectorise without licence to reorder them). Measured
+ * ~30% faster than float64 products throughout (the conversions dominate). */
 typedef float f8 __attribute__((vector_size(32)));
+typedef float f16 __attribute__((vector_size(64)));
 typedef double d8 __attribute__((vector_size(64)));
 
-static inline d8 load8(const float *x) {
-    f8 v;
-    __builtin_memcpy(&v, x, sizeof v);
-    return __builtin_convertvector(v, d8);
+#define BLOCK 256
+
+static inline d8 widen_sum(f16 x) {
+    f8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
+    f8 hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+    return __builtin_convertvector(lo, d8) + __builtin_convertvector(hi, d8);
 }
 
 static void sums(const float *restrict p, const float *restrict g, int64_t n,
                  double *pp_out, double *gg_out, double *gp_out) {
-    d8 pp0 = {0}, gg0 = {0}, gp0 = {0}, pp1 = {0}, gg1 = {0}, gp1 = {0};
+    d8 pp = {0}, gg = {0}, gp = {0};
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        d8 p0 = load8(p + j), g0 = load8(g + j), p1 = load8(p + j + 8), g1 = load8(g + j + 8);
-        pp0 += p0 * p0;
-        gg0 += g0 * g0;
-        gp0 += g0 * p0;
-        pp1 += p1 * p1;
-        gg1 += g1 * g1;
-        gp1 += g1 * p1;
+    while (j + 16 <= n) {
+        int64_t end = j + BLOCK <= n ? j + BLOCK : n - (n - j) % 16;
+        f16 a = {0}, b = {0}, c = {0};
+        for (; j < end; j += 16) {
+            f16 pv, gv;
+            __builtin_memcpy(&pv, p + j, sizeof pv);
+            __builtin_memcpy(&gv, g + j, sizeof gv);
+            a += pv * pv;
+            b += gv * gv;
+            c += gv * pv;
+        }
+        pp += widen_sum(a);
+        gg += widen_sum(b);
+        gp += widen_sum(c);
     }
-    double a = 0.0, b = 0.0, c = 0.0;
+    double x = 0.0, y = 0.0, z = 0.0;
     for (; j < n; j++) {
         double pv = (double)p[j], gv = (double)g[j];
-        a += pv * pv;
-        b += gv * gv;
-        c += gv * pv;
+        x += pv * pv;
+        y += gv * gv;
+        z += gv * pv;
     }
     for (int k = 0; k < 8; k++) {
-        a += pp0[k] + pp1[k];
-        b += gg0[k] + gg1[k];
-        c += gp0[k] + gp1[k];
+        x += pp[k];
+        y += gg[k];
+        z += gp[k];
     }
-    *pp_out = a;
-    *gg_out = b;
-    *gp_out = c;
+    *pp_out = x;
+    *gg_out = y;
+    *gp_out = z;
 }
 
 /* stats[i] = (rms (float32-rounded), clip term, sum(g * theta)); stats[STATS * count] =
