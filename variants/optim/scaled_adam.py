@@ -136,6 +136,7 @@ class _Bucket:
         self.clip_scale = 1.0                   # clipping factor left to the fused kernel
         self.c_table: "_CTable | None | bool" = None  # the C step's tables (False: not usable)
         self.c_step = False                     # this step runs in C (see ScaledAdam._c_table)
+        self.partial = False                    # some grads are None (the C step skips them)
 
 
 class _FlatScalars:
@@ -216,7 +217,7 @@ def _fused_available() -> bool:
     return hasattr(torch, "_fused_adamw_") and hasattr(torch, "_fused_adam_")
 
 
-_GRAD, _DTYPE, _IS_CPU = (operator.attrgetter(a) for a in ("grad", "dtype", "is_cpu"))
+_GRAD = operator.attrgetter("grad")
 
 
 class _Plan:
@@ -227,7 +228,9 @@ class _Plan:
         self.groups = [(g, list(g["params"]), [p.grad is not None for p in g["params"]])
                        for g in opt.param_groups]
         self.buckets = buckets
-        self.checks = [(b.params, b.states, b.params[0].dtype, b.params[0].is_cpu,
+        # the parameters' storage: a parameter given another dtype or device (``.data``
+        # replaced, as Module.to does) has a new address
+        self.checks = [(b.params, b.states, list(map(Tensor.data_ptr, b.params)),
                         None if b.params[0].is_cpu else b.params[0].device)
                        for _, b, _ in buckets]
         # where each bucket's tensors sit in their group's list (to pick their gradients)
@@ -238,12 +241,14 @@ class _Plan:
             gi = position[id(b.params[0])][0]
             self.picks.append((gi, [position[id(p)][1] for p in b.params]))
 
-    def gradients(self, opt: "ScaledAdam") -> list[list[Tensor]] | None:
-        """Each bucket's gradients, or None if the buckets no longer describe the
-        optimizer's parameters and state."""
+    def gradients(self, opt: "ScaledAdam", missing_ok: bool = False
+                  ) -> tuple[list[list[Tensor | None]], bool] | None:
+        """Each bucket's gradients, and whether some are None (only with ``missing_ok``:
+        tensors of the buckets that have no gradient this step), or None if the buckets
+        no longer describe the optimizer's parameters and state."""
         if opt.state is not self.state or len(opt.param_groups) != len(self.groups):
             return None
-        group_grads = []
+        group_grads, partial = [], False
         for group, (g, params, has_grad) in zip(opt.param_groups, self.groups):
             current = group["params"]
             if (group is not g or len(current) != len(params)
@@ -251,17 +256,21 @@ class _Plan:
                 return None
             # (maps of C functions: ~200 tensors are checked every step)
             grads = list(map(_GRAD, current))
-            if list(map(operator.is_not, grads, repeat(None))) != has_grad:
-                return None
+            present = list(map(operator.is_not, grads, repeat(None)))
+            if present != has_grad:
+                # gradients missing where the plan has them (none new): usable only by
+                # the C step, which skips those tensors
+                if not missing_ok or any(map(operator.gt, present, has_grad)):
+                    return None
+                partial = True
             group_grads.append(grads)
         get = opt.state.get
-        for params, states, dtype, is_cpu, device in self.checks:
-            if (not all(map(operator.is_, map(get, params), states))
-                    or not all(map(operator.is_, map(_DTYPE, params), repeat(dtype)))
-                    or not all(map(operator.is_, map(_IS_CPU, params), repeat(is_cpu)))
+        for params, states, ptrs, device in self.checks:
+            if (list(map(Tensor.data_ptr, params)) != ptrs
+                    or not all(map(operator.is_, map(get, params), states))
                     or (device is not None and any(p.device != device for p in params))):
                 return None
-        return [[group_grads[gi][i] for i in idx] for gi, idx in self.picks]
+        return [[group_grads[gi][i] for i in idx] for gi, idx in self.picks], partial
 
 
 class ScaledAdam(Optimizer):
@@ -452,13 +461,25 @@ class ScaledAdam(Optimizer):
         (the groups and their parameters, which of them have gradients, the parameters'
         device and dtype, the state's dicts); only the gradients are fetched anew each
         step. Building the buckets took ~1 ms of a ~9 ms step (~200 tensors, one CPU
-        thread); this check takes ~0.1 ms."""
+        thread); this check takes ~0.1 ms.
+
+        A step where some tensors of the plan have no gradient (in the demo Zipformer
+        one tensor, now and then) keeps the plan where the C step (:meth:`_c_table`)
+        takes every bucket concerned: it skips those tensors, as :meth:`_buckets` would
+        leave them out. Otherwise the plan is rebuilt (and again at the next step with
+        all gradients: ~2.5 ms each, a third of the demo's steps, measured)."""
         plan: _Plan | None = self.__dict__.get("_plan")
-        grads = plan.gradients(self) if plan is not None else None
-        if plan is not None and grads is not None:
-            for (_, b, _), g in zip(plan.buckets, grads):
+        got = plan.gradients(self, missing_ok=True) if plan is not None else None
+        if plan is not None and got is not None:
+            grads, partial = got
+            for (group, b, scalar), g in zip(plan.buckets, grads):
                 b.grads = g
-            return plan.buckets
+                b.partial = partial and any(map(operator.is_, g, repeat(None)))
+                if b.partial and (not isinstance(b.c_table, _CTable)
+                                  or self._c_table(group, b, scalar) is None):
+                    break
+            else:
+                return plan.buckets
         buckets = self._buckets()
         for _, b, scalar in buckets:
             p = b.params[0]
@@ -472,12 +493,16 @@ class ScaledAdam(Optimizer):
         gradient addresses filled in; None where that step does not apply now (not
         :func:`cpu_kernels.usable <variants.components.cpu_kernels.usable>`: more than
         one thread, not float32, the fused paths or the library off; a layout the C
-        loops do not take: the torch fused path runs). Built once per plan, rebuilt
-        when a parameter's storage or the bucket's :class:`_FlatScalars` changed."""
+        loops do not take: the torch fused path runs). Built once per plan (which is
+        rebuilt when a parameter's storage moved), and again if the bucket's
+        :class:`_FlatScalars` were rebuilt."""
         table = b.c_table
         if table is False or not cpu_kernels.usable(b.params[0]):
             return None
-        if not all(map(Tensor.is_contiguous, b.grads)):
+        if b.partial:
+            if not all(g is None or g.is_contiguous() for g in b.grads):
+                return None
+        elif not all(map(Tensor.is_contiguous, b.grads)):
             return None
         # a built table needs only the flat scalars' identity checked (their views are
         # the state's tensors while the plan holds: a rebuild would replace the vectors)
@@ -485,13 +510,13 @@ class ScaledAdam(Optimizer):
                 table.flat if table is not None and self.__dict__["_flat_cache"].get(
                     (id(group), torch.float32)) is table.flat
                 else self._flat_scalars(group, b))
-        if (table is None or table.flat is not flat
-                or list(map(Tensor.data_ptr, b.params)) != table.param_ptrs):
+        if table is None or table.flat is not flat:
             if not _CTable.suits(b, scalar):
                 b.c_table = False
                 return None
             table = b.c_table = _CTable(b, flat)
-        table.grads[:] = list(map(Tensor.data_ptr, b.grads))
+        table.grads[:] = ([0 if g is None else g.data_ptr() for g in b.grads] if b.partial
+                          else list(map(Tensor.data_ptr, b.grads)))
         return table
 
     def _c_update(self, group: dict[str, Any], b: _Bucket, scalar: bool) -> None:

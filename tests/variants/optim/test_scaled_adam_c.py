@@ -220,7 +220,8 @@ def test_c_stats_are_the_norms_and_dots(one_thread):
     (|g| eta)^2) and sum(g * theta), and their sum: float32 products and 16-term partial
     sums (as torch.dot), accumulated in float64: within 1e-6 of the sum of |terms|."""
     gen = torch.Generator().manual_seed(13)
-    params = [nn.Parameter(torch.randn(s, generator=gen)) for s in [(17,), (8, 40), (3, 3, 3), (1000,)]]
+    shapes = [(17,), (8, 40), (3, 3, 3), (1000,)]       # tails of 16-lane chunks and blocks
+    params = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen)
     opt = ScaledAdam(params, lr=0.01, clipping_scale=None)

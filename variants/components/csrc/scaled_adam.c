@@ -1,16 +1,18 @@
 /* ScaledAdam (paper section 3.5, Algorithm 1) on the CPU: a bucket's whole step in
- * two calls over its float32 tensors (see variants/optim/scaled_adam.py, _c_step):
- * scaled_adam_stats (per tensor: RMS, clipping-norm term, sum(g * theta)) before the
- * clipping decision, then scaled_adam_update or scaled_adam_scalars (scale moments,
- * bias corrections, the authors' limits on the scale change, and the elementwise
- * Adam update) after it. Same arithmetic as the torch fused path
- * (ScaledAdam._fused_tensor_update / _fused_scalar_update): float32 elementwise,
- * per-tensor scalars in float64 where that path keeps them so, sums in float64.
+ * two calls over its float32 tensors (see variants/optim/scaled_adam.py, ScaledAdam.
+ * _c_table and _c_update): scaled_adam_stats (per tensor: RMS, clipping-norm term,
+ * sum(g * theta)) before the clipping decision, then scaled_adam_update or
+ * scaled_adam_scalars (scale moments, bias corrections, the authors' limits on the
+ * scale change, and the elementwise Adam update in one pass) after it. The same
+ * arithmetic as the torch fused path (ScaledAdam._fused_tensor_update /
+ * _fused_scalar_update), within float32 roundings: float32 elementwise and state,
+ * the per-tensor step sizes and limits in float64 as there.
  *
  * tab: per tensor TAB int64 entries (param, exp_avg, exp_avg_sq, numel, step,
- * scale_exp_avg, scale_exp_avg_sq: pointers to float32 data, numel a count); the
- * scale entries are unused for scalars. grads: one pointer per tensor (fetched anew
- * each step). stats: per tensor STATS doubles, then the bucket's sum of the clipping
+ * scale_exp_avg, scale_exp_avg_sq: addresses of float32 data, numel a count); the
+ * scale entries are unused for scalars. grads: one address per tensor (filled in
+ * each step; 0: the tensor has no gradient this step and is left as it is, state
+ * included). stats: per tensor STATS doubles, then the bucket's sum of the clipping
  * terms. */
 #include "kernels.h"
 
@@ -21,7 +23,9 @@ static inline float *fptr(int64_t p) { return (float *)(intptr_t)p; }
 
 /* NaN-propagating max and clamp, as torch.maximum and Tensor.clamp. */
 static inline double nanmax(double a, double b) { return (a != a || a > b) ? a : b; }
-static inline double nanclamp(double a, double lo, double hi) { return a < lo ? lo : (a > hi ? hi : a); }
+static inline double nanclamp(double a, double lo, double hi) {
+    return a < lo ? lo : (a > hi ? hi : a);
+}
 
 /* sum(p^2), sum(g^2), sum(g p): products and partial sums of 16 terms per lane in
  * float32 vector registers (as torch.dot's float32 sums, which the torch fused path
@@ -86,6 +90,10 @@ KERNEL scaled_adam_stats(const int64_t *tab, const int64_t *grads, int64_t count
         const float *restrict p = fptr(tab[TAB * i]);
         const float *restrict g = fptr(grads[i]);
         int64_t n = tab[TAB * i + 3];
+        if (!g) {
+            stats[STATS * i] = stats[STATS * i + 1] = stats[STATS * i + 2] = 0.0;
+            continue;
+        }
         double pp, gg, gp;
         sums(p, g, n, &pp, &gg, &gp);
         double rms = (double)(float)sqrt(pp / (double)n);
@@ -131,6 +139,8 @@ KERNEL scaled_adam_update(const int64_t *tab, const int64_t *grads, int64_t coun
         const int64_t *e = tab + TAB * i;
         float *restrict p = fptr(e[0]), *restrict m = fptr(e[1]), *restrict v = fptr(e[2]);
         float *restrict g = fptr(grads[i]);
+        if (!g)
+            continue;
         int64_t n = e[3];
         float *step = fptr(e[4]), *sn = fptr(e[5]), *sw = fptr(e[6]);
         double rms = stats[STATS * i];
@@ -171,6 +181,8 @@ KERNEL scaled_adam_scalars(const int64_t *tab, const int64_t *grads, int64_t cou
         const int64_t *e = tab + TAB * i;
         float *p = fptr(e[0]), *m = fptr(e[1]), *v = fptr(e[2]), *step = fptr(e[4]);
         float *g = fptr(grads[i]);
+        if (!g)
+            continue;
         clip_grad(g, 1, clip);
         *step += 1.0f;
         double t = (double)*step;
