@@ -246,3 +246,39 @@ def test_c_stats_are_the_norms_and_dots(one_thread):
         total += table.norm_sq[i].item()
     assert table.stats[3 * len(params)] == pytest.approx(total, rel=1e-12)
     assert math.isfinite(total)
+
+
+def test_missing_gradients_keep_the_plan_and_skip_those_tensors(one_thread):
+    """Steps where some tensors (a scalar among them) have no gradient: the C step keeps
+    its plan and leaves those tensors and their state as they are, as the torch fused
+    step (which rebuilds its buckets) does; with two threads the plan is rebuilt."""
+    missing = {3: (2, 5), 4: (2,), 7: (0, 9), 9: (2, 5)}    # step -> tensors without grad
+    runs = []
+    for c_path in (True, False):
+        params = _params(14)
+        opt = _optimizer(params)
+        gen = torch.Generator().manual_seed(15)
+        plans = []
+        for step in range(12):
+            for i, (p, g) in enumerate(zip(params, _grads(params, gen, step, big_step=8))):
+                p.grad = None if i in missing.get(step, ()) else g
+            if step == 9:
+                torch.set_num_threads(2)
+            with cpu_kernels.disabled(not c_path):
+                opt.step()
+            torch.set_num_threads(1)
+            opt.zero_grad(set_to_none=True)
+            plans.append(opt.__dict__["_plan"])
+        runs.append((params, opt, plans))
+    (pc, oc, plans_c), (pt, ot, plans_t) = runs
+    # C: one plan but for the two-thread step (rebuilt for the tensors with gradients)
+    # and the step after it (all gradients again); torch: rebuilt at every change
+    assert len({id(p) for p in plans_c[:9]}) == 1
+    assert plans_c[9] is not plans_c[8] and plans_c[10] is not plans_c[9]
+    assert plans_c[11] is plans_c[10]
+    assert len({id(p) for p in plans_t}) > 3
+    for a, b in zip(pc, pt):
+        assert _close(a.detach(), b.detach()), a.shape
+    _assert_states_close(oc, ot)
+    assert float(oc.state[pc[2]]["step"]) == 12 - 3 and float(oc.state[pc[0]]["step"]) == 11
+    assert oc.last_clip is not None and oc.last_clip.step == 8
