@@ -536,12 +536,12 @@ class ScaledAdam(Optimizer):
 
         Measured on the demo Zipformer (196 tensors, 1.2 M elements, one thread, the
         whole ``step()`` with clipping, medians, A/B in one process): inside real
-        training steps 3.1 ms against 7.2 ms for the torch fused path (36 steps
-        each); repeated on the same gradients, caches warm, 1.6-1.75 ms against
-        4.1-4.5 ms (3 runs of 200 steps each). The two C calls take ~2 ms of it in
-        training (memory-bound: the parameters, gradients and moments are read
-        back from memory after the backward pass), the Python checks and gradient
-        addresses ~0.7 ms."""
+        training steps 3.06-3.09 ms against 7.17-7.26 ms for the torch fused path (2
+        runs of 48 steps each); repeated on the same gradients, caches warm, 1.62-1.68
+        ms against 4.11-4.17 ms (3 runs of 200 steps each). In training the two C calls
+        take ~2 ms of it (memory-bound: parameters, gradients and moments come back
+        from memory after the backward pass), the Python checks and gradient
+        addresses ~0.8 ms."""
         table = b.c_table
         assert isinstance(table, _CTable)
         beta1, beta2 = group["betas"]
