@@ -24,8 +24,11 @@ runs what a GPU runs (the CPU proxy of GPU training memory).
 
 Under the CPU layout paths, with torch on one thread, some of their arithmetic runs as C loops
 (``components/cpu_kernels.py``, ``components/csrc/``: Swoosh's value and derivative level in one
-pass, the Balancer's extra gradient from float64 per-channel sums in one call), within float32
-roundings of the torch operators they replace; ``cpu_kernels.disabled()`` turns off only those.
+pass, the Balancer's extra gradient from float64 per-channel sums in one call, the convolution
+modules' depth-wise convolution over (B, T, C) memory, ScaledAdam's statistics and update of a
+bucket in two calls), within float32 roundings of the torch operators they replace;
+``cpu_kernels.disabled()`` turns off only those. The Conformer's convolution module holds its
+activations (B, T, d) on this path (point-wise convolutions as matrix products).
 """
 from __future__ import annotations
 
