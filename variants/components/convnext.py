@@ -9,7 +9,7 @@ from torch import nn
 
 from .. import fast_paths
 from .activation import create_activation
-from . import swoosh
+from . import cpu_kernels, swoosh
 from .balancer import Balancer, add_extra_gradient_2d, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
@@ -190,20 +190,11 @@ class _FusedHiddenCPU(torch.autograd.Function):
         dw = dw.contiguous(memory_format=torch.channels_last)
         dwm = dw.permute(0, 2, 3, 1).reshape(n, c)
         w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
-        if balance is None:
-            z, h = torch.addmm(b1 - SWOOSH_L_OFFSET, dwm, w1m.t()), None
-        else:
-            # the Balancer's statistics need h itself (the moments of h - 4 would cancel
-            # in float32 for a channel of small values)
-            h = torch.addmm(b1, dwm, w1m.t())
-            z = h - SWOOSH_L_OFFSET
-        a = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08)
-        d = swoosh.level_deriv(z, inplace=True)
-        del z
-        out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
-        if keep is not None:                      # the layer drop: branch times 0/1 per utterance
-            out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
-        out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
+        # the C loops (csrc/convnext.c) where usable: the biases, SwooshL's value and level,
+        # the layer drop and the residual each in one pass around the two matrix products
+        c_loops = cpu_kernels.usable(x) and x.is_contiguous(memory_format=torch.channels_last)
+        out, a, d, h = (_c_forward if c_loops else _torch_forward)(
+            x, dwm, w1m, b1, w2m, b2, balance is not None, keep)
         ctx.save_for_backward(x, dw, a, d, w0, w1, w2, h, keep)
         ctx.padding, ctx.balance = padding, balance
         return out.view(bsz, t, f, c).permute(0, 3, 1, 2)
@@ -215,21 +206,35 @@ class _FusedHiddenCPU(torch.autograd.Function):
         hidden = w1.shape[0]
         n = bsz * t * f
         grad = grad.contiguous(memory_format=torch.channels_last)         # also the residual's
-        g2 = grad.permute(0, 2, 3, 1).reshape(n, c)
-        if keep is not None:
-            g2 = (g2.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
+        gm = grad.permute(0, 2, 3, 1).reshape(n, c)
         w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
-        db2 = g2.sum(0)
+        fused = cpu_kernels.usable(grad)
+        if fused:
+            # the layer drop's factor and the bias gradient in one pass (csrc/convnext.c)
+            db2 = grad.new_empty(c)
+            g2 = scratch("convnext.g2", (n, c), gm) if keep is not None else gm
+            cpu_kernels.call("convnext_grad_out", gm, gm if keep is None else keep, g2, db2,
+                             bsz, t * f, c, int(keep is not None))
+        else:
+            g2 = gm if keep is None else (gm.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
+            db2 = g2.sum(0)
         dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
         # the temporaries in scratch buffers kept between steps (no page faults)
-        grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2)).mul_(d)
+        grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2))
+        if fused:
+            # the derivative, and the bias gradient in the same pass unless the Balancer
+            # adds to the gradient first
+            db1 = grad.new_empty(hidden)
+            cpu_kernels.call("convnext_grad_hidden", grad_h, d, db1, n, hidden, int(ctx.balance is None))
+        else:
+            grad_h.mul_(d)
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
             add_extra_gradient_2d(h, grad_h, limits, grad_scale, out=grad_h)
-        db1 = grad_h.sum(0)
+        if not fused or ctx.balance is not None:
+            db1 = grad_h.sum(0)
         dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
         grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
-        db0 = grad_dw.sum(0)
         g4 = grad_dw.view(bsz, t, f, c).permute(0, 3, 1, 2)               # channels-last
         grad_x = None
         if ctx.needs_input_grad[0]:
@@ -237,14 +242,77 @@ class _FusedHiddenCPU(torch.autograd.Function):
                 g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
                 [True, False, False])[0]
             grad_x = grad_x.contiguous(memory_format=torch.channels_last).add_(grad)
-        g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
-        dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
-                                    tuple(w0.shape[2:]))
+        if fused and c % 16 == 0 and x.is_contiguous(memory_format=torch.channels_last):
+            # the depth-wise weight and bias gradients from the channels-last tensors as they
+            # lie, in one call (csrc/convnext.c: 1.1 against 4.1 ms for the transposed copies
+            # and batched products below at 5 x 64 x 114 x 19, one thread)
+            dw0, db0 = w0.new_empty(w0.shape), grad.new_empty(c)
+            cpu_kernels.call("depthwise_weight_grad_cl", x, grad_dw, dw0, db0, bsz, t, f, c,
+                             w0.shape[2], w0.shape[3])
+        else:
+            db0 = grad_dw.sum(0)
+            g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
+            dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
+                                        tuple(w0.shape[2:]))
         return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None, None)
+
+
+def _torch_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
+    """:class:`_FusedHiddenCPU`'s forward after the depth-wise convolution, in torch's
+    operators: (the branch plus the residual (N, C), a, the derivative level, h if
+    ``balanced``)."""
+    bsz, c, t, f = x.shape
+    n = bsz * t * f
+    if not balanced:
+        z, h = torch.addmm(b1 - SWOOSH_L_OFFSET, dwm, w1m.t()), None
+    else:
+        # the Balancer's statistics need h itself (the moments of h - 4 would cancel
+        # in float32 for a channel of small values)
+        h = torch.addmm(b1, dwm, w1m.t())
+        z = h - SWOOSH_L_OFFSET
+    a = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08)
+    d = swoosh.level_deriv(z, inplace=True)
+    del z
+    out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
+    if keep is not None:                      # the layer drop: branch times 0/1 per utterance
+        out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
+    out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
+    return out, a, d, h
+
+
+def _c_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
+    """:func:`_torch_forward` with the C loops of csrc/convnext.c for a channels-last ``x``:
+    the matrix products without their biases, then one pass over the hidden layer (its bias,
+    SwooshL's value and derivative level, h kept in place when ``balanced``, else the level
+    written over it) and one over the output (its bias, the layer drop, the residual).
+    Within float32 roundings of :func:`_torch_forward` (exp and log from libmvec; a
+    derivative level may move by one step where a rounding crosses a level boundary)."""
+    bsz, c, t, f = x.shape
+    n, hidden = bsz * t * f, w1m.shape[0]
+    m1 = torch.mm(dwm, w1m.t())
+    a = torch.empty_like(m1)
+    if balanced:
+        d = torch.empty_like(m1)
+        cpu_kernels.call("convnext_hidden_forward", m1, b1, a, d, n, hidden, SWOOSH_L_OFFSET,
+                         LEVEL_STEP, swoosh.DERIV_MIN, 1)
+        h = m1
+    else:
+        # z = h - 4 with the shift in the bias (as _torch_forward's addmm)
+        cpu_kernels.call("convnext_hidden_forward", m1, (b1 - SWOOSH_L_OFFSET).contiguous(), a, m1,
+                         n, hidden, 0.0, LEVEL_STEP, swoosh.DERIV_MIN, 0)
+        d, h = m1, None
+    out = torch.mm(a, w2m.t())
+    bias = (b2 - SWOOSH_L_CONSTANT * w2m.sum(1)).contiguous()
+    xm = x.permute(0, 2, 3, 1).reshape(n, c)
+    cpu_kernels.call("convnext_residual", out, bias, out if keep is None else keep.contiguous(), xm,
+                     bsz, t * f, c, int(keep is not None))
+    return out, a, d, h
 
 
 #: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4
 SWOOSH_L_OFFSET, SWOOSH_L_CONSTANT = 4.0, 0.355
+#: the spacing of SwooshL's 256 derivative levels (swoosh.py's)
+LEVEL_STEP = (swoosh.DERIV_MAX - swoosh.DERIV_MIN) / 255.0
 
 
 def _fused_hidden_applies(m: "ConvNeXt", x: torch.Tensor) -> bool:
