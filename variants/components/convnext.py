@@ -221,17 +221,20 @@ class _FusedHiddenCPU(torch.autograd.Function):
         dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
         # the temporaries in scratch buffers kept between steps (no page faults)
         grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2))
-        if fused:
-            # the derivative, and the bias gradient in the same pass unless the Balancer
-            # adds to the gradient first
+        if d.dtype == torch.uint8 and fused:
+            # the derivative from its level (the C forward's byte), and the bias gradient in
+            # the same pass unless the Balancer adds to the gradient first
             db1 = grad.new_empty(hidden)
-            cpu_kernels.call("convnext_grad_hidden", grad_h, d, db1, n, hidden, int(ctx.balance is None))
+            cpu_kernels.call("convnext_grad_levels", grad_h, d, db1, n, hidden, LEVEL_STEP,
+                             swoosh.DERIV_MIN, int(ctx.balance is None))
+            fused_db1 = ctx.balance is None
         else:
-            grad_h.mul_(d)
+            grad_h.mul_(swoosh.dequantize_deriv(d) if d.dtype == torch.uint8 else d)
+            fused_db1 = False
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
             add_extra_gradient_2d(h, grad_h, limits, grad_scale, out=grad_h)
-        if not fused or ctx.balance is not None:
+        if not fused_db1:
             db1 = grad_h.sum(0)
         dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
         grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
@@ -283,30 +286,31 @@ def _torch_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
 def _c_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
     """:func:`_torch_forward` with the C loops of csrc/convnext.c for a channels-last ``x``:
     the matrix products without their biases, then one pass over the hidden layer (its bias,
-    SwooshL's value and derivative level, h kept in place when ``balanced``, else the level
-    written over it) and one over the output (its bias, the layer drop, the residual).
-    Within float32 roundings of :func:`_torch_forward` (exp and log from libmvec; a
-    derivative level may move by one step where a rounding crosses a level boundary)."""
+    SwooshL's value, the derivative's level as a byte (a quarter of the float's memory), h
+    kept in place when ``balanced``; otherwise the product lives in a scratch buffer) and one
+    over the output (its bias, the layer drop, the residual). Within float32 roundings of
+    :func:`_torch_forward` (exp and log from libmvec; a derivative level may move by one
+    step where a rounding crosses a level boundary)."""
     bsz, c, t, f = x.shape
     n, hidden = bsz * t * f, w1m.shape[0]
-    m1 = torch.mm(dwm, w1m.t())
-    a = torch.empty_like(m1)
+    a = dwm.new_empty(n, hidden)
+    q = torch.empty(n, hidden, dtype=torch.uint8)
     if balanced:
-        d = torch.empty_like(m1)
-        cpu_kernels.call("convnext_hidden_forward", m1, b1, a, d, n, hidden, SWOOSH_L_OFFSET,
-                         LEVEL_STEP, swoosh.DERIV_MIN, 1)
-        h = m1
+        h = torch.mm(dwm, w1m.t())
+        cpu_kernels.call("convnext_hidden_levels", h, b1, a, q, n, hidden, SWOOSH_L_OFFSET, LEVEL_STEP, 1)
     else:
-        # z = h - 4 with the shift in the bias (as _torch_forward's addmm)
-        cpu_kernels.call("convnext_hidden_forward", m1, (b1 - SWOOSH_L_OFFSET).contiguous(), a, m1,
-                         n, hidden, 0.0, LEVEL_STEP, swoosh.DERIV_MIN, 0)
-        d, h = m1, None
+        # z = h - 4 with the shift in the bias (as _torch_forward's addmm); the product in a
+        # buffer kept between steps (only a and the levels are kept for the backward)
+        m1 = torch.mm(dwm, w1m.t(), out=scratch("convnext.m1", (n, hidden), dwm))
+        cpu_kernels.call("convnext_hidden_levels", m1, (b1 - SWOOSH_L_OFFSET).contiguous(), a, q,
+                         n, hidden, 0.0, LEVEL_STEP, 0)
+        h = None
     out = torch.mm(a, w2m.t())
     bias = (b2 - SWOOSH_L_CONSTANT * w2m.sum(1)).contiguous()
     xm = x.permute(0, 2, 3, 1).reshape(n, c)
     cpu_kernels.call("convnext_residual", out, bias, out if keep is None else keep.contiguous(), xm,
                      bsz, t * f, c, int(keep is not None))
-    return out, a, d, h
+    return out, a, q, h
 
 
 #: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4

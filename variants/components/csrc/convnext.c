@@ -8,15 +8,16 @@
 
 /* The hidden layer's forward, in place of its matrix product m (n x c, no bias):
  * h = m + bias, z = h - offset, a = softplus(z) - 0.08 z (SwooshL(h) + constant; softplus as
- * max(log(1 + exp(min(z, 80))), z), as csrc/swoosh.c), and the dequantized derivative level
- * floor(sigmoid(z) / step + 0.5) * step + deriv_min. keep_h: m becomes h and the level goes
- * to d; otherwise the level overwrites m (d unused). */
-KERNEL convnext_hidden_forward(float *m, const float *bias, float *a, float *d, int64_t n,
-                               int64_t c, float offset, float step, float deriv_min, int keep_h) {
+ * max(log(1 + exp(min(z, 80))), z), as csrc/swoosh.c), and the derivative's rounded level
+ * q = floor(sigmoid(z) / step + 0.5) as a byte (sigmoid(z) in [0, 1]: q in [0, 255]; it stands
+ * for q step + deriv_min, see convnext_grad_levels). keep_h: m becomes h. */
+KERNEL convnext_hidden_levels(float *restrict m, const float *restrict bias, float *restrict a,
+                               uint8_t *restrict q, int64_t n, int64_t c, float offset, float step,
+                               int keep_h) {
     const float inv = 1.0f / step;
     for (int64_t i = 0; i < n; i++) {
         float *mr = m + i * c, *ar = a + i * c;
-        float *dr = keep_h ? d + i * c : mr;
+        uint8_t *qr = q + i * c;
         for (int64_t j = 0; j < c; j++) {
             float h = mr[j] + bias[j];
             float z = h - offset;
@@ -25,10 +26,9 @@ KERNEL convnext_hidden_forward(float *m, const float *bias, float *a, float *d, 
             sp = sp > z ? sp : z;
             ar[j] = sp - 0.08f * z;
             float s = e / (1.0f + e);
-            float lv = floorf(s * inv + 0.5f) * step + deriv_min;
+            qr[j] = (uint8_t)(int32_t)floorf(s * inv + 0.5f);
             if (keep_h)
                 mr[j] = h;
-            dr[j] = lv;
         }
     }
 }
@@ -89,12 +89,13 @@ KERNEL convnext_grad_out(const float *restrict grad, const float *restrict keep,
     }
 }
 
-/* The hidden layer's backward: g *= d (the derivative level), and when do_sum the
- * per-channel sums of the product into s. */
-KERNEL convnext_grad_hidden(float *restrict g, const float *restrict d, float *restrict s,
-                            int64_t n, int64_t c, int do_sum) {
+/* The hidden layer's backward: g *= q step + deriv_min (the derivative the level q of
+ * convnext_hidden_levels stands for), and when do_sum the per-channel sums of the product
+ * into s. */
+KERNEL convnext_grad_levels(float *restrict g, const uint8_t *restrict q, float *restrict s,
+                            int64_t n, int64_t c, float step, float deriv_min, int do_sum) {
     for (int64_t i = 0; i < n * c; i++)
-        g[i] *= d[i];
+        g[i] *= (float)q[i] * step + deriv_min;
     if (do_sum)
         column_sums(g, s, n, c);
 }
