@@ -118,7 +118,7 @@ static inline v16 load16(const float *p) {
 static void dw_row(const float *restrict x, const float *restrict g, double *restrict out, int64_t t0,
                    int64_t t1, int64_t sh, int64_t f, int64_t c, int64_t cb, int64_t kw) {
     const int64_t pw = (kw - 1) / 2;
-    v16 *acc = malloc((size_t)kw * sizeof(v16));
+    v16 *acc = aligned_alloc(sizeof(v16), (size_t)kw * sizeof(v16));   /* v16 is 64-byte aligned */
     for (int64_t t = t0; t < t1; t++) {
         const float *gr = g + t * f * c + cb, *xr = x + (t + sh) * f * c + cb;
         for (int64_t j = 0; j < kw; j++)
