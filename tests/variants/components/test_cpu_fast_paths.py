@@ -351,12 +351,14 @@ def _conv_stack_run(mode: str, prob: float, monkeypatch):
 def test_conv_embed_fused_conv_stack_matches_reference(prob, c_loops, monkeypatch, one_thread):
     """The three Conv2d -> Balancer -> SwooshR stages as one Function each (CPU, training):
     the output and the convolutions' gradients bit for bit the layout path's (the modules
-    applied in turn), with the C loops (cpu_kernels) and without, and the reference's within
-    float32 roundings; with the Balancers acting (their extra gradient changes the
-    gradients) and not. The C loops' SwooshR may move a derivative level by one step
-    (0.4 % of that element's gradient) where a rounding crosses a level boundary, so the
-    convolutions' weight gradients are within 1e-3 of the reference's there (measured:
-    3.4e-4), not 2e-5 (measured: 4e-6)."""
+    applied in turn) in torch's operators, and the reference's within float32 roundings;
+    with the Balancers acting (their extra gradient changes the gradients) and not. With
+    the C loops (csrc/conv_embed.c in the stages, csrc/swoosh.c in the SwooshR modules;
+    libmvec's exp and log may round differently in the two loops' vector widths) the
+    stages are within 1e-5 of the layout path (measured: 2.6e-6); SwooshR's derivative
+    level may move by one step (0.4 % of that element's gradient) against the reference's
+    where a rounding crosses a level boundary, so the convolutions' weight gradients are
+    within 1e-3 of the reference's there (measured: 3.4e-4), not 2e-5 (measured: 4e-6)."""
     if c_loops and cpu_kernels.library() is None:
         pytest.skip("no C compiler: the C loops are off")
     with cpu_kernels.disabled(not c_loops):
@@ -368,7 +370,10 @@ def test_conv_embed_fused_conv_stack_matches_reference(prob, c_loops, monkeypatc
         assert not ref_calls                                      # reachable under reference_paths()
     assert len(fused) == len(layout) == len(ref) == 7
     for a, b, r in zip(fused, layout, ref):
-        assert torch.equal(a, b)
+        if c_loops:
+            assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+        else:
+            assert torch.equal(a, b)
         assert float((a - r).abs().max() / r.abs().max()) < (1e-3 if c_loops else 2e-5)
     if prob == 1.0:
         with cpu_kernels.disabled(not c_loops):
