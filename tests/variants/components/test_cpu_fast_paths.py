@@ -427,7 +427,7 @@ def test_convnext_c_loops_match_the_torch_path(scale, prob, layerdrop, monkeypat
     names = _spy_kernels(monkeypatch)
     c_path = _convnext_run(False, scale, prob, layerdrop)
     assert {"convnext_hidden_levels", "convnext_residual", "convnext_grad_out", "convnext_grad_levels",
-            "depthwise_weight_grad_cl"} <= set(names)
+            "depthwise_weight_grad_cl", "depthwise_conv7_cl"} <= set(names)
     names.clear()
     with cpu_kernels.disabled():
         torch_path = _convnext_run(False, scale, prob, layerdrop)
@@ -457,3 +457,32 @@ def test_depthwise_weight_grad_c_loop_matches_mkldnn(kernel, frames):
     cpu_kernels.call("depthwise_weight_grad_cl", x, grad, got, got_b, b, frames, f, c, *kernel)
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6 * float(want.abs().max()))
     torch.testing.assert_close(got_b.double(), want_b, rtol=0, atol=1e-6 * float(want_b.abs().max()))
+
+
+@pytest.mark.parametrize("kh", [7, 3])
+@pytest.mark.parametrize("frames,bins", [(23, 11), (2, 3), (5, 1), (1, 2), (4, 7)])
+def test_depthwise_conv_c_loop_matches_mkldnn(kh, frames, bins):
+    """csrc/convnext.c's depth-wise convolution (kernel kh x 7, 'same' padding) on
+    channels-last tensors: its output against mkldnn's, and with the kernel flipped and a
+    residual added, the input's gradient plus that residual; fewer bins and frames than the
+    kernel's reach too."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    gen = torch.Generator().manual_seed(frames * 10 + bins)
+    b, c = 2, 32
+    x, grad, res = (torch.randn(b, c, frames, bins, generator=gen).contiguous(memory_format=torch.channels_last)
+                    for _ in range(3))
+    w, bias = torch.randn(c, 1, kh, 7, generator=gen), torch.randn(c, generator=gen)
+    pad = ((kh - 1) // 2, 3)
+    want = torch.nn.functional.conv2d(x.double(), w.double(), bias.double(), padding=pad, groups=c)
+    got = torch.empty_like(x)
+    cpu_kernels.call("depthwise_conv7_cl", x, w.reshape(c, -1).t().contiguous(), bias, x, got, b, frames,
+                     bins, c, kh, 0)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6 * float(want.abs().max()))
+    want_x = torch.ops.aten.convolution_backward(grad.double(), x.double(), w.double(), None, [1, 1],
+                                                 list(pad), [1, 1], False, [0, 0], c,
+                                                 [True, False, False])[0] + res.double()
+    got_x = torch.empty_like(x)
+    cpu_kernels.call("depthwise_conv7_cl", grad, w.flip(2, 3).reshape(c, -1).t().contiguous(), torch.zeros(c),
+                     res, got_x, b, frames, bins, c, kh, 1)
+    torch.testing.assert_close(got_x.double(), want_x, rtol=0, atol=1e-6 * float(want_x.abs().max()))

@@ -204,3 +204,65 @@ KERNEL depthwise_weight_grad_cl(const float *restrict x, const float *restrict g
     free(acc);
     column_sums(g, db, bsz * t * f, c);
 }
+
+/* out = bias + the depth-wise convolution of x with 'same' zero padding, kernel (kh, kw) with
+ * kw = 7 (ConvNeXt's), plus res where use_res; x, res, out channels-last (bsz, t, f, c)
+ * contiguous, c a multiple of 16; wt the weights as (kh * kw, c) (tap-major). The input's
+ * gradient is the same loop with the kernel flipped and res the residual's gradient. */
+KERNEL depthwise_conv7_cl(const float *restrict x, const float *restrict wt, const float *restrict bias,
+                          const float *restrict res, float *restrict out, int64_t bsz, int64_t t,
+                          int64_t f, int64_t c, int64_t kh, int use_res) {
+    const int64_t ph = (kh - 1) / 2;
+    for (int64_t b = 0; b < bsz; b++) {
+        for (int64_t to = 0; to < t; to++) {
+            float *orow = out + (b * t + to) * f * c;
+            const float *rrow = res + (b * t + to) * f * c;
+            for (int64_t cb = 0; cb < c; cb += 16) {
+                v16 bv = load16(bias + cb);
+                for (int64_t fo = 0; fo < f; fo++) {
+                    v16 v = bv;
+                    if (use_res)
+                        v += load16(rrow + fo * c + cb);
+                    memcpy(orow + fo * c + cb, &v, sizeof v);
+                }
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t ti = to + i - ph;
+                    if (ti < 0 || ti >= t)
+                        continue;
+                    const float *xr = x + (b * t + ti) * f * c + cb;
+                    const float *wr = wt + i * 7 * c + cb;
+                    v16 w0 = load16(wr), w1 = load16(wr + c), w2 = load16(wr + 2 * c),
+                        w3 = load16(wr + 3 * c), w4 = load16(wr + 4 * c), w5 = load16(wr + 5 * c),
+                        w6 = load16(wr + 6 * c);
+                    /* input bin n reaches outputs n - 3 .. n + 3: their sums so far in a0 .. a6;
+                     * output n - 3 is complete after bin n (this kernel row) */
+                    float *ob = orow + cb;
+                    v16 z = {0};
+                    v16 a0 = z, a1 = z, a2 = z;
+                    v16 a3 = load16(ob), a4 = f > 1 ? load16(ob + c) : z,
+                        a5 = f > 2 ? load16(ob + 2 * c) : z, a6 = f > 3 ? load16(ob + 3 * c) : z;
+                    for (int64_t n = 0; n < f; n++) {
+                        v16 xv = load16(xr + n * c);
+                        a0 += w6 * xv;
+                        a1 += w5 * xv;
+                        a2 += w4 * xv;
+                        a3 += w3 * xv;
+                        a4 += w2 * xv;
+                        a5 += w1 * xv;
+                        a6 += w0 * xv;
+                        if (n >= 3)
+                            memcpy(ob + (n - 3) * c, &a0, sizeof a0);
+                        a0 = a1; a1 = a2; a2 = a3; a3 = a4; a4 = a5; a5 = a6;
+                        a6 = n + 4 < f ? load16(ob + (n + 4) * c) : z;
+                    }
+                    /* outputs f - 3 .. f - 1 */
+                    if (f >= 3)
+                        memcpy(ob + (f - 3) * c, &a0, sizeof a0);
+                    if (f >= 2)
+                        memcpy(ob + (f - 2) * c, &a1, sizeof a1);
+                    memcpy(ob + (f - 1) * c, &a2, sizeof a2);
+                }
+            }
+        }
+    }
+}
