@@ -1,7 +1,10 @@
 """The ConvNeXt layer of Conv-Embed (paper section 3.1): depth-wise 7x7
 convolution, point-wise convolution to 3x the channels, SwooshL, point-wise
 convolution back, with a residual connection. In training the residual branch
-is dropped per utterance at a scheduled rate (authors: 0.2 falling to 0.015)."""
+is dropped per utterance at a scheduled rate (authors: 0.2 falling to 0.015).
+
+CPU training (channels-last) runs the branch as :class:`_FusedHiddenCPU`, with C loops
+(csrc/convnext.c) for its elementwise work and depth-wise convolution on one thread."""
 from __future__ import annotations
 
 import torch
@@ -179,6 +182,16 @@ class _FusedHiddenCPU(torch.autograd.Function):
     from :func:`depthwise_weight_grad` (the input gradient from mkldnn). The same
     arithmetic as the modules applied in turn, within float32 roundings (the derivative
     levels bit for bit).
+
+    With the C loops (:mod:`.cpu_kernels`, csrc/convnext.c; one thread) the elementwise
+    work is one pass each around the matrix products (:func:`_c_forward`: the biases,
+    SwooshL's value and the derivative's level as a byte, the layer drop with the
+    residual; backward: the layer drop's factor with the bias sums, the level times the
+    gradient with the bias sums), the depth-wise convolution and its input gradient (with
+    the residual's gradient added) are a loop over the channels-last tensors, and so is
+    the depth-wise weight and bias gradient (no transposed copies); within float32
+    roundings of the torch path (a derivative level may move by one step where a rounding
+    crosses a level boundary).
     """
 
     @staticmethod
