@@ -486,3 +486,37 @@ def test_depthwise_conv_c_loop_matches_mkldnn(kh, frames, bins):
     cpu_kernels.call("depthwise_conv7_cl", grad, w.flip(2, 3).reshape(c, -1).t().contiguous(), torch.zeros(c),
                      res, got_x, b, frames, bins, c, kh, 1)
     torch.testing.assert_close(got_x.double(), want_x, rtol=0, atol=1e-6 * float(want_x.abs().max()))
+
+
+def test_conv_embed_c_loops_run_and_zero_the_padded_frames_in_the_third_stage(monkeypatch, one_thread):
+    """With the C loops the three fused stages run csrc/conv_embed.c forward and backward,
+    the third with the output lengths (use_lens), so ConvNeXt gets 0 on the padded frames
+    (and nothing else zeroed) without a masked copy before it."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    from variants.components import conv_embed
+
+    calls: list[tuple] = []
+    call = cpu_kernels.call
+    monkeypatch.setattr(cpu_kernels, "call", lambda name, *a: calls.append((name, a)) or call(name, *a))
+    seen = []
+    monkeypatch.setattr(conv_embed.ConvNeXt, "forward",
+                        lambda self, x, f=conv_embed.ConvNeXt.forward: seen.append(x.detach().clone()) or f(self, x))
+    monkeypatch.setattr(conv_embed, "zero_padded_frames",
+                        lambda x, lengths, time_dim, f=conv_embed.zero_padded_frames:
+                        seen.append(time_dim) or f(x, lengths, time_dim))
+    torch.manual_seed(0)
+    m = conv_embed.ConvEmbed(80, 32, channels=(8, 16, 64)).train()
+    x = torch.randn(3, 60, 80)
+    lens = torch.tensor([60, 45, 30])
+    y, out_lens = m(x, lens)
+    y.sum().backward()
+    forward = [a for name, a in calls if name == "conv_stage_forward"]
+    backward = [a for name, a in calls if name == "conv_stage_backward"]
+    assert len(forward) == len(backward) == 3
+    assert [a[7] for a in forward] == [0, 0, 1] and [a[7] for a in backward] == [1, 0, 0]
+    # only the features' masked copy (time_dim 1) was made, none before ConvNeXt
+    assert [s for s in seen if isinstance(s, int)] == [1]
+    (convnext_in,) = [s for s in seen if isinstance(s, torch.Tensor)]
+    for b, n in enumerate(out_lens.tolist()):
+        assert bool((convnext_in[b, :, n:] == 0).all()) and bool((convnext_in[b, :, :n] != 0).any())
