@@ -21,6 +21,11 @@ instead of a byte or a recomputation; these may read values back, free on the CP
 take the place of the memory-lean paths on CPU, where step time
 matters more than memory; ``device_independent()`` turns off only those, so a CPU measurement
 runs what a GPU runs (the CPU proxy of GPU training memory).
+
+Under the CPU layout paths, with torch on one thread, some of their arithmetic runs as C loops
+(``components/cpu_kernels.py``, ``components/csrc/``: Swoosh's value and derivative level in one
+pass, the Balancer's extra gradient from float64 per-channel sums in one call), within float32
+roundings of the torch operators they replace; ``cpu_kernels.disabled()`` turns off only those.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from variants import build_model, fast_paths
+from variants.components import cpu_kernels
 from variants.components.balancer import Balancer
 from variants.components.convnext import ConvNeXt
 from variants.components.swoosh import SwooshL, SwooshR
@@ -79,7 +80,10 @@ def test_whitener_backward_matches_reference(groups, shape):
 
 
 @pytest.mark.parametrize("module", [SwooshL(), SwooshR()])
-def test_swoosh_is_bit_for_bit(module):
+def test_swoosh_is_bit_for_bit(module, one_thread):
+    """Bit for bit on the torch paths; the C loop (csrc/swoosh.c) within float32 roundings
+    (its derivative levels may move by one step where a rounding crosses a level boundary:
+    none here)."""
     x = (torch.randn(3, 7, 11) * 4).contiguous().requires_grad_(True)
     g = torch.randn(3, 7, 11)
 
@@ -89,8 +93,11 @@ def test_swoosh_is_bit_for_bit(module):
         y.backward(g)
         return y.detach(), x.grad.clone()
 
-    (y0, g0), (y1, g1) = both(run)
+    with cpu_kernels.disabled():
+        (y0, g0), (y1, g1) = both(run)
     assert torch.equal(y0, y1) and torch.equal(g0, g1)
+    yc, gc = run()
+    assert torch.allclose(yc, y1, rtol=1e-6, atol=1e-6) and torch.allclose(gc, g1, rtol=1e-6, atol=1e-6)
 
 
 def test_convnext_matches_reference():

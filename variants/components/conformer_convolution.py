@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import fast_paths
 from .activation import create_activation
+from .convolution_module import depthwise_conv_channels_last
 from .norm import create_norm
 
 
@@ -33,9 +35,26 @@ class ConformerConvolution(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 3 or x.size(2) != self.channels:
             raise ValueError(f"ConformerConvolution expects (batch, frames, {self.channels}), got {tuple(x.shape)}")
+        if fast_paths.cpu_layout(x) and self.depthwise_conv.padding_mode == "zeros":
+            return self._forward_time_major(x, padding_mask)
         y = nn.functional.glu(self.pointwise_conv1(x.transpose(1, 2)), dim=1)  # (B, d, T)
         if padding_mask is not None:
             y = y.masked_fill(padding_mask.unsqueeze(1), 0.0)
         y = self.depthwise_conv(y).transpose(1, 2)  # (B, T, d): the norm works on the last dim
         y = self.activation(self.norm(y))
         return self.pointwise_conv2(y.transpose(1, 2)).transpose(1, 2)
+
+    def _forward_time_major(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The same module on the CPU with every activation held as (B, T, d) in memory: the
+        point-wise convolutions as matrix products (torch runs a kernel-1 Conv1d on a
+        transposed input through its slow im2col path), the depth-wise one channels-last
+        (C loops where they apply: :func:`convolution_module.depthwise_conv_channels_last`).
+        Within float rounding of the convolutions (sums in another order); a CPU layout path
+        (:mod:`variants.fast_paths`)."""
+        c1, c2 = self.pointwise_conv1, self.pointwise_conv2
+        y = nn.functional.glu(nn.functional.linear(x, c1.weight.squeeze(-1), c1.bias), dim=-1)
+        if padding_mask is not None:
+            y = y.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        y = depthwise_conv_channels_last(self.depthwise_conv, y.transpose(1, 2)).transpose(1, 2)
+        y = self.activation(self.norm(y))
+        return nn.functional.linear(y, c2.weight.squeeze(-1), c2.bias)
