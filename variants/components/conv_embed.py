@@ -24,7 +24,8 @@ depends on the padding); for an unpadded batch the two are identical.
 CPU training (``fast_paths.cpu_layout``, float32): each of the three Conv2d ->
 Balancer -> SwooshR stages is one autograd Function (:class:`_ConvBalancedSwooshRCPU`),
 bit for bit the modules applied in turn, with fewer autograd nodes and no fresh
-output-sized tensors in its backward.
+output-sized tensors in its backward; on one thread its elementwise work runs as C loops
+(csrc/conv_embed.c, within float32 roundings), the third stage zeroing the padded frames.
 """
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ from torch import nn
 from .. import fast_paths
 from .activation import create_activation
 from .attention_weights import is_tracing
-from . import balancer, swoosh
+from . import balancer, cpu_kernels, swoosh
 from .balancer import Balancer, make_balancer
-from .convnext import ConvNeXt
+from .convnext import LEVEL_STEP, ConvNeXt
 from .dropout import TimeSharedDropout
 from .norm import create_norm
 from .scheduled_float import FloatLike, ScheduledFloat
@@ -62,27 +63,45 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
     on the CPU in training (channels-last), with fewer passes over the stage's output and
     no fresh tensors in the backward.
 
-    Forward: the convolution (mkldnn); then SwooshR's CPU arithmetic on its output h
-    (:func:`swoosh.swoosh_and_level_deriv`, the value and the rounded derivative level),
-    h kept only when the Balancer acts.
+    Forward: the convolution (mkldnn); then SwooshR's CPU arithmetic on its output h, h
+    kept only when the Balancer acts. With the C loops (:mod:`.cpu_kernels`) one pass
+    (csrc/conv_embed.c) gives the value and the derivative's rounded level as a byte, and
+    with ``lengths`` (the third stage's output lengths) writes 0 on the frames from each
+    utterance's length on (what :func:`zero_padded_frames` does before ConvNeXt, whose
+    masked copy then is not made); otherwise :func:`swoosh.swoosh_and_level_deriv` gives the
+    value and the float level.
     Backward: the derivative times the incoming gradient into a scratch buffer (no fresh
-    pages; it goes no further than the convolution's backward); the Balancer's extra
-    gradient (when it acts this step) from per-channel sums of h
-    (:func:`balancer.add_extra_gradient_2d`), in place; the convolution's gradients from
-    ``aten.convolution_backward``. The values, derivative levels and gradients of the
-    modules applied in turn on the CPU layout path, bit for bit (tested); what it saves
-    is the Balancer's and SwooshR's separate autograd nodes, the Balancer's fresh
-    output-sized gradient and the SwooshR backward's fresh product.
+    pages; it goes no further than the convolution's backward; with the C loops one pass
+    from the byte, 0 on the zeroed frames); the Balancer's extra gradient (when it acts
+    this step) from per-channel sums of h (:func:`balancer.add_extra_gradient_2d`), in
+    place; the convolution's gradients from ``aten.convolution_backward``. Without the C
+    loops the values, derivative levels and gradients of the modules applied in turn on
+    the CPU layout path, bit for bit (tested); with them within float32 roundings of
+    those. What it saves is the Balancer's and SwooshR's separate autograd nodes, the
+    Balancer's fresh output-sized gradient and the SwooshR backward's fresh product.
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, balance):  # type: ignore[override]
+    def forward(ctx, x, w, b, stride, padding, balance, lengths=None):  # type: ignore[override]
         h = torch.nn.functional.conv2d(x, w, b, stride, padding)
         h = h.contiguous(memory_format=torch.channels_last)
+        ctx.stride, ctx.padding, ctx.balance, ctx.lengths = stride, padding, balance, lengths
+        if cpu_kernels.usable(h):
+            # the C loop (csrc/conv_embed.c): SwooshR's value and its derivative's level as
+            # a byte (a quarter of the float's memory), the padded frames zeroed (lengths)
+            bsz, c, t, f = h.shape
+            y = torch.empty_like(h)
+            q = torch.empty((bsz, t, f, c), dtype=torch.uint8)
+            cpu_kernels.call("conv_stage_forward", h, y, q, h if lengths is None else lengths, bsz, t,
+                             f * c, int(lengths is not None), SwooshR.offset, SwooshR.constant,
+                             LEVEL_STEP)
+            ctx.save_for_backward(x, w, q, h if balance is not None else None)
+            return y
+        if lengths is not None:
+            raise ValueError("_ConvBalancedSwooshRCPU: lengths (the padded frames zeroed) need the C loops")
         # the SwooshR module's CPU arithmetic on h (the same helper: bit for bit)
         y, d = swoosh.swoosh_and_level_deriv(h, SwooshR.offset, SwooshR.constant)
         ctx.save_for_backward(x, w, d, h if balance is not None else None)
-        ctx.stride, ctx.padding, ctx.balance = stride, padding, balance
         return y
 
     @staticmethod
@@ -92,8 +111,16 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
         grad = grad.contiguous(memory_format=torch.channels_last)
         # the gradient at h lives in a scratch buffer (it goes no further than the
         # convolution's backward below; no fresh pages), channels-last
-        bsz, _, t, f = d.shape
-        gh = torch.mul(d, grad, out=scratch("conv_embed.grad_h", (bsz, t, f, c), d).permute(0, 3, 1, 2))
+        bsz, _, t, f = grad.shape
+        gh = scratch("conv_embed.grad_h", (bsz, t, f, c), grad).permute(0, 3, 1, 2)
+        if d.dtype == torch.uint8:
+            # the derivative from its level times the gradient, 0 on the zeroed frames: one
+            # pass (csrc/conv_embed.c)
+            lengths = ctx.lengths
+            cpu_kernels.call("conv_stage_backward", d, grad, gh, grad if lengths is None else lengths,
+                             bsz, t, f * c, int(lengths is not None), LEVEL_STEP, swoosh.DERIV_MIN)
+        else:
+            torch.mul(d, grad, out=gh)
         if ctx.balance is not None:
             limits, grad_scale, _ = ctx.balance
             gm = gh.permute(0, 2, 3, 1).reshape(-1, c)
@@ -102,7 +129,7 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
         gx, gw, gb = torch.ops.aten.convolution_backward(
             gh, x, w, [c], list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1, mask)
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 def zero_padded_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int) -> torch.Tensor:
@@ -240,6 +267,9 @@ class ConvEmbed(nn.Module):
         seen channels-last, whose gradient is not needed, so the 0.2 gradient scale goes on
         its weight and bias (as on the layout path)."""
         y = y.as_strided(y.shape, (y.stride(0), 1, y.stride(2), y.stride(3)))
+        # with the C loops the third stage zeroes the padded frames itself (its output's
+        # and its gradient's, in the passes it makes anyway: no masked copy before ConvNeXt)
+        lengths = out_lens.to(torch.int64).contiguous() if cpu_kernels.usable(y) else None
         for i in range(3):
             conv, bal = self.conv[3 * i], self.conv[3 * i + 1]
             w, b = conv.weight, conv.bias
@@ -248,12 +278,15 @@ class ConvEmbed(nn.Module):
             shape = (y.shape[0], conv.out_channels,
                      *conv_output_size(y.shape[2:], conv.kernel_size, conv.stride, conv.padding))
             balance = bal.draw(shape, True) if isinstance(bal, Balancer) else None
-            y = _ConvBalancedSwooshRCPU.apply(y, w, b, tuple(conv.stride), tuple(conv.padding), balance)
-        return self._tail(y, out_lens)
+            y = _ConvBalancedSwooshRCPU.apply(y, w, b, tuple(conv.stride), tuple(conv.padding), balance,
+                                              lengths if i == 2 else None)
+        return self._tail(y, out_lens, zeroed=lengths is not None)
 
-    def _tail(self, y: torch.Tensor, out_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ConvNeXt, the Linear to the stack's dimension, whitening, BiasNorm, dropout."""
-        y = self.convnext(zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
+    def _tail(self, y: torch.Tensor, out_lens: torch.Tensor, zeroed: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ConvNeXt, the Linear to the stack's dimension, whitening, BiasNorm, dropout
+        (``zeroed``: the padded frames of ``y`` are 0 already, and their gradient too)."""
+        y = self.convnext(y if zeroed else zero_padded_frames(y, out_lens, time_dim=2))   # (B, C, T', F')
         b, c, t, f = y.shape
         if (self.training and torch.is_grad_enabled() and fast_paths.cpu_layout(y)
                 and y.is_contiguous(memory_format=torch.channels_last)):

@@ -1,7 +1,10 @@
 """The ConvNeXt layer of Conv-Embed (paper section 3.1): depth-wise 7x7
 convolution, point-wise convolution to 3x the channels, SwooshL, point-wise
 convolution back, with a residual connection. In training the residual branch
-is dropped per utterance at a scheduled rate (authors: 0.2 falling to 0.015)."""
+is dropped per utterance at a scheduled rate (authors: 0.2 falling to 0.015).
+
+CPU training (channels-last) runs the branch as :class:`_FusedHiddenCPU`, with C loops
+(csrc/convnext.c) for its elementwise work and depth-wise convolution on one thread."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +12,7 @@ from torch import nn
 
 from .. import fast_paths
 from .activation import create_activation
-from . import swoosh
+from . import cpu_kernels, swoosh
 from .balancer import Balancer, add_extra_gradient_2d, apply_balancer, make_balancer
 from .scaled_linear import scaled_conv2d
 from .scheduled_float import FloatLike, ScheduledFloat
@@ -179,72 +182,233 @@ class _FusedHiddenCPU(torch.autograd.Function):
     from :func:`depthwise_weight_grad` (the input gradient from mkldnn). The same
     arithmetic as the modules applied in turn, within float32 roundings (the derivative
     levels bit for bit).
+
+    With the C loops (:mod:`.cpu_kernels`, csrc/convnext.c; one thread) the elementwise
+    work is one pass each around the matrix products (:func:`_c_forward`: the biases,
+    SwooshL's value and the derivative's level as a byte, the layer drop with the
+    residual; backward: the layer drop's factor with the bias sums, the level times the
+    gradient with the bias sums), the depth-wise convolution and its input gradient (with
+    the residual's gradient added) are a loop over the channels-last tensors, and so is
+    the depth-wise weight and bias gradient (no transposed copies); within float32
+    roundings of the torch path (a derivative level may move by one step where a rounding
+    crosses a level boundary). There, when the layer drop drops some utterances and the
+    hidden Balancer is idle, the branch runs on the kept utterances only, gathered into a
+    smaller batch (the dropped ones' output is their input, their gradient the output's:
+    what the branch would add is multiplied by 0; :func:`_kept_utterances`).
     """
 
     @staticmethod
     def forward(ctx, x, w0, b0, w1, b1, w2, b2, padding, balance, keep):  # type: ignore[override]
-        bsz, c, t, f = x.shape
-        hidden = w1.shape[0]
-        n = bsz * t * f
-        dw = torch.nn.functional.conv2d(x, w0, b0, padding=padding, groups=c)
-        dw = dw.contiguous(memory_format=torch.channels_last)
-        dwm = dw.permute(0, 2, 3, 1).reshape(n, c)
-        w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
-        if balance is None:
-            z, h = torch.addmm(b1 - SWOOSH_L_OFFSET, dwm, w1m.t()), None
-        else:
-            # the Balancer's statistics need h itself (the moments of h - 4 would cancel
-            # in float32 for a channel of small values)
-            h = torch.addmm(b1, dwm, w1m.t())
-            z = h - SWOOSH_L_OFFSET
-        a = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08)
-        d = swoosh.level_deriv(z, inplace=True)
-        del z
-        out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
-        if keep is not None:                      # the layer drop: branch times 0/1 per utterance
-            out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
-        out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
-        ctx.save_for_backward(x, dw, a, d, w0, w1, w2, h, keep)
         ctx.padding, ctx.balance = padding, balance
-        return out.view(bsz, t, f, c).permute(0, 3, 1, 2)
+        bsz, c, t, f = x.shape
+        idx = _kept_utterances(x, keep, balance)
+        if idx is None:
+            out, saved = _branch_forward(x, w0, b0, w1, b1, w2, b2, padding, balance, keep)
+            ctx.save_for_backward(*saved, w0, w1, w2, None)
+            return out.view(bsz, t, f, c).permute(0, 3, 1, 2)
+        # the layer drop leaves some utterances at their input: the branch runs on the others
+        # only (what it would add to those is multiplied by 0), gathered into a smaller batch
+        xm = x.permute(0, 2, 3, 1)                       # (B, T, F, C), contiguous
+        out = xm.clone()
+        saved = (None,) * 6
+        if idx.numel():
+            xs = xm[idx].permute(0, 3, 1, 2)
+            out_s, saved = _branch_forward(xs, w0, b0, w1, b1, w2, b2, padding, None, None)
+            out[idx] = out_s.view(-1, t, f, c)
+        ctx.save_for_backward(*saved, w0, w1, w2, idx)
+        return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, dw, a, d, w0, w1, w2, h, keep = ctx.saved_tensors
-        bsz, c, t, f = x.shape
-        hidden = w1.shape[0]
-        n = bsz * t * f
+        x, dw, a, d, h, keep, w0, w1, w2, idx = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)         # also the residual's
-        g2 = grad.permute(0, 2, 3, 1).reshape(n, c)
-        if keep is not None:
-            g2 = (g2.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
-        w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
+        need_x = ctx.needs_input_grad[0]
+        if idx is None:
+            grads = _branch_backward(x, dw, a, d, h, keep, w0, w1, w2, grad, ctx.padding, ctx.balance,
+                                     need_x)
+            return (*grads, None, None, None)
+        gm = grad.permute(0, 2, 3, 1)                    # (B, T, F, C), contiguous
+        grad_x = gm.clone() if need_x else None          # the residual's gradient
+        if not idx.numel():                              # every utterance dropped
+            zeros = [torch.zeros_like(w) for w in (w0, w0[:, 0, 0, 0], w1, w1[:, 0, 0, 0], w2, w2[:, 0, 0, 0])]
+            return (None if grad_x is None else grad_x.permute(0, 3, 1, 2), *zeros, None, None, None)
+        gs = gm[idx].permute(0, 3, 1, 2)
+        gx_s, *grads = _branch_backward(x, dw, a, d, h, None, w0, w1, w2, gs, ctx.padding, None, need_x)
+        if need_x:
+            grad_x[idx] = gx_s.permute(0, 2, 3, 1)
+            grad_x = grad_x.permute(0, 3, 1, 2)
+        return (grad_x, *grads, None, None, None)
+
+
+def _kept_utterances(x: torch.Tensor, keep: torch.Tensor | None, balance) -> torch.Tensor | None:
+    """The indices of the utterances whose branch the layer drop keeps, when the branch
+    runs on those only: the C loops usable, some utterance dropped, and the hidden Balancer
+    idle (its statistics are over every utterance's hidden layer); else None."""
+    if keep is None or balance is not None or not cpu_kernels.usable(x):
+        return None
+    return keep.nonzero().view(-1)
+
+
+def _branch_forward(x, w0, b0, w1, b1, w2, b2, padding, balance, keep):
+    """:class:`_FusedHiddenCPU`'s forward for a channels-last ``x``: the branch with its
+    layer drop plus the residual as an (N, C) matrix, and what its backward needs
+    (x, the depth-wise output, a, the derivative level, h or None, keep)."""
+    bsz, c, t, f = x.shape
+    hidden = w1.shape[0]
+    n = bsz * t * f
+    if _depthwise_c_loop(x, w0, padding):
+        # the depth-wise convolution as a C loop (csrc/convnext.c: 0.55 against mkldnn's
+        # 0.67 ms at 5 x 64 x 114 x 19, one thread)
+        dw = torch.empty_like(x)
+        cpu_kernels.call("depthwise_conv7_cl", x, w0.reshape(c, -1).t().contiguous(), b0.contiguous(),
+                         x, dw, bsz, t, f, c, w0.shape[2], 0)
+    else:
+        dw = torch.nn.functional.conv2d(x, w0, b0, padding=padding, groups=c)
+        dw = dw.contiguous(memory_format=torch.channels_last)
+    dwm = dw.permute(0, 2, 3, 1).reshape(n, c)
+    w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
+    # the C loops (csrc/convnext.c) where usable: the biases, SwooshL's value and level,
+    # the layer drop and the residual each in one pass around the two matrix products
+    c_loops = cpu_kernels.usable(x) and x.is_contiguous(memory_format=torch.channels_last)
+    out, a, d, h = (_c_forward if c_loops else _torch_forward)(
+        x, dwm, w1m, b1, w2m, b2, balance is not None, keep)
+    return out, (x, dw, a, d, h, keep)
+
+
+def _branch_backward(x, dw, a, d, h, keep, w0, w1, w2, grad, padding, balance, need_x):
+    """:class:`_FusedHiddenCPU`'s backward from :func:`_branch_forward`'s saved tensors and
+    the channels-last gradient of its output: the gradients of x (None unless ``need_x``),
+    w0, b0, w1, b1, w2, b2."""
+    bsz, c, t, f = x.shape
+    hidden = w1.shape[0]
+    n = bsz * t * f
+    gm = grad.permute(0, 2, 3, 1).reshape(n, c)
+    w1m, w2m = w1.reshape(hidden, c), w2.reshape(c, hidden)
+    fused = cpu_kernels.usable(grad)
+    if fused:
+        # the layer drop's factor and the bias gradient in one pass (csrc/convnext.c)
+        db2 = grad.new_empty(c)
+        g2 = scratch("convnext.g2", (n, c), gm) if keep is not None else gm
+        cpu_kernels.call("convnext_grad_out", gm, gm if keep is None else keep, g2, db2,
+                         bsz, t * f, c, int(keep is not None))
+    else:
+        g2 = gm if keep is None else (gm.view(bsz, t * f, c) * keep.view(bsz, 1, 1)).view(n, c)
         db2 = g2.sum(0)
-        dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
-        # the temporaries in scratch buffers kept between steps (no page faults)
-        grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2)).mul_(d)
-        if ctx.balance is not None:
-            limits, grad_scale, _ = ctx.balance
-            add_extra_gradient_2d(h, grad_h, limits, grad_scale, out=grad_h)
+    dw2 = torch.mm(g2.t(), a).sub_(db2.unsqueeze(1), alpha=SWOOSH_L_CONSTANT)
+    # the temporaries in scratch buffers kept between steps (no page faults)
+    grad_h = torch.mm(g2, w2m, out=scratch("convnext.grad_h", (n, hidden), g2))
+    if d.dtype == torch.uint8 and fused:
+        # the derivative from its level (the C forward's byte), and the bias gradient in
+        # the same pass unless the Balancer adds to the gradient first
+        db1 = grad.new_empty(hidden)
+        cpu_kernels.call("convnext_grad_levels", grad_h, d, db1, n, hidden, LEVEL_STEP,
+                         swoosh.DERIV_MIN, int(balance is None))
+        fused_db1 = balance is None
+    else:
+        grad_h.mul_(swoosh.dequantize_deriv(d) if d.dtype == torch.uint8 else d)
+        fused_db1 = False
+    if balance is not None:
+        limits, grad_scale, _ = balance
+        add_extra_gradient_2d(h, grad_h, limits, grad_scale, out=grad_h)
+    if not fused_db1:
         db1 = grad_h.sum(0)
-        dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
-        grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
+    dw1 = torch.mm(grad_h.t(), dw.permute(0, 2, 3, 1).reshape(n, c))
+    grad_dw = torch.mm(grad_h, w1m, out=scratch("convnext.grad_dw", (n, c), g2))   # (N, C)
+    g4 = grad_dw.view(bsz, t, f, c).permute(0, 3, 1, 2)               # channels-last
+    grad_x = None
+    if need_x and fused and _depthwise_c_loop(x, w0, padding):
+        # the input's gradient: the same C loop with the kernel flipped, the residual's
+        # gradient added in the same pass (0.70 against 1.06 ms for mkldnn's and the add)
+        grad_x = torch.empty_like(x)
+        cpu_kernels.call("depthwise_conv7_cl", grad_dw, w0.flip(2, 3).reshape(c, -1).t().contiguous(),
+                         grad.new_zeros(c), grad, grad_x, bsz, t, f, c, w0.shape[2], 1)
+    elif need_x:
+        grad_x = torch.ops.aten.convolution_backward(
+            g4, x, w0, None, [1, 1], list(padding), [1, 1], False, [0, 0], c,
+            [True, False, False])[0]
+        grad_x = grad_x.contiguous(memory_format=torch.channels_last).add_(grad)
+    if fused and c % 16 == 0 and x.is_contiguous(memory_format=torch.channels_last):
+        # the depth-wise weight and bias gradients from the channels-last tensors as they
+        # lie, in one call (csrc/convnext.c: 1.1 against 4.1 ms for the transposed copies
+        # and batched products below at 5 x 64 x 114 x 19, one thread)
+        dw0, db0 = w0.new_empty(w0.shape), grad.new_empty(c)
+        cpu_kernels.call("depthwise_weight_grad_cl", x, grad_dw, dw0, db0, bsz, t, f, c,
+                         w0.shape[2], w0.shape[3])
+    else:
         db0 = grad_dw.sum(0)
-        g4 = grad_dw.view(bsz, t, f, c).permute(0, 3, 1, 2)               # channels-last
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                g4, x, w0, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], c,
-                [True, False, False])[0]
-            grad_x = grad_x.contiguous(memory_format=torch.channels_last).add_(grad)
         g_cf = scratch("convnext.grad_cf", (c, n), g2).copy_(grad_dw.t()).view(c, bsz, t, f)
         dw0 = depthwise_weight_grad(channels_first(x, scratch("convnext.x_cf", (c, n), x)), g_cf,
                                     tuple(w0.shape[2:]))
-        return (grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2, None, None, None)
+    return grad_x, dw0, db0, dw1.view_as(w1), db1, dw2.view_as(w2), db2
+
+
+def _depthwise_c_loop(x: torch.Tensor, w: torch.Tensor, padding: tuple[int, int]) -> bool:
+    """Whether the depth-wise convolution (and its input's gradient) runs as csrc/convnext.c's
+    loop: the C loops usable, x channels-last, channels a multiple of 16, a kernel 7 wide
+    with 'same' padding (ConvNeXt's)."""
+    kh, kw = w.shape[2], w.shape[3]
+    return (cpu_kernels.usable(x) and x.is_contiguous(memory_format=torch.channels_last)
+            and x.shape[1] % 16 == 0 and kw == 7 and kh % 2 == 1
+            and tuple(padding) == ((kh - 1) // 2, 3))
+
+
+def _torch_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
+    """:class:`_FusedHiddenCPU`'s forward after the depth-wise convolution, in torch's
+    operators: (the branch plus the residual (N, C), a, the derivative level, h if
+    ``balanced``)."""
+    bsz, c, t, f = x.shape
+    n = bsz * t * f
+    if not balanced:
+        z, h = torch.addmm(b1 - SWOOSH_L_OFFSET, dwm, w1m.t()), None
+    else:
+        # the Balancer's statistics need h itself (the moments of h - 4 would cancel
+        # in float32 for a channel of small values)
+        h = torch.addmm(b1, dwm, w1m.t())
+        z = h - SWOOSH_L_OFFSET
+    a = swoosh.softplus_unclamped(z).add_(z, alpha=-0.08)
+    d = swoosh.level_deriv(z, inplace=True)
+    del z
+    out = torch.addmm(b2 - SWOOSH_L_CONSTANT * w2m.sum(1), a, w2m.t())
+    if keep is not None:                      # the layer drop: branch times 0/1 per utterance
+        out.view(bsz, t * f, c).mul_(keep.view(bsz, 1, 1))
+    out.add_(x.permute(0, 2, 3, 1).reshape(n, c))                    # the residual
+    return out, a, d, h
+
+
+def _c_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
+    """:func:`_torch_forward` with the C loops of csrc/convnext.c for a channels-last ``x``:
+    the matrix products without their biases, then one pass over the hidden layer (its bias,
+    SwooshL's value, the derivative's level as a byte (a quarter of the float's memory), h
+    kept in place when ``balanced``; otherwise the product lives in a scratch buffer) and one
+    over the output (its bias, the layer drop, the residual). Within float32 roundings of
+    :func:`_torch_forward` (exp and log from libmvec; a derivative level may move by one
+    step where a rounding crosses a level boundary)."""
+    bsz, c, t, f = x.shape
+    n, hidden = bsz * t * f, w1m.shape[0]
+    a = dwm.new_empty(n, hidden)
+    q = torch.empty(n, hidden, dtype=torch.uint8)
+    if balanced:
+        h = torch.mm(dwm, w1m.t())
+        cpu_kernels.call("convnext_hidden_levels", h, b1, a, q, n, hidden, SWOOSH_L_OFFSET, LEVEL_STEP, 1)
+    else:
+        # z = h - 4 with the shift in the bias (as _torch_forward's addmm); the product in a
+        # buffer kept between steps (only a and the levels are kept for the backward)
+        m1 = torch.mm(dwm, w1m.t(), out=scratch("convnext.m1", (n, hidden), dwm))
+        cpu_kernels.call("convnext_hidden_levels", m1, (b1 - SWOOSH_L_OFFSET).contiguous(), a, q,
+                         n, hidden, 0.0, LEVEL_STEP, 0)
+        h = None
+    out = torch.mm(a, w2m.t())
+    bias = (b2 - SWOOSH_L_CONSTANT * w2m.sum(1)).contiguous()
+    xm = x.permute(0, 2, 3, 1).reshape(n, c)
+    cpu_kernels.call("convnext_residual", out, bias, out if keep is None else keep.contiguous(), xm,
+                     bsz, t * f, c, int(keep is not None))
+    return out, a, q, h
 
 
 #: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4
 SWOOSH_L_OFFSET, SWOOSH_L_CONSTANT = 4.0, 0.355
+#: the spacing of SwooshL's 256 derivative levels (swoosh.py's)
+LEVEL_STEP = (swoosh.DERIV_MAX - swoosh.DERIV_MIN) / 255.0
 
 
 def _fused_hidden_applies(m: "ConvNeXt", x: torch.Tensor) -> bool:

@@ -364,7 +364,8 @@ def test_conv_embed_fused_conv_stack_matches_reference(prob, monkeypatch):
         assert torch.equal(a, b)
         assert float((a - r).abs().max() / r.abs().max()) < 2e-5     # measured: 4e-6
     if cpu_kernels.library() is not None:
-        # with the C loops (Swoosh, the Balancer's extra gradient): within float32
+        # with the C loops (the stages' csrc/conv_embed.c, the Balancer's extra gradient,
+        # ConvNeXt's csrc/convnext.c): within float32
         # roundings, but a derivative level may move by one step (1.2 / 255) where the
         # sigmoid's rounding crosses a level boundary (the authors dither every level by up
         # to a step): measured 6e-5 and 3.4e-4 of the largest gradient (a bias's, a sum
@@ -402,3 +403,149 @@ def test_conv_embed_fused_conv_stack_off_where_a_gpu_would_not_take_it():
     finally:
         conv_embed._ConvBalancedSwooshRCPU.apply = apply
     assert not calls
+
+
+def convnext_module():
+    from variants.components import convnext
+
+    return convnext
+
+
+def _spy_kernels(monkeypatch) -> list[str]:
+    """The names of the C loops (cpu_kernels.call) run from now on."""
+    names: list[str] = []
+    call = cpu_kernels.call
+    monkeypatch.setattr(cpu_kernels, "call", lambda name, *a: names.append(name) or call(name, *a))
+    return names
+
+
+@pytest.mark.parametrize("scale,prob,layerdrop", [(1.0, 0.0, 0.0), (0.05, 1.0, 0.0), (1.0, 0.0, 0.5),
+                                                  (1.0, 1.0, 0.5), (1.0, 0.0, 1.0)])
+def test_convnext_c_loops_match_the_torch_path(scale, prob, layerdrop, monkeypatch, one_thread):
+    """ConvNeXt's fused CPU path with the C loops (csrc/convnext.c: the hidden layer's bias,
+    SwooshL and derivative level, the output's bias, layer drop and residual, their
+    backward passes and the depth-wise weight gradient) against the same path in torch's
+    operators: output and every gradient within float32 roundings, with the hidden Balancer
+    acting (``prob``) or not and the layer drop dropping an utterance, none or all (then,
+    with the Balancer idle, the branch runs on the kept utterances only, or not at all)."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    names = _spy_kernels(monkeypatch)
+    calls = []
+    apply = convnext_module()._FusedHiddenCPU.apply
+    monkeypatch.setattr(convnext_module()._FusedHiddenCPU, "apply", lambda *a: calls.append(a[0].shape[0]) or apply(*a))
+    c_path = _convnext_run(False, scale, prob, layerdrop)
+    assert calls == [3]
+    if layerdrop < 1.0:
+        assert {"convnext_hidden_levels", "convnext_residual", "convnext_grad_out", "convnext_grad_levels",
+                "depthwise_weight_grad_cl", "depthwise_conv7_cl"} <= set(names)
+    else:
+        assert not names                         # every utterance dropped: no branch to run
+    names.clear()
+    with cpu_kernels.disabled():
+        torch_path = _convnext_run(False, scale, prob, layerdrop)
+    assert not names
+    for a, b in zip(c_path, torch_path):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) <= 1e-5 * float(b.abs().max())     # all 0 when all dropped
+
+
+@pytest.mark.parametrize("kernel", [(7, 7), (3, 5), (5, 3)])
+@pytest.mark.parametrize("frames", [2, 4, 23])
+def test_depthwise_weight_grad_c_loop_matches_mkldnn(kernel, frames):
+    """csrc/convnext.c's depth-wise weight and bias gradients on channels-last tensors (two
+    blocks of 16 channels; kernels wider and taller than the input too) against the float64
+    convolution backward."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    g = torch.Generator().manual_seed(frames)
+    b, c, f = 3, 32, 11
+    x = torch.randn(b, c, frames, f, generator=g).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(b, c, frames, f, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, 1, *kernel, dtype=torch.float64)
+    pad = [(kernel[0] - 1) // 2, (kernel[1] - 1) // 2]
+    _, want, want_b = torch.ops.aten.convolution_backward(
+        grad.double(), x.double(), w, [c], [1, 1], pad, [1, 1], False, [0, 0], c, [False, True, True])
+    got, got_b = torch.empty(w.shape), torch.empty(c)
+    cpu_kernels.call("depthwise_weight_grad_cl", x, grad, got, got_b, b, frames, f, c, *kernel)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6 * float(want.abs().max()))
+    torch.testing.assert_close(got_b.double(), want_b, rtol=0, atol=1e-6 * float(want_b.abs().max()))
+
+
+@pytest.mark.parametrize("kh", [7, 3])
+@pytest.mark.parametrize("frames,bins", [(23, 11), (2, 3), (5, 1), (1, 2), (4, 7)])
+def test_depthwise_conv_c_loop_matches_mkldnn(kh, frames, bins):
+    """csrc/convnext.c's depth-wise convolution (kernel kh x 7, 'same' padding) on
+    channels-last tensors: its output against mkldnn's, and with the kernel flipped and a
+    residual added, the input's gradient plus that residual; fewer bins and frames than the
+    kernel's reach too."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    gen = torch.Generator().manual_seed(frames * 10 + bins)
+    b, c = 2, 32
+    x, grad, res = (torch.randn(b, c, frames, bins, generator=gen).contiguous(memory_format=torch.channels_last)
+                    for _ in range(3))
+    w, bias = torch.randn(c, 1, kh, 7, generator=gen), torch.randn(c, generator=gen)
+    pad = ((kh - 1) // 2, 3)
+    want = torch.nn.functional.conv2d(x.double(), w.double(), bias.double(), padding=pad, groups=c)
+    got = torch.empty_like(x)
+    cpu_kernels.call("depthwise_conv7_cl", x, w.reshape(c, -1).t().contiguous(), bias, x, got, b, frames,
+                     bins, c, kh, 0)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6 * float(want.abs().max()))
+    want_x = torch.ops.aten.convolution_backward(grad.double(), x.double(), w.double(), None, [1, 1],
+                                                 list(pad), [1, 1], False, [0, 0], c,
+                                                 [True, False, False])[0] + res.double()
+    got_x = torch.empty_like(x)
+    cpu_kernels.call("depthwise_conv7_cl", grad, w.flip(2, 3).reshape(c, -1).t().contiguous(), torch.zeros(c),
+                     res, got_x, b, frames, bins, c, kh, 1)
+    torch.testing.assert_close(got_x.double(), want_x, rtol=0, atol=1e-6 * float(want_x.abs().max()))
+
+
+def test_conv_embed_c_loops_run_and_zero_the_padded_frames_in_the_third_stage(monkeypatch, one_thread):
+    """With the C loops the three fused stages run csrc/conv_embed.c forward and backward,
+    the third with the output lengths (use_lens), so ConvNeXt gets 0 on the padded frames
+    (and nothing else zeroed) without a masked copy before it."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    from variants.components import conv_embed
+
+    calls: list[tuple] = []
+    call = cpu_kernels.call
+    monkeypatch.setattr(cpu_kernels, "call", lambda name, *a: calls.append((name, a)) or call(name, *a))
+    seen = []
+    monkeypatch.setattr(conv_embed.ConvNeXt, "forward",
+                        lambda self, x, f=conv_embed.ConvNeXt.forward: seen.append(x.detach().clone()) or f(self, x))
+    monkeypatch.setattr(conv_embed, "zero_padded_frames",
+                        lambda x, lengths, time_dim, f=conv_embed.zero_padded_frames:
+                        seen.append(time_dim) or f(x, lengths, time_dim))
+    torch.manual_seed(0)
+    m = conv_embed.ConvEmbed(80, 32, channels=(8, 16, 64)).train()
+    x = torch.randn(3, 60, 80)
+    lens = torch.tensor([60, 45, 30])
+    y, out_lens = m(x, lens)
+    y.sum().backward()
+    forward = [a for name, a in calls if name == "conv_stage_forward"]
+    backward = [a for name, a in calls if name == "conv_stage_backward"]
+    assert len(forward) == len(backward) == 3
+    assert [a[7] for a in forward] == [0, 0, 1] and [a[7] for a in backward] == [1, 0, 0]
+    # only the features' masked copy (time_dim 1) was made, none before ConvNeXt
+    assert [s for s in seen if isinstance(s, int)] == [1]
+    (convnext_in,) = [s for s in seen if isinstance(s, torch.Tensor)]
+    for b, n in enumerate(out_lens.tolist()):
+        assert bool((convnext_in[b, :, n:] == 0).all()) and bool((convnext_in[b, :, :n] != 0).any())
+
+
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_conv_embed_fused_stages_c_loops_match_the_layout_path(prob, monkeypatch, one_thread):
+    """With the C loops on, the fused stages (csrc/conv_embed.c: SwooshR with a byte level,
+    the third stage zeroing the padded frames) against the modules applied in turn (their
+    SwooshR from csrc/swoosh.c, the masked copy before ConvNeXt): within 1e-5 (measured
+    2.6e-6; libmvec's exp and log may round differently in the two loops' vector widths)."""
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the C loops are off")
+    calls, fused = _conv_stack_run("fused", prob, monkeypatch, c_loops=True)
+    assert calls == [prob == 1.0] * 3
+    layout_calls, layout = _conv_stack_run("layout", prob, monkeypatch, c_loops=True)
+    assert not layout_calls
+    for a, b in zip(fused, layout):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-5
