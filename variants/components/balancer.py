@@ -175,6 +175,58 @@ def as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | N
     return p.view(-1, t.shape[channel_dim])
 
 
+def _uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` (channels last, unit channel stride) as a (frames, channels) view with the frames
+    in logical order and one row stride (at least the row's length), or None where none is."""
+    c = t.shape[-1]
+    if t.stride(-1) != 1 and c != 1:
+        return None
+    ld = expected = None
+    for d in range(t.ndim - 2, -1, -1):
+        if t.shape[d] == 1:
+            continue
+        if expected is None:
+            ld = t.stride(d)
+            expected = ld * t.shape[d]
+        elif t.stride(d) != expected:
+            return None
+        else:
+            expected *= t.shape[d]
+    ld = c if ld is None else ld
+    if ld < c:
+        return None
+    return t.as_strided((t.numel() // c, c), (ld, 1))
+
+
+def frame_rows(x: torch.Tensor, grad: torch.Tensor, channel_dim: int = -1
+               ) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
+    """(x, grad, in_order) as (frames, channels) views with unit channel stride and one row
+    stride each, the same frames in the same order, for the C loops of the backward passes
+    (cpu_kernels): frames in logical order (``in_order``; the channels last, any row strides,
+    e.g. a slice of a projection's output), or in memory order where ``x`` and ``grad`` have
+    the same strides (:func:`as_frames_by_channels`); None where neither applies."""
+    channel_dim %= x.ndim
+    if channel_dim == x.ndim - 1:
+        xm, gm = _uniform_rows(x), _uniform_rows(grad)
+        if xm is not None and gm is not None:
+            return xm, gm, True
+    if x.stride() != grad.stride():
+        return None
+    xm, gm = as_frames_by_channels(x, channel_dim), as_frames_by_channels(grad, channel_dim)
+    if xm is None or gm is None:
+        return None
+    return xm, gm, False
+
+
+def rows_as(out: torch.Tensor, grad: torch.Tensor, in_order: bool, channel_dim: int = -1) -> torch.Tensor:
+    """A contiguous (frames, channels) ``out`` in ``grad``'s shape, its frames in the order
+    :func:`frame_rows` took ``grad``'s in: logical (``in_order``: a contiguous result),
+    or ``grad``'s memory order (``grad``'s strides)."""
+    if in_order:
+        return out.view(grad.shape)
+    return out.view(as_frames_by_channels(grad, channel_dim).shape).as_strided(grad.shape, grad.stride())
+
+
 def _channel_moments(x: torch.Tensor, channel_dim: int
                      ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
     """x in float32, the frames per channel N, and each channel's E[x] and E[x^2] in float64."""

@@ -19,13 +19,15 @@ the backward.
 """
 from __future__ import annotations
 
+import ctypes
 import random
 
 import torch
 from torch import nn
 
 from .. import fast_paths
-from .balancer import as_frames_by_channels
+from . import cpu_kernels
+from .balancer import as_frames_by_channels, frame_rows, rows_as
 from .scheduled_float import FloatLike, fill_decision
 
 
@@ -61,6 +63,10 @@ class _WhitenerFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         w: Whitener = ctx.module
         if fast_paths.enabled():
+            if cpu_kernels.usable(x) and grad.dtype == torch.float32:
+                out = _c_backward(x, grad, w, ctx.draw)
+                if out is not None:
+                    return out, None, None
             if (w.num_groups == 1 and x.device.type == "cpu"
                     and x.dtype == grad.dtype == torch.float32):
                 xm = as_frames_by_channels(x, x.ndim - 1)
@@ -129,6 +135,48 @@ def _fused_backward_2d(xm: torch.Tensor, gm: torch.Tensor, w: "Whitener", draw: 
     # grad_scale ||g|| / ||penalty|| times the penalty = that over ||half|| times half
     scale = (float(w.grad_scale) * gm.norm() / (2.0 * half.norm() + 1.0e-20)) * 2.0
     return half.mul_(scale * whitens.float()).add_(gm)
+
+
+#: the C backward's (metric, above the limit) (whitener_metric writes them)
+_info = (ctypes.c_double * 2)()
+
+
+def _c_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float) -> torch.Tensor | None:
+    """The backward for float32 CPU tensors on one thread (``cpu_kernels.usable``), any
+    ``num_groups``, ``x`` and ``grad`` seen as (frames, channels) rows (:func:`frame_rows`;
+    None where they are not: the torch paths run). The decision is read on the host (no
+    synchronisation on the CPU), so a step that does not act (the draw above the
+    probability, most steps at the minimum probability) returns ``grad`` as it is
+    (what :func:`_apply` computes, without the metric), and one below the limit returns it
+    after the metric alone (no second matrix product). The matrix products are torch's
+    (BLAS); the centring, the metric with dM/dC, the norms and the final add are three
+    C calls (csrc/whitener.c: float64 sums, within float32 roundings of the torch path;
+    a metric within a rounding of the limit may decide the other way)."""
+    rows = frame_rows(x, grad)
+    if rows is None or rows[0].shape[0] == 0:
+        return None
+    xm, gm, in_order = rows
+    prob = w._prob_tensor(x.device)
+    if not float(prob) >= draw:                 # not acting: the probability stays
+        return grad
+    n, c = xm.shape
+    groups = w.num_groups
+    dg = c // groups
+    xc = torch.empty((groups, n, dg))
+    cpu_kernels.call("whitener_centre", xm, xm.stride(0), xc, n, groups, dg)
+    covar = torch.bmm(xc.transpose(1, 2), xc) if groups > 1 else torch.mm(xc[0].t(), xc[0]).unsqueeze(0)
+    cpu_kernels.call("whitener_metric", covar, groups, dg, float(w.whitening_limit), ctypes.addressof(_info))
+    above = _info[1] != 0.0
+    prob.fill_(w.max_prob if above else w.min_prob)
+    if not above:
+        return grad
+    if groups > 1:
+        half = torch.bmm(xc, covar)
+        out = torch.empty((n, c))
+    else:
+        half = out = torch.mm(xc[0], covar[0])
+    cpu_kernels.call("whitener_add", half, gm, gm.stride(0), out, c, n, groups, dg, float(w.grad_scale))
+    return rows_as(out, grad, in_order)
 
 
 def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
