@@ -77,6 +77,17 @@ class _BalancerFunction(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         if fast_paths.enabled():
+            if (cpu_kernels.usable(x) and grad.dtype == torch.float32
+                    and all(isinstance(v, float) for v in (*ctx.limits, ctx.grad_scale))):
+                rows = frame_rows(x, grad, ctx.channel_dim)
+                if rows is not None and rows[0].shape[0] > 0:
+                    # any size, rows of a wider matrix too: one C call (csrc/balancer.c)
+                    xm, gm, in_order = rows
+                    n, c = xm.shape
+                    out = torch.empty((n, c))
+                    cpu_kernels.call("balancer_extra_rows", xm, xm.stride(0), gm, gm.stride(0), out, c,
+                                     n, c, *ctx.limits, ctx.grad_scale)
+                    return rows_as(out, grad, in_order, ctx.channel_dim), None, None, None
             if (x.device.type == "cpu" and x.dtype == grad.dtype == torch.float32
                     and x.numel() >= FRAMES_BY_CHANNELS_MIN_NUMEL):
                 xm = as_frames_by_channels(x, ctx.channel_dim)
