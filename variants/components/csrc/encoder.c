@@ -1,0 +1,84 @@
+/* Small per-frame computations of the Zipformer encoder's layers on the CPU, each one
+ * C call in place of 10-20 small torch ops: BiasNorm (paper section 3.3, eq. 2; see
+ * bias_norm.py) forward and backward. x is (n, c) row-major, the channels last. */
+#include <stdlib.h>
+#include "kernels.h"
+
+/* rms[i] = sqrt(max(mean_j (x_ij - b_j)^2, 1e-20)), y = x / rms * exp(log_scale). */
+KERNEL bias_norm_forward(const float *x, const float *bias, float *restrict y, float *restrict rms,
+                         int64_t n, int64_t c, float log_scale) {
+    const float scale = expf(log_scale);
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c;
+        float *yr = y + i * c;
+        double s = 0.0;
+        float acc[16] = {0};
+        int64_t j = 0;
+        for (; j + 16 <= c; j += 16)
+            for (int k = 0; k < 16; k++) {
+                float v = xr[j + k] - bias[j + k];
+                acc[k] += v * v;
+            }
+        for (; j < c; j++) {
+            float v = xr[j] - bias[j];
+            s += (double)v * v;
+        }
+        for (int k = 0; k < 16; k++)
+            s += acc[k];
+        double m = s / (double)c;
+        float r = (float)sqrt(m > 1e-20 ? m : 1e-20);
+        rms[i] = r;
+        for (j = 0; j < c; j++)
+            yr[j] = xr[j] / r * scale;
+    }
+}
+
+/* The gradients of y = x / rms * scale, scale = exp(log_scale), from g = dL/dy:
+ * with gx_i = sum_j g_ij x_ij and coef_i = gx_i scale / (c rms_i^3) (0 where rms_i <= 1e-10,
+ * the clamp's flat side), gx = g scale / rms - (x - b) coef, gb = sum_i (x - b) coef,
+ * glog[0] = sum_i gx_i scale / rms_i (float64 sums over frames). */
+KERNEL bias_norm_backward(const float *x, const float *bias, const float *rms, const float *g,
+                          float *restrict gx, float *restrict gb, float *restrict glog,
+                          int64_t n, int64_t c, float log_scale) {
+    const float scale = expf(log_scale);
+    double *sb = calloc((size_t)c, sizeof(double));
+    double sl = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * c, *gr = g + i * c;
+        float *o = gx + i * c;
+        float acc[16] = {0};
+        double dot = 0.0;
+        int64_t j = 0;
+        for (; j + 16 <= c; j += 16)
+            for (int k = 0; k < 16; k++)
+                acc[k] += gr[j + k] * xr[j + k];
+        for (; j < c; j++)
+            dot += (double)gr[j] * xr[j];
+        for (int k = 0; k < 16; k++)
+            dot += acc[k];
+        const float r = rms[i];
+        const float d = (float)dot;
+        const float coef = r > 1e-10f ? d * scale / (r * r * r) / (float)c : 0.0f;
+        const float sr = scale / r;
+        for (j = 0; j < c; j++) {
+            float cc = (xr[j] - bias[j]) * coef;
+            o[j] = gr[j] * sr - cc;
+            sb[j] += cc;
+        }
+        sl += (double)(d * sr);
+    }
+    for (int64_t j = 0; j < c; j++)
+        gb[j] = (float)sb[j];
+    glog[0] = (float)sl;
+    free(sb);
+}
+
+/* limit_param_value's backward (param_limit.py): out = -g where g would move x further
+ * below lo or above hi, else g (exact: a sign flip). */
+KERNEL limit_param_grad(const float *x, const float *g, float *out, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], xi = x[i];
+        int flip = (gi > 0.0f && xi < lo) || (gi < 0.0f && xi > hi);
+        out[i] = flip ? -gi : gi;
+    }
+}
