@@ -186,10 +186,13 @@ def as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | N
     return p.view(-1, t.shape[channel_dim])
 
 
-def _uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
-    """``t`` (channels last, unit channel stride) as a (frames, channels) view with the frames
-    in logical order and one row stride (at least the row's length), or None where none is."""
+def row_stride(t: torch.Tensor) -> int | None:
+    """The row stride of ``t`` (channels last, unit channel stride) seen as (frames,
+    channels) rows in logical order with one stride (at least the row's length), or None
+    where it has none."""
     c = t.shape[-1]
+    if t.is_contiguous():
+        return c
     if t.stride(-1) != 1 and c != 1:
         return None
     ld = expected = None
@@ -204,8 +207,15 @@ def _uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
         else:
             expected *= t.shape[d]
     ld = c if ld is None else ld
-    if ld < c:
+    return ld if ld >= c else None
+
+
+def uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` as the (frames, channels) view of :func:`row_stride`, or None where none is."""
+    ld = row_stride(t)
+    if ld is None:
         return None
+    c = t.shape[-1]
     return t.as_strided((t.numel() // c, c), (ld, 1))
 
 
@@ -218,7 +228,7 @@ def frame_rows(x: torch.Tensor, grad: torch.Tensor, channel_dim: int = -1
     the same strides (:func:`as_frames_by_channels`); None where neither applies."""
     channel_dim %= x.ndim
     if channel_dim == x.ndim - 1:
-        xm, gm = _uniform_rows(x), _uniform_rows(grad)
+        xm, gm = uniform_rows(x), uniform_rows(grad)
         if xm is not None and gm is not None:
             return xm, gm, True
     if x.stride() != grad.stride():

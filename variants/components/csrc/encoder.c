@@ -1,6 +1,7 @@
 /* Small per-frame computations of the Zipformer encoder's layers on the CPU, each one
- * C call in place of 10-20 small torch ops: BiasNorm (paper section 3.3, eq. 2; see
- * bias_norm.py) forward and backward. x is (n, c) row-major, the channels last. */
+ * C call in place of several small torch ops: BiasNorm (paper section 3.3, eq. 2; see
+ * bias_norm.py) forward and backward, limit_param_value's backward (param_limit.py) and
+ * Bypass's combination (lean_autograd.bypass_combine). Channels last. */
 #include <stdlib.h>
 #include "kernels.h"
 
@@ -81,4 +82,56 @@ KERNEL limit_param_grad(const float *x, const float *g, float *out, int64_t n, f
         int flip = (gi > 0.0f && xi < lo) || (gi < 0.0f && xi > hi);
         out[i] = flip ? -gi : gi;
     }
+}
+
+/* lean_autograd.bypass_combine: out = x + (y - x) c for x, y (b, t, ch) rows with strides
+ * ldx, ldy (out contiguous), c (ch) or, per_batch, (b, 1, ch). */
+KERNEL bypass_forward(const float *x, int64_t ldx, const float *y, int64_t ldy, const float *c,
+                      float *restrict out, int64_t b, int64_t t, int64_t ch, int per_batch) {
+    for (int64_t bi = 0; bi < b; bi++) {
+        const float *cb = per_batch ? c + bi * ch : c;
+        for (int64_t ti = 0; ti < t; ti++) {
+            const int64_t i = bi * t + ti;
+            const float *xr = x + i * ldx, *yr = y + i * ldy;
+            float *o = out + i * ch;
+            for (int64_t j = 0; j < ch; j++)
+                o[j] = xr[j] + (yr[j] - xr[j]) * cb[j];
+        }
+    }
+}
+
+/* Its backward from g (row stride ldg): gy = g c, gx = g - g c, gc = sum over frames (of each
+ * batch entry, per_batch) of g (y - x) (float64 sums); gx, gy or gc NULL: not computed. */
+KERNEL bypass_backward(const float *g, int64_t ldg, const float *x, int64_t ldx, const float *y,
+                       int64_t ldy, const float *c, float *gx, float *gy, float *gc, int64_t b,
+                       int64_t t, int64_t ch, int per_batch) {
+    double *acc = gc ? calloc((size_t)ch, sizeof(double)) : NULL;
+    for (int64_t bi = 0; bi < b; bi++) {
+        const float *cb = per_batch ? c + bi * ch : c;
+        for (int64_t ti = 0; ti < t; ti++) {
+            const int64_t i = bi * t + ti;
+            const float *gr = g + i * ldg;
+            if (gx || gy) {
+                float *ox = gx ? gx + i * ch : NULL, *oy = gy ? gy + i * ch : NULL;
+                for (int64_t j = 0; j < ch; j++) {
+                    float gyc = gr[j] * cb[j];
+                    if (oy) oy[j] = gyc;
+                    if (ox) ox[j] = gr[j] - gyc;
+                }
+            }
+            if (acc) {
+                const float *xr = x + i * ldx, *yr = y + i * ldy;
+                for (int64_t j = 0; j < ch; j++)
+                    acc[j] += (double)(gr[j] * (yr[j] - xr[j]));
+            }
+        }
+        if (acc && (per_batch || bi == b - 1)) {
+            float *o = per_batch ? gc + bi * ch : gc;
+            for (int64_t j = 0; j < ch; j++) {
+                o[j] = (float)acc[j];
+                acc[j] = 0.0;
+            }
+        }
+    }
+    free(acc);
 }
