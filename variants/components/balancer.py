@@ -80,12 +80,13 @@ class _BalancerFunction(torch.autograd.Function):
             if (cpu_kernels.usable(x) and grad.dtype == torch.float32
                     and all(isinstance(v, float) for v in (*ctx.limits, ctx.grad_scale))):
                 rows = frame_rows(x, grad, ctx.channel_dim)
-                if rows is not None and rows[0].shape[0] > 0:
+                if rows is not None and x.numel() > 0:
                     # any size, rows of a wider matrix too: one C call (csrc/balancer.c)
-                    xm, gm, in_order = rows
-                    n, c = xm.shape
+                    ldx, ldg, in_order = rows
+                    c = x.shape[ctx.channel_dim]
+                    n = x.numel() // c
                     out = torch.empty((n, c))
-                    cpu_kernels.call("balancer_extra_rows", xm, xm.stride(0), gm, gm.stride(0), out, c,
+                    cpu_kernels.call("balancer_extra_rows", x, ldx, grad, ldg, out, c,
                                      n, c, *ctx.limits, ctx.grad_scale)
                     return rows_as(out, grad, in_order, ctx.channel_dim), None, None, None
             if (x.device.type == "cpu" and x.dtype == grad.dtype == torch.float32
@@ -220,23 +221,23 @@ def uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
 
 
 def frame_rows(x: torch.Tensor, grad: torch.Tensor, channel_dim: int = -1
-               ) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
-    """(x, grad, in_order) as (frames, channels) views with unit channel stride and one row
-    stride each, the same frames in the same order, for the C loops of the backward passes
-    (cpu_kernels): frames in logical order (``in_order``; the channels last, any row strides,
-    e.g. a slice of a projection's output), or in memory order where ``x`` and ``grad`` have
-    the same strides (:func:`as_frames_by_channels`); None where neither applies."""
+               ) -> tuple[int, int, bool] | None:
+    """(ldx, ldg, in_order): ``x`` and ``grad`` seen from their first elements as (frames,
+    channels) rows of unit channel stride and row strides ldx and ldg, the same frames in
+    the same order, for the C loops of the backward passes (cpu_kernels): frames in logical
+    order (``in_order``; the channels last, any row strides, e.g. a slice of a projection's
+    output: :func:`row_stride`), or in memory order where ``x`` and ``grad`` have the same
+    gap-free strides (:func:`as_frames_by_channels`: rows of the channels' count); None
+    where neither applies."""
     channel_dim %= x.ndim
     if channel_dim == x.ndim - 1:
-        xm, gm = uniform_rows(x), uniform_rows(grad)
-        if xm is not None and gm is not None:
-            return xm, gm, True
-    if x.stride() != grad.stride():
+        ldx, ldg = row_stride(x), row_stride(grad)
+        if ldx is not None and ldg is not None:
+            return ldx, ldg, True
+    if x.stride() != grad.stride() or as_frames_by_channels(x, channel_dim) is None:
         return None
-    xm, gm = as_frames_by_channels(x, channel_dim), as_frames_by_channels(grad, channel_dim)
-    if xm is None or gm is None:
-        return None
-    return xm, gm, False
+    c = x.shape[channel_dim]
+    return c, c, False
 
 
 def rows_as(out: torch.Tensor, grad: torch.Tensor, in_order: bool, channel_dim: int = -1) -> torch.Tensor:

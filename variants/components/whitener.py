@@ -153,17 +153,18 @@ def _c_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float)
     C calls (csrc/whitener.c: float64 sums, within float32 roundings of the torch path;
     a metric within a rounding of the limit may decide the other way)."""
     rows = frame_rows(x, grad)
-    if rows is None or rows[0].shape[0] == 0:
+    if rows is None or x.numel() == 0:
         return None
-    xm, gm, in_order = rows
+    ldx, ldg, in_order = rows
     prob = w._prob_tensor(x.device)
     if not float(prob) >= draw:                 # not acting: the probability stays
         return grad
-    n, c = xm.shape
+    c = x.shape[-1]
+    n = x.numel() // c
     groups = w.num_groups
     dg = c // groups
     xc = torch.empty((groups, n, dg))
-    cpu_kernels.call("whitener_centre", xm, xm.stride(0), xc, n, groups, dg)
+    cpu_kernels.call("whitener_centre", x, ldx, xc, n, groups, dg)
     covar = torch.bmm(xc.transpose(1, 2), xc) if groups > 1 else torch.mm(xc[0].t(), xc[0]).unsqueeze(0)
     cpu_kernels.call("whitener_metric", covar, groups, dg, float(w.whitening_limit), ctypes.addressof(_info))
     above = _info[1] != 0.0
@@ -175,7 +176,7 @@ def _c_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float)
         out = torch.empty((n, c))
     else:
         half = out = torch.mm(xc[0], covar[0])
-    cpu_kernels.call("whitener_add", half, gm, gm.stride(0), out, c, n, groups, dg, float(w.grad_scale))
+    cpu_kernels.call("whitener_add", half, grad, ldg, out, c, n, groups, dg, float(w.grad_scale))
     return rows_as(out, grad, in_order)
 
 
