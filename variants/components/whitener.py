@@ -16,6 +16,11 @@ metric (no gradient), sets the next probability in place and passes a 0/1 flag
 (acting and above the limit) to the backward, which adds the penalty gradient
 times the flag: the same decisions and arithmetic, no Python state written in
 the backward.
+
+On one CPU thread (``cpu_kernels.usable``) the backward reads the decision on the
+host (no synchronisation there) and runs the arithmetic around torch's two matrix
+products as three C calls (csrc/whitener.c, :func:`_c_backward`): a step that does not
+act costs nothing, one below the limit no second product.
 """
 from __future__ import annotations
 
