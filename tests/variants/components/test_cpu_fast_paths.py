@@ -569,6 +569,6 @@ def test_bias_norm_param_limit_and_bypass_c_loops_match_torch(one_thread, kernel
                 out = gate(*ins, fn)
                 res[c_loop] = (out.detach(), *torch.autograd.grad(out, ins, gg))
         for a, b in zip(res[True], res[False]):
-            assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     assert {"bias_norm_forward", "bias_norm_backward", "limit_param_grad", "bypass_forward",
             "bypass_backward", "gate_backward"} <= set(kernel_calls)
