@@ -26,8 +26,8 @@ intermediate in the backward pass instead of keeping it:
 
 On one CPU thread (``cpu_kernels.usable``: float32, the channels last with one row
 stride each, e.g. a channel slice) :func:`bypass_combine` runs its forward and backward
-as one C pass each, and :func:`gate` its backward (csrc/encoder.c), within float32
-roundings of the torch ops rather than bit for bit.
+as one C pass each (csrc/encoder.c), within float32 roundings of the torch ops rather
+than bit for bit. (The gate's C loops measured no faster than its few torch ops.)
 """
 from __future__ import annotations
 
@@ -125,15 +125,6 @@ class _Gate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, a = ctx.saved_tensors
-        rows = _c_rows(grad, x, a) if ctx.keep else None
-        if rows is not None:
-            # one C pass (csrc/encoder.c) for the five small ops below (the kept value a)
-            ldg, ldx, lda = rows
-            gx = torch.empty(x.shape) if ctx.needs_input_grad[0] else None
-            gs = torch.empty(a.shape) if ctx.needs_input_grad[1] else None
-            cpu_kernels.call("gate_backward", grad, ldg, x, ldx, a, lda, gx, gs,
-                             x.numel() // x.shape[-1], x.shape[-1], int(ctx.use_tanh))
-            return gx, gs, None
         if not ctx.keep:                   # a is s
             a = torch.tanh(a) if ctx.use_tanh else torch.sigmoid(a)
         gx = gs = None

@@ -135,27 +135,3 @@ KERNEL bypass_backward(const float *g, int64_t ldg, const float *x, int64_t ldx,
     }
     free(acc);
 }
-
-/* lean_autograd.gate's backward from g, x and the kept a = tanh(s) (use_tanh) or
- * sigmoid(s), (n, c) rows with strides ldg, ldx, lda: gx = g a and gs = g x a' with
- * a' = 1 - a^2 or (1 - a) a, into contiguous gx and gs (either NULL: not computed). */
-KERNEL gate_backward(const float *g, int64_t ldg, const float *x, int64_t ldx, const float *a,
-                     int64_t lda, float *gx, float *gs, int64_t n, int64_t c, int use_tanh) {
-    for (int64_t i = 0; i < n; i++) {
-        const float *gr = g + i * ldg, *xr = x + i * ldx, *ar = a + i * lda;
-        if (gx) {
-            float *o = gx + i * c;
-            for (int64_t j = 0; j < c; j++)
-                o[j] = gr[j] * ar[j];
-        }
-        if (gs) {
-            float *o = gs + i * c;
-            if (use_tanh)
-                for (int64_t j = 0; j < c; j++)
-                    o[j] = gr[j] * xr[j] * (1.0f - ar[j] * ar[j]);
-            else
-                for (int64_t j = 0; j < c; j++)
-                    o[j] = gr[j] * xr[j] * ((1.0f - ar[j]) * ar[j]);
-        }
-    }
-}
