@@ -168,19 +168,19 @@ def _c_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float)
     n = x.numel() // c
     groups = w.num_groups
     dg = c // groups
-    xc = torch.empty((groups, n, dg))
+    xc = torch.empty((groups, n, dg) if groups > 1 else (n, c))
     cpu_kernels.call("whitener_centre", x, ldx, xc, n, groups, dg)
-    covar = torch.bmm(xc.transpose(1, 2), xc) if groups > 1 else torch.mm(xc[0].t(), xc[0]).unsqueeze(0)
-    cpu_kernels.call("whitener_metric", covar, groups, dg, float(w.whitening_limit), ctypes.addressof(_info))
-    above = _info[1] != 0.0
-    prob.fill_(w.max_prob if above else w.min_prob)
-    if not above:
+    covar = torch.bmm(xc.transpose(1, 2), xc) if groups > 1 else torch.mm(xc.t(), xc)
+    # the metric, and the next probability written into the device tensor (max above the limit)
+    cpu_kernels.call("whitener_metric", covar, groups, dg, float(w.whitening_limit), ctypes.addressof(_info),
+                     prob, w.min_prob, w.max_prob)
+    if _info[1] == 0.0:                         # below the limit
         return grad
     if groups > 1:
         half = torch.bmm(xc, covar)
         out = torch.empty((n, c))
     else:
-        half = out = torch.mm(xc[0], covar[0])
+        half = out = torch.mm(xc, covar)
     cpu_kernels.call("whitener_add", half, grad, ldg, out, c, n, groups, dg, float(w.grad_scale))
     return rows_as(out, grad, in_order)
 

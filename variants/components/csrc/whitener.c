@@ -50,9 +50,11 @@ KERNEL whitener_centre(const float *x, int64_t ldx, float *restrict xc, int64_t 
 
 /* From C (groups, dg, dg): the metric M = s / (t^2 + 1e-20), s = sum C^2 / K,
  * t = trace C / K, K = groups dg (float64 sums), into info[0]; info[1] = 1 where M is
- * not below `limit` (float32 comparison, as the torch path's), else 0. Where it is
- * not, C is overwritten with dM/dC = (2 C - 2 s t / (t^2 + 1e-20) I) / (K (t^2 + 1e-20)). */
-KERNEL whitener_metric(float *cov, int64_t groups, int64_t dg, float limit, double *info) {
+ * not below `limit` (float32 comparison, as the torch path's), else 0; the Whitener's
+ * next probability *prob = pmax or pmin accordingly. Where M is not below the limit,
+ * C is overwritten with dM/dC = (2 C - 2 s t / (t^2 + 1e-20) I) / (K (t^2 + 1e-20)). */
+KERNEL whitener_metric(float *cov, int64_t groups, int64_t dg, float limit, double *info,
+                       double *prob, double pmin, double pmax) {
     const int64_t k = groups * dg, per = dg * dg;
     double tr = 0.0, sq = 0.0;
     for (int64_t g = 0; g < groups; g++) {
@@ -67,6 +69,7 @@ KERNEL whitener_metric(float *cov, int64_t groups, int64_t dg, float limit, doub
     int above = !((float)metric < limit);
     info[0] = metric;
     info[1] = above;
+    *prob = above ? pmax : pmin;
     if (!above)
         return;
     const float a = (float)(2.0 / ((double)k * den));
