@@ -14,6 +14,10 @@ With drawn decisions (``predrawn``, for torch.compile: see scheduled_float.py)
 the step's draw and limits arrive as one float64 tensor and the backward adds
 the constraint gradient times the 0/1 draw, from the closed-form gradient of
 eq. 9 in the per-channel moments (no autograd inside the backward).
+
+On one CPU thread (``cpu_kernels.usable``) the backward is one C call
+(csrc/balancer.c: float64 sums per channel, the closed form, the add) for any size
+and for x as rows of a wider matrix (a projection's channel slice: :func:`frame_rows`).
 """
 from __future__ import annotations
 
@@ -209,15 +213,6 @@ def row_stride(t: torch.Tensor) -> int | None:
             expected *= t.shape[d]
     ld = c if ld is None else ld
     return ld if ld >= c else None
-
-
-def uniform_rows(t: torch.Tensor) -> torch.Tensor | None:
-    """``t`` as the (frames, channels) view of :func:`row_stride`, or None where none is."""
-    ld = row_stride(t)
-    if ld is None:
-        return None
-    c = t.shape[-1]
-    return t.as_strided((t.numel() // c, c), (ld, 1))
 
 
 def frame_rows(x: torch.Tensor, grad: torch.Tensor, channel_dim: int = -1

@@ -25,9 +25,9 @@ intermediate in the backward pass instead of keeping it:
   not four of its size: it runs at the peak of training memory).
 
 On one CPU thread (``cpu_kernels.usable``: float32, the channels last with one row
-stride each, e.g. a channel slice) :func:`bypass_combine` runs its forward and backward
-as one C pass each (csrc/encoder.c), within float32 roundings of the torch ops rather
-than bit for bit. (The gate's C loops measured no faster than its few torch ops.)
+stride each, e.g. a channel slice) :func:`bypass_combine` and :func:`weighted_group_sum`
+run their forward and backward as one C pass each (csrc/encoder.c), within float32
+roundings of the torch ops rather than bit for bit. (The gate's C loops measured no faster than its few torch ops.)
 """
 from __future__ import annotations
 
@@ -207,11 +207,27 @@ def bypass_combine(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.T
     return d.mul_(c).add_(x)      # no gradient: in place, the same values (x + d == d + x)
 
 
+def _group_sum_c(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> bool:
+    """Whether the C loops run :func:`weighted_group_sum` (one CPU thread, float32, ``x``
+    (B, T, C) of unit channel stride, one index per frame for all channels: Downsample's)."""
+    return (cpu_kernels.usable(x) and x.ndim == 3 and x.numel() > 0 and x.stride(2) == 1
+            and index.dtype == torch.int64 and index.stride(2) == 0
+            and weights.dtype == torch.float32 and weights.is_contiguous())
+
+
 class _WeightedGroupSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, index, weights, k):  # type: ignore[override]
         ctx.save_for_backward(x, index, weights)
         ctx.k = k
+        ctx.c_loop = _group_sum_c(x, index, weights)
+        if ctx.c_loop:
+            # one C pass (csrc/encoder.c): no gathered copy; within float32 roundings
+            b, t, c = x.shape
+            y = torch.empty((b, index.shape[1] // k, c))
+            cpu_kernels.call("group_sum_forward", x, x.stride(0), x.stride(1), index, index.stride(0),
+                             index.stride(1), weights, y, b, y.shape[1], k, c)
+            return y
         return _group_sum(torch.gather(x, 1, index), weights, k)
 
     @staticmethod
@@ -219,6 +235,14 @@ class _WeightedGroupSum(torch.autograd.Function):
         x, index, weights = ctx.saved_tensors
         k = ctx.k
         gx = gw = None
+        if ctx.c_loop and cpu_kernels.usable(grad) and grad.is_contiguous():
+            # one C call for the k gathers, k scatter-adds and the sums below (float64 sums)
+            b, t, c = x.shape
+            gx = torch.empty((b, t, c)) if ctx.needs_input_grad[0] else None
+            gw = torch.empty(weights.shape) if ctx.needs_input_grad[2] else None
+            cpu_kernels.call("group_sum_backward", grad, x, x.stride(0), x.stride(1), index,
+                             index.stride(0), index.stride(1), weights, gx, gw, b, t, grad.shape[1], k, c)
+            return gx, None, gw, None
         # one group member j (frames j, j + k, ...) at a time: temporaries of 1/k the input's size
         if ctx.needs_input_grad[2]:
             gw = torch.stack([(torch.gather(x, 1, index[:, j::k]) * grad).sum()

@@ -19,6 +19,10 @@ only the activation's input and recomputes.
 On CPU (``variants.fast_paths.cpu_layout``, where step time matters more than
 memory) the rounded derivative is kept as the float32 value its byte stands
 for (the same values, bit for bit), which saves the byte conversions both ways.
+On one CPU thread (``cpu_kernels.usable``) the value with the rounded derivative
+(:func:`swoosh_and_level_deriv`) and the value with the exact derivative and a dropout
+mask (``fn_and_deriv``, for :mod:`.activation_dropout_linear`) are one C pass each
+(csrc/swoosh.c), within float32 roundings.
 """
 from __future__ import annotations
 
@@ -260,7 +264,7 @@ class _Swoosh(nn.Module):
                              self.offset, self.constant)
             return y, d
         y, sig = _swoosh_and_sigmoid(x, self.offset, self.constant)
-        y, d = y, sig.sub_(0.08)
+        d = sig.sub_(0.08)
         return (y, d) if mask is None else (y.mul_(mask), d.mul_(mask))
 
 

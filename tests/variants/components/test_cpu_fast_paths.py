@@ -559,3 +559,31 @@ def test_bias_norm_param_limit_and_bypass_c_loops_match_torch(one_thread, kernel
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     assert {"bias_norm_forward", "bias_norm_backward", "limit_param_grad", "bypass_forward",
             "bypass_backward"} <= set(kernel_calls)
+
+
+@needs_kernels
+@pytest.mark.parametrize("k", [2, 4])
+def test_downsample_weighted_group_sum_c_loop_matches_torch(k, one_thread, kernel_calls):
+    """Downsample with lengths (the gather of padded frames: weighted_group_sum) in one C
+    pass each way: output and gradients within float32 roundings of the torch ops."""
+    from variants.components.downsample import Downsample
+
+    gen = torch.Generator().manual_seed(k)
+    m = Downsample(k)
+    with torch.no_grad():
+        m.bias.normal_(0.0, 1.0, generator=gen)
+    x = torch.randn(3, 2 * k * 5 + 1, 24, generator=gen)
+    lengths = torch.tensor([x.shape[1], 7, 1])
+    g = None
+    res = {}
+    for c_loop in (False, True):
+        xi = x.detach().requires_grad_(True)
+        m.zero_grad(set_to_none=True)
+        with cpu_kernels.disabled(not c_loop):
+            y, _ = m(xi, lengths)
+            g = torch.randn(y.shape, generator=torch.Generator().manual_seed(9))
+            y.backward(g)
+        res[c_loop] = (y.detach(), xi.grad, m.bias.grad)
+    for a, b in zip(res[True], res[False]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert kernel_calls == ["group_sum_forward", "group_sum_backward"]

@@ -135,3 +135,70 @@ KERNEL bypass_backward(const float *g, int64_t ldg, const float *x, int64_t ldx,
     }
     free(acc);
 }
+
+/* lean_autograd.weighted_group_sum (Downsample): y[b, o] = sum_j w[j] x[b, idx[b, o k + j]]
+ * over frames of c channels; x (b, t, c) with strides (sxb, sxt, 1), idx (b, tout k) with
+ * strides (sib, sit) (the same index for every channel), y (b, tout, c) contiguous. */
+KERNEL group_sum_forward(const float *x, int64_t sxb, int64_t sxt, const int64_t *idx,
+                         int64_t sib, int64_t sit, const float *w, float *restrict y, int64_t b,
+                         int64_t tout, int64_t k, int64_t c) {
+    for (int64_t bi = 0; bi < b; bi++)
+        for (int64_t o = 0; o < tout; o++) {
+            float *yr = y + (bi * tout + o) * c;
+            for (int64_t j = 0; j < k; j++) {
+                const float *xr = x + bi * sxb + idx[bi * sib + (o * k + j) * sit] * sxt;
+                const float wj = w[j];
+                if (j == 0)
+                    for (int64_t ci = 0; ci < c; ci++)
+                        yr[ci] = xr[ci] * wj;
+                else
+                    for (int64_t ci = 0; ci < c; ci++)
+                        yr[ci] += xr[ci] * wj;
+            }
+        }
+}
+
+/* Its backward from g (b, tout, c) contiguous: gx (b, t, c) contiguous, zeroed here, gets
+ * g w[j] added at each gathered frame (gx NULL: not computed); gw[j] = sum of g x over the
+ * frames gathered j-th (float64 sums; gw NULL: not computed). */
+KERNEL group_sum_backward(const float *g, const float *x, int64_t sxb, int64_t sxt,
+                          const int64_t *idx, int64_t sib, int64_t sit, const float *w,
+                          float *gx, float *gw, int64_t b, int64_t t, int64_t tout, int64_t k,
+                          int64_t c) {
+    if (gx)
+        for (int64_t i = 0; i < b * t * c; i++)
+            gx[i] = 0.0f;
+    double *acc = gw ? calloc((size_t)k, sizeof(double)) : NULL;
+    for (int64_t bi = 0; bi < b; bi++)
+        for (int64_t o = 0; o < tout; o++) {
+            const float *gr = g + (bi * tout + o) * c;
+            for (int64_t j = 0; j < k; j++) {
+                const int64_t src = idx[bi * sib + (o * k + j) * sit];
+                if (gx) {
+                    float *gxr = gx + (bi * t + src) * c;
+                    const float wj = w[j];
+                    for (int64_t ci = 0; ci < c; ci++)
+                        gxr[ci] += gr[ci] * wj;
+                }
+                if (acc) {
+                    const float *xr = x + bi * sxb + src * sxt;
+                    float s[16] = {0};
+                    int64_t ci = 0;
+                    for (; ci + 16 <= c; ci += 16)
+                        for (int q = 0; q < 16; q++)
+                            s[q] += gr[ci + q] * xr[ci + q];
+                    double d = 0.0;
+                    for (; ci < c; ci++)
+                        d += (double)(gr[ci] * xr[ci]);
+                    for (int q = 0; q < 16; q++)
+                        d += s[q];
+                    acc[j] += d;
+                }
+            }
+        }
+    if (acc) {
+        for (int64_t j = 0; j < k; j++)
+            gw[j] = (float)acc[j];
+        free(acc);
+    }
+}
