@@ -44,11 +44,9 @@ class _ActivationDropoutLinear(torch.autograd.Function):
         keep = fast_paths.cpu_layout(x)
         with autocast_off(x.device.type):
             if keep:
-                # (fn_and_deriv returns new tensors: masked in place, the derivative too,
-                # so the backward pass has nothing left to mask)
-                y, d = fn_and_deriv(x.float())
-                if mask is not None:
-                    y, d = y.mul_(mask), d.mul_(mask)
+                # (both masked, so the backward pass has nothing left to mask; on one CPU
+                # thread the activation, its derivative and the mask are one C pass)
+                y, d = fn_and_deriv(x.float(), mask)
             else:
                 y, d = fn(x.float()), None
                 if mask is not None:
@@ -97,7 +95,7 @@ def activation_dropout_linear(x: torch.Tensor, activation: torch.nn.Module, line
     """``linear(activation(x) * mask)``; memory-lean when a gradient is needed.
 
     ``activation`` is one of :mod:`.swoosh`'s modules (it has ``fn`` and
-    ``fn_and_deriv``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
+    ``fn_and_deriv(x, mask)``); ``mask`` is the scaled dropout mask broadcasting against ``x``,
     or None.
     """
     # compiled (torch.compile): the plain ops, which inductor fuses and keeps lean itself

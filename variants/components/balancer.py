@@ -14,6 +14,10 @@ With drawn decisions (``predrawn``, for torch.compile: see scheduled_float.py)
 the step's draw and limits arrive as one float64 tensor and the backward adds
 the constraint gradient times the 0/1 draw, from the closed-form gradient of
 eq. 9 in the per-channel moments (no autograd inside the backward).
+
+On one CPU thread (``cpu_kernels.usable``) the backward is one C call
+(csrc/balancer.c: float64 sums per channel, the closed form, the add) for any size
+and for x as rows of a wider matrix (a projection's channel slice: :func:`frame_rows`).
 """
 from __future__ import annotations
 
@@ -77,6 +81,18 @@ class _BalancerFunction(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         if fast_paths.enabled():
+            if (cpu_kernels.usable(x) and grad.dtype == torch.float32
+                    and all(isinstance(v, float) for v in (*ctx.limits, ctx.grad_scale))):
+                rows = frame_rows(x, grad, ctx.channel_dim)
+                if rows is not None and x.numel() > 0:
+                    # any size, rows of a wider matrix too: one C call (csrc/balancer.c)
+                    ldx, ldg, in_order = rows
+                    c = x.shape[ctx.channel_dim]
+                    n = x.numel() // c
+                    out = torch.empty((n, c))
+                    cpu_kernels.call("balancer_extra_rows", x, ldx, grad, ldg, out, c,
+                                     n, c, *ctx.limits, ctx.grad_scale)
+                    return rows_as(out, grad, in_order, ctx.channel_dim), None, None, None
             if (x.device.type == "cpu" and x.dtype == grad.dtype == torch.float32
                     and x.numel() >= FRAMES_BY_CHANNELS_MIN_NUMEL):
                 xm = as_frames_by_channels(x, ctx.channel_dim)
@@ -173,6 +189,59 @@ def as_frames_by_channels(t: torch.Tensor, channel_dim: int) -> torch.Tensor | N
     if not p.is_contiguous():
         return None
     return p.view(-1, t.shape[channel_dim])
+
+
+def row_stride(t: torch.Tensor) -> int | None:
+    """The row stride of ``t`` (channels last, unit channel stride) seen as (frames,
+    channels) rows in logical order with one stride (at least the row's length), or None
+    where it has none."""
+    c = t.shape[-1]
+    if t.is_contiguous():
+        return c
+    if t.stride(-1) != 1 and c != 1:
+        return None
+    ld = expected = None
+    for d in range(t.ndim - 2, -1, -1):
+        if t.shape[d] == 1:
+            continue
+        if expected is None:
+            ld = t.stride(d)
+            expected = ld * t.shape[d]
+        elif t.stride(d) != expected:
+            return None
+        else:
+            expected *= t.shape[d]
+    ld = c if ld is None else ld
+    return ld if ld >= c else None
+
+
+def frame_rows(x: torch.Tensor, grad: torch.Tensor, channel_dim: int = -1
+               ) -> tuple[int, int, bool] | None:
+    """(ldx, ldg, in_order): ``x`` and ``grad`` seen from their first elements as (frames,
+    channels) rows of unit channel stride and row strides ldx and ldg, the same frames in
+    the same order, for the C loops of the backward passes (cpu_kernels): frames in logical
+    order (``in_order``; the channels last, any row strides, e.g. a slice of a projection's
+    output: :func:`row_stride`), or in memory order where ``x`` and ``grad`` have the same
+    gap-free strides (:func:`as_frames_by_channels`: rows of the channels' count); None
+    where neither applies."""
+    channel_dim %= x.ndim
+    if channel_dim == x.ndim - 1:
+        ldx, ldg = row_stride(x), row_stride(grad)
+        if ldx is not None and ldg is not None:
+            return ldx, ldg, True
+    if x.stride() != grad.stride() or as_frames_by_channels(x, channel_dim) is None:
+        return None
+    c = x.shape[channel_dim]
+    return c, c, False
+
+
+def rows_as(out: torch.Tensor, grad: torch.Tensor, in_order: bool, channel_dim: int = -1) -> torch.Tensor:
+    """A contiguous (frames, channels) ``out`` in ``grad``'s shape, its frames in the order
+    :func:`frame_rows` took ``grad``'s in: logical (``in_order``: a contiguous result),
+    or ``grad``'s memory order (``grad``'s strides)."""
+    if in_order:
+        return out.view(grad.shape)
+    return out.view(as_frames_by_channels(grad, channel_dim).shape).as_strided(grad.shape, grad.stride())
 
 
 def _channel_moments(x: torch.Tensor, channel_dim: int

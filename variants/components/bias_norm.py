@@ -10,7 +10,9 @@ with a learnable channel-wise bias ``b`` and a learnable scalar ``gamma``
 
 Training memory: plain autograd keeps three input-sized tensors (``x - b``,
 ``x`` and ``x / RMS``, in float32 under CUDA autocast); :class:`_BiasNormFunction`
-keeps ``x`` and the per-frame RMS and computes the gradients from them.
+keeps ``x`` and the per-frame RMS and computes the gradients from them. On one CPU
+thread (``cpu_kernels.usable``) its forward and backward are one C call each
+(csrc/encoder.c), within float32 roundings of the torch ops.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import random
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .lean_autograd import autocast_off, cast
 from .param_limit import limit_param_value, limit_param_value_drawn
 from .scheduled_float import fill_decision
@@ -28,20 +31,44 @@ def _rms(x: torch.Tensor, bias: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return torch.mean((x - bias) ** 2, dim=channel_dim, keepdim=True).clamp_min(1e-20).sqrt()
 
 
+def _c_loop(x: torch.Tensor, bias: torch.Tensor, log_scale: torch.Tensor, channel_dim: int) -> bool:
+    """Whether :class:`_BiasNormFunction` runs its C loops (one CPU thread, float32, the
+    channels last and contiguous: ``cpu_kernels.usable``)."""
+    # (is_compiling first: usable() reads the thread count, which Dynamo cannot trace)
+    return (not torch.compiler.is_compiling() and cpu_kernels.usable(x)
+            and channel_dim % x.ndim == x.ndim - 1 and x.is_contiguous()
+            and x.numel() > 0 and bias.dtype == log_scale.dtype == torch.float32
+            and bias.is_contiguous() and bias.numel() == x.shape[-1])
+
+
 class _BiasNormFunction(torch.autograd.Function):
     """y = x / rms * exp(log_scale), rms = sqrt(max(mean_c (x - b)^2, 1e-20)); keeps x and rms."""
 
     @staticmethod
     def forward(ctx, x, bias, log_scale, channel_dim):  # type: ignore[override]
-        rms = _rms(x, bias, channel_dim)          # the plain module's ops, same values
-        ctx.save_for_backward(x, bias, log_scale, rms)
         ctx.channel_dim = channel_dim
-        return x / rms * log_scale.exp()
+        ctx.c_loop = _c_loop(x, bias, log_scale, channel_dim)
+        if ctx.c_loop:
+            # one C call (csrc/encoder.c) instead of ~8 ops: within float32 roundings
+            # (the mean of squares summed in another order)
+            y, rms = torch.empty_like(x), torch.empty(x.shape[:-1] + (1,))
+            cpu_kernels.call("bias_norm_forward", x, bias, y, rms, rms.numel(), x.shape[-1],
+                             float(log_scale))
+        else:
+            rms = _rms(x, bias, channel_dim)          # the plain module's ops, same values
+            y = x / rms * log_scale.exp()
+        ctx.save_for_backward(x, bias, log_scale, rms)
+        return y
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, bias, log_scale, rms = ctx.saved_tensors
         c = ctx.channel_dim
+        if ctx.c_loop and cpu_kernels.usable(grad) and grad.is_contiguous():
+            gx, gb, gl = torch.empty_like(x), torch.empty_like(bias), torch.empty_like(log_scale)
+            cpu_kernels.call("bias_norm_backward", x, bias, rms, grad, gx, gb, gl, rms.numel(),
+                             x.shape[-1], float(log_scale))
+            return gx, gb, gl, None
         with autocast_off(x.device.type):
             wide = torch.promote_types(x.dtype, torch.float32)
             xf, g, rms = cast(x, wide), cast(grad, wide), cast(rms, wide)

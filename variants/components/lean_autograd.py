@@ -23,6 +23,11 @@ intermediate in the backward pass instead of keeping it:
   the un-gathered input instead of also its gathered copy, and its backward
   works on one group member at a time (temporaries of 1/k the input's size,
   not four of its size: it runs at the peak of training memory).
+
+On one CPU thread (``cpu_kernels.usable``: float32, the channels last with one row
+stride each, e.g. a channel slice) :func:`bypass_combine` and :func:`weighted_group_sum`
+run their forward and backward as one C pass each (csrc/encoder.c), within float32
+roundings of the torch ops rather than bit for bit. (The gate's C loops measured no faster than its few torch ops.)
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ import torch
 from torch import nn
 
 from .. import fast_paths
-from .balancer import Balancer
+from . import cpu_kernels
+from .balancer import Balancer, row_stride
 
 _recompute = True
 
@@ -89,6 +95,24 @@ def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return cast(t, like.dtype)
 
 
+def _c_rows(*tensors: torch.Tensor) -> list[int] | None:
+    """The row strides of the tensors (one shape, float32) seen as (frames, channels) rows
+    of unit channel stride (``balancer.row_stride``), for the C loops (``cpu_kernels``), or
+    None where those do not run."""
+    first = tensors[0]
+    # (is_compiling first: usable() reads the thread count, which Dynamo cannot trace)
+    if torch.compiler.is_compiling() or not (cpu_kernels.usable(first) and first.ndim >= 1
+                                             and first.numel() > 0):
+        return None
+    rows = []
+    for t in tensors:
+        ld = row_stride(t) if t.shape == first.shape and t.dtype == torch.float32 else None
+        if ld is None:
+            return None
+        rows.append(ld)
+    return rows
+
+
 class _Gate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s, use_tanh):  # type: ignore[override]
@@ -124,10 +148,30 @@ def gate(x: torch.Tensor, s: torch.Tensor, fn: str = "sigmoid") -> torch.Tensor:
     return x * (torch.tanh(s) if fn == "tanh" else torch.sigmoid(s))
 
 
+def _bypass_scale(x: torch.Tensor, c: torch.Tensor) -> int | None:
+    """For the C loops: 0 where ``c`` is (C,), 1 where it is (B, 1, C) of a (B, T, C) ``x``
+    (contiguous float32 both), None otherwise."""
+    if c.dtype != torch.float32 or not c.is_contiguous() or x.ndim != 3:
+        return None
+    if c.shape == (x.shape[2],):
+        return 0
+    return 1 if c.shape == (x.shape[0], 1, x.shape[2]) else None
+
+
 class _BypassCombine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, c):  # type: ignore[override]
         ctx.save_for_backward(x, y, c)
+        rows = _c_rows(x, y)
+        per_batch = None if rows is None else _bypass_scale(x, c)
+        ctx.c_loop = per_batch is not None
+        if per_batch is not None:
+            # one C pass (csrc/encoder.c) instead of three, within float32 roundings
+            ldx, ldy = rows
+            out = torch.empty(x.shape)
+            cpu_kernels.call("bypass_forward", x, ldx, y, ldy, c, out,
+                             x.shape[0], x.shape[1], x.shape[2], per_batch)
+            return out
         return x + (y - x) * c
 
     @staticmethod
@@ -135,6 +179,16 @@ class _BypassCombine(torch.autograd.Function):
         x, y, c = ctx.saved_tensors
         gx = gy = gc = None
         need_x, need_y, need_c = ctx.needs_input_grad
+        rows = _c_rows(grad, x, y) if ctx.c_loop else None
+        if rows is not None:
+            # one C pass: the two products and the scale's sums over frames (float64)
+            ldg, ldx, ldy = rows
+            gx = torch.empty(x.shape) if need_x else None
+            gy = torch.empty(y.shape) if need_y else None
+            gc = torch.empty(c.shape) if need_c else None
+            cpu_kernels.call("bypass_backward", grad, ldg, x, ldx, y, ldy, c, gx, gy, gc,
+                             x.shape[0], x.shape[1], x.shape[2], int(c.ndim == 3))
+            return gx, gy, gc
         gyc = grad * c if (need_x or need_y) else None
         if need_x:
             gx = _sum_to(grad - gyc, x)
@@ -155,11 +209,28 @@ def bypass_combine(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.T
     return d.mul_(c).add_(x)      # no gradient: in place, the same values (x + d == d + x)
 
 
+def _group_sum_c(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> bool:
+    """Whether the C loops run :func:`weighted_group_sum` (one CPU thread, float32, ``x``
+    (B, T, C) of unit channel stride, one index per frame for all channels: Downsample's)."""
+    return (not torch.compiler.is_compiling() and cpu_kernels.usable(x) and x.ndim == 3
+            and x.numel() > 0 and x.stride(2) == 1
+            and index.dtype == torch.int64 and index.stride(2) == 0
+            and weights.dtype == torch.float32 and weights.is_contiguous())
+
+
 class _WeightedGroupSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, index, weights, k):  # type: ignore[override]
         ctx.save_for_backward(x, index, weights)
         ctx.k = k
+        ctx.c_loop = _group_sum_c(x, index, weights)
+        if ctx.c_loop:
+            # one C pass (csrc/encoder.c): no gathered copy; within float32 roundings
+            b, t, c = x.shape
+            y = torch.empty((b, index.shape[1] // k, c))
+            cpu_kernels.call("group_sum_forward", x, x.stride(0), x.stride(1), index, index.stride(0),
+                             index.stride(1), weights, y, b, y.shape[1], k, c)
+            return y
         return _group_sum(torch.gather(x, 1, index), weights, k)
 
     @staticmethod
@@ -167,6 +238,14 @@ class _WeightedGroupSum(torch.autograd.Function):
         x, index, weights = ctx.saved_tensors
         k = ctx.k
         gx = gw = None
+        if ctx.c_loop and cpu_kernels.usable(grad) and grad.is_contiguous():
+            # one C call for the k gathers, k scatter-adds and the sums below (float64 sums)
+            b, t, c = x.shape
+            gx = torch.empty((b, t, c)) if ctx.needs_input_grad[0] else None
+            gw = torch.empty(weights.shape) if ctx.needs_input_grad[2] else None
+            cpu_kernels.call("group_sum_backward", grad, x, x.stride(0), x.stride(1), index,
+                             index.stride(0), index.stride(1), weights, gx, gw, b, t, grad.shape[1], k, c)
+            return gx, None, gw, None
         # one group member j (frames j, j + k, ...) at a time: temporaries of 1/k the input's size
         if ctx.needs_input_grad[2]:
             gw = torch.stack([(torch.gather(x, 1, index[:, j::k]) * grad).sum()

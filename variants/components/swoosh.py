@@ -19,6 +19,10 @@ only the activation's input and recomputes.
 On CPU (``variants.fast_paths.cpu_layout``, where step time matters more than
 memory) the rounded derivative is kept as the float32 value its byte stands
 for (the same values, bit for bit), which saves the byte conversions both ways.
+On one CPU thread (``cpu_kernels.usable``) the value with the rounded derivative
+(:func:`swoosh_and_level_deriv`) and the value with the exact derivative and a dropout
+mask (``fn_and_deriv``, for :mod:`.activation_dropout_linear`) are one C pass each
+(csrc/swoosh.c), within float32 roundings.
 """
 from __future__ import annotations
 
@@ -226,9 +230,11 @@ class Swish(nn.Module):
         return swish(x)
 
     @staticmethod
-    def fn_and_deriv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fn_and_deriv(x: torch.Tensor, mask: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         s = torch.sigmoid(x)
-        return x * s, s * (1.0 + x * (1.0 - s))
+        y, d = x * s, s * (1.0 + x * (1.0 - s))
+        return (y, d) if mask is None else (y.mul_(mask), d.mul_(mask))
 
 
 class _Swoosh(nn.Module):
@@ -244,9 +250,29 @@ class _Swoosh(nn.Module):
     def fn(self, x: torch.Tensor) -> torch.Tensor:
         return _swoosh(x, self.offset, self.constant)
 
-    def fn_and_deriv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fn_and_deriv(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(swoosh(x), its derivative), new tensors, both times ``mask`` (broadcasting
+        against ``x``) if given."""
+        if (cpu_kernels.usable(x) and x.numel() > 0 and x.is_contiguous()
+                and _kernel_mask(x, mask)):
+            # one pass (csrc/swoosh.c) instead of ~10 (and two for the mask): within
+            # float32 roundings of the torch arithmetic below
+            y, d = torch.empty_like(x), torch.empty_like(x)
+            b, c = (1 if mask is None else x.shape[0]), x.shape[-1]
+            cpu_kernels.call("swoosh_and_deriv", x, mask, y, d, b, x.numel() // (b * c), c,
+                             self.offset, self.constant)
+            return y, d
         y, sig = _swoosh_and_sigmoid(x, self.offset, self.constant)
-        return y, sig.sub_(0.08)
+        d = sig.sub_(0.08)
+        return (y, d) if mask is None else (y.mul_(mask), d.mul_(mask))
+
+
+def _kernel_mask(x: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """Whether the C loop takes ``mask``: None, or a contiguous float32 (B, 1, C) mask of a
+    (B, T, C) ``x`` (dropout shared over time: dropout.py)."""
+    return mask is None or (x.ndim == 3 and mask.dtype == torch.float32 and mask.is_contiguous()
+                            and mask.shape == (x.shape[0], 1, x.shape[2]))
 
 
 class SwooshR(_Swoosh):

@@ -16,16 +16,23 @@ metric (no gradient), sets the next probability in place and passes a 0/1 flag
 (acting and above the limit) to the backward, which adds the penalty gradient
 times the flag: the same decisions and arithmetic, no Python state written in
 the backward.
+
+On one CPU thread (``cpu_kernels.usable``) the backward reads the decision on the
+host (no synchronisation there) and runs the arithmetic around torch's two matrix
+products as three C calls (csrc/whitener.c, :func:`_c_backward`): a step that does not
+act costs nothing, one below the limit no second product.
 """
 from __future__ import annotations
 
+import ctypes
 import random
 
 import torch
 from torch import nn
 
 from .. import fast_paths
-from .balancer import as_frames_by_channels
+from . import cpu_kernels
+from .balancer import as_frames_by_channels, frame_rows, rows_as
 from .scheduled_float import FloatLike, fill_decision
 
 
@@ -61,6 +68,10 @@ class _WhitenerFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         w: Whitener = ctx.module
         if fast_paths.enabled():
+            if cpu_kernels.usable(x) and grad.dtype == torch.float32:
+                out = _c_backward(x, grad, w, ctx.draw)
+                if out is not None:
+                    return out, None, None
             if (w.num_groups == 1 and x.device.type == "cpu"
                     and x.dtype == grad.dtype == torch.float32):
                 xm = as_frames_by_channels(x, x.ndim - 1)
@@ -129,6 +140,49 @@ def _fused_backward_2d(xm: torch.Tensor, gm: torch.Tensor, w: "Whitener", draw: 
     # grad_scale ||g|| / ||penalty|| times the penalty = that over ||half|| times half
     scale = (float(w.grad_scale) * gm.norm() / (2.0 * half.norm() + 1.0e-20)) * 2.0
     return half.mul_(scale * whitens.float()).add_(gm)
+
+
+#: the C backward's (metric, above the limit) (whitener_metric writes them)
+_info = (ctypes.c_double * 2)()
+
+
+def _c_backward(x: torch.Tensor, grad: torch.Tensor, w: "Whitener", draw: float) -> torch.Tensor | None:
+    """The backward for float32 CPU tensors on one thread (``cpu_kernels.usable``), any
+    ``num_groups``, ``x`` and ``grad`` seen as (frames, channels) rows (:func:`frame_rows`;
+    None where they are not: the torch paths run). The decision is read on the host (no
+    synchronisation on the CPU), so a step that does not act (the draw above the
+    probability, most steps at the minimum probability) returns ``grad`` as it is
+    (what :func:`_apply` computes, without the metric), and one below the limit returns it
+    after the metric alone (no second matrix product). The matrix products are torch's
+    (BLAS); the centring, the metric with dM/dC, the norms and the final add are three
+    C calls (csrc/whitener.c: float64 sums, within float32 roundings of the torch path;
+    a metric within a rounding of the limit may decide the other way)."""
+    rows = frame_rows(x, grad)
+    if rows is None or x.numel() == 0:
+        return None
+    ldx, ldg, in_order = rows
+    prob = w._prob_tensor(x.device)
+    if not float(prob) >= draw:                 # not acting: the probability stays
+        return grad
+    c = x.shape[-1]
+    n = x.numel() // c
+    groups = w.num_groups
+    dg = c // groups
+    xc = torch.empty((groups, n, dg) if groups > 1 else (n, c))
+    cpu_kernels.call("whitener_centre", x, ldx, xc, n, groups, dg)
+    covar = torch.bmm(xc.transpose(1, 2), xc) if groups > 1 else torch.mm(xc.t(), xc)
+    # the metric, and the next probability written into the device tensor (max above the limit)
+    cpu_kernels.call("whitener_metric", covar, groups, dg, float(w.whitening_limit), ctypes.addressof(_info),
+                     prob, w.min_prob, w.max_prob)
+    if _info[1] == 0.0:                         # below the limit
+        return grad
+    if groups > 1:
+        half = torch.bmm(xc, covar)
+        out = torch.empty((n, c))
+    else:
+        half = out = torch.mm(xc, covar)
+    cpu_kernels.call("whitener_add", half, grad, ldg, out, c, n, groups, dg, float(w.grad_scale))
+    return rows_as(out, grad, in_order)
 
 
 def _centred_covariance(x: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,15 +90,20 @@ def test_whitener_identity_forward_and_gradient_above_limit():
     assert isinstance(make_whitener(enabled=False), torch.nn.Identity)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_whitener_probability_adapts_on_the_device(fused, monkeypatch):
+@pytest.mark.parametrize("mode", ["reference", "fused", "c_loop"])
+def test_whitener_probability_adapts_on_the_device(mode, monkeypatch, one_thread):
     """prob = (min, max): a step acts when the host draw is within the current probability,
-    which the metric sets on the device (max above the limit, min below) — no host read."""
+    which the metric sets on the device (max above the limit, min below) — no host read
+    (the C loops of the CPU path, ``c_loop``, read it on the host: no synchronisation
+    there; the same decisions)."""
     import random
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from variants import fast_paths
+    from variants.components import cpu_kernels
+
+    fused = mode != "reference"
 
     class HostSyncs(TorchDispatchMode):             # records each value read back to the host
         def __enter__(self):
@@ -120,9 +125,9 @@ def test_whitener_probability_adapts_on_the_device(fused, monkeypatch):
     def step(x, draw):
         x = x.clone().requires_grad_(True)
         monkeypatch.setattr(random, "random", lambda: draw)
-        with HostSyncs() as syncs:
+        with HostSyncs() as syncs, cpu_kernels.disabled(mode != "c_loop"):
             w(x).backward(g)
-        assert syncs.calls == []
+        assert syncs.calls == [] or mode == "c_loop"
         return not torch.equal(x.grad, g)
 
     assert w.prob == 0.5

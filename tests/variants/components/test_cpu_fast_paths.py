@@ -549,3 +549,200 @@ def test_conv_embed_fused_stages_c_loops_match_the_layout_path(prob, monkeypatch
     assert not layout_calls
     for a, b in zip(fused, layout):
         assert float((a - b).abs().max() / b.abs().max()) < 1e-5
+
+
+# ---- the encoder's C loops (csrc/whitener.c, csrc/encoder.c, balancer.c and swoosh.c's
+# ---- later kernels) against the torch fast paths they replace on one thread
+
+needs_kernels = pytest.mark.skipif(cpu_kernels.library() is None, reason="no C compiler: no C loops")
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The names of the C kernels called (so a test knows its C path ran)."""
+    names: list[str] = []
+    call = cpu_kernels.call
+
+    def record(name, *args):
+        names.append(name)
+        return call(name, *args)
+
+    monkeypatch.setattr(cpu_kernels, "call", record)
+    return names
+
+
+def _whitener_inputs(layout: str):
+    """(x, grad, num_groups): a contiguous matrix, a channel slice of a wider projection
+    output (frames in logical order with one row stride), heads as groups, and ConvNeXt's
+    (B, F, T, C) view of a channels-last tensor (frames in memory order)."""
+    gen = torch.Generator().manual_seed(3)
+    if layout == "channels_last_view":
+        base = torch.randn(2, 12, 9, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+        x = base.permute(0, 2, 3, 1)                        # (B, F, T, C), channels-last storage
+        x = x * torch.linspace(0.2, 4.0, 12)                # not white (keeps the layout)
+        g = torch.randn(2, 12, 9, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+        return x, g.permute(0, 2, 3, 1), 1
+    wide = torch.randn(3, 40, 48, generator=gen) * torch.linspace(0.1, 5.0, 48)
+    if layout == "matrix":
+        return wide.reshape(120, 48).contiguous(), torch.randn(120, 48, generator=gen), 1
+    if layout == "slice":
+        return wide[..., :32], torch.randn(3, 40, 32, generator=gen), 1
+    return wide, torch.randn(3, 40, 48, generator=gen), 4
+
+
+@needs_kernels
+@pytest.mark.parametrize("layout", ["matrix", "slice", "groups", "channels_last_view"])
+def test_whitener_c_loops_match_the_torch_path(layout, one_thread, kernel_calls):
+    """Not acting, acting below the limit, acting above it: the same decisions and
+    probabilities as the torch fast path, the added gradient within float32 roundings
+    (float64 sums against float32 ones), the gradient's layout kept."""
+    from variants.components.whitener import Whitener, _WhitenerFunction
+
+    x, g, groups = _whitener_inputs(layout)
+    for limit, draw in ((1.0, 0.3), (1e6, 0.01), (1.0, 0.01)):
+        res = {}
+        for c_loop in (False, True):
+            w = Whitener(num_groups=groups, whitening_limit=limit, prob=(0.025, 0.25))
+            xi = x.detach().requires_grad_(True)
+            with cpu_kernels.disabled(not c_loop):
+                _WhitenerFunction.apply(xi, w, draw).backward(g)
+            res[c_loop] = (xi.grad, w.prob)
+        (ref, p_ref), (new, p_new) = res[False], res[True]
+        assert p_new == p_ref
+        assert new.shape == g.shape
+        added = (ref - g).abs().max()
+        if limit == 1.0 and draw < 0.25:                 # acts, above the limit
+            assert float(added) > 1e-4
+            assert float((new - ref).abs().max() / added) < 1e-4
+        else:
+            assert torch.equal(new, g) and torch.equal(ref, g)
+    assert kernel_calls == ["whitener_centre", "whitener_metric"] + ["whitener_centre", "whitener_metric",
+                                                                     "whitener_add"]
+
+
+@needs_kernels
+@pytest.mark.parametrize("case", ["slice", "small_channels_last", "contiguous"])
+def test_balancer_c_loop_for_every_layout_matches_the_torch_path(case, one_thread, kernel_calls):
+    """The Balancer's C backward also takes rows of a wider matrix and tensors under the
+    (frames, channels) path's size limit: within 1e-5 of the added gradient."""
+    from variants.components.balancer import _BalancerFunction, abs_to_rms, proportion_positive_to_mean
+
+    gen = torch.Generator().manual_seed(5)
+    if case == "slice":
+        x, cd = (torch.randn(4, 30, 72, generator=gen) * 0.2 + 0.5)[..., :48], -1
+        g = torch.randn(4, 30, 48, generator=gen)
+    elif case == "small_channels_last":
+        x = (torch.randn(3, 20, 32, generator=gen) * 0.2 + 0.5).permute(0, 2, 1)
+        g, cd = torch.randn(3, 20, 32, generator=gen).permute(0, 2, 1), 1
+    else:
+        x, cd = torch.randn(50, 16, generator=gen) * 3.0, -1
+        g = torch.randn(50, 16, generator=gen)
+    limits = (proportion_positive_to_mean(0.05), proportion_positive_to_mean(0.95),
+              abs_to_rms(0.2), abs_to_rms(1.0))
+    res = {}
+    for c_loop in (False, True):
+        xi = x.detach().requires_grad_(True)
+        with cpu_kernels.disabled(not c_loop):
+            _BalancerFunction.apply(xi, limits, 0.04, cd % x.ndim).backward(g)
+        res[c_loop] = xi.grad
+    added = (res[False] - g).abs().max()
+    assert float(added) > 1e-4
+    assert float((res[True] - res[False]).abs().max() / added) < 1e-5
+    assert kernel_calls == ["balancer_extra_rows"]
+
+
+@needs_kernels
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_swoosh_fn_and_deriv_c_loop_matches_torch(with_mask, one_thread, kernel_calls):
+    x = torch.randn(3, 50, 40, generator=torch.Generator().manual_seed(0)) * 6
+    mask = (torch.rand(3, 1, 40, generator=torch.Generator().manual_seed(1)) > 0.3).float() / 0.7
+    m = mask if with_mask else None
+    for act in (SwooshL(), SwooshR()):
+        with cpu_kernels.disabled():
+            y0, d0 = act.fn_and_deriv(x, m)
+        y1, d1 = act.fn_and_deriv(x, m)
+        assert torch.allclose(y1, y0, rtol=1e-6, atol=2e-6)
+        assert torch.allclose(d1, d0, rtol=0, atol=3e-7)
+    assert kernel_calls == ["swoosh_and_deriv"] * 2
+
+
+@needs_kernels
+def test_bias_norm_param_limit_and_bypass_c_loops_match_torch(one_thread, kernel_calls):
+    """BiasNorm's forward and gradients, limit_param_value's sign flip (exact) and
+    bypass_combine with a per-channel and a per-sequence scale and a channel slice."""
+    from variants.components.bias_norm import BiasNorm
+    from variants.components.lean_autograd import bypass_combine
+    from variants.components.param_limit import _LimitParamValue
+
+    gen = torch.Generator().manual_seed(2)
+    m = BiasNorm(24).train()
+    with torch.no_grad():
+        m.bias.normal_(0.0, 0.3, generator=gen)
+        m.log_scale.fill_(0.7)
+    x = torch.randn(3, 11, 24, generator=gen) * 2 + 0.5
+    g = torch.randn(3, 11, 24, generator=gen)
+    res = {}
+    for c_loop in (False, True):
+        xi = x.detach().requires_grad_(True)
+        m.zero_grad(set_to_none=True)
+        random.seed(0)
+        with cpu_kernels.disabled(not c_loop):
+            y = m(xi)
+            y.backward(g)
+        res[c_loop] = (y.detach(), xi.grad, m.bias.grad, m.log_scale.grad)
+    for a, b in zip(res[True], res[False]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    p, gp = torch.randn(40, generator=gen), torch.randn(40, generator=gen)
+    flips = []
+    for c_loop in (False, True):
+        pi = p.clone().requires_grad_(True)
+        with cpu_kernels.disabled(not c_loop):
+            _LimitParamValue.apply(pi, -0.5, 0.5).backward(gp)
+        flips.append(pi.grad)
+    assert torch.equal(flips[0], flips[1]) and not torch.equal(flips[0], gp)
+
+    wide = torch.randn(2, 9, 40, generator=gen)
+    for xs, c in ((wide[..., :32], torch.rand(32, generator=gen)),
+                  (torch.randn(2, 9, 32, generator=gen), torch.rand(2, 1, 32, generator=gen))):
+        ys, gb = torch.randn(2, 9, 32, generator=gen), torch.randn(2, 9, 32, generator=gen)
+        res = {}
+        for c_loop in (False, True):
+            ins = [t.detach().requires_grad_(True) for t in (xs, ys, c)]
+            with cpu_kernels.disabled(not c_loop):
+                out = bypass_combine(*ins)
+                grads = torch.autograd.grad(out, ins, gb)
+            res[c_loop] = (out.detach(), *grads)
+        for a, b in zip(res[True], res[False]):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert {"bias_norm_forward", "bias_norm_backward", "limit_param_grad", "bypass_forward",
+            "bypass_backward"} <= set(kernel_calls)
+
+
+@needs_kernels
+@pytest.mark.parametrize("k", [2, 4])
+def test_downsample_weighted_group_sum_c_loop_matches_torch(k, one_thread, kernel_calls):
+    """Downsample with lengths (the gather of padded frames: weighted_group_sum) in one C
+    pass each way: output and gradients within float32 roundings of the torch ops."""
+    from variants.components.downsample import Downsample
+
+    gen = torch.Generator().manual_seed(k)
+    m = Downsample(k)
+    with torch.no_grad():
+        m.bias.normal_(0.0, 1.0, generator=gen)
+    x = torch.randn(3, 2 * k * 5 + 1, 24, generator=gen)
+    lengths = torch.tensor([x.shape[1], 7, 1])
+    g = None
+    res = {}
+    for c_loop in (False, True):
+        xi = x.detach().requires_grad_(True)
+        m.zero_grad(set_to_none=True)
+        with cpu_kernels.disabled(not c_loop):
+            y, _ = m(xi, lengths)
+            g = torch.randn(y.shape, generator=torch.Generator().manual_seed(9))
+            y.backward(g)
+        res[c_loop] = (y.detach(), xi.grad, m.bias.grad)
+    for a, b in zip(res[True], res[False]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert kernel_calls == ["group_sum_forward", "group_sum_backward"]

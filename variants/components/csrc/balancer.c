@@ -35,17 +35,17 @@ static void affine_coefficients(const double *s1, const double *s2, int64_t n, i
     }
 }
 
-/* out = g + |g| (A + B x) with (A, B) from x's per-channel moments (float64 sums):
- * two passes over x, one over g; out may be g. */
-KERNEL balancer_extra_2d(const float *x, const float *g, float *out, int64_t n, int64_t c,
-                         double min_mean, double max_mean, double min_rms, double max_rms,
-                         double grad_scale) {
+/* balancer_extra_2d for rows with strides: row i of x, g and out starts at
+ * i * ldx, i * ldg and i * ldo (a slice of a wider matrix, e.g. a projection's output). */
+KERNEL balancer_extra_rows(const float *x, int64_t ldx, const float *g, int64_t ldg, float *out,
+                           int64_t ldo, int64_t n, int64_t c, double min_mean, double max_mean,
+                           double min_rms, double max_rms, double grad_scale) {
     double *s = calloc((size_t)(2 * c), sizeof(double));
     float *ab = malloc((size_t)(2 * c) * sizeof(float));
     double *s1 = s, *s2 = s + c;
     float *A = ab, *B = ab + c;
     for (int64_t i = 0; i < n; i++) {
-        const float *xr = x + i * c;
+        const float *xr = x + i * ldx;
         for (int64_t j = 0; j < c; j++) {
             double v = (double)xr[j];
             s1[j] += v;
@@ -54,8 +54,8 @@ KERNEL balancer_extra_2d(const float *x, const float *g, float *out, int64_t n, 
     }
     affine_coefficients(s1, s2, n, c, min_mean, max_mean, min_rms, max_rms, grad_scale, A, B);
     for (int64_t i = 0; i < n; i++) {
-        const float *xr = x + i * c, *gr = g + i * c;
-        float *o = out + i * c;
+        const float *xr = x + i * ldx, *gr = g + i * ldg;
+        float *o = out + i * ldo;
         for (int64_t j = 0; j < c; j++) {
             float gv = gr[j];
             o[j] = gv + fabsf(gv) * (A[j] + B[j] * xr[j]);
@@ -63,4 +63,12 @@ KERNEL balancer_extra_2d(const float *x, const float *g, float *out, int64_t n, 
     }
     free(s);
     free(ab);
+}
+
+/* out = g + |g| (A + B x) with (A, B) from x's per-channel moments (float64 sums):
+ * two passes over x, one over g; out may be g. */
+KERNEL balancer_extra_2d(const float *x, const float *g, float *out, int64_t n, int64_t c,
+                         double min_mean, double max_mean, double min_rms, double max_rms,
+                         double grad_scale) {
+    balancer_extra_rows(x, c, g, c, out, c, n, c, min_mean, max_mean, min_rms, max_rms, grad_scale);
 }

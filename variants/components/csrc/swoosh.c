@@ -19,3 +19,39 @@ KERNEL swoosh_forward(const float *x, float *y, float *d, int64_t n, float offse
         d[i] = floorf(s * inv + 0.5f) * step + deriv_min;
     }
 }
+
+/* y = Swoosh(x) as in swoosh_forward and d = sigmoid(z) - 0.08 (its exact derivative),
+ * both times a dropout mask shared over time when mask is not NULL: x, y and d are
+ * (b, t, c) row-major, mask (b, 1, c). */
+KERNEL swoosh_and_deriv(const float *x, const float *mask, float *y, float *d, int64_t b,
+                        int64_t t, int64_t c, float offset, float constant) {
+    for (int64_t bi = 0; bi < b; bi++) {
+        const float *m = mask ? mask + bi * c : NULL;
+        for (int64_t ti = 0; ti < t; ti++) {
+            const int64_t o = (bi * t + ti) * c;
+            const float *xr = x + o;
+            float *yr = y + o, *dr = d + o;
+            if (m) {
+                for (int64_t j = 0; j < c; j++) {
+                    float xi = xr[j];
+                    float z = xi - offset;
+                    float e = expf(z < 80.0f ? z : 80.0f);
+                    float sp = logf(1.0f + e);
+                    sp = sp > z ? sp : z;
+                    yr[j] = (sp - 0.08f * xi - constant) * m[j];
+                    dr[j] = (e / (1.0f + e) - 0.08f) * m[j];
+                }
+            } else {
+                for (int64_t j = 0; j < c; j++) {
+                    float xi = xr[j];
+                    float z = xi - offset;
+                    float e = expf(z < 80.0f ? z : 80.0f);
+                    float sp = logf(1.0f + e);
+                    sp = sp > z ? sp : z;
+                    yr[j] = sp - 0.08f * xi - constant;
+                    dr[j] = e / (1.0f + e) - 0.08f;
+                }
+            }
+        }
+    }
+}
