@@ -24,9 +24,13 @@ runs what a GPU runs (the CPU proxy of GPU training memory).
 
 Under the CPU layout paths, with torch on one thread, some of their arithmetic runs as C loops
 (``components/cpu_kernels.py``, ``components/csrc/``: Swoosh's value and derivative level in one
-pass, the Balancer's extra gradient from float64 per-channel sums in one call, the convolution
-modules' depth-wise convolution over (B, T, C) memory, ScaledAdam's statistics and update of a
-bucket in two calls), within float32 roundings of the torch operators they replace;
+pass, and its exact derivative with the dropout mask; the Balancer's extra gradient from float64
+per-channel sums in one call at any size; the Whitener's centring, metric, decision and gradient
+around torch's two matrix products; BiasNorm, Bypass, Downsample's weighted group sum and
+``limit_param_value``'s backward; Conv-Embed's Conv2d -> Balancer -> SwooshR stages and ConvNeXt's
+hidden layer, layer drop, residual and 7x7 depth-wise convolution; the convolution modules'
+depth-wise convolution over (B, T, C) memory; ScaledAdam's statistics and update of a bucket in
+two calls), within float32 roundings of the torch operators they replace;
 ``cpu_kernels.disabled()`` turns off only those. The Conformer's convolution module holds its
 activations (B, T, d) on this path (point-wise convolutions as matrix products).
 """
