@@ -22,6 +22,8 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from variants import fast_paths
+
 from .measure import FEATURE_RATE_HZ, PRECISIONS
 
 #: ops CUDA autocast runs in float32 that CPU autocast leaves in the input's dtype
@@ -100,7 +102,9 @@ class SavedBytesResult:
 def measure_saved_bytes(variant: str, precision: str = "float32", batch: int = 2,
                         duration_s: float = 4.0, batch_count: float = 30000.0, seed: int = 0,
                         overrides: Mapping[str, Any] | None = None, top: int = 5) -> SavedBytesResult:
-    """Bytes one training forward of Conv-Embed + encoder saves for backward (on CPU).
+    """Bytes one training forward of Conv-Embed + encoder saves for backward (on CPU, with
+    the arithmetic a GPU runs: ``fast_paths.device_independent()``, so the CPU-only layout
+    paths and C loops, which trade memory for time, do not count).
 
     ``batch_count`` sets the training schedules (the default is past every
     warm-up: no layer skipping); ``seed`` fixes dropout and the randomly
@@ -122,6 +126,7 @@ def measure_saved_bytes(variant: str, precision: str = "float32", batch: int = 2
     random.seed(seed)
     bf16 = precision == "bf16"
     with contextlib.ExitStack() as stack:
+        stack.enter_context(fast_paths.device_independent())
         if bf16:
             stack.enter_context(cuda_autocast_policy())
         stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
