@@ -31,14 +31,9 @@ KERNEL conv_stage_forward(const float *restrict h, float *restrict y, uint8_t *r
                 continue;
             }
             for (int64_t i = 0; i < row; i++) {
-                float xi = hr[i];
-                float z = xi - offset;
-                float e = expf(z < 80.0f ? z : 80.0f);
-                float sp = logf(1.0f + e);
-                sp = sp > z ? sp : z;
-                yr[i] = sp - 0.08f * xi - constant;
-                float s = e / (1.0f + e);
-                qr[i] = (uint8_t)(int32_t)floorf(s * inv + 0.5f);
+                float xi = hr[i], e;
+                yr[i] = softplus_and_exp(xi - offset, &e) - 0.08f * xi - constant;
+                qr[i] = (uint8_t)(int32_t)derivative_level(e, inv);
             }
         }
     }

@@ -20,13 +20,9 @@ KERNEL convnext_hidden_levels(float *restrict m, const float *restrict bias, flo
         uint8_t *qr = q + i * c;
         for (int64_t j = 0; j < c; j++) {
             float h = mr[j] + bias[j];
-            float z = h - offset;
-            float e = expf(z < 80.0f ? z : 80.0f);
-            float sp = logf(1.0f + e);
-            sp = sp > z ? sp : z;
-            ar[j] = sp - 0.08f * z;
-            float s = e / (1.0f + e);
-            qr[j] = (uint8_t)(int32_t)floorf(s * inv + 0.5f);
+            float z = h - offset, e;
+            ar[j] = softplus_and_exp(z, &e) - 0.08f * z;
+            qr[j] = (uint8_t)(int32_t)derivative_level(e, inv);
             if (keep_h)
                 mr[j] = h;
         }

@@ -23,4 +23,20 @@ __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) double log(double);
 #endif
 
+/* softplus(z) = log(1 + exp(z)) as max(log(1 + exp(min(z, 80))), z): exp cannot overflow, and
+ * above z = 20 it rounds to z, as torch's softplus; *e = exp(min(z, 80)), from which
+ * sigmoid(z) = e / (1 + e). Swoosh (paper eq. 6-7) is softplus(x - offset) - 0.08 x - constant. */
+static inline float softplus_and_exp(float z, float *e) {
+    float ez = expf(z < 80.0f ? z : 80.0f);
+    float sp = logf(1.0f + ez);
+    *e = ez;
+    return sp > z ? sp : z;
+}
+
+/* The rounded level of a Swoosh derivative sigmoid(z) - 0.08 from e = exp(min(z, 80)):
+ * floor(sigmoid(z) / step + 0.5) for inv = 1 / step; it stands for level * step + deriv_min. */
+static inline float derivative_level(float e, float inv) {
+    return floorf(e / (1.0f + e) * inv + 0.5f);
+}
+
 #endif
