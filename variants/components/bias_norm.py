@@ -34,8 +34,7 @@ def _rms(x: torch.Tensor, bias: torch.Tensor, channel_dim: int) -> torch.Tensor:
 def _c_loop(x: torch.Tensor, bias: torch.Tensor, log_scale: torch.Tensor, channel_dim: int) -> bool:
     """Whether :class:`_BiasNormFunction` runs its C loops (one CPU thread, float32, the
     channels last and contiguous: ``cpu_kernels.usable``)."""
-    # (is_compiling first: usable() reads the thread count, which Dynamo cannot trace)
-    return (not torch.compiler.is_compiling() and cpu_kernels.usable(x)
+    return (cpu_kernels.usable(x)
             and channel_dim % x.ndim == x.ndim - 1 and x.is_contiguous()
             and x.numel() > 0 and bias.dtype == log_scale.dtype == torch.float32
             and bias.is_contiguous() and bias.numel() == x.shape[-1])

@@ -100,9 +100,7 @@ def _c_rows(*tensors: torch.Tensor) -> list[int] | None:
     of unit channel stride (``balancer.row_stride``), for the C loops (``cpu_kernels``), or
     None where those do not run."""
     first = tensors[0]
-    # (is_compiling first: usable() reads the thread count, which Dynamo cannot trace)
-    if torch.compiler.is_compiling() or not (cpu_kernels.usable(first) and first.ndim >= 1
-                                             and first.numel() > 0):
+    if not (cpu_kernels.usable(first) and first.ndim >= 1 and first.numel() > 0):
         return None
     rows = []
     for t in tensors:
@@ -212,7 +210,7 @@ def bypass_combine(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.T
 def _group_sum_c(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> bool:
     """Whether the C loops run :func:`weighted_group_sum` (one CPU thread, float32, ``x``
     (B, T, C) of unit channel stride, one index per frame for all channels: Downsample's)."""
-    return (not torch.compiler.is_compiling() and cpu_kernels.usable(x) and x.ndim == 3
+    return (cpu_kernels.usable(x) and x.ndim == 3
             and x.numel() > 0 and x.stride(2) == 1
             and index.dtype == torch.int64 and index.stride(2) == 0
             and weights.dtype == torch.float32 and weights.is_contiguous())

@@ -25,7 +25,7 @@ class _LimitParamValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        if (not torch.compiler.is_compiling() and cpu_kernels.usable(x)
+        if (cpu_kernels.usable(x)
                 and grad.dtype == torch.float32 and cpu_kernels.dense(x, grad)
                 and isinstance(ctx.lo, float) and isinstance(ctx.hi, float)):
             # one C call (csrc/encoder.c) for the five small ops below; the same values
