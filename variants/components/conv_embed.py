@@ -37,7 +37,7 @@ from .activation import create_activation
 from .attention_weights import is_tracing
 from . import balancer, cpu_kernels, swoosh
 from .balancer import Balancer, make_balancer
-from .convnext import LEVEL_STEP, ConvNeXt
+from .convnext import ConvNeXt
 from .dropout import TimeSharedDropout
 from .norm import create_norm
 from .scheduled_float import FloatLike, ScheduledFloat
@@ -94,7 +94,7 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
             q = torch.empty((bsz, t, f, c), dtype=torch.uint8)
             cpu_kernels.call("conv_stage_forward", h, y, q, h if lengths is None else lengths, bsz, t,
                              f * c, int(lengths is not None), SwooshR.offset, SwooshR.constant,
-                             LEVEL_STEP)
+                             swoosh.LEVEL_STEP)
             ctx.save_for_backward(x, w, q, h if balance is not None else None)
             return y
         if lengths is not None:
@@ -118,7 +118,7 @@ class _ConvBalancedSwooshRCPU(torch.autograd.Function):
             # pass (csrc/conv_embed.c)
             lengths = ctx.lengths
             cpu_kernels.call("conv_stage_backward", d, grad, gh, grad if lengths is None else lengths,
-                             bsz, t, f * c, int(lengths is not None), LEVEL_STEP, swoosh.DERIV_MIN)
+                             bsz, t, f * c, int(lengths is not None), swoosh.LEVEL_STEP, swoosh.DERIV_MIN)
         else:
             torch.mul(d, grad, out=gh)
         if ctx.balance is not None:

@@ -301,7 +301,7 @@ def _branch_backward(x, dw, a, d, h, keep, w0, w1, w2, grad, padding, balance, n
         # the derivative from its level (the C forward's byte), and the bias gradient in
         # the same pass unless the Balancer adds to the gradient first
         db1 = grad.new_empty(hidden)
-        cpu_kernels.call("convnext_grad_levels", grad_h, d, db1, n, hidden, LEVEL_STEP,
+        cpu_kernels.call("convnext_grad_levels", grad_h, d, db1, n, hidden, swoosh.LEVEL_STEP,
                          swoosh.DERIV_MIN, int(balance is None))
         fused_db1 = balance is None
     else:
@@ -389,13 +389,14 @@ def _c_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
     q = torch.empty(n, hidden, dtype=torch.uint8)
     if balanced:
         h = torch.mm(dwm, w1m.t())
-        cpu_kernels.call("convnext_hidden_levels", h, b1, a, q, n, hidden, SWOOSH_L_OFFSET, LEVEL_STEP, 1)
+        cpu_kernels.call("convnext_hidden_levels", h, b1, a, q, n, hidden, SWOOSH_L_OFFSET,
+                         swoosh.LEVEL_STEP, 1)
     else:
         # z = h - 4 with the shift in the bias (as _torch_forward's addmm); the product in a
         # buffer kept between steps (only a and the levels are kept for the backward)
         m1 = torch.mm(dwm, w1m.t(), out=scratch("convnext.m1", (n, hidden), dwm))
         cpu_kernels.call("convnext_hidden_levels", m1, (b1 - SWOOSH_L_OFFSET).contiguous(), a, q,
-                         n, hidden, 0.0, LEVEL_STEP, 0)
+                         n, hidden, 0.0, swoosh.LEVEL_STEP, 0)
         h = None
     out = torch.mm(a, w2m.t())
     bias = (b2 - SWOOSH_L_CONSTANT * w2m.sum(1)).contiguous()
@@ -407,8 +408,6 @@ def _c_forward(x, dwm, w1m, b1, w2m, b2, balanced, keep):
 
 #: SwooshL(h) = softplus(h - 4) - 0.08 h - 0.035 = softplus(z) - 0.08 z - 0.355, z = h - 4
 SWOOSH_L_OFFSET, SWOOSH_L_CONSTANT = 4.0, 0.355
-#: the spacing of SwooshL's 256 derivative levels (swoosh.py's)
-LEVEL_STEP = (swoosh.DERIV_MAX - swoosh.DERIV_MIN) / 255.0
 
 
 def _fused_hidden_applies(m: "ConvNeXt", x: torch.Tensor) -> bool:

@@ -35,7 +35,7 @@ from . import cpu_kernels
 
 #: derivative range of both Swooshes (with a margin): 256 levels, one byte
 DERIV_MIN, DERIV_MAX = -0.08, 0.925
-_STEP = (DERIV_MAX - DERIV_MIN) / 255.0
+LEVEL_STEP = (DERIV_MAX - DERIV_MIN) / 255.0
 
 
 #: the exp/log form of softplus (below) is used on CPU tensors of at least this many
@@ -112,7 +112,7 @@ def _swoosh_and_byte_deriv(x: torch.Tensor, offset: float, constant: float
     bit where torch's softplus is used (see :func:`_exp_log`)."""
     z = x - offset
     y = _softplus(z).add_(x, alpha=-0.08).sub_(constant)
-    q = z.sigmoid_().mul_(1.0 / _STEP).add_(0.5).to(torch.uint8)
+    q = z.sigmoid_().mul_(1.0 / LEVEL_STEP).add_(0.5).to(torch.uint8)
     return y, q
 
 
@@ -149,9 +149,9 @@ def level_deriv(z: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     s = z.sigmoid_() if inplace else torch.sigmoid(z)
     if _exp_log(z):
         shift, low = torch.tensor(0.5), torch.tensor(DERIV_MIN)
-        torch.add(shift, s, alpha=1.0 / _STEP, out=s).floor_()
-        return torch.add(low, s, alpha=_STEP, out=s)
-    return s.mul_(1.0 / _STEP).add_(0.5).floor_().mul_(_STEP).add_(DERIV_MIN)
+        torch.add(shift, s, alpha=1.0 / LEVEL_STEP, out=s).floor_()
+        return torch.add(low, s, alpha=LEVEL_STEP, out=s)
+    return s.mul_(1.0 / LEVEL_STEP).add_(0.5).floor_().mul_(LEVEL_STEP).add_(DERIV_MIN)
 
 
 def swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
@@ -165,7 +165,7 @@ def swoosh_and_level_deriv(x: torch.Tensor, offset: float, constant: float
         # one pass (csrc/swoosh.c) instead of ~11; within float32 roundings of the torch
         # arithmetic below (a rounding may move a derivative level by one step)
         y, d = torch.empty_like(x), torch.empty_like(x)
-        cpu_kernels.call("swoosh_forward", x, y, d, x.numel(), offset, constant, _STEP, DERIV_MIN)
+        cpu_kernels.call("swoosh_forward", x, y, d, x.numel(), offset, constant, LEVEL_STEP, DERIV_MIN)
         return y, d
     z = x - offset
     sp = softplus_unclamped(z) if _exp_log(z) else _softplus(z)
@@ -186,7 +186,7 @@ def swish(x: torch.Tensor) -> torch.Tensor:
 
 def dequantize_deriv(q: torch.Tensor) -> torch.Tensor:
     """The float32 derivative a byte of :class:`_SwooshFunction` stands for."""
-    return q.to(torch.float32).mul_(_STEP).add_(DERIV_MIN)
+    return q.to(torch.float32).mul_(LEVEL_STEP).add_(DERIV_MIN)
 
 
 class _SwooshFunction(torch.autograd.Function):
@@ -210,7 +210,7 @@ class _SwooshFunction(torch.autograd.Function):
             y, sig = _swoosh_and_sigmoid(x.float(), offset, constant)
             # (deriv - DERIV_MIN) / step = sigmoid / step, as DERIV_MIN = -0.08; rounded to
             # nearest (the authors dither instead, which costs a random number per element)
-            ctx.save_for_backward(sig.mul_(1.0 / _STEP).add_(0.5).to(torch.uint8))
+            ctx.save_for_backward(sig.mul_(1.0 / LEVEL_STEP).add_(0.5).to(torch.uint8))
             return y.to(x.dtype)
 
     @staticmethod

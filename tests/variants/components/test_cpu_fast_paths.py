@@ -40,8 +40,8 @@ def test_exp_log_form_matches_softplus_within_roundings(module):
         assert torch.all((a - b).abs() <= tol)
     # the byte derivative: sigmoid is computed as before, so the same levels; the level's
     # dequantized value (one fused multiply-add) within one float32 rounding (~6e-8)
-    level_ref = ((ref[1] / g - swoosh.DERIV_MIN) / swoosh._STEP).round()
-    level_fast = ((fast[1] / g - swoosh.DERIV_MIN) / swoosh._STEP).round()
+    level_ref = ((ref[1] / g - swoosh.DERIV_MIN) / swoosh.LEVEL_STEP).round()
+    level_fast = ((fast[1] / g - swoosh.DERIV_MIN) / swoosh.LEVEL_STEP).round()
     keep = g.abs() > 1e-3
     assert torch.equal(level_fast[keep], level_ref[keep])
     assert torch.all((fast[1] - ref[1]).abs() <= 1.2e-7 * g.abs())

@@ -137,7 +137,7 @@ def test_swoosh_loop_matches_the_torch_arithmetic(offset, constant, one_thread):
     assert y.stride() == x.stride() and d.stride() == x.stride()
     assert torch.allclose(y, y0, rtol=2e-6, atol=1e-6)
     assert int((d != d0).sum()) <= 5                     # measured: 0-3 in 2 M
-    assert float((d - d0).abs().max()) <= swoosh._STEP * 1.001
+    assert float((d - d0).abs().max()) <= swoosh.LEVEL_STEP * 1.001
     nan = swoosh.swoosh_and_level_deriv(torch.tensor([float("nan")] * 16), offset, constant)[0]
     assert bool(nan.isnan().all())                      # NaN stays NaN
 
