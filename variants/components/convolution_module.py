@@ -107,8 +107,7 @@ class _DepthwiseConv1dCPU(torch.autograd.Function):
         k = weight.shape[-1]
         wt = weight.detach().reshape(c, k).t().contiguous()             # (K, C)
         y = torch.empty(b, t, c, dtype=x.dtype)
-        cpu_kernels.call("depthwise_conv1d_forward", x, wt, bias if bias is not None else None,
-                         y, b, t, c, k)
+        cpu_kernels.call("depthwise_conv1d_forward", x, wt, bias, y, b, t, c, k)
         ctx.save_for_backward(x, wt)
         ctx.has_bias = bias is not None
         return y.transpose(1, 2)
