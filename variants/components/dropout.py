@@ -1,11 +1,81 @@
-"""Dropout whose mask is shared along time (the authors' Dropout3 on the time axis),
-with a rate that may follow a ScheduledFloat."""
+"""Dropout: torch's (``Dropout``, ``dropout``: the same masks, drawn faster on the CPU)
+and one whose mask is shared along time (the authors' Dropout3 on the time axis), with a
+rate that may follow a ScheduledFloat."""
 from __future__ import annotations
+
+import functools
+import math
 
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .scheduled_float import FloatLike, ScheduledFloat, rate_value
+
+#: byte offset of ``normal_is_valid`` (int32) in the CPU generator's state
+#: (seed, left, seeded, next, 624 state words, three doubles)
+_NORMAL_VALID_AT = 8 + 4 + 4 + 8 + 624 * 8 + 3 * 8
+
+
+class _DropoutCPU(torch.autograd.Function):
+    """torch's dropout on the CPU, mask for mask: the default generator's Mersenne Twister
+    drawn by the C loop of csrc/dropout.c (torch draws one element at a time; ~10 % of the
+    Conformer row's training step), the generator's state read and written back, so the
+    outputs, gradients and the random numbers drawn afterwards are torch's bits. Keeps a
+    byte mask for the backward (torch keeps a float32 one)."""
+
+    @staticmethod
+    def forward(ctx, x, p, state):  # type: ignore[override]
+        scale, threshold = _constants(p)
+        y = torch.empty_like(x)
+        keep = torch.empty_like(x, dtype=torch.uint8)
+        cpu_kernels.call("dropout_forward", state, x, y, keep, x.numel(), threshold, scale)
+        torch.default_generator.set_state(state)
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (keep,) = ctx.saved_tensors
+        if grad.dtype != torch.float32 or not (grad.is_contiguous() or cpu_kernels.dense(grad)):
+            # torch's grad * noise, in the layout torch gives it (later sums add in its order)
+            return grad * (keep.to(torch.float32) * ctx.scale), None, None
+        if grad.stride() != keep.stride():
+            keep = torch.empty_like(grad, dtype=torch.uint8).copy_(keep)  # grad's layout, as torch's
+        gx = torch.empty_like(grad)
+        cpu_kernels.call("dropout_backward", grad, keep, gx, grad.numel(), ctx.scale)
+        return gx, None, None
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(p: float) -> tuple[float, int]:
+    """(scale, threshold) for dropout rate p: torch's noise.div_(1 - p) gives kept values
+    1 / (1 - p) rounded to float32; u < 1 - p with u = k / 2^53 is k < ceil((1 - p) 2^53)."""
+    q = 1.0 - p
+    return float(torch.ones((), dtype=torch.float32) / q), math.ceil(q * 2.0 ** 53)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``torch.nn.functional.dropout(x, p, training)``, the same values and masks; float32
+    tensors on the CPU fast path (one thread) draw their masks in a C loop (_DropoutCPU)."""
+    if (training and 0.0 < p < 1.0 and x.numel() > 0 and cpu_kernels.usable(x)
+            and (x.is_contiguous() or cpu_kernels.dense(x))):
+        state = torch.default_generator.get_state()
+        # a cached float64 normal sample would not survive get_state/set_state unchanged
+        # (normal_is_valid is 0 or 1: its first byte says which)
+        if state.numpy()[_NORMAL_VALID_AT] == 0:
+            return _DropoutCPU.apply(x, float(p), state)
+    return nn.functional.dropout(x, p, training)
+
+
+class Dropout(nn.Dropout):
+    """``torch.nn.Dropout`` through :func:`dropout` (the same masks and values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inplace:
+            return super().forward(x)
+        return dropout(x, self.p, self.training)
 
 
 class TimeSharedDropout(nn.Module):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .activation import create_activation
+from .dropout import Dropout
 
 
 class MacaronFeedForward(nn.Module):
@@ -18,7 +19,7 @@ class MacaronFeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.activation = create_activation(activation, "feed_forward")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from .dropout import dropout
 from .scheduled_float import FloatLike
 
 
@@ -63,14 +64,14 @@ class RelPositionalEncoding(nn.Module):
         seq_len = x.shape[1]
         if torch.compiler.is_compiling():       # in the graph: no cache for guards to watch
             pe = compact_rel_pos_encoding(seq_len, self.pos_dim, self.length_factor, x.device)
-            return nn.functional.dropout(pe.unsqueeze(0), p=float(self.dropout), training=self.training)
+            return dropout(pe.unsqueeze(0), float(self.dropout), self.training)
         cache = self._cache
         if cache is None or cache.device != x.device or cache.shape[0] < 2 * seq_len - 1:
             cache = compact_rel_pos_encoding(seq_len, self.pos_dim, self.length_factor, x.device)
             self._cache = cache
         mid = cache.shape[0] // 2
         pe = cache[mid - (seq_len - 1): mid + seq_len].unsqueeze(0)
-        return nn.functional.dropout(pe, p=float(self.dropout), training=self.training)
+        return dropout(pe, float(self.dropout), self.training)
 
     def extra_repr(self) -> str:
         return f"pos_dim={self.pos_dim}"

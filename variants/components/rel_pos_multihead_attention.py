@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .attention_weights import gather_relative, is_tracing
+from .dropout import dropout
 
 
 def rel_shift(scores: torch.Tensor) -> torch.Tensor:
@@ -79,6 +80,6 @@ class RelPositionMultiheadAttention(nn.Module):
                 raise ValueError(f"key_padding_mask must have shape ({b}, {t}), got {tuple(key_padding_mask.shape)}")
             scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
         weights = nn.functional.softmax(scores, dim=-1)
-        weights = nn.functional.dropout(weights, p=self.dropout, training=self.training)
+        weights = dropout(weights, self.dropout, self.training)
         out = torch.matmul(weights.to(v.dtype), v.transpose(1, 2))  # (B, H, T, dh)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from .dropout import Dropout
+
 
 def relative_sinusoids(max_rel: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
     """(2 * max_rel + 1, d_model) encodings of positions max_rel, ..., -max_rel (float32)."""
@@ -36,7 +38,7 @@ class RelSinusoidalPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self._initial_max_len = initial_max_len
         self._table: torch.Tensor | None = None  # positions max_rel..-max_rel, not in the state dict
 

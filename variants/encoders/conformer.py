@@ -27,6 +27,7 @@ from torch import nn
 
 from ..components.conformer_convolution import ConformerConvolution
 from ..components.conv2d_subsampling import Conv2dSubsampling
+from ..components.dropout import Dropout
 from ..components.macaron_feed_forward import MacaronFeedForward
 from ..components.norm import create_norm
 from ..components.padding_mask import padding_mask as make_padding_mask
@@ -53,7 +54,7 @@ class ConformerEncoderLayer(nn.Module):
         self.norm_conv = create_norm(norm, d_model)
         self.norm_ff = create_norm(norm, d_model)
         self.norm_final = create_norm(norm, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos_emb: torch.Tensor,
                 padding_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..components.attention_weights import PenalizeAbsValuesGt
+from ..components.dropout import Dropout, dropout
 from ..components.padding_mask import padding_mask
 from ..components.swoosh import Swish
 
@@ -47,7 +48,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pe = sinusoidal_positions(x.size(1), self.d_model, x.device).to(x.dtype)
@@ -89,7 +90,7 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             scores = scores.masked_fill(mask.unsqueeze(1), float("-inf"))
         weights = nn.functional.softmax(scores, dim=-1)
-        weights = nn.functional.dropout(weights, p=self.dropout, training=self.training)
+        weights = dropout(weights, self.dropout, self.training)
         out = torch.matmul(weights.to(v.dtype), v)                       # (B, H, U, dh)
         return self.out_proj(out.transpose(1, 2).reshape(b, u, h * dh))
 
@@ -106,9 +107,9 @@ class AttentionDecoderLayer(nn.Module):
         self.src_attn = MultiHeadAttention(d_model, nhead, kv_dim=memory_dim)
         self.norm_ff = nn.LayerNorm(d_model)
         self.feed_forward = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward), Swish(), nn.Dropout(dropout),
+            nn.Linear(d_model, dim_feedforward), Swish(), Dropout(dropout),
             nn.Linear(dim_feedforward, d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, self_mask: torch.Tensor, memory: torch.Tensor,
                 memory_mask: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..components.dropout import Dropout
+
 
 class CtcHead(nn.Module):
     """enc (..., encoder_dim) -> log-probabilities (..., vocab_size)."""
@@ -13,7 +15,7 @@ class CtcHead(nn.Module):
         super().__init__()
         if encoder_dim <= 0 or vocab_size <= 1:
             raise ValueError(f"CtcHead needs encoder_dim > 0 and vocab_size > 1, got {encoder_dim}, {vocab_size}")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear = nn.Linear(encoder_dim, vocab_size)
 
     def forward(self, enc: torch.Tensor) -> torch.Tensor:
