@@ -19,9 +19,10 @@
 #        part 4 2-6 minutes, most of it compiling: run them in separate calls when a
 #        device call is limited to 10 minutes)
 # Each part's output goes to OUT_DIR (default runs/gpu-checks) as a log / JSON-lines file.
-# DRY_RUN=cpu: no GPU needed; part 3's command on CPU with tiny sizes (Zipformer-S, 1 x 1 s),
-#        beside the authors' when AUTHORS_DIR is set, to check the script before a GPU is
-#        lent; its numbers measure nothing.
+# DRY_RUN=cpu: no GPU needed; parts 3 and 4 run their commands on CPU with tiny sizes
+#        (Zipformer-S, 1 x 1 s; part 4 eager only), part 3 beside the authors' when
+#        AUTHORS_DIR is set, to check the script before a GPU is lent; its numbers measure
+#        nothing (benchmarks/test_gpu_checks.py runs it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/gpu-checks}
@@ -30,19 +31,24 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}.
 authors=()
 [ -n "${AUTHORS_DIR:-}" ] && authors=(--authors "$AUTHORS_DIR")
 if [ "${DRY_RUN:-}" = cpu ]; then
-    python3 benchmarks/gpu_memory_check.py "${authors[@]}" --device cpu --variants zipformer-s \
-        --batch 1 --duration 1 --steps 1 --infer-batch 1 --infer-duration 1 --infer-runs 2 \
-        2>&1 | tee "$out/memory-dry-run.jsonl"
-    exit "${PIPESTATUS[0]}"
+    parts=" ${PARTS:-3 4} "
+    memory_args=(--device cpu --variants zipformer-s --batch 1 --duration 1 --steps 1
+                 --infer-batch 1 --infer-duration 1 --infer-runs 2)
+    step_args=(zipformer-s --device cpu --batch 1 --duration 1 --compile off --runs 1 --warmup 0)
+    tag=-dry-run
+else
+    python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name(0), torch.__version__)" || exit 2
+    parts=" ${PARTS:-1 2 3 4} "
+    memory_args=(--infer-batch 30 --infer-duration 30 --infer-runs 6)
+    step_args=(zipformer-m --device cuda --compile both --runs 10 --warmup 3)
+    tag=
 fi
-python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name(0), torch.__version__)" || exit 2
 status=0
-parts=" ${PARTS:-1 2 3 4} "
 run_part() { [[ "$parts" == *" $1 "* ]]; }
 run_part 1 && { timeout 180 python3 -m pytest -q -p no:cacheprovider -k "cuda" tests 2>&1 | tee "$out/cuda-tests.log" || status=1; }
 run_part 2 && { timeout 240 python3 benchmarks/gpu_rnnt_check.py 2>&1 | tee "$out/rnnt.jsonl" || status=1; }
-run_part 3 && { timeout 420 python3 benchmarks/gpu_memory_check.py "${authors[@]}" --infer-batch 30 --infer-duration 30 \
-    --infer-runs 6 2>--infer-runs 10 2>&11 | tee "$out/memory.jsonl" || status=1; }
-run_part 4 && { timeout 420 python3 -m harness.cli bench zipformer-m --train --device cuda --precision bf16 \
-    --compile both --runs 10 --warmup 3 --no-store 2>&1 | tee "$out/train-compile.log" || status=1; }
+run_part 3 && { timeout 420 python3 benchmarks/gpu_memory_check.py "${authors[@]}" "${memory_args[@]}" 2>&1 \
+    | tee "$out/memory$tag.jsonl" || status=1; }
+run_part 4 && { timeout 420 python3 -m harness.cli bench "${step_args[@]}" --train --precision bf16 --no-store 2>&1 \
+    | tee "$out/train-compile$tag.log" || status=1; }
 exit $status
