@@ -26,7 +26,7 @@ class _DropoutCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, p, state):  # type: ignore[override]
-        scale, threshold = _constants(p)
+        scale, threshold = mask_constants(p)
         y = torch.empty_like(x)
         keep = torch.empty_like(x, dtype=torch.uint8)
         cpu_kernels.call("dropout_forward", state, x, y, keep, x.numel(), threshold, scale)
@@ -49,23 +49,35 @@ class _DropoutCPU(torch.autograd.Function):
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(p: float) -> tuple[float, int]:
-    """(scale, threshold) for dropout rate p: torch's noise.div_(1 - p) gives kept values
-    1 / (1 - p) rounded to float32; u < 1 - p with u = k / 2^53 is k < ceil((1 - p) 2^53)."""
+def mask_constants(p: float) -> tuple[float, int]:
+    """(scale, threshold) of the C loops' masks for dropout rate p: torch's noise.div_(1 - p)
+    gives kept values 1 / (1 - p) rounded to float32; u < 1 - p with u = k / 2^53 is
+    k < ceil((1 - p) 2^53)."""
     q = 1.0 - p
     return float(torch.ones((), dtype=torch.float32) / q), math.ceil(q * 2.0 ** 53)
 
 
-def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``torch.nn.functional.dropout(x, p, training)``, the same values and masks; float32
-    tensors on the CPU fast path (one thread) draw their masks in a C loop (_DropoutCPU)."""
+def loop_state(x: torch.Tensor, p: float, training: bool) -> torch.Tensor | None:
+    """The default generator's state (bytes) for a C loop to draw torch's dropout mask of
+    ``x`` from (the loop writes it back; set it with ``torch.default_generator.set_state``),
+    or None where torch's dropout must run: not training, p not in (0, 1), not a float32
+    dense CPU tensor on the fast path (``cpu_kernels.usable``)."""
     if (training and 0.0 < p < 1.0 and x.numel() > 0 and cpu_kernels.usable(x)
             and (x.is_contiguous() or cpu_kernels.dense(x))):
         state = torch.default_generator.get_state()
         # a cached float64 normal sample would not survive get_state/set_state unchanged
         # (normal_is_valid is 0 or 1: its first byte says which)
         if state.numpy()[_NORMAL_VALID_AT] == 0:
-            return _DropoutCPU.apply(x, float(p), state)
+            return state
+    return None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``torch.nn.functional.dropout(x, p, training)``, the same values and masks; float32
+    tensors on the CPU fast path (one thread) draw their masks in a C loop (_DropoutCPU)."""
+    state = loop_state(x, p, training)
+    if state is not None:
+        return _DropoutCPU.apply(x, float(p), state)
     return nn.functional.dropout(x, p, training)
 
 

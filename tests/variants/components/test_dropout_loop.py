@@ -105,3 +105,38 @@ def test_a_broadcast_gradient_takes_torchs_arithmetic(one_thread):
         fn(x, 0.3, True).sum().backward()           # the gradient arrives expanded (stride 0)
         grads.append(x.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+def test_conformer_feed_forward_swish_and_dropout_in_one_loop(one_thread, monkeypatch):
+    """The macaron feed-forward's Swish + dropout as one loop: the same mask as torch's
+    dropout, the values and gradients within float32 roundings of torch's Swish."""
+    from variants.components.macaron_feed_forward import MacaronFeedForward, _SwishDropoutCPU
+    calls = []
+    real = _SwishDropoutCPU.apply
+    monkeypatch.setattr(_SwishDropoutCPU, "apply", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    ff = MacaronFeedForward(16, 64, dropout=0.3).train()
+    x = torch.randn(3, 21, 16) * 4
+    outs = []
+    for off in (False, True):
+        torch.manual_seed(9)
+        with cpu_kernels.disabled(off):
+            xi = x.clone().requires_grad_(True)
+            h = torch.nn.functional.linear(xi, ff.linear1.weight, ff.linear1.bias)
+            y = ff(xi)
+            (y * torch.linspace(-2, 2, 16)).sum().backward()
+        outs.append((y.detach(), xi.grad, ff.linear1.weight.grad.clone(), torch.default_generator.get_state()))
+        ff.zero_grad()
+    assert calls == [1]
+    (y, gx, gw, state), (y_ref, gx_ref, gw_ref, state_ref) = outs
+    assert torch.equal(state, state_ref)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-5, atol=1e-5)
+    # the same units dropped: the hidden layer's zeros fall where torch's do
+    with torch.no_grad():
+        torch.manual_seed(9)
+        hid = ff.dropout(ff.activation(h.detach()))
+    torch.manual_seed(9)
+    hid_loop = _SwishDropoutCPU.apply(h.detach(), 0.3, torch.default_generator.get_state())
+    assert torch.equal(hid == 0, hid_loop == 0)

@@ -138,3 +138,26 @@ KERNEL dropout_backward(const float *restrict g, const unsigned char *restrict k
     for (int64_t i = 0; i < n; i++)
         gx[i] = g[i] * (keep[i] ? scale : 0.0f);
 }
+
+/* Swish then dropout, the Conformer feed-forward's hidden layer: y = x sigmoid(x) * (keep ?
+ * scale : 0), the mask drawn as dropout_forward draws it (the same bits as torch's); within
+ * float32 roundings of torch's x * sigmoid(x) (exp here is libmvec's). */
+KERNEL swish_dropout_forward(unsigned char *state, const float *restrict x, float *restrict y,
+                             unsigned char *restrict keep, int64_t n, int64_t threshold,
+                             float scale) {
+    draw_keep(state, keep, n, (uint64_t)threshold);
+    for (int64_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-x[i]));
+        y[i] = x[i] * s * (keep[i] ? scale : 0.0f);
+    }
+}
+
+/* gx = g * (keep ? scale : 0) * (s + x s (1 - s)), s = sigmoid(x): the gradient of the above. */
+KERNEL swish_dropout_backward(const float *restrict x, const float *restrict g,
+                              const unsigned char *restrict keep, float *restrict gx,
+                              int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-x[i]));
+        gx[i] = g[i] * (keep[i] ? scale : 0.0f) * (s + x[i] * s * (1.0f - s));
+    }
+}
