@@ -22,6 +22,39 @@ def subsampled_size(n: int | torch.Tensor) -> int | torch.Tensor:
     return ((n - 1) // 2 - 1) // 2
 
 
+class _ConvReLUCPU(torch.autograd.Function):
+    """relu(conv2d(x)) as one mkldnn call with ReLU fused into the convolution (the CPU
+    skips a pass over the output, the Conformer's largest tensor: 1.25 of 2.2 ms for the
+    first convolution of a 5 x 265-frame batch); the backward is what autograd runs for
+    the two ops (threshold_backward, then convolution_backward with the same arguments),
+    so values and gradients are the same bits."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride):  # type: ignore[override]
+        y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], stride, [1, 1], 1,
+                                                    "relu", [None], "")
+        ctx.save_for_backward(x, weight, y)
+        ctx.stride = stride
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight, y = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad, y, 0)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            g, x, weight, ctx.bias_sizes, ctx.stride, [0, 0], [1, 1], False, [0, 0], 1, mask)
+        return gx, gw, gb, None
+
+
+def _fused_relu_applies(x: torch.Tensor) -> bool:
+    return (fast_paths.cpu_layout(x) and x.dtype == torch.float32 and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
 class Conv2dSubsampling(nn.Module):
     """(B, T, num_features) fbank -> (B, ((T - 1) // 2 - 1) // 2, d_model)."""
 
@@ -60,7 +93,11 @@ class Conv2dSubsampling(nn.Module):
             # convolutions run channels-last on CPU (faster there; same values within
             # float rounding)
             y = y.as_strided(y.shape, (y.stride(0), 1, y.stride(2), y.stride(3)))
-        y = self.conv(y)  # (B, d, T', F')
+        if _fused_relu_applies(y):
+            for conv in (self.conv[0], self.conv[2]):
+                y = _ConvReLUCPU.apply(y, conv.weight, conv.bias, list(conv.stride))
+        else:
+            y = self.conv(y)  # (B, d, T', F')
         b, c, t, f = y.shape
         y = self.out(y.transpose(1, 2).reshape(b, t, c * f))
         return y, subsampled_size(x_lens)

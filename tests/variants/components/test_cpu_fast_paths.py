@@ -115,6 +115,29 @@ def test_conv2d_subsampling_channels_last_matches_reference():
         assert float((a - b).abs().max() / b.abs().max()) < 1e-5
 
 
+def test_conv2d_subsampling_fused_relu_is_bit_for_bit(monkeypatch):
+    """ReLU fused into mkldnn's convolution (forward) and autograd's own two backward ops:
+    the same output and gradients as Conv2d -> ReLU in the same layout, bit for bit."""
+    from variants.components import conv2d_subsampling as cs
+
+    torch.manual_seed(0)
+    m = cs.Conv2dSubsampling(80, 16)
+    x = torch.randn(3, 45, 80)
+    lens = torch.tensor([45, 31, 20])
+    fused = cs._fused_relu_applies
+    calls = []
+    monkeypatch.setattr(cs._ConvReLUCPU, "apply", lambda *a, f=cs._ConvReLUCPU.apply: calls.append(1) or f(*a))
+    res = []
+    for applies in (fused, lambda y: False):
+        monkeypatch.setattr(cs, "_fused_relu_applies", applies)
+        m.zero_grad()
+        y, _ = m(x, lens)
+        (y * torch.linspace(-1.0, 1.0, 16)).sum().backward()
+        res.append([y.detach()] + [p.grad.clone() for p in m.parameters()])
+    assert len(calls) == 2                       # both convolutions, the first pass only
+    assert all(torch.equal(a, b) for a, b in zip(*res))
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_zero_padded_frames_is_bit_for_bit(channels_last):
     from variants.components.conv_embed import zero_padded_frames
