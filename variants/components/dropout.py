@@ -26,11 +26,7 @@ class _DropoutCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, p, state):  # type: ignore[override]
-        scale, threshold = mask_constants(p)
-        y = torch.empty_like(x)
-        keep = torch.empty_like(x, dtype=torch.uint8)
-        cpu_kernels.call("dropout_forward", state, x, y, keep, x.numel(), threshold, scale)
-        torch.default_generator.set_state(state)
+        y, keep, scale = masked_loop("dropout_forward", x, p, state)
         ctx.save_for_backward(keep)
         ctx.scale = scale
         return y
@@ -70,6 +66,19 @@ def loop_state(x: torch.Tensor, p: float, training: bool) -> torch.Tensor | None
         if state.numpy()[_NORMAL_VALID_AT] == 0:
             return state
     return None
+
+
+def masked_loop(kernel: str, x: torch.Tensor, p: float, state: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Run the C loop ``kernel(state, x, y, keep, n, threshold, scale)`` that draws torch's
+    dropout mask (rate p) of ``x`` from ``state`` (:func:`loop_state`) and writes y; the
+    generator then continues from where the loop left it. Returns (y, byte mask, scale)."""
+    scale, threshold = mask_constants(p)
+    y = torch.empty_like(x)
+    keep = torch.empty_like(x, dtype=torch.uint8)
+    cpu_kernels.call(kernel, state, x, y, keep, x.numel(), threshold, scale)
+    torch.default_generator.set_state(state)
+    return y, keep, scale
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

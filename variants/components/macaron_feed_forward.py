@@ -9,7 +9,7 @@ from torch import nn
 
 from . import cpu_kernels
 from .activation import create_activation
-from .dropout import Dropout, loop_state, mask_constants
+from .dropout import Dropout, loop_state, masked_loop
 from .swoosh import Swish
 
 
@@ -21,11 +21,7 @@ class _SwishDropoutCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, p, state):  # type: ignore[override]
-        scale, threshold = mask_constants(p)
-        y = torch.empty_like(x)
-        keep = torch.empty_like(x, dtype=torch.uint8)
-        cpu_kernels.call("swish_dropout_forward", state, x, y, keep, x.numel(), threshold, scale)
-        torch.default_generator.set_state(state)
+        y, keep, scale = masked_loop("swish_dropout_forward", x, p, state)
         ctx.save_for_backward(x, keep)
         ctx.scale = scale
         return y
