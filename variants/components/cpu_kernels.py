@@ -15,8 +15,9 @@ fails) one warning says why and the torch fast paths run; ``HARNESS_CPU_KERNELS=
 them off, ``HARNESS_KERNEL_CACHE`` moves the cache (default
 ``$XDG_CACHE_HOME/zipformer-harness/cpu-kernels``). Results agree with the torch fast paths
 within float32 roundings (libmvec's exp/log are within 4 ulp of the correctly rounded
-value; sums accumulate in another order), not bit for bit; :func:`disabled` turns them off
-for a block (tests compare the two).
+value; sums accumulate in another order), not bit for bit (the dropout loops' masks and
+plain dropout's values are torch's bits: see ``dropout.py``); :func:`disabled` turns them
+off for a block (tests compare the two).
 """
 from __future__ import annotations
 
