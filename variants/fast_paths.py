@@ -20,7 +20,8 @@ channels-last 2-d one; Swoosh and activation_dropout_linear keeping float32 deri
 instead of a byte or a recomputation; these may read values back, free on the CPU)
 take the place of the memory-lean paths on CPU, where step time
 matters more than memory; ``device_independent()`` turns off only those, so a CPU measurement
-runs what a GPU runs (the CPU proxy of GPU training memory).
+runs what a GPU runs (the CPU proxy of GPU training memory); inside regions torch.compile
+traces (train.compile) they are off too (:func:`cpu_layout`).
 
 Under the CPU layout paths, with torch on one thread, some of their arithmetic runs as C loops
 (``components/cpu_kernels.py``, ``components/csrc/``: Swoosh's value and derivative level in one
