@@ -20,7 +20,8 @@ channels-last 2-d one; Swoosh and activation_dropout_linear keeping float32 deri
 instead of a byte or a recomputation; these may read values back, free on the CPU)
 take the place of the memory-lean paths on CPU, where step time
 matters more than memory; ``device_independent()`` turns off only those, so a CPU measurement
-runs what a GPU runs (the CPU proxy of GPU training memory).
+runs what a GPU runs (the CPU proxy of GPU training memory); inside regions torch.compile
+traces (train.compile) they are off too (:func:`cpu_layout`).
 
 Under the CPU layout paths, with torch on one thread, some of their arithmetic runs as C loops
 (``components/cpu_kernels.py``, ``components/csrc/``: Swoosh's value and derivative level in one
@@ -63,9 +64,14 @@ def reference_paths(reference: bool = True) -> Iterator[None]:
 
 def cpu_layout(x: torch.Tensor) -> bool:
     """Whether the CPU-only layout paths apply to ``x``: fused paths on, ``x`` on the CPU,
-    not turned off by :func:`device_independent`, and no exporter tracing."""
+    not turned off by :func:`device_independent`, and no tracing: neither an exporter
+    (``torch.jit.trace``, ``torch.export``) nor ``torch.compile`` (train.compile's layers),
+    whose regions take the plain ops, those a GPU runs: inductor picks the layouts and what
+    to keep itself, and a layout chosen here can be one it cannot lower under dynamic shapes
+    (the depth-wise convolution's channels-last 2-d view in a downsampled stack has a stride
+    in ``ceil(T / 2)`` that it cannot order against the channels' count)."""
     return (_enabled and _cpu_layouts and x.device.type == "cpu"
-            and not torch.jit.is_tracing() and not torch.compiler.is_exporting())
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 @contextlib.contextmanager

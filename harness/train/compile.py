@@ -26,7 +26,11 @@ Inside the compiled layers a few fused eager paths give way to plain ops that
 inductor fuses itself (``torch.compiler.is_compiling()``): Swoosh and
 activation-dropout-linear without their custom autograd Functions, the
 relative-position shift and Upsample by index (no guards on strides or on
-length % factor), the positional encoding without its cache. Duck shaping is
+length % factor), the positional encoding without its cache; and the CPU-only layout
+paths (``variants.fast_paths.cpu_layout``, with the C loops under them) are off there,
+so the compiled layers run the arithmetic a GPU runs (the convolution module's
+channels-last depth-wise view, added after these measurements, crashed inductor in the
+downsampled stacks: a stride in ceil(T / 2) it could not order). Duck shaping is
 turned off (``torch.fx.experimental._config.use_duck_shape``, process-wide): a
 length equal by chance to a channel count (128) otherwise shared its symbol and
 the next length compiled again.

@@ -314,8 +314,7 @@ def _fused_stack_applies(m: ConvEmbed, y: torch.Tensor) -> bool:
     gradient, SwooshR activations, biased undilated convolutions, and Balancers drawn in
     the forward (not predrawn) or absent."""
     if not (fast_paths.cpu_layout(y) and y.dtype == torch.float32 and y.is_contiguous()
-            and not y.requires_grad and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()):
+            and not y.requires_grad and not torch.is_autocast_enabled("cpu")):
         return False
     for i in range(3):
         conv, bal, act = m.conv[3 * i], m.conv[3 * i + 1], m.conv[3 * i + 2]

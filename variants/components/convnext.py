@@ -416,7 +416,6 @@ def _fused_hidden_applies(m: "ConvNeXt", x: torch.Tensor) -> bool:
     kh, kw = c0.kernel_size
     return (fast_paths.cpu_layout(x) and m.training and torch.is_grad_enabled()
             and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
             and type(m.activation) is SwooshL
             and None not in (c0.bias, c1.bias, c2.bias)
             and kh % 2 == 1 and kw % 2 == 1 and tuple(c0.padding) == m.padding

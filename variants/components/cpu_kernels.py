@@ -172,8 +172,9 @@ def library() -> ctypes.CDLL | None:
 
 def usable(x: torch.Tensor) -> bool:
     """Whether the fused loops apply to a float32 tensor ``x`` now (see the module docstring)."""
-    # is_compiling first: Dynamo cannot trace get_num_threads (a graph break per call)
-    return (not torch.compiler.is_compiling() and _on and x.dtype == torch.float32
+    # cpu_layout (False while compiling) before get_num_threads: Dynamo cannot trace that
+    # (a graph break per call)
+    return (_on and x.dtype == torch.float32
             and fast_paths.cpu_layout(x) and torch.get_num_threads() == 1
             and library() is not None)
 

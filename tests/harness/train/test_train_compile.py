@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from harness.losses import compute_loss
-from harness.train.compile import compile_encoder, dynamo_counts, install_decisions
+from harness.train.compile import COMPILE_OPTIONS, compile_encoder, dynamo_counts, install_decisions
 from variants import build_model, fast_paths
 from variants.components.balancer import Balancer
+from variants.components.convolution_module import ConvolutionModule
+from variants.components.downsample import Downsample
 from variants.optim import build_optimizer
 
 
@@ -111,3 +113,37 @@ def _changing_decisions_do_not_recompile() -> None:
     assert counts[0]["graphs"] >= 1 and counts[0]["graph_breaks"] == 0, counts[0]
     for a, b in zip(compiled, eager):
         assert abs(a - b) <= 1e-5 * abs(b), (compiled, eager)
+
+
+@pytest.mark.timeout(300)
+def test_downsampled_convolution_compiles(one_thread):
+    """A downsampled stack's convolution module compiled as train.compile compiles (inductor,
+    dynamic shapes) at an odd length, forward and backward equal to eager. The CPU-only
+    layout paths are off inside compiled regions (``fast_paths.cpu_layout``): the depth-wise
+    convolution's channels-last 2-d view had a stride in ceil(T / 2) that inductor could not
+    order against the channel count, and the demo Zipformer's first compiled step crashed
+    (``cannot determine truth value of Relational``). ~20 s of CPU, most of it inductor."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    down = Downsample(2)
+    conv = ConvolutionModule(16, 7, balancer=False, whitener=False).train()
+    assert fast_paths.cpu_layout(torch.zeros(1))             # eager takes the CPU layout paths
+
+    def stack(x, lens):
+        y, y_lens = down(x, lens)
+        return conv(y, torch.arange(y.shape[1]) >= y_lens.unsqueeze(1))
+
+    x, lens = torch.randn(2, 33, 16), torch.tensor([33, 24])
+    params = [*down.parameters(), *conv.parameters()]
+
+    def run(fn):
+        xg = x.clone().requires_grad_(True)
+        out = fn(xg, lens)
+        grads = torch.autograd.grad(out.square().sum(), [xg, *params])
+        return [out.detach(), *grads]
+
+    eager = run(stack)
+    compiled = run(torch.compile(stack, backend="inductor", **COMPILE_OPTIONS))
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert dynamo_counts()["graph_breaks"] == 0
