@@ -50,7 +50,7 @@ class _ConvReLUCPU(torch.autograd.Function):
 
 def _fused_relu_applies(x: torch.Tensor) -> bool:
     return (fast_paths.cpu_layout(x) and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
