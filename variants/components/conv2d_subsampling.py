@@ -8,6 +8,8 @@ output frame depends on valid input frames only.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -48,11 +50,15 @@ class _ConvReLUCPU(torch.autograd.Function):
         return gx, gw, gb, None
 
 
+@functools.cache
+def _mkldnn_has_fused_relu() -> bool:
+    """Whether this torch build has mkldnn's convolution with a fused ReLU (asked once)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
 def _fused_relu_applies(x: torch.Tensor) -> bool:
     return (fast_paths.cpu_layout(x) and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+            and not torch.is_autocast_enabled("cpu") and _mkldnn_has_fused_relu())
 
 
 class Conv2dSubsampling(nn.Module):

@@ -49,7 +49,7 @@ class MacaronFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear1(x)
-        if type(self.activation) is Swish and h.dtype == torch.float32:
+        if type(self.activation) is Swish:           # (loop_state: float32 CPU fast path)
             state = loop_state(h, self.dropout.p, self.training)
             if state is not None:
                 return self.linear2(_SwishDropoutCPU.apply(h, float(self.dropout.p), state))
